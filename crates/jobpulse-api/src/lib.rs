@@ -1,0 +1,1 @@
+//! jobpulse-api (being written).

@@ -1,0 +1,3 @@
+//! The `jobpulse` binary (being written).
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! jobpulse-db (being written).

@@ -1,0 +1,263 @@
+//! Fenced, monotonic writes: the ordering rule of the read model (CONTRACT.md §5).
+//!
+//! Every write carries a [`Fence`] `(generation, attempt, seq)`, compared lexicographically:
+//!
+//! - **generation** starts at 1 and grows only when a user restarts a finished task (retry of a
+//!   FAILED video). A new generation is the only way out of a terminal status.
+//! - **attempt** is the worker attempt within a generation: 0 before the first claim, `n` while
+//!   attempt `n` runs. Writes made *between* attempts (RETRY_WAIT, or a FAILED written by the
+//!   reaper after a crash) use `(generation, n + 1, 0)`, so every late write of the dead attempt `n`
+//!   is older and is refused.
+//! - **seq** orders the writes of one attempt; the attempt's single lease holder assigns it.
+//!
+//! [`decide`] is the rule itself. The in-process store calls it; the Redis store's Lua script is
+//! a transcription of it, and a differential test drives both with the same writes.
+//!
+//! The rule, for a write `w` against the stored record `cur`:
+//!
+//! 1. no record: a state write applies; a heartbeat is rejected (there is nothing to keep alive);
+//! 2. `w.generation < cur.generation`: stale;
+//! 3. `w.generation > cur.generation`: applies (a restart; terminal or not);
+//! 4. same generation, `cur` terminal or deleted: stale (terminal absorbs its generation);
+//! 5. same generation, `(w.attempt, w.seq) <= (cur.attempt, cur.seq)`: stale;
+//! 6. otherwise it applies; within the same attempt the overall percent is
+//!    `max(cur.percent, w.percent)` (except for the initial states UPLOADED/PENDING, pinned at 0),
+//!    so no reader ever sees it go back.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ProgressError, State, TaskKey};
+
+/// Lua numbers are doubles; keeping `seq` below 2^53 makes the Redis script exact.
+pub const MAX_SEQ: u64 = (1 << 53) - 1;
+
+/// `(generation, attempt, seq)`, ordered lexicographically.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Fence {
+    pub generation: u32,
+    pub attempt: u32,
+    pub seq: u64,
+}
+
+impl Fence {
+    pub fn new(generation: u32, attempt: u32, seq: u64) -> Result<Self, ProgressError> {
+        if generation == 0 || seq > MAX_SEQ {
+            return Err(ProgressError::Invariant(
+                "fence generation starts at 1 and seq must be below 2^53",
+            ));
+        }
+        Ok(Self {
+            generation,
+            attempt,
+            seq,
+        })
+    }
+
+    /// The fence of writes made between attempt `attempt` and the next one.
+    pub fn between_attempts(generation: u32, finished_attempt: u32) -> Self {
+        Self {
+            generation,
+            attempt: finished_attempt.saturating_add(1),
+            seq: 0,
+        }
+    }
+}
+
+impl std::fmt::Display for Fence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.generation, self.attempt, self.seq)
+    }
+}
+
+/// What a write does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "state", rename_all = "snake_case")]
+pub enum WriteKind {
+    /// Replace the task's state (a transition or a progress tick).
+    Set(State),
+    /// Keep an in-progress record alive (slide its TTL) without changing it.
+    Heartbeat,
+    /// The task was deleted: readers see it as unknown; older writes stay refused.
+    Delete,
+}
+
+/// One fenced write for one task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Write {
+    pub key: TaskKey,
+    pub fence: Fence,
+    pub kind: WriteKind,
+}
+
+impl Write {
+    /// A state write; the state is validated against the task's kind.
+    pub fn set(key: TaskKey, fence: Fence, state: State) -> Result<Self, ProgressError> {
+        state.validate(key.task.kind())?;
+        Ok(Self {
+            key,
+            fence,
+            kind: WriteKind::Set(state),
+        })
+    }
+
+    pub fn heartbeat(key: TaskKey, fence: Fence) -> Self {
+        Self {
+            key,
+            fence,
+            kind: WriteKind::Heartbeat,
+        }
+    }
+
+    pub fn delete(key: TaskKey, fence: Fence) -> Self {
+        Self {
+            key,
+            fence,
+            kind: WriteKind::Delete,
+        }
+    }
+}
+
+/// What a store holds for one task. `state == None` is a deletion tombstone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stored {
+    pub fence: Fence,
+    /// Bumped by every applied state write: `max(previous + 1, now in µs)`, so a record rebuilt
+    /// after the store lost everything never reuses a revision a client may still hold.
+    pub rev: u64,
+    pub state: Option<State>,
+}
+
+impl Stored {
+    /// Terminal records (and tombstones) absorb every later write of their generation.
+    pub fn absorbs_generation(&self) -> bool {
+        self.state.as_ref().is_none_or(|s| s.status.is_terminal())
+    }
+}
+
+/// Why a well-formed write could not be applied (as opposed to being merely stale).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    #[error("there is no record to keep alive")]
+    Missing,
+    #[error("the heartbeat is for an attempt the store has not seen")]
+    UnknownAttempt,
+}
+
+/// The result of a write, as every store reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The write is now visible; `rev` is the record's revision after it.
+    Applied { rev: u64 },
+    /// The store holds something newer (or terminal); nothing changed.
+    Stale { current: Fence, rev: u64 },
+    /// The write could not apply to what the store holds; nothing changed.
+    Rejected { reason: RejectReason },
+}
+
+/// What [`decide`] tells a store to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Store this record (its `rev` is already bumped).
+    Write(Stored),
+    /// Heartbeat accepted: slide the TTL, keep the record.
+    Refresh {
+        rev: u64,
+    },
+    Stale {
+        current: Fence,
+        rev: u64,
+    },
+    Reject(RejectReason),
+}
+
+impl Decision {
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Decision::Write(s) => Outcome::Applied { rev: s.rev },
+            Decision::Refresh { rev } => Outcome::Applied { rev: *rev },
+            Decision::Stale { current, rev } => Outcome::Stale {
+                current: *current,
+                rev: *rev,
+            },
+            Decision::Reject(reason) => Outcome::Rejected { reason: *reason },
+        }
+    }
+}
+
+/// The ordering rule (see the module docs). `now_micros` feeds the revision.
+pub fn decide(current: Option<&Stored>, write: &Write, now_micros: u64) -> Decision {
+    let w = write.fence;
+    let Some(cur) = current else {
+        return match &write.kind {
+            WriteKind::Heartbeat => Decision::Reject(RejectReason::Missing),
+            WriteKind::Set(state) => Decision::Write(Stored {
+                fence: w,
+                rev: now_micros.max(1),
+                state: Some(state.clone()),
+            }),
+            WriteKind::Delete => Decision::Write(Stored {
+                fence: w,
+                rev: now_micros.max(1),
+                state: None,
+            }),
+        };
+    };
+    let stale = Decision::Stale {
+        current: cur.fence,
+        rev: cur.rev,
+    };
+    let c = cur.fence;
+    if w.generation < c.generation {
+        return stale;
+    }
+    let same_generation = w.generation == c.generation;
+    if same_generation && cur.absorbs_generation() {
+        return stale;
+    }
+    let next_rev = (cur.rev + 1).max(now_micros);
+    match &write.kind {
+        WriteKind::Heartbeat => {
+            if !same_generation || w.attempt > c.attempt {
+                Decision::Reject(RejectReason::UnknownAttempt)
+            } else if w.attempt < c.attempt {
+                stale
+            } else {
+                Decision::Refresh { rev: cur.rev }
+            }
+        }
+        WriteKind::Delete => {
+            if same_generation && (w.attempt, w.seq) <= (c.attempt, c.seq) {
+                return stale;
+            }
+            Decision::Write(Stored {
+                fence: w,
+                rev: next_rev,
+                state: None,
+            })
+        }
+        WriteKind::Set(state) => {
+            if same_generation && (w.attempt, w.seq) <= (c.attempt, c.seq) {
+                return stale;
+            }
+            let mut state = state.clone();
+            // Initial states (UPLOADED, PENDING) are pinned at 0 % by the contract; a late one in
+            // the same attempt is a writer's mistake we store as sent rather than make invalid.
+            if same_generation
+                && w.attempt == c.attempt
+                && !state.status.is_initial()
+                && let Some(prev) = &cur.state
+            {
+                state.percent = state.percent.max(prev.percent);
+            }
+            Decision::Write(Stored {
+                fence: w,
+                rev: next_rev,
+                state: Some(state),
+            })
+        }
+    }
+}

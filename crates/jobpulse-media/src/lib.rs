@@ -1,0 +1,1 @@
+//! jobpulse-media (being written).

@@ -1,0 +1,141 @@
+//! The read model: where progress polls are answered from.
+//!
+//! [`StatusStore`] is the seam: `apply` a fenced [`Write`], `get` / `get_many` snapshots, and
+//! `subscribe` to changes. Two implementations:
+//!
+//! - [`memory::MemoryStore`]: in-process, for `jobpulse up` (embedded mode) and as the reference
+//!   model. It calls [`jobpulse_domain::decide`] directly.
+//! - [`redis::RedisStore`]: the production store. Each write kind is one Lua script that checks the
+//!   fence and writes atomically (a transcription of `decide`); a differential test drives both
+//!   implementations with the same writes and compares everything a reader can observe.
+//!
+//! # Layout
+//!
+//! - this file: the trait, snapshots, changes, configuration and errors;
+//! - [`memory`]: the in-process store;
+//! - [`redis`]: the Redis store and its scripts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobpulse_domain::{Fence, Outcome, State, TaskId, TaskKey, TenantId, Write};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+pub mod memory;
+pub mod redis;
+
+pub use memory::MemoryStore;
+pub use redis::RedisStore;
+
+/// What a reader sees of one task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub fence: Fence,
+    /// Grows with every applied change; the basis of ETags and SSE event ids.
+    pub rev: u64,
+    pub state: State,
+}
+
+/// One applied change, as announced to subscribers. `snapshot == None` means the task was deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub key: TaskKey,
+    pub rev: u64,
+    pub snapshot: Option<Snapshot>,
+}
+
+/// Whether the store still holds what it held at the last check (see [`StatusStore::check_epoch`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Epoch {
+    /// The sentinel was present: nothing suggests data loss.
+    Intact(String),
+    /// The sentinel was missing (a restarted or flushed Redis); a new one was written. The read
+    /// model must be repaired from the database.
+    Lost(String),
+}
+
+/// Retention and migration settings shared by every store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Sliding TTL of in-progress records, refreshed by every write and heartbeat.
+    pub live_ttl: Duration,
+    /// Optional bound on how long terminal records are kept; `None` keeps them.
+    pub terminal_retention: Option<Duration>,
+    /// How long a deletion tombstone keeps refusing late writes.
+    pub tombstone_ttl: Duration,
+    /// Read the old system's `tenant:{tid}:video:{vid}:status|progress` keys on a miss (Redis
+    /// only; off by default).
+    pub legacy_read: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            live_ttl: Duration::from_secs(6 * 3600),
+            terminal_retention: None,
+            tombstone_ttl: Duration::from_secs(24 * 3600),
+            legacy_read: false,
+        }
+    }
+}
+
+/// A failure to talk to the store (as opposed to a write being stale or rejected, which is an
+/// [`Outcome`]).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("read model unavailable: {0}")]
+    Unavailable(String),
+    #[error("read model refused its configuration: {0}")]
+    Config(String),
+    #[error("read model returned something unexpected: {0}")]
+    Protocol(String),
+}
+
+/// Receives every change applied after it was created. A receiver that falls more than the
+/// channel's capacity behind gets `Lagged` and must re-read what it watches.
+pub type Subscription = broadcast::Receiver<Change>;
+
+/// The read model. See the crate docs.
+#[async_trait::async_trait]
+pub trait StatusStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Applies one fenced write atomically.
+    async fn apply(&self, write: &Write) -> Result<Outcome, StoreError>;
+
+    /// Applies several writes in one round trip, each fenced on its own; outcomes in order.
+    async fn apply_many(&self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError>;
+
+    /// The current snapshot of one task, or `None` when unknown (never written, expired, deleted).
+    async fn get(&self, key: &TaskKey) -> Result<Option<Snapshot>, StoreError>;
+
+    /// Snapshots of many tasks of one tenant in one round trip, in the order asked.
+    async fn get_many(
+        &self,
+        tenant: TenantId,
+        tasks: &[TaskId],
+    ) -> Result<Vec<Option<Snapshot>>, StoreError>;
+
+    /// Every change applied from now on (by any process sharing the store).
+    fn subscribe(&self) -> Subscription;
+
+    /// Cheap reachability check for `/readyz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Checks the data-loss sentinel, writing a new one when it is missing.
+    async fn check_epoch(&self) -> Result<Epoch, StoreError>;
+
+    /// A short name for logs and metrics (`redis`, `memory`).
+    fn backend(&self) -> &'static str;
+}
+
+/// The store as the rest of the program holds it.
+pub type SharedStore = Arc<dyn StatusStore>;
+
+pub(crate) fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// Capacity of the in-process change channel each store keeps for its subscribers.
+pub const CHANGE_CHANNEL_CAPACITY: usize = 4096;

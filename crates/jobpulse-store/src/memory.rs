@@ -1,0 +1,280 @@
+//! The in-process store: embedded mode's read model and the reference model for the Redis one.
+//!
+//! A mutex-guarded map applies [`decide`] directly, so it is correct by construction; TTLs are
+//! kept as deadlines and enforced lazily on access (plus an occasional sweep), which is what
+//! Redis does too.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use jobpulse_domain::{Decision, Outcome, Stored, TaskId, TaskKey, TenantId, Write, decide};
+use tokio::sync::broadcast;
+
+use crate::{
+    CHANGE_CHANNEL_CAPACITY, Change, Epoch, Snapshot, StatusStore, StoreConfig, StoreError,
+    Subscription, now_micros,
+};
+
+#[derive(Debug)]
+struct Entry {
+    stored: Stored,
+    expires: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    map: HashMap<TaskKey, Entry>,
+    writes_since_sweep: u32,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct MemoryStore {
+    config: StoreConfig,
+    inner: Mutex<Inner>,
+    changes: broadcast::Sender<Change>,
+    epoch: String,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new(StoreConfig::default())
+    }
+}
+
+impl MemoryStore {
+    pub fn new(config: StoreConfig) -> Self {
+        let (changes, _) = broadcast::channel(CHANGE_CHANNEL_CAPACITY);
+        Self {
+            config,
+            inner: Mutex::new(Inner::default()),
+            changes,
+            epoch: format!("memory-{}", now_micros()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the map half-written (every mutation is a
+        // single insert), so a poisoned lock is still consistent.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn expiry_for(&self, stored: &Stored, now: Instant) -> Option<Instant> {
+        match &stored.state {
+            None => Some(now + self.config.tombstone_ttl),
+            Some(s) if s.status.is_terminal() => self.config.terminal_retention.map(|d| now + d),
+            Some(_) => Some(now + self.config.live_ttl),
+        }
+    }
+
+    fn apply_locked(&self, inner: &mut Inner, write: &Write, now: Instant) -> Outcome {
+        let current = match inner.map.get(&write.key) {
+            Some(e) if e.expires.is_some_and(|t| t <= now) => {
+                inner.map.remove(&write.key);
+                None
+            }
+            Some(e) => Some(&e.stored),
+            None => None,
+        };
+        let decision = decide(current, write, now_micros());
+        match &decision {
+            Decision::Write(stored) => {
+                let expires = self.expiry_for(stored, now);
+                inner.map.insert(
+                    write.key.clone(),
+                    Entry {
+                        stored: stored.clone(),
+                        expires,
+                    },
+                );
+                let snapshot = stored.state.clone().map(|state| Snapshot {
+                    fence: stored.fence,
+                    rev: stored.rev,
+                    state,
+                });
+                // No subscribers is fine: nobody is watching.
+                let _ = self.changes.send(Change {
+                    key: write.key.clone(),
+                    rev: stored.rev,
+                    snapshot,
+                });
+            }
+            Decision::Refresh { .. } => {
+                if let Some(e) = inner.map.get_mut(&write.key) {
+                    e.expires = Some(now + self.config.live_ttl);
+                }
+            }
+            Decision::Stale { .. } | Decision::Reject(_) => {}
+        }
+        decision.outcome()
+    }
+
+    fn sweep(&self, inner: &mut Inner, now: Instant) {
+        inner.writes_since_sweep += 1;
+        if inner.writes_since_sweep >= 1024 {
+            inner.writes_since_sweep = 0;
+            inner.map.retain(|_, e| e.expires.is_none_or(|t| t > now));
+        }
+    }
+
+    fn read(inner: &Inner, key: &TaskKey, now: Instant) -> Option<Snapshot> {
+        let e = inner.map.get(key)?;
+        if e.expires.is_some_and(|t| t <= now) {
+            return None;
+        }
+        let state = e.stored.state.clone()?;
+        Some(Snapshot {
+            fence: e.stored.fence,
+            rev: e.stored.rev,
+            state,
+        })
+    }
+
+    /// Number of live records (tombstones and expired entries excluded); for tests and metrics.
+    pub fn len(&self) -> usize {
+        let now = Instant::now();
+        self.lock()
+            .map
+            .values()
+            .filter(|e| e.stored.state.is_some() && e.expires.is_none_or(|t| t > now))
+            .count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets everything, as a restarted Redis would; used by tests of repair.
+    pub fn clear(&self) {
+        self.lock().map.clear();
+    }
+}
+
+#[async_trait::async_trait]
+impl StatusStore for MemoryStore {
+    async fn apply(&self, write: &Write) -> Result<Outcome, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let out = self.apply_locked(&mut inner, write, now);
+        self.sweep(&mut inner, now);
+        Ok(out)
+    }
+
+    async fn apply_many(&self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let out = writes
+            .iter()
+            .map(|w| self.apply_locked(&mut inner, w, now))
+            .collect();
+        self.sweep(&mut inner, now);
+        Ok(out)
+    }
+
+    async fn get(&self, key: &TaskKey) -> Result<Option<Snapshot>, StoreError> {
+        Ok(Self::read(&self.lock(), key, Instant::now()))
+    }
+
+    async fn get_many(
+        &self,
+        tenant: TenantId,
+        tasks: &[TaskId],
+    ) -> Result<Vec<Option<Snapshot>>, StoreError> {
+        let now = Instant::now();
+        let inner = self.lock();
+        Ok(tasks
+            .iter()
+            .map(|t| {
+                let key = TaskKey {
+                    tenant,
+                    task: t.clone(),
+                };
+                Self::read(&inner, &key, now)
+            })
+            .collect())
+    }
+
+    fn subscribe(&self) -> Subscription {
+        self.changes.subscribe()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn check_epoch(&self) -> Result<Epoch, StoreError> {
+        // An in-process store cannot lose its data without the process (and its clients) going too.
+        Ok(Epoch::Intact(self.epoch.clone()))
+    }
+
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use jobpulse_domain::{Fence, State, VideoId, VideoStatus};
+
+    use super::*;
+
+    fn key(v: i64) -> TaskKey {
+        TaskKey::video(
+            TenantId::new(1).expect("valid"),
+            VideoId::new(v).expect("valid"),
+        )
+    }
+
+    #[tokio::test]
+    async fn applies_reads_and_announces() {
+        let store = MemoryStore::default();
+        let mut sub = store.subscribe();
+        let w = Write::set(
+            key(1),
+            Fence::new(1, 0, 1).expect("valid"),
+            State::video(VideoStatus::Uploaded),
+        )
+        .expect("valid");
+        let out = store.apply(&w).await.expect("applies");
+        assert!(matches!(out, Outcome::Applied { .. }));
+        let got = store.get(&key(1)).await.expect("reads");
+        assert_eq!(got.map(|s| s.state.status.as_str()), Some("UPLOADED"));
+        let change = sub.recv().await.expect("announced");
+        assert_eq!(change.key, key(1));
+        let many = store
+            .get_many(
+                TenantId::new(1).expect("valid"),
+                &[key(2).task, key(1).task],
+            )
+            .await
+            .expect("reads");
+        assert!(many[0].is_none() && many[1].is_some());
+        let other_tenant = store
+            .get(&TaskKey::video(
+                TenantId::new(2).expect("valid"),
+                VideoId::new(1).expect("valid"),
+            ))
+            .await
+            .expect("reads");
+        assert!(other_tenant.is_none());
+    }
+
+    #[tokio::test]
+    async fn in_progress_records_expire_and_terminal_ones_stay() {
+        let store = MemoryStore::new(StoreConfig {
+            live_ttl: Duration::from_millis(30),
+            ..StoreConfig::default()
+        });
+        let f = Fence::new(1, 1, 1).expect("valid");
+        let live = Write::set(key(1), f, State::video(VideoStatus::Processing)).expect("valid");
+        let done = Write::set(key(2), f, State::video(VideoStatus::Ready)).expect("valid");
+        store.apply(&live).await.expect("applies");
+        store.apply(&done).await.expect("applies");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(store.get(&key(1)).await.expect("reads").is_none());
+        assert!(store.get(&key(2)).await.expect("reads").is_some());
+    }
+}

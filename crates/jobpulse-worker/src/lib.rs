@@ -1,0 +1,1 @@
+//! jobpulse-worker (being written).
