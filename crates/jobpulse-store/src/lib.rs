@@ -43,7 +43,23 @@ pub struct Change {
     pub key: TaskKey,
     pub rev: u64,
     pub snapshot: Option<Snapshot>,
+    /// Position of this change in its tenant's change log (see [`StatusStore::changes_since`]);
+    /// opaque, ordered within one tenant. SSE uses it as the event id.
+    pub cursor: String,
 }
+
+/// Tasks of one tenant that changed after a cursor (see [`StatusStore::changes_since`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangesSince {
+    /// Every change after the cursor, oldest first: `(cursor, task)`.
+    Changes(Vec<(String, TaskId)>),
+    /// The cursor is older than what the store keeps (or unknown): the caller cannot tell what
+    /// changed and must re-send full snapshots.
+    Expired,
+}
+
+/// How many recent changes per tenant a store keeps for [`StatusStore::changes_since`].
+pub const TENANT_LOG_LEN: usize = 1024;
 
 /// Whether the store still holds what it held at the last check (see [`StatusStore::check_epoch`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +133,17 @@ pub trait StatusStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Every change applied from now on (by any process sharing the store).
     fn subscribe(&self) -> Subscription;
+
+    /// The tasks of `tenant` that changed after `cursor` (exclusive), at most `limit`, oldest
+    /// first. Each tenant keeps about [`TENANT_LOG_LEN`] recent changes; a cursor older than that
+    /// yields [`ChangesSince::Expired`]. This is what lets an SSE client resume after a
+    /// disconnect without losing a terminal state.
+    async fn changes_since(
+        &self,
+        tenant: TenantId,
+        cursor: &str,
+        limit: usize,
+    ) -> Result<ChangesSince, StoreError>;
 
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -4,7 +4,7 @@
 //! kept as deadlines and enforced lazily on access (plus an occasional sweep), which is what
 //! Redis does too.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -12,8 +12,8 @@ use jobpulse_domain::{Decision, Outcome, Stored, TaskId, TaskKey, TenantId, Writ
 use tokio::sync::broadcast;
 
 use crate::{
-    CHANGE_CHANNEL_CAPACITY, Change, Epoch, Snapshot, StatusStore, StoreConfig, StoreError,
-    Subscription, now_micros,
+    CHANGE_CHANNEL_CAPACITY, Change, ChangesSince, Epoch, Snapshot, StatusStore, StoreConfig,
+    StoreError, Subscription, TENANT_LOG_LEN, now_micros,
 };
 
 #[derive(Debug)]
@@ -26,6 +26,17 @@ struct Entry {
 struct Inner {
     map: HashMap<TaskKey, Entry>,
     writes_since_sweep: u32,
+    /// Per-tenant change logs, at most `TENANT_LOG_LEN` entries each.
+    logs: HashMap<TenantId, TenantLog>,
+    /// Log ids are global (so a cursor is meaningful in any tenant's log) and only grow.
+    next_log_id: u64,
+}
+
+#[derive(Debug, Default)]
+struct TenantLog {
+    entries: VecDeque<(u64, TaskId)>,
+    /// Id of the newest entry dropped to keep the log short; a cursor below it may miss changes.
+    trimmed_upto: u64,
 }
 
 /// See the module docs.
@@ -93,11 +104,21 @@ impl MemoryStore {
                     rev: stored.rev,
                     state,
                 });
+                inner.next_log_id += 1;
+                let id = inner.next_log_id;
+                let log = inner.logs.entry(write.key.tenant).or_default();
+                log.entries.push_back((id, write.key.task.clone()));
+                if log.entries.len() > TENANT_LOG_LEN
+                    && let Some((dropped, _)) = log.entries.pop_front()
+                {
+                    log.trimmed_upto = dropped;
+                }
                 // No subscribers is fine: nobody is watching.
                 let _ = self.changes.send(Change {
                     key: write.key.clone(),
                     rev: stored.rev,
                     snapshot,
+                    cursor: id.to_string(),
                 });
             }
             Decision::Refresh { .. } => {
@@ -199,6 +220,36 @@ impl StatusStore for MemoryStore {
         self.changes.subscribe()
     }
 
+    async fn changes_since(
+        &self,
+        tenant: TenantId,
+        cursor: &str,
+        limit: usize,
+    ) -> Result<ChangesSince, StoreError> {
+        let Ok(after) = cursor.parse::<u64>() else {
+            return Ok(ChangesSince::Expired);
+        };
+        let inner = self.lock();
+        // A cursor from the future was not issued by this store (e.g. before a restart).
+        if after > inner.next_log_id {
+            return Ok(ChangesSince::Expired);
+        }
+        let Some(log) = inner.logs.get(&tenant) else {
+            return Ok(ChangesSince::Changes(Vec::new()));
+        };
+        if after < log.trimmed_upto {
+            return Ok(ChangesSince::Expired);
+        }
+        Ok(ChangesSince::Changes(
+            log.entries
+                .iter()
+                .filter(|(id, _)| *id > after)
+                .take(limit)
+                .map(|(id, t)| (id.to_string(), t.clone()))
+                .collect(),
+        ))
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
@@ -276,5 +327,48 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert!(store.get(&key(1)).await.expect("reads").is_none());
         assert!(store.get(&key(2)).await.expect("reads").is_some());
+    }
+
+    #[tokio::test]
+    async fn changes_since_resumes_and_expires() {
+        let store = MemoryStore::default();
+        let t = TenantId::new(1).expect("valid");
+        let f = |seq| Fence::new(1, 1, seq).expect("valid");
+        let mut sub = store.subscribe();
+        store
+            .apply(&Write::set(key(1), f(1), State::video(VideoStatus::Processing)).expect("ok"))
+            .await
+            .expect("applies");
+        let first = sub.recv().await.expect("announced").cursor;
+        store
+            .apply(&Write::set(key(2), f(1), State::video(VideoStatus::Processing)).expect("ok"))
+            .await
+            .expect("applies");
+        let got = store.changes_since(t, &first, 10).await.expect("reads");
+        assert_eq!(
+            got,
+            ChangesSince::Changes(vec![("2".to_owned(), key(2).task)])
+        );
+        assert_eq!(
+            store.changes_since(t, "999", 10).await.expect("reads"),
+            ChangesSince::Expired
+        );
+        assert_eq!(
+            store.changes_since(t, "garbage", 10).await.expect("reads"),
+            ChangesSince::Expired
+        );
+        for seq in 2..(TENANT_LOG_LEN as u64 + 5) {
+            store
+                .apply(
+                    &Write::set(key(1), f(seq), State::video(VideoStatus::Processing)).expect("ok"),
+                )
+                .await
+                .expect("applies");
+        }
+        assert_eq!(
+            store.changes_since(t, &first, 10).await.expect("reads"),
+            ChangesSince::Expired,
+            "trimmed changes cannot be replayed"
+        );
     }
 }
