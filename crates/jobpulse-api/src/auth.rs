@@ -1,0 +1,488 @@
+//! Authentication without a database: the token is the membership proof (CONTRACT.md §1).
+//!
+//! A [`Verifier`] checks a JWT's signature with exactly one configured algorithm (HS256 with a
+//! secret by default, or RS256/ES256/EdDSA with a public key), requires `exp`, checks `nbf` when
+//! present, `token_type == "access"`, and the configured `aud`/`iss` when set. The tenant comes
+//! from the verified `tenant_id` claim only.
+//!
+//! Two audiences exist: browser tokens (any `aud` except `worker`, or the configured one) and
+//! worker tokens (`aud = "worker"`) for the ingest routes. Each is refused where the other
+//! belongs, with 403.
+//!
+//! Verified tokens are cached (bounded, until their `exp`) so a browser polling every few
+//! seconds with the same token costs one hash lookup instead of a signature check and two JSON
+//! parses. The cache never outlives a token's expiry and never holds a token that failed.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+use jobpulse_domain::TenantId;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// The audience of worker tokens.
+pub const WORKER_AUDIENCE: &str = "worker";
+
+/// A role claim (CONTRACT.md §1). Unknown roles are kept and treated as non-staff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Owner,
+    Admin,
+    Teacher,
+    Staff,
+    Student,
+    Parent,
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl Role {
+    pub fn is_staff(&self) -> bool {
+        matches!(
+            self,
+            Role::Owner | Role::Admin | Role::Teacher | Role::Staff
+        )
+    }
+
+    pub fn parse(s: &str) -> Role {
+        serde_json::from_value(serde_json::Value::String(s.to_owned()))
+            .unwrap_or_else(|_| Role::Other(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Teacher => "teacher",
+            Role::Staff => "staff",
+            Role::Student => "student",
+            Role::Parent => "parent",
+            Role::Other(s) => s,
+        }
+    }
+}
+
+/// Who is calling, as proven by a verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub tenant: TenantId,
+    pub tenant_code: Option<String>,
+    pub user_id: Option<String>,
+    pub role: Option<Role>,
+    /// Unix seconds.
+    pub expires_at: u64,
+    pub audience: Audience,
+}
+
+impl Principal {
+    /// Staff may see staff-only job types; a token without a role is not staff.
+    pub fn is_staff(&self) -> bool {
+        self.role.as_ref().is_some_and(Role::is_staff)
+    }
+}
+
+/// Which kind of token it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    Browser,
+    Worker,
+}
+
+/// The claims jobpulse reads and writes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    pub token_type: String,
+    pub tenant_id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<OneOrMany>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+}
+
+/// `aud` may be a string or a list of strings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn contains(&self, s: &str) -> bool {
+        match self {
+            OneOrMany::One(a) => a == s,
+            OneOrMany::Many(v) => v.iter().any(|a| a == s),
+        }
+    }
+}
+
+/// How tokens are signed and checked.
+#[derive(Clone)]
+pub struct AuthConfig {
+    pub algorithm: Algorithm,
+    pub decoding: DecodingKey,
+    /// Present when this process can mint tokens (HS256 secret, or a private key).
+    pub encoding: Option<EncodingKey>,
+    /// When set, browser tokens must carry this audience.
+    pub audience: Option<String>,
+    /// When set, every token must carry this issuer.
+    pub issuer: Option<String>,
+    /// Clock-skew allowance for `exp`/`nbf`, seconds.
+    pub leeway: u64,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("algorithm", &self.algorithm)
+            .field("audience", &self.audience)
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A problem with the auth configuration itself (not with a token).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigError {
+    #[error("the JWT secret must be at least 32 bytes")]
+    WeakSecret,
+    #[error("cannot read the public key: {0}")]
+    BadKey(String),
+    #[error("unsupported algorithm {0}; use HS256, RS256, ES256 or EdDSA")]
+    Algorithm(String),
+}
+
+impl AuthConfig {
+    /// HS256 with a shared secret (the default).
+    pub fn hs256(secret: &[u8]) -> Result<Self, AuthConfigError> {
+        if secret.len() < 32 {
+            return Err(AuthConfigError::WeakSecret);
+        }
+        Ok(Self {
+            algorithm: Algorithm::HS256,
+            decoding: DecodingKey::from_secret(secret),
+            encoding: Some(EncodingKey::from_secret(secret)),
+            audience: None,
+            issuer: None,
+            leeway: 30,
+        })
+    }
+
+    /// Verification with a PEM public key (`RS256`, `ES256` or `EdDSA`); this process cannot mint.
+    pub fn public_key(algorithm: &str, pem: &[u8]) -> Result<Self, AuthConfigError> {
+        let bad = |e: jsonwebtoken::errors::Error| AuthConfigError::BadKey(e.to_string());
+        let (algorithm, decoding) = match algorithm {
+            "RS256" => (
+                Algorithm::RS256,
+                DecodingKey::from_rsa_pem(pem).map_err(bad)?,
+            ),
+            "ES256" => (
+                Algorithm::ES256,
+                DecodingKey::from_ec_pem(pem).map_err(bad)?,
+            ),
+            "EdDSA" => (
+                Algorithm::EdDSA,
+                DecodingKey::from_ed_pem(pem).map_err(bad)?,
+            ),
+            other => return Err(AuthConfigError::Algorithm(other.to_owned())),
+        };
+        Ok(Self {
+            algorithm,
+            decoding,
+            encoding: None,
+            audience: None,
+            issuer: None,
+            leeway: 30,
+        })
+    }
+}
+
+/// Fields of a token to mint (see `jobpulse token`).
+#[derive(Debug, Clone)]
+pub struct TokenSpec {
+    pub tenant: TenantId,
+    pub tenant_code: Option<String>,
+    pub user_id: Option<String>,
+    pub role: Option<String>,
+    pub ttl_secs: u64,
+    pub worker: bool,
+}
+
+const CACHE_CAPACITY: usize = 16_384;
+
+/// Verifies tokens; see the module docs.
+pub struct Verifier {
+    config: AuthConfig,
+    validation: Validation,
+    cache: Mutex<HashMap<Box<str>, Principal>>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Verifier {
+    pub fn new(config: AuthConfig) -> Self {
+        let mut validation = Validation::new(config.algorithm);
+        validation.set_required_spec_claims(&["exp"]);
+        validation.leeway = config.leeway;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        // Audiences are checked below, per route kind (browser vs worker).
+        validation.validate_aud = false;
+        if let Some(iss) = &config.issuer {
+            validation.set_issuer(&[iss]);
+            validation.set_required_spec_claims(&["exp", "iss"]);
+        }
+        Self {
+            config,
+            validation,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
+    }
+
+    /// Mints a signed token. Fails when this process only holds a public key.
+    pub fn mint(&self, spec: &TokenSpec) -> Result<String, ApiError> {
+        let Some(key) = &self.config.encoding else {
+            return Err(ApiError::BadRequest(
+                "this configuration verifies with a public key and cannot mint tokens".into(),
+            ));
+        };
+        let now = now_secs();
+        let claims = Claims {
+            exp: now + spec.ttl_secs,
+            nbf: None,
+            iat: Some(now),
+            token_type: "access".into(),
+            tenant_id: spec.tenant.get(),
+            tenant_code: spec.tenant_code.clone(),
+            user_id: spec.user_id.clone().map(serde_json::Value::String),
+            role: spec.role.clone(),
+            aud: if spec.worker {
+                Some(OneOrMany::One(WORKER_AUDIENCE.into()))
+            } else {
+                self.config.audience.clone().map(OneOrMany::One)
+            },
+            iss: self.config.issuer.clone(),
+        };
+        jsonwebtoken::encode(&Header::new(self.config.algorithm), &claims, key)
+            .map_err(ApiError::internal)
+    }
+
+    /// Verifies the bearer token of a request for a route of the given audience, including the
+    /// `X-Tenant-Code` agreement rule.
+    pub fn authenticate(&self, headers: &HeaderMap, want: Audience) -> Result<Principal, ApiError> {
+        let token = bearer(headers)?;
+        let principal = self.verify(token)?;
+        if principal.audience != want {
+            return Err(ApiError::Forbidden(match want {
+                Audience::Browser => "worker tokens cannot be used on browser routes",
+                Audience::Worker => "this route needs a worker token (aud \"worker\")",
+            }));
+        }
+        if let (Some(claimed), Some(header)) = (
+            principal.tenant_code.as_deref(),
+            headers.get("x-tenant-code"),
+        ) && header.as_bytes() != claimed.as_bytes()
+        {
+            return Err(ApiError::Forbidden(
+                "X-Tenant-Code does not match the token's tenant",
+            ));
+        }
+        Ok(principal)
+    }
+
+    /// Verifies one token (signature, claims), using the cache.
+    pub fn verify(&self, token: &str) -> Result<Principal, ApiError> {
+        let now = now_secs();
+        if let Some(p) = self.cached(token, now) {
+            return Ok(p);
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &self.config.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                ApiError::Unauthorized("token expired")
+            }
+            jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
+                ApiError::Unauthorized("token not valid yet")
+            }
+            _ => ApiError::Unauthorized("invalid token"),
+        })?;
+        let c = data.claims;
+        if c.token_type != "access" {
+            return Err(ApiError::Unauthorized("invalid token"));
+        }
+        let tenant =
+            TenantId::new(c.tenant_id).map_err(|_| ApiError::Unauthorized("invalid token"))?;
+        let audience = match &c.aud {
+            Some(aud) if aud.contains(WORKER_AUDIENCE) => Audience::Worker,
+            _ => Audience::Browser,
+        };
+        if audience == Audience::Browser
+            && let Some(want) = &self.config.audience
+            && !c.aud.as_ref().is_some_and(|a| a.contains(want))
+        {
+            return Err(ApiError::Unauthorized("invalid token"));
+        }
+        let principal = Principal {
+            tenant,
+            tenant_code: c.tenant_code,
+            user_id: c.user_id.map(|v| match v {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            }),
+            role: c.role.as_deref().map(Role::parse),
+            expires_at: c.exp,
+            audience,
+        };
+        // Only cache a token that is fully valid now (not-yet-valid tokens were refused above).
+        self.remember(token, &principal);
+        Ok(principal)
+    }
+
+    fn cached(&self, token: &str, now: u64) -> Option<Principal> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let p = cache.get(token)?;
+        // `exp` is checked with the same leeway the signature check used.
+        (p.expires_at + self.config.leeway > now).then(|| p.clone())
+    }
+
+    fn remember(&self, token: &str, principal: &Principal) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHE_CAPACITY {
+            // Cheap and bounded: forget everything; live tokens come back on their next request.
+            cache.clear();
+        }
+        cache.insert(token.into(), principal.clone());
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let value = headers
+        .get(AUTHORIZATION)
+        .ok_or(ApiError::Unauthorized("missing bearer token"))?;
+    let s = value
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("invalid token"))?;
+    let token = s
+        .strip_prefix("Bearer ")
+        .or_else(|| s.strip_prefix("bearer "))
+        .ok_or(ApiError::Unauthorized("missing bearer token"))?
+        .trim();
+    if token.is_empty() || token.len() > 8192 {
+        return Err(ApiError::Unauthorized("invalid token"));
+    }
+    Ok(token)
+}
+
+/// Parses a TTL such as `90s`, `15m`, `1h`, `7d` (or plain seconds).
+pub fn parse_ttl(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 's')) => (&s[..i], 1),
+        Some((i, 'm')) => (&s[..i], 60),
+        Some((i, 'h')) => (&s[..i], 3600),
+        Some((i, 'd')) => (&s[..i], 86_400),
+        _ => (s, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}; use e.g. 90s, 15m, 1h, 7d"))?;
+    n.checked_mul(mult)
+        .filter(|v| *v > 0 && *v <= 366 * 86_400)
+        .ok_or_else(|| format!("duration {s:?} must be between 1s and 366d"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verifier() -> Verifier {
+        Verifier::new(AuthConfig::hs256(&[7u8; 32]).expect("strong secret"))
+    }
+
+    fn spec(role: &str) -> TokenSpec {
+        TokenSpec {
+            tenant: TenantId::new(3).expect("valid"),
+            tenant_code: Some("acme".into()),
+            user_id: Some("42".into()),
+            role: Some(role.into()),
+            ttl_secs: 60,
+            worker: false,
+        }
+    }
+
+    #[test]
+    fn minted_tokens_verify_and_carry_claims() {
+        let v = verifier();
+        let token = v.mint(&spec("teacher")).expect("mints");
+        let p = v.verify(&token).expect("verifies");
+        assert_eq!(p.tenant.get(), 3);
+        assert!(p.is_staff());
+        assert_eq!(p.audience, Audience::Browser);
+        // Second time from the cache, same answer.
+        assert_eq!(v.verify(&token).expect("verifies"), p);
+    }
+
+    #[test]
+    fn tokens_from_another_secret_fail() {
+        let token = verifier().mint(&spec("staff")).expect("mints");
+        let other = Verifier::new(AuthConfig::hs256(&[8u8; 32]).expect("strong"));
+        assert!(other.verify(&token).is_err());
+    }
+
+    #[test]
+    fn weak_secrets_are_refused() {
+        assert!(AuthConfig::hs256(b"short").is_err());
+    }
+
+    #[test]
+    fn roles() {
+        assert!(Role::parse("owner").is_staff());
+        assert!(!Role::parse("student").is_staff());
+        assert!(!Role::parse("parent").is_staff());
+        assert_eq!(Role::parse("janitor"), Role::Other("janitor".into()));
+        assert!(!Role::parse("janitor").is_staff());
+    }
+
+    #[test]
+    fn ttl_parsing() {
+        assert_eq!(parse_ttl("1h"), Ok(3600));
+        assert_eq!(parse_ttl("90"), Ok(90));
+        assert_eq!(parse_ttl("7d"), Ok(604_800));
+        assert!(parse_ttl("0s").is_err());
+        assert!(parse_ttl("1y").is_err());
+        assert!(parse_ttl("").is_err());
+    }
+}

@@ -1,0 +1,139 @@
+//! The one error type of the HTTP edge and its JSON envelope.
+//!
+//! Every error answer looks the same: `{"error": {"code": "...", "message": "..."}}` with a
+//! status that says whose fault it was. Internal details are logged here, once, and never sent.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The error envelope every non-2xx JSON answer uses.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `unauthorized`, `bad_request`.
+    pub code: &'static str,
+    /// Human-readable explanation, safe to show.
+    pub message: String,
+}
+
+/// An error answered to a client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    TooManyRequests(&'static str),
+    /// A dependency (read model, database) is unreachable; the message says which, no details.
+    #[error("{0} is unavailable")]
+    Unavailable(&'static str),
+    /// A bug or an unexpected failure; the cause is logged, the client sees a generic message.
+    #[error("internal error")]
+    Internal(#[source] anyhow_like::BoxError),
+}
+
+/// A boxed error without pulling `anyhow` into a library.
+pub mod anyhow_like {
+    pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+}
+
+impl ApiError {
+    pub fn internal(e: impl Into<anyhow_like::BoxError>) -> Self {
+        ApiError::Internal(e.into())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::Unprocessable(_) => "unprocessable",
+            ApiError::TooManyRequests(_) => "too_many_requests",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+/// Renders the envelope for a status and message (also used by middleware rejections).
+pub fn error_response(status: StatusCode, code: &'static str, message: String) -> Response {
+    let body = ErrorBody {
+        error: ErrorDetail { code, message },
+    };
+    let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut res = (status, bytes).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            ApiError::Internal(e) => tracing::error!(error = %e, "internal error"),
+            ApiError::Unavailable(what) => tracing::warn!(dependency = what, "unavailable"),
+            _ => {}
+        }
+        let status = self.status();
+        let mut res = error_response(status, self.code(), self.to_string());
+        if status == StatusCode::UNAUTHORIZED {
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("3"));
+        }
+        res
+    }
+}
+
+impl From<jobpulse_domain::IdError> for ApiError {
+    fn from(e: jobpulse_domain::IdError) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
+impl From<jobpulse_store::StoreError> for ApiError {
+    fn from(e: jobpulse_store::StoreError) -> Self {
+        tracing::warn!(error = %e, "read model error");
+        ApiError::Unavailable("the read model")
+    }
+}

@@ -1,0 +1,193 @@
+//! The browser contract's JSON bodies (CONTRACT.md §2–3), rendered from read-model snapshots.
+//!
+//! Field order follows the contract's examples; optional fields the contract marks "adds" are
+//! omitted when absent, while the always-present fields (`encoding_*`, `progress`) are `null`.
+//! The unknown bodies depend on the requested id only, so an unknown id and another tenant's id
+//! render byte-identically.
+
+use jobpulse_domain::{JobId, Status, VideoId};
+use jobpulse_store::Snapshot;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Path of the full result of a job (CONTRACT.md §3).
+pub fn result_url(job: &JobId) -> String {
+    format!("/api/v1/jobs/{job}/result/")
+}
+
+/// `GET /api/v1/media/videos/{id}/progress/` for a known video.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VideoProgress<'a> {
+    pub id: i64,
+    #[schema(example = "PROCESSING")]
+    pub status: &'static str,
+    /// Always equals `encoding_progress`.
+    pub progress: u8,
+    pub encoding_progress: u8,
+    pub encoding_remaining_seconds: Option<u32>,
+    pub encoding_step_index: Option<u8>,
+    pub encoding_step_total: Option<u8>,
+    /// Display name of the step, e.g. `인코딩`.
+    pub encoding_step_name: Option<&'a str>,
+    pub encoding_step_percent: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hls_path: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+}
+
+/// The video answer when the read model knows nothing (or the id is another tenant's).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VideoUnknown {
+    pub id: i64,
+    #[schema(example = "UNKNOWN")]
+    pub state: &'static str,
+    #[schema(example = "UNKNOWN")]
+    pub status: &'static str,
+    pub progress: u8,
+    pub encoding_progress: u8,
+    pub encoding_remaining_seconds: Option<u32>,
+    pub encoding_step_index: Option<u8>,
+    pub encoding_step_total: Option<u8>,
+    pub encoding_step_name: Option<String>,
+    pub encoding_step_percent: Option<u8>,
+}
+
+/// `progress` of a RUNNING job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobStepProgress<'a> {
+    /// Machine name of the step, e.g. `enrolling`.
+    pub step: Option<&'a str>,
+    /// Overall percent.
+    pub percent: u8,
+    pub step_index: Option<u8>,
+    pub step_total: Option<u8>,
+    pub step_name: Option<&'a str>,
+    pub step_name_display: Option<&'a str>,
+    pub step_percent: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remaining_seconds: Option<u32>,
+}
+
+/// `GET /api/v1/jobs/{job_id}/progress/` for a known job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobProgress<'a> {
+    pub job_id: &'a str,
+    pub job_type: &'a str,
+    #[schema(example = "RUNNING")]
+    pub status: &'static str,
+    /// An object only while RUNNING, otherwise null.
+    pub progress: Option<JobStepProgress<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+}
+
+/// The job answer when the read model knows nothing (or the id is another tenant's).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobUnknown<'a> {
+    pub job_id: &'a str,
+    #[schema(example = "UNKNOWN")]
+    pub status: &'static str,
+    pub message: &'static str,
+}
+
+const UNKNOWN_JOB_MESSAGE: &str =
+    "No progress is known for this job: it may not exist, or its record has expired.";
+
+fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serializing these plain structs cannot fail (no maps with non-string keys, no I/O).
+    serde_json::to_vec(v).unwrap_or_else(|_| b"{}".to_vec())
+}
+
+/// The video body for a snapshot (must be a video snapshot; a job snapshot renders as unknown).
+pub fn video(id: VideoId, snap: Option<&Snapshot>) -> Vec<u8> {
+    let Some(snap) = snap.filter(|s| matches!(s.state.status, Status::Video(_))) else {
+        return video_unknown(id);
+    };
+    let s = &snap.state;
+    let step = s.step.as_ref();
+    let pct = s.percent.get();
+    to_json(&VideoProgress {
+        id: id.get(),
+        status: s.status.as_str(),
+        progress: pct,
+        encoding_progress: pct,
+        encoding_remaining_seconds: s.remaining_seconds,
+        encoding_step_index: step.map(|x| x.index),
+        encoding_step_total: step.map(|x| x.total),
+        encoding_step_name: step.map(|x| x.display.as_str()),
+        encoding_step_percent: step.map(|x| x.percent.get()),
+        hls_path: s.hls_path.as_ref().map(|t| t.as_str()),
+        duration: s.duration,
+        error_reason: s.error.as_ref().map(|t| t.as_str()),
+        attempt: s.attempt,
+    })
+}
+
+pub fn video_unknown(id: VideoId) -> Vec<u8> {
+    to_json(&VideoUnknown {
+        id: id.get(),
+        state: "UNKNOWN",
+        status: "UNKNOWN",
+        progress: 0,
+        encoding_progress: 0,
+        encoding_remaining_seconds: None,
+        encoding_step_index: None,
+        encoding_step_total: None,
+        encoding_step_name: None,
+        encoding_step_percent: None,
+    })
+}
+
+/// The job body for a snapshot.
+pub fn job(id: &JobId, snap: Option<&Snapshot>) -> Vec<u8> {
+    let Some(snap) = snap.filter(|s| matches!(s.state.status, Status::Job(_))) else {
+        return job_unknown(id);
+    };
+    let s = &snap.state;
+    let running = s.status.is_active();
+    let progress = running.then(|| {
+        let step = s.step.as_ref();
+        JobStepProgress {
+            step: step.map(|x| x.name.as_str()),
+            percent: s.percent.get(),
+            step_index: step.map(|x| x.index),
+            step_total: step.map(|x| x.total),
+            step_name: step.map(|x| x.name.as_str()),
+            step_name_display: step.map(|x| x.display.as_str()),
+            step_percent: step.map(|x| x.percent.get()),
+            remaining_seconds: s.remaining_seconds,
+        }
+    });
+    let terminal = s.status.is_terminal();
+    let result = s.result.as_ref().filter(|_| terminal);
+    to_json(&JobProgress {
+        job_id: id.as_str(),
+        job_type: s.job_type.as_ref().map_or("", |t| t.as_str()),
+        status: s.status.as_str(),
+        progress,
+        result: result.and_then(|r| r.inline.as_ref()),
+        result_url: result.filter(|r| r.full_available).map(|_| result_url(id)),
+        error_message: s.error.as_ref().map(|t| t.as_str()),
+        attempt: s.attempt,
+    })
+}
+
+pub fn job_unknown(id: &JobId) -> Vec<u8> {
+    to_json(&JobUnknown {
+        job_id: id.as_str(),
+        status: "UNKNOWN",
+        message: UNKNOWN_JOB_MESSAGE,
+    })
+}

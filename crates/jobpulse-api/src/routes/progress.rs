@@ -1,0 +1,198 @@
+//! The drop-in progress endpoints (CONTRACT.md §2–3), answered from the read model alone.
+//!
+//! Per request: one token check (usually a cache hit), one id parse, at most one store read,
+//! one small JSON render. No database, ever: [`ReadState`] has no handle to one.
+//!
+//! Beyond the old contract, answers carry an `ETag` (the record's revision; `If-None-Match`
+//! gets 304), `Cache-Control` (terminal answers may be kept briefly, others `no-cache`) and a
+//! poll hint `X-Poll-After` (seconds, or `stop` once terminal) next to the contract's
+//! `Retry-After: 3`.
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use jobpulse_domain::{JobId, Status, TaskKey, VideoId};
+use jobpulse_store::Snapshot;
+
+use crate::auth::Audience;
+use crate::error::ApiError;
+use crate::render;
+use crate::state::ReadState;
+
+pub fn router(state: ReadState) -> Router {
+    Router::new()
+        .route("/api/v1/media/videos/{id}/progress/", get(video_progress))
+        .route("/api/v1/jobs/{job_id}/progress/", get(job_progress))
+        .with_state(state)
+}
+
+/// How a client should poll next, by state (see `X-Poll-After`).
+pub(crate) fn poll_hint(snap: Option<&Snapshot>) -> &'static str {
+    match snap.map(|s| s.state.status) {
+        Some(s) if s.is_terminal() => "stop",
+        Some(s) if s.is_active() => "2",
+        Some(_) => "5",
+        None => "5",
+    }
+}
+
+/// The `ETag` of an answer: the record's revision, or a fixed tag for unknown answers (which
+/// depend only on the id).
+pub(crate) fn etag(snap: Option<&Snapshot>) -> HeaderValue {
+    match snap {
+        Some(s) => HeaderValue::from_str(&format!("\"r{}\"", s.rev))
+            .unwrap_or(HeaderValue::from_static("\"u\"")),
+        None => HeaderValue::from_static("\"u\""),
+    }
+}
+
+fn matches_etag(headers: &HeaderMap, tag: &HeaderValue) -> bool {
+    let Some(inm) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let tag = tag.as_bytes();
+    inm.split(',').map(str::trim).any(|t| {
+        t == "*" || t.as_bytes() == tag || t.strip_prefix("W/").is_some_and(|w| w.as_bytes() == tag)
+    })
+}
+
+/// Builds a progress answer with the contract's and our caching headers.
+pub(crate) fn progress_response(
+    state: &ReadState,
+    headers: &HeaderMap,
+    snap: Option<&Snapshot>,
+    body: impl FnOnce() -> Vec<u8>,
+) -> Response {
+    let tag = etag(snap);
+    let terminal = snap.is_some_and(|s| s.state.status.is_terminal());
+    let cache = if terminal {
+        HeaderValue::from_static("private, max-age=300")
+    } else {
+        HeaderValue::from_static("no-cache")
+    };
+    let mut res = if matches_etag(headers, &tag) {
+        state.metrics.not_modified.increment(1);
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut r = body().into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        r
+    };
+    let h = res.headers_mut();
+    h.insert(header::RETRY_AFTER, HeaderValue::from_static("3"));
+    h.insert("x-poll-after", HeaderValue::from_static(poll_hint(snap)));
+    h.insert(header::ETAG, tag);
+    h.insert(header::CACHE_CONTROL, cache);
+    h.insert(
+        header::VARY,
+        HeaderValue::from_static("Authorization, X-Tenant-Code"),
+    );
+    res
+}
+
+fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    path.map(|Path(id)| id)
+        .map_err(|_| ApiError::BadRequest("malformed path".into()))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/media/videos/{id}/progress/",
+    tag = "progress",
+    params(("id" = i64, Path, description = "Video id (positive integer)")),
+    responses(
+        (status = 200, description = "Known video, or UNKNOWN (also for another tenant's id)", body = render::VideoProgress,
+         headers(("Retry-After" = u32), ("ETag" = String), ("X-Poll-After" = String))),
+        (status = 304, description = "Unchanged since the ETag sent in If-None-Match"),
+        (status = 400, description = "Malformed id", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::error::ErrorBody),
+        (status = 403, description = "X-Tenant-Code disagrees with the token", body = crate::error::ErrorBody),
+        (status = 503, description = "Read model unavailable", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn video_progress(
+    State(state): State<ReadState>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    state.metrics.video_requests.increment(1);
+    let principal = state.auth.authenticate(&headers, Audience::Browser)?;
+    let id = VideoId::parse(&path_id(path)?)?;
+    let key = TaskKey::video(principal.tenant, id);
+    let snap = state.store.get(&key).await?;
+    let snap = snap.filter(|s| matches!(s.state.status, Status::Video(_)));
+    match &snap {
+        Some(_) => state.metrics.hits.increment(1),
+        None => state.missed(&key),
+    }
+    let res = progress_response(&state, &headers, snap.as_ref(), || {
+        render::video(id, snap.as_ref())
+    });
+    state
+        .metrics
+        .video_latency
+        .record(started.elapsed().as_secs_f64());
+    Ok(res)
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{job_id}/progress/",
+    tag = "progress",
+    params(("job_id" = String, Path, description = "Job id ([A-Za-z0-9_-]{1,64})")),
+    responses(
+        (status = 200, description = "Known job, or UNKNOWN (also for another tenant's id)", body = render::JobProgress,
+         headers(("Retry-After" = u32), ("ETag" = String), ("X-Poll-After" = String))),
+        (status = 304, description = "Unchanged since the ETag sent in If-None-Match"),
+        (status = 400, description = "Malformed id", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::error::ErrorBody),
+        (status = 403, description = "X-Tenant-Code disagrees with the token", body = crate::error::ErrorBody),
+        (status = 404, description = "Staff-only job type and a student/parent token", body = crate::error::ErrorBody),
+        (status = 503, description = "Read model unavailable", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn job_progress(
+    State(state): State<ReadState>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    state.metrics.job_requests.increment(1);
+    let principal = state.auth.authenticate(&headers, Audience::Browser)?;
+    let id = JobId::parse(&path_id(path)?)?;
+    let key = TaskKey::job(principal.tenant, id.clone());
+    let snap = state.store.get(&key).await?;
+    let snap = snap.filter(|s| matches!(s.state.status, Status::Job(_)));
+    match &snap {
+        Some(s) => {
+            state.metrics.hits.increment(1);
+            if s.state.job_type.as_ref().is_some_and(|t| t.is_staff_only()) && !principal.is_staff()
+            {
+                return Err(ApiError::NotFound);
+            }
+        }
+        None => state.missed(&key),
+    }
+    let res = progress_response(&state, &headers, snap.as_ref(), || {
+        render::job(&id, snap.as_ref())
+    });
+    state
+        .metrics
+        .job_latency
+        .record(started.elapsed().as_secs_f64());
+    Ok(res)
+}

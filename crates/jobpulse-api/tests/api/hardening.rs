@@ -1,0 +1,206 @@
+//! Input validation, headers, ops routes and connection hardening.
+
+use std::time::Duration;
+
+use jobpulse_api::HttpConfig;
+use jobpulse_domain::VideoStatus;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn malformed_ids_are_400_with_a_json_error() {
+    let app = TestApp::spawn().await;
+    let token = app.token(1, "owner");
+    for path in [
+        "/api/v1/media/videos/abc/progress/",
+        "/api/v1/media/videos/0/progress/",
+        "/api/v1/media/videos/-1/progress/",
+        "/api/v1/media/videos/99999999999999999999999/progress/",
+        "/api/v1/media/videos/1%3A2/progress/",
+        "/api/v1/media/videos/%7Bt1%7D/progress/",
+        "/api/v1/jobs/a%3Ab/progress/",
+        "/api/v1/jobs/a*/progress/",
+        "/api/v1/jobs/%E2%9C%93/progress/",
+        "/api/v1/jobs/%FF/progress/",
+    ] {
+        let res = app.get(path, Some(&token)).await;
+        assert_eq!(res.status(), 400, "{path}");
+        let body: serde_json::Value = res.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "bad_request", "{path}");
+    }
+    let long = format!("/api/v1/jobs/{}/progress/", "a".repeat(65));
+    assert_eq!(app.get(&long, Some(&token)).await.status(), 400);
+}
+
+#[tokio::test]
+async fn etag_round_trip_gives_304_and_changes_with_the_record() {
+    let app = TestApp::spawn().await;
+    app.put(
+        video_key(1, 5),
+        fence(1, 1, 1),
+        processing(20, Some((4, 0.1)), None),
+    )
+    .await;
+    let token = app.token(1, "teacher");
+    let url = format!("{}/api/v1/media/videos/5/progress/", app.base);
+    let first = app
+        .get("/api/v1/media/videos/5/progress/", Some(&token))
+        .await;
+    assert_eq!(
+        first.headers().get("cache-control").map(|v| v.as_bytes()),
+        Some(&b"no-cache"[..])
+    );
+    assert_eq!(
+        first.headers().get("x-poll-after").map(|v| v.as_bytes()),
+        Some(&b"2"[..])
+    );
+    let tag = first.headers().get("etag").cloned().expect("etag");
+    let again = app
+        .client
+        .get(&url)
+        .bearer_auth(&token)
+        .header("If-None-Match", tag.clone())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(again.status(), 304);
+    assert_eq!(
+        again.headers().get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"3"[..])
+    );
+    assert!(again.bytes().await.expect("body").is_empty());
+    app.put(
+        video_key(1, 5),
+        fence(1, 1, 2),
+        processing(30, Some((4, 0.3)), None),
+    )
+    .await;
+    let changed = app
+        .client
+        .get(&url)
+        .bearer_auth(&token)
+        .header("If-None-Match", tag.clone())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(changed.status(), 200);
+    assert_ne!(changed.headers().get("etag"), Some(&tag));
+    // Terminal answers may be kept and tell the poller to stop.
+    let mut ready = jobpulse_domain::State::video(VideoStatus::Ready);
+    ready.hls_path = Some(text("x/master.m3u8"));
+    ready.duration = Some(3);
+    app.put(video_key(1, 5), fence(1, 1, 3), ready).await;
+    let done = app
+        .get("/api/v1/media/videos/5/progress/", Some(&token))
+        .await;
+    assert_eq!(
+        done.headers().get("x-poll-after").map(|v| v.as_bytes()),
+        Some(&b"stop"[..])
+    );
+    assert!(
+        done.headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("max-age"))
+    );
+}
+
+#[tokio::test]
+async fn cors_preflight_exposes_the_polling_headers() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .client
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/api/v1/media/videos/1/progress/", app.base),
+        )
+        .header("Origin", "https://academy.example")
+        .header("Access-Control-Request-Method", "GET")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization,x-tenant-code",
+        )
+        .send()
+        .await
+        .expect("sent");
+    assert!(res.status().is_success());
+    let get = app
+        .client
+        .get(format!("{}/api/v1/media/videos/1/progress/", app.base))
+        .header("Origin", "https://academy.example")
+        .bearer_auth(app.token(1, "owner"))
+        .send()
+        .await
+        .expect("sent");
+    let exposed = get
+        .headers()
+        .get("access-control-expose-headers")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    assert!(
+        exposed.contains("retry-after") && exposed.contains("etag"),
+        "{exposed}"
+    );
+}
+
+#[tokio::test]
+async fn ops_routes_answer() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.get("/healthz", None).await.status(), 200);
+    let ready: serde_json::Value = app.get("/readyz", None).await.json().await.expect("json");
+    assert_eq!(ready["status"], "ok");
+    // Make some traffic, then look for it in the metrics.
+    let token = app.token(1, "owner");
+    app.get("/api/v1/media/videos/1/progress/", Some(&token))
+        .await;
+    let text = app.get("/metrics", None).await.text().await.expect("text");
+    assert!(text.contains("jobpulse_progress_requests_total"), "{text}");
+    assert!(text.contains("jobpulse_read_model_lookups_total"), "{text}");
+    assert!(text.contains("jobpulse_progress_request_seconds"), "{text}");
+    let doc: serde_json::Value = app
+        .get("/api/openapi.json", None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    for p in [
+        "/api/v1/media/videos/{id}/progress/",
+        "/api/v1/jobs/{job_id}/progress/",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/api/openapi.json",
+    ] {
+        assert!(doc["paths"].get(p).is_some(), "openapi lacks {p}");
+    }
+    let missing = app.get("/nope", None).await;
+    assert_eq!(missing.status(), 404);
+    let body: serde_json::Value = missing.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "not_found");
+}
+
+#[tokio::test]
+async fn a_client_that_dribbles_its_headers_is_cut_off() {
+    let app = TestApp::spawn_with(
+        std::sync::Arc::new(jobpulse_store::MemoryStore::default()),
+        HttpConfig {
+            header_read_timeout: Duration::from_millis(500),
+            ..HttpConfig::default()
+        },
+    )
+    .await;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .expect("connects");
+    let started = std::time::Instant::now();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("writes");
+    // Never finish the headers; the server must close the connection on its own.
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the server kept a half-sent request open");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}

@@ -1,0 +1,148 @@
+//! A real server on a free port, with typed helpers (zero2prod's `TestApp`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobpulse_api::auth::{AuthConfig, TokenSpec, Verifier};
+use jobpulse_api::{Application, HttpConfig, Parts, ReadState, RouterConfig};
+use jobpulse_domain::{
+    Fence, JobId, JobResult, JobStatus, JobType, Percent, State, StepProgress, TaskKey, TenantId,
+    Text, VideoId, VideoStatus, Write, steps,
+};
+use jobpulse_store::{MemoryStore, SharedStore};
+use tokio_util::sync::CancellationToken;
+
+pub const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
+
+pub struct TestApp {
+    pub base: String,
+    pub port: u16,
+    pub store: SharedStore,
+    pub verifier: Arc<Verifier>,
+    pub client: reqwest::Client,
+    stop: CancellationToken,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+pub fn tenant(n: i64) -> TenantId {
+    TenantId::new(n).expect("valid tenant")
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(Arc::new(MemoryStore::default()), HttpConfig::default()).await
+    }
+
+    pub async fn spawn_with(store: SharedStore, http: HttpConfig) -> TestApp {
+        let verifier = Arc::new(Verifier::new(
+            AuthConfig::hs256(SECRET).expect("strong secret"),
+        ));
+        let read = ReadState::new(store.clone(), verifier.clone());
+        let ops = jobpulse_api::ops_state(store.clone(), Vec::new());
+        let router = jobpulse_api::router(
+            Parts {
+                read,
+                ops,
+                long_running: None,
+                extra: None,
+            },
+            &RouterConfig::default(),
+        );
+        let app = Application::bind(HttpConfig { port: 0, ..http }, router)
+            .await
+            .expect("binds");
+        let port = app.port();
+        let stop = CancellationToken::new();
+        tokio::spawn(app.run_until_stopped(stop.clone()));
+        TestApp {
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            store,
+            verifier,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("client"),
+            stop,
+        }
+    }
+
+    pub fn token(&self, tenant_id: i64, role: &str) -> String {
+        self.verifier
+            .mint(&TokenSpec {
+                tenant: tenant(tenant_id),
+                tenant_code: Some(format!("t{tenant_id}")),
+                user_id: Some("7".into()),
+                role: Some(role.into()),
+                ttl_secs: 600,
+                worker: false,
+            })
+            .expect("mints")
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut req = self.client.get(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    pub async fn put(&self, key: TaskKey, fence: Fence, state: State) {
+        let w = Write::set(key, fence, state).expect("valid write");
+        self.store.apply(&w).await.expect("store reachable");
+    }
+}
+
+pub fn fence(g: u32, a: u32, s: u64) -> Fence {
+    Fence::new(g, a, s).expect("valid fence")
+}
+
+pub fn video_key(t: i64, v: i64) -> TaskKey {
+    TaskKey::video(tenant(t), VideoId::new(v).expect("valid"))
+}
+
+pub fn job_key(t: i64, j: &str) -> TaskKey {
+    TaskKey::job(tenant(t), JobId::parse(j).expect("valid"))
+}
+
+pub fn processing(pct: u8, step: Option<(u8, f64)>, remaining: Option<u32>) -> State {
+    let mut s = State::video(VideoStatus::Processing);
+    s.percent = Percent::new(pct).expect("valid");
+    s.step = step.map(|(i, f)| steps::VIDEO.step(i, f));
+    s.remaining_seconds = remaining;
+    s
+}
+
+pub fn job_state(status: JobStatus, job_type: &str) -> State {
+    State::job(status, JobType::parse(job_type).expect("valid type"))
+}
+
+pub fn running_import(pct: u8, step: u8, step_pct: u8) -> State {
+    let mut s = job_state(JobStatus::Running, "excel_parsing");
+    s.percent = Percent::new(pct).expect("valid");
+    s.step = Some(
+        StepProgress::new(
+            step,
+            4,
+            steps::EXCEL_IMPORT.steps[usize::from(step) - 1].name,
+            steps::EXCEL_IMPORT.steps[usize::from(step) - 1].display,
+            Percent::new(step_pct).expect("valid"),
+        )
+        .expect("valid step"),
+    );
+    s
+}
+
+pub fn text(s: &str) -> Text {
+    Text::parse(s, "test", 2000).expect("valid text")
+}
+
+pub fn result(v: serde_json::Value) -> JobResult {
+    JobResult::whole(v).expect("object")
+}

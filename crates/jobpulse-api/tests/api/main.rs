@@ -1,0 +1,6 @@
+//! Integration tests of the HTTP API over a real socket.
+
+mod auth;
+mod contract;
+mod hardening;
+mod helpers;
