@@ -8,6 +8,7 @@
 //! - [`routes`]: one module per route group, each with a `router()`.
 //! - [`openapi`]: the OpenAPI document.
 //! - [`metrics`]: the Prometheus recorder and hot-path handles.
+//! - [`hub`]: fan-out of read-model changes to SSE connections.
 //! - [`server`]: binding, connection hardening, graceful shutdown.
 //! - [`error`]: the one error type and its JSON envelope.
 //!
@@ -27,6 +28,7 @@ use tower_http::timeout::TimeoutLayer;
 
 pub mod auth;
 pub mod error;
+pub mod hub;
 pub mod metrics;
 pub mod openapi;
 pub mod render;
@@ -123,7 +125,9 @@ async fn not_found() -> error::ApiError {
 
 /// Assembles the application router.
 pub fn router(parts: Parts, config: &RouterConfig) -> Router {
-    let mut timed = routes::progress::router(parts.read).merge(routes::ops::router(parts.ops));
+    let mut timed = routes::progress::router(parts.read.clone())
+        .merge(routes::batch::router(parts.read))
+        .merge(routes::ops::router(parts.ops));
     if let Some(extra) = parts.extra {
         timed = timed.merge(extra);
     }

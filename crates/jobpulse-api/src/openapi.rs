@@ -14,6 +14,9 @@ use crate::routes;
     paths(
         routes::progress::video_progress,
         routes::progress::job_progress,
+        routes::batch::batch_get,
+        routes::batch::batch_post,
+        routes::stream::stream,
         routes::ops::healthz,
         routes::ops::readyz,
         routes::ops::metrics,

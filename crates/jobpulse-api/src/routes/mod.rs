@@ -1,4 +1,6 @@
 //! Route modules; each exports a `router()` over its own state.
 
+pub mod batch;
 pub mod ops;
 pub mod progress;
+pub mod stream;

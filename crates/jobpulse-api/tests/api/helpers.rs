@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobpulse_api::auth::{AuthConfig, TokenSpec, Verifier};
+use jobpulse_api::routes::stream::StreamState;
 use jobpulse_api::{Application, HttpConfig, Parts, ReadState, RouterConfig};
 use jobpulse_domain::{
     Fence, JobId, JobResult, JobStatus, JobType, Percent, State, StepProgress, TaskKey, TenantId,
@@ -39,16 +40,23 @@ impl TestApp {
     }
 
     pub async fn spawn_with(store: SharedStore, http: HttpConfig) -> TestApp {
+        Self::spawn_full(store, http, 100).await
+    }
+
+    pub async fn spawn_full(store: SharedStore, http: HttpConfig, sse_cap: usize) -> TestApp {
         let verifier = Arc::new(Verifier::new(
             AuthConfig::hs256(SECRET).expect("strong secret"),
         ));
         let read = ReadState::new(store.clone(), verifier.clone());
         let ops = jobpulse_api::ops_state(store.clone(), Vec::new());
+        let stop = CancellationToken::new();
+        let mut stream = StreamState::start(read.clone(), sse_cap, stop.clone());
+        stream.heartbeat = Duration::from_millis(300);
         let router = jobpulse_api::router(
             Parts {
                 read,
                 ops,
-                long_running: None,
+                long_running: Some(jobpulse_api::routes::stream::router(stream)),
                 extra: None,
             },
             &RouterConfig::default(),
@@ -57,7 +65,6 @@ impl TestApp {
             .await
             .expect("binds");
         let port = app.port();
-        let stop = CancellationToken::new();
         tokio::spawn(app.run_until_stopped(stop.clone()));
         TestApp {
             base: format!("http://127.0.0.1:{port}"),

@@ -4,3 +4,4 @@ mod auth;
 mod contract;
 mod hardening;
 mod helpers;
+mod push;

@@ -1,0 +1,214 @@
+//! Fan-out of read-model changes to this process's SSE connections.
+//!
+//! One task reads the store's change feed (`StatusStore::subscribe`: Redis pub/sub across
+//! replicas, or the in-process channel) and routes each change to the connections of its tenant
+//! that watch that task — O(watchers), not O(connections). Each connection has a small bounded
+//! queue; when it is full (a slow reader, or a burst) the change is dropped for that connection
+//! and the connection is marked *lagged*: the next time it is polled it re-reads what it missed
+//! from the tenant's change log, so intermediate progress may be coalesced but a final state is
+//! never lost. A connection that stays full for [`SLOW_READER_LIMIT`] is dropped.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use jobpulse_domain::{TaskId, TenantId};
+use jobpulse_store::{Change, SharedStore};
+use tokio::sync::{Notify, broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+/// Queue length per connection.
+pub const QUEUE_LEN: usize = 64;
+/// A connection whose queue stays full this long is dropped.
+pub const SLOW_READER_LIMIT: Duration = Duration::from_secs(30);
+
+/// A change plus its rendered SSE payload, computed at most once however many connections
+/// receive it.
+#[derive(Debug)]
+pub struct Dispatched {
+    pub change: Change,
+    pub rendered: OnceLock<(&'static str, String)>,
+}
+
+/// Which tasks a connection watches.
+#[derive(Debug, Clone)]
+pub enum Watch {
+    All,
+    Tasks(Arc<HashSet<TaskId>>),
+}
+
+impl Watch {
+    pub fn wants(&self, task: &TaskId) -> bool {
+        match self {
+            Watch::All => true,
+            Watch::Tasks(set) => set.contains(task),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Sub {
+    tx: mpsc::Sender<Arc<Dispatched>>,
+    watch: Watch,
+    signal: Arc<Signal>,
+    full_since: Option<Instant>,
+}
+
+/// Flags a connection reads when it is polled.
+#[derive(Debug, Default)]
+pub struct Signal {
+    pub lagged: AtomicBool,
+    pub wake: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    tenants: Mutex<HashMap<TenantId, HashMap<u64, Sub>>>,
+    next_id: AtomicU64,
+}
+
+/// See the module docs.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+    per_tenant_cap: usize,
+}
+
+/// The tenant already has as many streams as allowed.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("too many open streams for this tenant")]
+pub struct CapExceeded;
+
+/// A connection's membership; dropping it unregisters.
+#[derive(Debug)]
+pub struct Registration {
+    hub: Hub,
+    tenant: TenantId,
+    id: u64,
+    pub rx: mpsc::Receiver<Arc<Dispatched>>,
+    pub signal: Arc<Signal>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        metrics::gauge!("jobpulse_sse_streams").decrement(1.0);
+        let mut tenants = self.hub.lock();
+        if let Some(subs) = tenants.get_mut(&self.tenant) {
+            subs.remove(&self.id);
+            if subs.is_empty() {
+                tenants.remove(&self.tenant);
+            }
+        }
+    }
+}
+
+impl Hub {
+    /// Starts the dispatcher; it stops with `shutdown` or when the store's feed closes.
+    pub fn start(store: &SharedStore, per_tenant_cap: usize, shutdown: CancellationToken) -> Hub {
+        let hub = Hub {
+            inner: Arc::new(Inner::default()),
+            per_tenant_cap,
+        };
+        let mut feed = store.subscribe();
+        let h = hub.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    n = feed.recv() => n,
+                };
+                match next {
+                    Ok(change) => h.dispatch(change),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "SSE hub fell behind the change feed");
+                        h.mark_all_lagged();
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        hub
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<TenantId, HashMap<u64, Sub>>> {
+        self.inner.tenants.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn register(&self, tenant: TenantId, watch: Watch) -> Result<Registration, CapExceeded> {
+        let mut tenants = self.lock();
+        let subs = tenants.entry(tenant).or_default();
+        if subs.len() >= self.per_tenant_cap {
+            return Err(CapExceeded);
+        }
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(QUEUE_LEN);
+        let signal = Arc::new(Signal::default());
+        subs.insert(
+            id,
+            Sub {
+                tx,
+                watch,
+                signal: signal.clone(),
+                full_since: None,
+            },
+        );
+        metrics::gauge!("jobpulse_sse_streams").increment(1.0);
+        Ok(Registration {
+            hub: self.clone(),
+            tenant,
+            id,
+            rx,
+            signal,
+        })
+    }
+
+    /// Open streams of this process.
+    pub fn streams(&self) -> usize {
+        self.lock().values().map(HashMap::len).sum()
+    }
+
+    fn dispatch(&self, change: Change) {
+        let now = Instant::now();
+        let mut tenants = self.lock();
+        let Some(subs) = tenants.get_mut(&change.key.tenant) else {
+            return;
+        };
+        let event = Arc::new(Dispatched {
+            change,
+            rendered: OnceLock::new(),
+        });
+        let mut dropped = Vec::new();
+        for (id, sub) in subs.iter_mut() {
+            if !sub.watch.wants(&event.change.key.task) {
+                continue;
+            }
+            match sub.tx.try_send(event.clone()) {
+                Ok(()) => sub.full_since = None,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    sub.signal.lagged.store(true, Ordering::Release);
+                    sub.signal.wake.notify_one();
+                    let since = *sub.full_since.get_or_insert(now);
+                    if now.duration_since(since) > SLOW_READER_LIMIT {
+                        dropped.push(*id);
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => dropped.push(*id),
+            }
+        }
+        for id in dropped {
+            // Dropping the sender ends the connection's stream the next time it is polled.
+            subs.remove(&id);
+            metrics::counter!("jobpulse_sse_dropped_total").increment(1);
+        }
+    }
+
+    fn mark_all_lagged(&self) {
+        for subs in self.lock().values() {
+            for sub in subs.values() {
+                sub.signal.lagged.store(true, Ordering::Release);
+                sub.signal.wake.notify_one();
+            }
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! Server-Sent Events: watch many tasks over one connection (`GET /api/v1/progress/stream`).
+//!
+//! - `?videos=1,2&jobs=a,b` watches those tasks: the current state of each is sent first (an
+//!   `UNKNOWN` body for ids the read model does not know), then every change.
+//! - `?all=true` (staff only) watches every task of the tenant: changes only; the work box
+//!   hydrates its list from the database-backed list endpoints.
+//! - Events are `event: video` / `event: job` with the same JSON body as the polling endpoint;
+//!   `id:` is the change's position in the tenant's change log. A client that reconnects with
+//!   `Last-Event-ID` gets the current state of everything that changed since (or of everything it
+//!   watches, when that position is too old): intermediate progress may be coalesced, a terminal
+//!   state is never lost.
+//! - A `: hb` comment every 15 s keeps proxies from closing idle streams.
+//! - At most `per_tenant_cap` streams per tenant per process (429 beyond); slow readers are
+//!   dropped (see [`crate::hub`]).
+//! - Browsers' `EventSource` cannot send headers, so the token may also come as `access_token`
+//!   in the query (prefer the header; query strings end up in access logs).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::StreamExt;
+use jobpulse_domain::{JobId, Status, TaskId, TenantId, VideoId};
+use jobpulse_store::{ChangesSince, SharedStore, Snapshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{Audience, Principal};
+use crate::error::ApiError;
+use crate::hub::{Dispatched, Hub, Registration, Watch};
+use crate::render;
+use crate::routes::batch::MAX_IDS;
+use crate::state::ReadState;
+
+/// State of the stream route.
+#[derive(Debug, Clone)]
+pub struct StreamState {
+    pub read: ReadState,
+    pub hub: Hub,
+    pub shutdown: CancellationToken,
+    /// Interval of the `: hb` comments (15 s by default).
+    pub heartbeat: Duration,
+}
+
+impl StreamState {
+    /// Starts this process's hub over the read state's store.
+    pub fn start(read: ReadState, per_tenant_cap: usize, shutdown: CancellationToken) -> Self {
+        let hub = Hub::start(&read.store, per_tenant_cap, shutdown.clone());
+        Self {
+            read,
+            hub,
+            shutdown,
+            heartbeat: Duration::from_secs(15),
+        }
+    }
+}
+
+pub fn router(state: StreamState) -> Router {
+    Router::new()
+        .route("/api/v1/progress/stream", get(stream))
+        .with_state(state)
+}
+
+struct Query {
+    watch: Watch,
+    ids: Vec<TaskId>,
+    token: Option<String>,
+}
+
+fn parse(raw: Option<&str>) -> Result<Query, ApiError> {
+    let mut ids = Vec::new();
+    let mut all = false;
+    let mut token = None;
+    for pair in raw.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "videos" | "jobs" => {
+                for s in v.replace("%2C", ",").split(',').filter(|s| !s.is_empty()) {
+                    ids.push(if k == "videos" {
+                        TaskId::Video(
+                            VideoId::parse(s)
+                                .map_err(|e| ApiError::BadRequest(format!("videos: {s:?}: {e}")))?,
+                        )
+                    } else {
+                        TaskId::Job(
+                            JobId::parse(s)
+                                .map_err(|e| ApiError::BadRequest(format!("jobs: {s:?}: {e}")))?,
+                        )
+                    });
+                    if ids.len() > MAX_IDS {
+                        return Err(ApiError::BadRequest(format!(
+                            "at most {MAX_IDS} ids per stream; use all=true to watch a tenant"
+                        )));
+                    }
+                }
+            }
+            "all" => all = matches!(v, "true" | "1"),
+            "access_token" => token = Some(v.to_owned()),
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown query parameter {:?}; use videos=, jobs=, all=true",
+                    other.chars().take(40).collect::<String>()
+                )));
+            }
+        }
+    }
+    if all && !ids.is_empty() {
+        return Err(ApiError::BadRequest(
+            "use either all=true or a list of ids".into(),
+        ));
+    }
+    if !all && ids.is_empty() {
+        return Err(ApiError::BadRequest(
+            "say what to watch: videos=…, jobs=… or all=true".into(),
+        ));
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let watch = if all {
+        Watch::All
+    } else {
+        Watch::Tasks(Arc::new(ids.iter().cloned().collect()))
+    };
+    Ok(Query { watch, ids, token })
+}
+
+#[utoipa::path(get, path = "/api/v1/progress/stream", tag = "progress",
+    params(("videos" = Option<String>, Query, description = "Comma-separated video ids"),
+           ("jobs" = Option<String>, Query, description = "Comma-separated job ids"),
+           ("all" = Option<bool>, Query, description = "Every task of the tenant (staff only)"),
+           ("access_token" = Option<String>, Query, description = "Token, for EventSource clients that cannot send headers"),
+           ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event")),
+    responses((status = 200, description = "text/event-stream of `video` and `job` events", content_type = "text/event-stream"),
+              (status = 400, body = crate::error::ErrorBody),
+              (status = 401, body = crate::error::ErrorBody),
+              (status = 403, description = "all=true needs a staff role", body = crate::error::ErrorBody),
+              (status = 429, description = "Too many streams for this tenant", body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn stream(
+    State(state): State<StreamState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = parse(raw.as_deref())?;
+    let principal = match (&q.token, headers.contains_key(header::AUTHORIZATION)) {
+        (Some(t), false) => {
+            let mut h = headers.clone();
+            let v = HeaderValue::from_str(&format!("Bearer {t}"))
+                .map_err(|_| ApiError::Unauthorized("invalid token"))?;
+            h.insert(header::AUTHORIZATION, v);
+            state.read.auth.authenticate(&h, Audience::Browser)?
+        }
+        _ => state.read.auth.authenticate(&headers, Audience::Browser)?,
+    };
+    if matches!(q.watch, Watch::All) && !principal.is_staff() {
+        return Err(ApiError::Forbidden(
+            "watching a whole tenant needs a staff role",
+        ));
+    }
+    let reg = state
+        .hub
+        .register(principal.tenant, q.watch.clone())
+        .map_err(|_| ApiError::TooManyRequests("too many open streams for this tenant"))?;
+    let mut conn = Conn {
+        reg,
+        store: state.read.store.clone(),
+        principal,
+        watch: q.watch,
+        ids: q.ids,
+        cursor: None,
+        sent: HashMap::new(),
+        pending: VecDeque::new(),
+    };
+    let last_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty() && s.len() <= 64)
+        .map(str::to_owned);
+    match last_id {
+        Some(id) => conn.catch_up(&id).await?,
+        None => conn.snapshot_all().await?,
+    }
+    let body = futures::stream::unfold(conn, |mut conn| async move {
+        conn.next_event()
+            .await
+            .map(|e| (Ok::<_, Infallible>(e), conn))
+    })
+    .take_until(state.shutdown.cancelled_owned());
+    let mut res = Sse::new(body)
+        .keep_alive(KeepAlive::new().interval(state.heartbeat).text("hb"))
+        .into_response();
+    res.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(res)
+}
+
+/// One open stream.
+struct Conn {
+    reg: Registration,
+    store: SharedStore,
+    principal: Principal,
+    watch: Watch,
+    ids: Vec<TaskId>,
+    /// Newest change-log position delivered.
+    cursor: Option<String>,
+    /// Revision last sent per task, so a late notification never sends an older state.
+    sent: HashMap<TaskId, u64>,
+    pending: VecDeque<Event>,
+}
+
+const MAX_TRACKED: usize = 10_000;
+
+impl Conn {
+    fn tenant(&self) -> TenantId {
+        self.principal.tenant
+    }
+
+    fn visible(&self, snap: &Snapshot) -> bool {
+        self.principal.is_staff()
+            || !snap
+                .state
+                .job_type
+                .as_ref()
+                .is_some_and(|t| t.is_staff_only())
+    }
+
+    /// Records `rev` for `task`; false when something as new was already sent.
+    fn fresh(&mut self, task: &TaskId, rev: u64) -> bool {
+        if self.sent.get(task).is_some_and(|r| *r >= rev) {
+            return false;
+        }
+        if self.sent.len() >= MAX_TRACKED {
+            self.sent.clear();
+        }
+        self.sent.insert(task.clone(), rev);
+        true
+    }
+
+    fn render(task: &TaskId, snap: Option<&Snapshot>) -> (&'static str, String) {
+        let bytes = match task {
+            TaskId::Video(v) => render::video(*v, snap),
+            TaskId::Job(j) => render::job(j, snap),
+        };
+        let name = match task {
+            TaskId::Video(_) => "video",
+            TaskId::Job(_) => "job",
+        };
+        (name, String::from_utf8(bytes).unwrap_or_default())
+    }
+
+    fn event(&self, name: &'static str, data: &str) -> Event {
+        let e = Event::default().event(name).data(data);
+        match &self.cursor {
+            Some(c) => e.id(c.as_str()),
+            None => e,
+        }
+    }
+
+    /// The current state of `tasks`, read in one round trip, queued as events.
+    async fn send_current(
+        &mut self,
+        tasks: &[TaskId],
+        include_unknown: bool,
+    ) -> Result<(), ApiError> {
+        for chunk in tasks.chunks(MAX_IDS) {
+            let snaps = self.store.get_many(self.tenant(), chunk).await?;
+            for (task, snap) in chunk.iter().zip(snaps) {
+                let snap = snap.filter(|s| self.visible(s) && kind_matches(task, s));
+                match &snap {
+                    Some(s) if !self.fresh(task, s.rev) => continue,
+                    None if !include_unknown => continue,
+                    _ => {}
+                }
+                let (name, data) = Self::render(task, snap.as_ref());
+                let ev = self.event(name, &data);
+                self.pending.push_back(ev);
+            }
+        }
+        Ok(())
+    }
+
+    async fn snapshot_all(&mut self) -> Result<(), ApiError> {
+        let ids = self.ids.clone();
+        self.send_current(&ids, true).await
+    }
+
+    /// Resumes after `cursor`: what changed since, or everything when that is unknown.
+    async fn catch_up(&mut self, cursor: &str) -> Result<(), ApiError> {
+        let mut after = cursor.to_owned();
+        loop {
+            match self
+                .store
+                .changes_since(self.tenant(), &after, 1000)
+                .await?
+            {
+                ChangesSince::Changes(list) => {
+                    let Some((last, _)) = list.last() else {
+                        self.cursor = Some(after);
+                        return Ok(());
+                    };
+                    let last = last.clone();
+                    let full = list.len() == 1000;
+                    let mut seen = HashSet::new();
+                    let tasks: Vec<TaskId> = list
+                        .into_iter()
+                        .map(|(_, t)| t)
+                        .filter(|t| self.watch.wants(t) && seen.insert(t.clone()))
+                        .collect();
+                    self.cursor = Some(last.clone());
+                    // A task deleted since then is sent as unknown.
+                    self.send_current(&tasks, true).await?;
+                    if !full {
+                        return Ok(());
+                    }
+                    after = last;
+                }
+                ChangesSince::Expired => {
+                    metrics::counter!("jobpulse_sse_resync_total", "kind" => "expired")
+                        .increment(1);
+                    return match self.watch {
+                        Watch::All => {
+                            self.pending.push_back(
+                                Event::default()
+                                    .event("resync")
+                                    .data(r#"{"reason":"history expired; reload the task list"}"#),
+                            );
+                            Ok(())
+                        }
+                        Watch::Tasks(_) => self.snapshot_all().await,
+                    };
+                }
+            }
+        }
+    }
+
+    fn live(&mut self, d: &Dispatched) -> Option<Event> {
+        let c = &d.change;
+        if let Some(s) = &c.snapshot
+            && (!self.visible(s) || !kind_matches(&c.key.task, s))
+        {
+            return None;
+        }
+        if !self.fresh(&c.key.task, c.rev) {
+            return None;
+        }
+        self.cursor = Some(c.cursor.clone());
+        let (name, data) = d
+            .rendered
+            .get_or_init(|| Self::render(&c.key.task, c.snapshot.as_ref()));
+        Some(self.event(name, data))
+    }
+
+    async fn next_event(&mut self) -> Option<Event> {
+        loop {
+            if let Some(ev) = self.pending.pop_front() {
+                return Some(ev);
+            }
+            if self.reg.signal.lagged.swap(false, Ordering::AcqRel) {
+                metrics::counter!("jobpulse_sse_resync_total", "kind" => "lagged").increment(1);
+                let result = match self.cursor.clone() {
+                    Some(c) => self.catch_up(&c).await,
+                    None => match self.watch {
+                        Watch::All => Ok(()),
+                        Watch::Tasks(_) => self.snapshot_all().await,
+                    },
+                };
+                if result.is_err() {
+                    // The store is unreachable: end the stream; the client reconnects with its
+                    // Last-Event-ID and resumes from there.
+                    return None;
+                }
+                continue;
+            }
+            let signal = self.reg.signal.clone();
+            tokio::select! {
+                biased;
+                msg = self.reg.rx.recv() => match msg {
+                    Some(d) => {
+                        if let Some(ev) = self.live(&d) {
+                            return Some(ev);
+                        }
+                    }
+                    // The hub dropped us (a reader too slow for too long).
+                    None => return None,
+                },
+                _ = signal.wake.notified() => {}
+            }
+        }
+    }
+}
+
+fn kind_matches(task: &TaskId, snap: &Snapshot) -> bool {
+    matches!(
+        (task, snap.state.status),
+        (TaskId::Video(_), Status::Video(_)) | (TaskId::Job(_), Status::Job(_))
+    )
+}

@@ -1,0 +1,383 @@
+//! Batch reads and Server-Sent Events.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use jobpulse_domain::{JobStatus, State, VideoStatus};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn batch_mixes_known_unknown_and_foreign_ids() {
+    let app = TestApp::spawn().await;
+    app.put(
+        video_key(1, 1),
+        fence(1, 0, 1),
+        State::video(VideoStatus::Uploaded),
+    )
+    .await;
+    app.put(
+        video_key(2, 2),
+        fence(1, 0, 1),
+        State::video(VideoStatus::Uploaded),
+    )
+    .await;
+    app.put(
+        job_key(1, "a"),
+        fence(1, 1, 1),
+        job_state(JobStatus::Running, "ppt_generation"),
+    )
+    .await;
+    app.put(job_key(1, "imp"), fence(1, 1, 1), running_import(10, 1, 0))
+        .await;
+    let token = app.token(1, "teacher");
+    let res = app
+        .get("/api/v1/progress/?videos=1,2,3&jobs=a,b,imp", Some(&token))
+        .await;
+    assert_eq!(res.status(), 200);
+    let v: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(v["videos"]["1"]["status"], "UPLOADED");
+    assert!(
+        v["videos"].get("2").is_none(),
+        "another tenant's video is unknown"
+    );
+    assert_eq!(v["unknown"]["videos"], serde_json::json!([2, 3]));
+    assert_eq!(v["jobs"]["a"]["status"], "RUNNING");
+    assert_eq!(v["jobs"]["imp"]["status"], "RUNNING");
+    assert_eq!(v["unknown"]["jobs"], serde_json::json!(["b"]));
+    // The single endpoint's body, byte for byte.
+    let single: serde_json::Value = app
+        .get("/api/v1/media/videos/1/progress/", Some(&token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["videos"]["1"], single);
+    // A student does not see staff-only jobs: they are unknown to them.
+    let v: serde_json::Value = app
+        .get(
+            "/api/v1/progress/?jobs=a,imp",
+            Some(&app.token(1, "student")),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["unknown"]["jobs"], serde_json::json!(["imp"]));
+}
+
+#[tokio::test]
+async fn batch_post_and_limits() {
+    let app = TestApp::spawn().await;
+    let token = app.token(1, "teacher");
+    let url = format!("{}/api/v1/progress/", app.base);
+    let res = app
+        .client
+        .post(&url)
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"videos": [1, "2"], "jobs": ["x"]}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status(), 200);
+    let v: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(v["unknown"]["videos"], serde_json::json!([1, 2]));
+    let too_many: Vec<i64> = (1..=201).collect();
+    for body in [
+        serde_json::json!({"videos": too_many}),
+        serde_json::json!({"videos": [0]}),
+        serde_json::json!({"jobs": ["a:b"]}),
+        serde_json::json!({"tenant": 2}),
+        serde_json::json!({"videos": [[1]]}),
+    ] {
+        let res = app
+            .client
+            .post(&url)
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(res.status(), 400, "{body}");
+    }
+    let res = app
+        .client
+        .post(&url)
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status(), 400);
+}
+
+/// A minimal SSE reader over a streaming response.
+struct Sse {
+    body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buf: String,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Frame {
+    event: Option<String>,
+    id: Option<String>,
+    data: String,
+    comment: bool,
+}
+
+impl Sse {
+    async fn open(
+        app: &TestApp,
+        query: &str,
+        token: &str,
+        last_id: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = app
+            .client
+            .get(format!("{}/api/v1/progress/stream?{query}", app.base))
+            .bearer_auth(token)
+            .timeout(Duration::from_secs(60));
+        if let Some(id) = last_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        req.send().await.expect("sent")
+    }
+
+    fn new(res: reqwest::Response) -> Sse {
+        assert_eq!(res.status(), 200);
+        assert!(
+            res.headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/event-stream"))
+        );
+        Sse {
+            body: res.bytes_stream().boxed(),
+            buf: String::new(),
+        }
+    }
+
+    /// The next frame (event or comment), within 5 s.
+    async fn next(&mut self) -> Frame {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let raw: String = self.buf.drain(..end + 2).collect();
+                let mut f = Frame::default();
+                for line in raw.lines() {
+                    if let Some(c) = line.strip_prefix(':') {
+                        f.comment = true;
+                        f.data = c.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        f.event = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        f.id = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        f.data.push_str(v.trim_start());
+                    }
+                }
+                return f;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(5), self.body.next())
+                .await
+                .expect("an SSE frame within 5 s")
+                .expect("stream open")
+                .expect("chunk");
+            self.buf
+                .push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+        }
+    }
+
+    async fn next_event(&mut self) -> (Frame, serde_json::Value) {
+        loop {
+            let f = self.next().await;
+            if !f.comment {
+                let v = serde_json::from_str(&f.data).expect("json data");
+                return (f, v);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn stream_sends_the_snapshot_then_every_change() {
+    let app = TestApp::spawn().await;
+    app.put(
+        video_key(1, 1),
+        fence(1, 1, 1),
+        processing(20, Some((4, 0.1)), Some(50)),
+    )
+    .await;
+    let token = app.token(1, "teacher");
+    let mut sse = Sse::new(Sse::open(&app, "videos=1,2", &token, None).await);
+    let (f1, v1) = sse.next_event().await;
+    let (f2, v2) = sse.next_event().await;
+    assert_eq!(f1.event.as_deref(), Some("video"));
+    assert_eq!(v1["id"], 1);
+    assert_eq!(v1["status"], "PROCESSING");
+    assert_eq!(
+        (f2.event.as_deref(), v2["status"].as_str()),
+        (Some("video"), Some("UNKNOWN"))
+    );
+    app.put(
+        video_key(1, 1),
+        fence(1, 1, 2),
+        processing(30, Some((4, 0.3)), Some(40)),
+    )
+    .await;
+    let (f, v) = sse.next_event().await;
+    assert_eq!(v["progress"], 30);
+    assert!(f.id.is_some(), "live events carry their change-log id");
+    // Changes of tasks not watched, and of other tenants, do not arrive.
+    app.put(video_key(1, 9), fence(1, 1, 2), processing(30, None, None))
+        .await;
+    app.put(video_key(2, 1), fence(1, 1, 2), processing(30, None, None))
+        .await;
+    app.put(
+        video_key(1, 2),
+        fence(1, 0, 1),
+        State::video(VideoStatus::Uploaded),
+    )
+    .await;
+    let (_, v) = sse.next_event().await;
+    assert_eq!(
+        (v["id"].as_i64(), v["status"].as_str()),
+        (Some(2), Some("UPLOADED"))
+    );
+}
+
+#[tokio::test]
+async fn heartbeats_flow_while_idle() {
+    let app = TestApp::spawn().await;
+    let token = app.token(1, "teacher");
+    let mut sse = Sse::new(Sse::open(&app, "jobs=x", &token, None).await);
+    let (_, v) = sse.next_event().await;
+    assert_eq!(v["status"], "UNKNOWN");
+    let hb = sse.next().await;
+    assert!(hb.comment && hb.data == "hb", "{hb:?}");
+}
+
+#[tokio::test]
+async fn resume_after_a_disconnect_delivers_the_terminal_state() {
+    let app = TestApp::spawn().await;
+    let token = app.token(1, "teacher");
+    let mut sse = Sse::new(Sse::open(&app, "videos=5", &token, None).await);
+    let _ = sse.next_event().await; // UNKNOWN snapshot
+    app.put(
+        video_key(1, 5),
+        fence(1, 1, 1),
+        processing(15, Some((2, 0.5)), None),
+    )
+    .await;
+    let (f, _) = sse.next_event().await;
+    let last = f.id.expect("id");
+    drop(sse);
+    // While disconnected: progress, then READY, plus noise on other tasks.
+    for seq in 2..20 {
+        app.put(
+            video_key(1, 5),
+            fence(1, 1, seq),
+            processing(15 + seq as u8, Some((4, 0.5)), None),
+        )
+        .await;
+        app.put(
+            video_key(1, 6),
+            fence(1, 1, seq),
+            processing(10, None, None),
+        )
+        .await;
+    }
+    let mut ready = State::video(VideoStatus::Ready);
+    ready.hls_path = Some(text("a/master.m3u8"));
+    ready.duration = Some(3);
+    app.put(video_key(1, 5), fence(1, 1, 50), ready).await;
+    let mut sse = Sse::new(Sse::open(&app, "videos=5", &token, Some(&last)).await);
+    let (f, v) = sse.next_event().await;
+    assert_eq!(v["status"], "READY", "the terminal state after resume");
+    assert!(f.id.is_some());
+    // An id the store never issued: everything watched is re-sent.
+    let mut sse = Sse::new(Sse::open(&app, "videos=5", &token, Some("999999999")).await);
+    let (_, v) = sse.next_event().await;
+    assert_eq!(v["status"], "READY");
+}
+
+#[tokio::test]
+async fn tenant_wide_stream_is_for_staff_and_stays_in_the_tenant() {
+    let app = TestApp::spawn().await;
+    let student = Sse::open(&app, "all=true", &app.token(1, "student"), None).await;
+    assert_eq!(student.status(), 403);
+    let mut sse = Sse::new(Sse::open(&app, "all=true", &app.token(1, "admin"), None).await);
+    app.put(
+        video_key(2, 1),
+        fence(1, 0, 1),
+        State::video(VideoStatus::Uploaded),
+    )
+    .await;
+    app.put(
+        job_key(1, "j1"),
+        fence(1, 0, 1),
+        job_state(JobStatus::Pending, "excel_parsing"),
+    )
+    .await;
+    let (f, v) = sse.next_event().await;
+    assert_eq!(
+        (f.event.as_deref(), v["job_id"].as_str()),
+        (Some("job"), Some("j1"))
+    );
+}
+
+#[tokio::test]
+async fn streams_per_tenant_are_capped() {
+    let app = TestApp::spawn_full(
+        std::sync::Arc::new(jobpulse_store::MemoryStore::default()),
+        jobpulse_api::HttpConfig::default(),
+        2,
+    )
+    .await;
+    let token = app.token(1, "teacher");
+    let a = Sse::open(&app, "videos=1", &token, None).await;
+    let b = Sse::open(&app, "videos=1", &token, None).await;
+    let c = Sse::open(&app, "videos=1", &token, None).await;
+    assert_eq!(
+        (
+            a.status().as_u16(),
+            b.status().as_u16(),
+            c.status().as_u16()
+        ),
+        (200, 200, 429)
+    );
+    // Another tenant is not affected.
+    let d = Sse::open(&app, "videos=1", &app.token(2, "teacher"), None).await;
+    assert_eq!(d.status(), 200);
+    drop((a, b));
+    // Closed streams free their slots (the server notices the disconnect).
+    let mut ok = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if Sse::open(&app, "videos=1", &token, None).await.status() == 200 {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "slots were not released");
+}
+
+#[tokio::test]
+async fn stream_rejects_bad_queries() {
+    let app = TestApp::spawn().await;
+    let token = app.token(1, "teacher");
+    for q in ["", "videos=x", "jobs=a:b", "all=true&videos=1", "tenant=3"] {
+        assert_eq!(Sse::open(&app, q, &token, None).await.status(), 400, "{q}");
+    }
+    // EventSource-style token in the query.
+    let res = app
+        .client
+        .get(format!(
+            "{}/api/v1/progress/stream?videos=1&access_token={token}",
+            app.base
+        ))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status(), 200);
+}
