@@ -1,0 +1,383 @@
+//! Storage key naming. Keys are built only here, only from validated domain ids; nothing a client
+//! sent (a file name, a path) becomes part of a key unsanitised.
+//!
+//! | key | holds |
+//! |---|---|
+//! | `tenants/3/video/raw/321/source.mp4` | the uploaded original ([`raw_key`]) |
+//! | `tenants/3/video/hls/321/` | the HLS output ([`hls_prefix`]): `master.m3u8`, `720p/index.m3u8`, `720p/seg_00000.ts`, … |
+//! | `tenants/3/video/thumbnails/321.jpg` | the poster frame ([`thumbnail_key`]) |
+//! | `tenants/3/jobs/a1b2/input.xlsx` | an AI job's input ([`job_input_key`]) |
+//! | `tenants/3/jobs/a1b2/output/result.json` | an AI job's output files ([`job_output_key`]) |
+//!
+//! The tenant is the first segment so one tenant's data can be listed, exported or deleted by
+//! prefix. The raw upload keeps only an extension from an allowlist of video containers (the
+//! client's file name is never used: it could carry `../`, control characters or an extension
+//! that a content-type-by-extension server would turn into `text/html`).
+
+use std::fmt;
+
+use jobpulse_domain::{JobId, TenantId, VideoId};
+
+use crate::transcode::MASTER_PLAYLIST;
+
+/// A key or relative path that is not a plain `[A-Za-z0-9._-]` path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid storage path {0:?}")]
+pub struct KeyError(pub String);
+
+/// The key of one stored object, e.g. `tenants/3/video/hls/321/master.m3u8`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StorageKey(String);
+
+/// A key prefix ending in `/`, e.g. `tenants/3/video/hls/321/`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StoragePrefix(String);
+
+/// Longest key accepted.
+const MAX_KEY: usize = 512;
+
+fn valid_path(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_KEY
+        && s.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        })
+}
+
+impl StorageKey {
+    /// Accepts a key read back from the database (e.g. a video's `hls_path`): it must be a plain
+    /// path under `tenants/`.
+    pub fn parse(s: &str) -> Result<Self, KeyError> {
+        if valid_path(s) && s.starts_with("tenants/") {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(KeyError(s.to_owned()))
+        }
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The last segment, e.g. `seg_00001.ts`.
+    pub fn file_name(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or(&self.0)
+    }
+
+    /// The lower-case extension of the last segment, if any.
+    pub fn extension(&self) -> Option<String> {
+        let name = self.file_name();
+        let (stem, ext) = name.rsplit_once('.')?;
+        (!stem.is_empty() && !ext.is_empty()).then(|| ext.to_ascii_lowercase())
+    }
+}
+
+impl StoragePrefix {
+    /// The prefix as text, with its trailing `/`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key of `relative` under this prefix, e.g. `720p/seg_00001.ts`. Refuses anything but
+    /// plain relative paths (no `..`, no empty or absolute segments), so a path taken from a
+    /// request can never leave the prefix.
+    pub fn join(&self, relative: &str) -> Result<StorageKey, KeyError> {
+        let key = format!("{}{relative}", self.0);
+        if valid_path(relative) && key.len() <= MAX_KEY {
+            Ok(StorageKey(key))
+        } else {
+            Err(KeyError(relative.to_owned()))
+        }
+    }
+
+    /// Whether `key` lies under this prefix.
+    pub fn contains(&self, key: &StorageKey) -> bool {
+        key.0.starts_with(&self.0)
+    }
+}
+
+impl fmt::Display for StorageKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for StoragePrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Container extensions kept for raw uploads; anything else is stored as `source.bin` (ffprobe
+/// identifies the content, not the name).
+const VIDEO_EXTENSIONS: &[&str] = &[
+    "mp4", "mov", "m4v", "mkv", "webm", "avi", "mpg", "mpeg", "ts", "mts", "m2ts", "3gp", "3g2",
+    "wmv", "flv", "ogv", "mxf",
+];
+
+/// Where an uploaded original is stored: `tenants/{tid}/video/raw/{vid}/source.<ext>`, the
+/// extension taken from `client_filename` only when it is a known video container.
+pub fn raw_key(tenant: TenantId, video: VideoId, client_filename: &str) -> StorageKey {
+    let ext = client_filename
+        .rsplit_once('.')
+        .map(|(_, e)| e.trim().to_ascii_lowercase())
+        .filter(|e| VIDEO_EXTENSIONS.contains(&e.as_str()))
+        .unwrap_or_else(|| "bin".to_owned());
+    StorageKey(format!("{}source.{ext}", raw_prefix(tenant, video)))
+}
+
+/// The directory of a video's raw upload: `tenants/{tid}/video/raw/{vid}/`.
+pub fn raw_prefix(tenant: TenantId, video: VideoId) -> StoragePrefix {
+    StoragePrefix(format!("tenants/{tenant}/video/raw/{video}/"))
+}
+
+/// A video's HLS output: `tenants/{tid}/video/hls/{vid}/`.
+pub fn hls_prefix(tenant: TenantId, video: VideoId) -> StoragePrefix {
+    StoragePrefix(format!("tenants/{tenant}/video/hls/{video}/"))
+}
+
+/// The master playlist: `tenants/{tid}/video/hls/{vid}/master.m3u8` (CONTRACT.md's `hls_path`).
+pub fn hls_master_key(tenant: TenantId, video: VideoId) -> StorageKey {
+    StorageKey(format!("{}{MASTER_PLAYLIST}", hls_prefix(tenant, video)))
+}
+
+/// A video's thumbnail: `tenants/{tid}/video/thumbnails/{vid}.jpg`.
+pub fn thumbnail_key(tenant: TenantId, video: VideoId) -> StorageKey {
+    StorageKey(format!("tenants/{tenant}/video/thumbnails/{video}.jpg"))
+}
+
+/// Everything of one AI job: `tenants/{tid}/jobs/{job_id}/`.
+pub fn job_prefix(tenant: TenantId, job: &JobId) -> StoragePrefix {
+    StoragePrefix(format!("tenants/{tenant}/jobs/{job}/"))
+}
+
+/// An AI job's input: `tenants/{tid}/jobs/{job_id}/input.<ext>`; `ext` is reduced to 1–8
+/// lower-case letters/digits (`"bin"` otherwise).
+pub fn job_input_key(tenant: TenantId, job: &JobId, ext: &str) -> StorageKey {
+    let ext = ext.trim().trim_start_matches('.').to_ascii_lowercase();
+    let ok = (1..=8).contains(&ext.len())
+        && ext
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let ext = if ok { ext } else { "bin".to_owned() };
+    StorageKey(format!("{}input.{ext}", job_prefix(tenant, job)))
+}
+
+/// An AI job's output file: `tenants/{tid}/jobs/{job_id}/output/<filename>`, the file name reduced
+/// to `[A-Za-z0-9._-]` (other characters become `_`, a leading `.` too), at most 100 bytes
+/// keeping its extension, `output` when nothing is left.
+pub fn job_output_key(tenant: TenantId, job: &JobId, filename: &str) -> StorageKey {
+    StorageKey(format!(
+        "{}output/{}",
+        job_prefix(tenant, job),
+        sanitize_file_name(filename)
+    ))
+}
+
+fn sanitize_file_name(name: &str) -> String {
+    const MAX: usize = 100;
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let mut s: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.starts_with('.') {
+        s.replace_range(0..1, "_");
+    }
+    if s.trim_matches('_').is_empty() {
+        return "output".to_owned();
+    }
+    if s.len() > MAX {
+        // ASCII only from here, so byte slicing is safe.
+        let ext = s
+            .rsplit_once('.')
+            .map(|(_, e)| e)
+            .filter(|e| e.len() <= 10)
+            .map(|e| format!(".{e}"))
+            .unwrap_or_default();
+        s = format!("{}{ext}", &s[..MAX - ext.len()]);
+    }
+    s
+}
+
+/// The `Content-Type` to serve a stored object with, by its extension. Unknown extensions are
+/// `application/octet-stream`; no extension maps to a type a browser would execute (HTML, SVG,
+/// JavaScript), so a stored file can never become a script on the API's origin.
+pub fn content_type_for(key: &str) -> &'static str {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "m3u8" => "application/vnd.apple.mpegurl",
+        "ts" => "video/mp2t",
+        "m4s" => "video/iso.segment",
+        "mp4" | "m4v" => "video/mp4",
+        "mov" => "video/quicktime",
+        "webm" => "video/webm",
+        "mkv" => "video/x-matroska",
+        "aac" => "audio/aac",
+        "m4a" => "audio/mp4",
+        "mp3" => "audio/mpeg",
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "webp" => "image/webp",
+        "json" => "application/json",
+        "pdf" => "application/pdf",
+        "csv" => "text/csv; charset=utf-8",
+        "txt" => "text/plain; charset=utf-8",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "pptx" => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "zip" => "application/zip",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t() -> TenantId {
+        TenantId::new(3).expect("valid")
+    }
+    fn v() -> VideoId {
+        VideoId::new(321).expect("valid")
+    }
+    fn j() -> JobId {
+        JobId::parse("a1b2").expect("valid")
+    }
+
+    #[test]
+    fn layout_matches_the_contract() {
+        assert_eq!(
+            raw_key(t(), v(), "My Holiday.MP4").as_str(),
+            "tenants/3/video/raw/321/source.mp4"
+        );
+        assert_eq!(hls_prefix(t(), v()).as_str(), "tenants/3/video/hls/321/");
+        assert_eq!(
+            hls_master_key(t(), v()).as_str(),
+            "tenants/3/video/hls/321/master.m3u8"
+        );
+        assert_eq!(
+            thumbnail_key(t(), v()).as_str(),
+            "tenants/3/video/thumbnails/321.jpg"
+        );
+        assert_eq!(
+            job_input_key(t(), &j(), "XLSX").as_str(),
+            "tenants/3/jobs/a1b2/input.xlsx"
+        );
+        assert_eq!(
+            job_output_key(t(), &j(), "result.json").as_str(),
+            "tenants/3/jobs/a1b2/output/result.json"
+        );
+    }
+
+    #[test]
+    fn client_names_never_reach_keys() {
+        for (name, ext) in [
+            ("../../etc/passwd", "bin"),
+            ("x.html", "bin"),
+            ("video.mp4/../x", "bin"),
+            ("noext", "bin"),
+            ("clip.MoV", "mov"),
+            ("a.b.webm", "webm"),
+            ("\u{0}.mp4\n", "mp4"),
+            ("x.mp4\u{0}", "bin"),
+            ("영상.mkv", "mkv"),
+        ] {
+            let k = raw_key(t(), v(), name);
+            assert_eq!(
+                k.as_str(),
+                format!("tenants/3/video/raw/321/source.{ext}"),
+                "{name:?}"
+            );
+            assert_eq!(StorageKey::parse(k.as_str()), Ok(k.clone()));
+        }
+        assert_eq!(
+            job_input_key(t(), &j(), "../x").extension().as_deref(),
+            Some("bin")
+        );
+        assert_eq!(
+            job_input_key(t(), &j(), ".csv").extension().as_deref(),
+            Some("csv")
+        );
+        for (name, want) in [
+            ("출석부.xlsx", "___.xlsx"),
+            ("../../x.json", "x.json"),
+            (".htaccess", "_htaccess"),
+            ("", "output"),
+            ("///", "output"),
+            ("a b?.pptx", "a_b_.pptx"),
+        ] {
+            assert_eq!(
+                job_output_key(t(), &j(), name).file_name(),
+                want,
+                "{name:?}"
+            );
+        }
+        let long = format!("{}.xlsx", "a".repeat(300));
+        let k = job_output_key(t(), &j(), &long);
+        assert_eq!(k.file_name().len(), 100);
+        assert_eq!(k.extension().as_deref(), Some("xlsx"));
+    }
+
+    #[test]
+    fn relative_paths_cannot_escape_a_prefix() {
+        let p = hls_prefix(t(), v());
+        let k = p.join("720p/seg_00001.ts").expect("valid");
+        assert_eq!(k.as_str(), "tenants/3/video/hls/321/720p/seg_00001.ts");
+        assert!(p.contains(&k));
+        for bad in [
+            "",
+            "../322/master.m3u8",
+            "/etc/passwd",
+            "a//b",
+            "a/./b",
+            "a b",
+            "a%2e",
+        ] {
+            assert!(p.join(bad).is_err(), "{bad:?}");
+        }
+        assert!(StorageKey::parse("tenants/3/../4/x").is_err());
+        assert!(StorageKey::parse("other/3/x").is_err());
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(
+            content_type_for("tenants/3/video/hls/321/master.m3u8"),
+            "application/vnd.apple.mpegurl"
+        );
+        assert_eq!(content_type_for("a/720p/seg_00001.TS"), "video/mp2t");
+        assert_eq!(content_type_for("x/321.jpg"), "image/jpeg");
+        for active in [
+            "x.html",
+            "x.htm",
+            "x.svg",
+            "x.js",
+            "x.xml",
+            "noext",
+            "dir.m3u8/x",
+        ] {
+            assert_eq!(
+                content_type_for(active),
+                "application/octet-stream",
+                "{active}"
+            );
+        }
+    }
+}
