@@ -13,7 +13,8 @@
 //!
 //! - this file: the trait, snapshots, changes, configuration and errors;
 //! - [`memory`]: the in-process store;
-//! - [`redis`]: the Redis store and its scripts.
+//! - [`redis`]: the Redis store and its scripts;
+//! - `metrics`: the counters both stores report (`jobpulse_store_*`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,10 +24,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 pub mod memory;
+mod metrics;
 pub mod redis;
 
 pub use memory::MemoryStore;
-pub use redis::RedisStore;
+pub use redis::{RedisOptions, RedisStore};
 
 /// What a reader sees of one task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

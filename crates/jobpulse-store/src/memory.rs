@@ -13,8 +13,10 @@ use tokio::sync::broadcast;
 
 use crate::{
     CHANGE_CHANNEL_CAPACITY, Change, ChangesSince, Epoch, Snapshot, StatusStore, StoreConfig,
-    StoreError, Subscription, TENANT_LOG_LEN, now_micros,
+    StoreError, Subscription, TENANT_LOG_LEN, metrics, now_micros,
 };
+
+const BACKEND: &str = "memory";
 
 #[derive(Debug)]
 struct Entry {
@@ -175,25 +177,35 @@ impl MemoryStore {
 #[async_trait::async_trait]
 impl StatusStore for MemoryStore {
     async fn apply(&self, write: &Write) -> Result<Outcome, StoreError> {
+        metrics::op(BACKEND, "apply");
         let now = Instant::now();
         let mut inner = self.lock();
         let out = self.apply_locked(&mut inner, write, now);
         self.sweep(&mut inner, now);
+        metrics::outcome(BACKEND, &out);
         Ok(out)
     }
 
     async fn apply_many(&self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        metrics::op(BACKEND, "apply_many");
         let now = Instant::now();
         let mut inner = self.lock();
-        let out = writes
+        let out: Vec<Outcome> = writes
             .iter()
             .map(|w| self.apply_locked(&mut inner, w, now))
             .collect();
         self.sweep(&mut inner, now);
+        for o in &out {
+            metrics::outcome(BACKEND, o);
+        }
         Ok(out)
     }
 
     async fn get(&self, key: &TaskKey) -> Result<Option<Snapshot>, StoreError> {
+        metrics::op(BACKEND, "get");
         Ok(Self::read(&self.lock(), key, Instant::now()))
     }
 
@@ -202,6 +214,7 @@ impl StatusStore for MemoryStore {
         tenant: TenantId,
         tasks: &[TaskId],
     ) -> Result<Vec<Option<Snapshot>>, StoreError> {
+        metrics::op(BACKEND, "get_many");
         let now = Instant::now();
         let inner = self.lock();
         Ok(tasks
@@ -217,6 +230,7 @@ impl StatusStore for MemoryStore {
     }
 
     fn subscribe(&self) -> Subscription {
+        metrics::op(BACKEND, "subscribe");
         self.changes.subscribe()
     }
 
@@ -226,6 +240,7 @@ impl StatusStore for MemoryStore {
         cursor: &str,
         limit: usize,
     ) -> Result<ChangesSince, StoreError> {
+        metrics::op(BACKEND, "changes_since");
         let Ok(after) = cursor.parse::<u64>() else {
             return Ok(ChangesSince::Expired);
         };
@@ -251,16 +266,18 @@ impl StatusStore for MemoryStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        metrics::op(BACKEND, "ping");
         Ok(())
     }
 
     async fn check_epoch(&self) -> Result<Epoch, StoreError> {
+        metrics::op(BACKEND, "check_epoch");
         // An in-process store cannot lose its data without the process (and its clients) going too.
         Ok(Epoch::Intact(self.epoch.clone()))
     }
 
     fn backend(&self) -> &'static str {
-        "memory"
+        BACKEND
     }
 }
 

@@ -1,0 +1,27 @@
+//! The store's counters, named the same for every backend so dashboards compare them directly.
+//!
+//! - `jobpulse_store_ops_total{backend, op}`: calls of each trait method;
+//! - `jobpulse_store_outcomes_total{backend, outcome}`: `applied | stale | rejected` per write;
+//! - `jobpulse_store_errors_total{backend, op}`: calls that failed to reach the store.
+//!
+//! Without an installed recorder these are no-ops.
+
+use jobpulse_domain::Outcome;
+
+pub(crate) fn op(backend: &'static str, op: &'static str) {
+    metrics::counter!("jobpulse_store_ops_total", "backend" => backend, "op" => op).increment(1);
+}
+
+pub(crate) fn outcome(backend: &'static str, outcome: &Outcome) {
+    let name = match outcome {
+        Outcome::Applied { .. } => "applied",
+        Outcome::Stale { .. } => "stale",
+        Outcome::Rejected { .. } => "rejected",
+    };
+    metrics::counter!("jobpulse_store_outcomes_total", "backend" => backend, "outcome" => name)
+        .increment(1);
+}
+
+pub(crate) fn error(backend: &'static str, op: &'static str) {
+    metrics::counter!("jobpulse_store_errors_total", "backend" => backend, "op" => op).increment(1);
+}
