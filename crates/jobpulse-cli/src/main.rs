@@ -1,3 +1,78 @@
-//! The `jobpulse` binary (being written).
+//! The `jobpulse` binary: parses the command line and calls library code.
+//!
+//! Every subcommand lives in [`commands`] and is a few lines of wiring.
 
-fn main() {}
+mod bench;
+mod client;
+mod commands;
+mod config;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::CommonArgs;
+
+/// jobpulse: where your long-running jobs are.
+#[derive(Debug, Parser)]
+#[command(name = "jobpulse", version, about, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP API (stateless; scale by replicas). Needs REDIS_URL.
+    Serve(commands::serve::ServeArgs),
+    /// Print a signed access token for a tenant/user/role (and nothing else) on stdout.
+    Token(commands::token::TokenArgs),
+    /// Upload a video or submit an excel import through the API (optionally --watch it).
+    Submit(commands::submit::SubmitArgs),
+    /// Follow a video or job with a progress bar until it ends.
+    Watch(commands::watch::WatchArgs),
+    /// Load benchmarks of the real server over loopback (see docs/benchmarks.md).
+    Bench(bench::BenchArgs),
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let settings = config::Settings::resolve(&cli.common)?;
+        match cli.command {
+            Command::Serve(args) => commands::serve::run(settings, args).await,
+            Command::Token(args) => commands::token::run(settings, args),
+            Command::Submit(args) => commands::submit::run(args).await,
+            Command::Watch(args) => commands::watch::run(args).await,
+            Command::Bench(args) => bench::run(settings, args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

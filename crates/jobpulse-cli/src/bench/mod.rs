@@ -1,0 +1,399 @@
+//! `jobpulse bench`: load benchmarks of the real server over loopback, each printed as a ratio
+//! against a baseline measured in the same run (docs/benchmarks.md records the figures).
+//!
+//! Scenarios (`--only` selects some):
+//!
+//! - `progress`: the progress endpoint on a read-model hit (a) and miss (b), a bare route that
+//!   does no store work (c, the framework ceiling: `/healthz` behind the same middleware), and
+//!   the old way (d): the same answer read from PostgreSQL with the old system's joins plus a
+//!   membership lookup. Prints requests/s, p50/p99, (a)/(c) and (a)/(d).
+//! - `batch`: one batch read of 100 ids vs 100 single polls.
+//! - `etag`: bytes and requests/s of an unchanged poll with and without `If-None-Match`.
+//!
+//! The server runs on its own runtime (2 threads) in this process; the load generator on
+//! another. Both share the machine, identically for every scenario.
+
+mod load;
+mod old_way;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use jobpulse_api::auth::{AuthConfig, TokenSpec, Verifier};
+use jobpulse_api::{Application, HttpConfig, Parts, ReadState, RouterConfig};
+use jobpulse_domain::keys::KeySpace;
+use jobpulse_domain::{Fence, TaskKey, TenantId, VideoId, Write};
+use jobpulse_store::{MemoryStore, RedisStore, SharedStore};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use load::{LoadResult, MakeRequest};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Concurrent connections of the load generator.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Measured time per scenario step, e.g. 10s.
+    #[arg(long, default_value = "10s")]
+    duration: String,
+    /// Unmeasured warm-up before each step.
+    #[arg(long, default_value = "2s")]
+    warmup: String,
+    /// Read model to serve from: redis (REDIS_URL, default redis://127.0.0.1:6379) or memory.
+    #[arg(long, default_value = "redis")]
+    store: String,
+    /// Scenarios to run (comma-separated): progress, batch, etag.
+    #[arg(long, default_value = "progress,batch,etag")]
+    only: String,
+}
+
+const SEEDED: i64 = 1000;
+const TENANT: i64 = 1;
+
+struct Server {
+    addr: SocketAddr,
+    stop: CancellationToken,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    token: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn secs(s: &str, what: &str) -> anyhow::Result<Duration> {
+    jobpulse_api::auth::parse_ttl(s)
+        .map(Duration::from_secs)
+        .map_err(|e| anyhow::anyhow!("--{what}: {e}"))
+}
+
+/// Starts the server on its own runtime with seeded data; returns once it listens.
+fn start_server(settings: &Settings, store_kind: &str, with_old: bool) -> anyhow::Result<Server> {
+    let redis_url = settings
+        .redis_url
+        .clone()
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+    let database_url = settings
+        .database_url
+        .clone()
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let store_kind = store_kind.to_owned();
+    let stop = CancellationToken::new();
+    let verifier = Arc::new(Verifier::new(AuthConfig::hs256(
+        b"bench-secret-bench-secret-bench-secret",
+    )?));
+    let token = verifier
+        .mint(&TokenSpec {
+            tenant: TenantId::new(TENANT)?,
+            tenant_code: None,
+            user_id: Some("7".into()),
+            role: Some("teacher".into()),
+            ttl_secs: 3600,
+            worker: false,
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (tx, rx) = std::sync::mpsc::channel::<anyhow::Result<SocketAddr>>();
+    let stop2 = stop.clone();
+    let thread = std::thread::spawn(move || -> anyhow::Result<()> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let setup = async {
+                let store: SharedStore = match store_kind.as_str() {
+                    "memory" => Arc::new(MemoryStore::default()),
+                    "redis" => Arc::new(
+                        RedisStore::connect(
+                            &redis_url,
+                            KeySpace::new(&format!("bench-{}", std::process::id()))?,
+                            jobpulse_store::StoreConfig::default(),
+                        )
+                        .await
+                        .context("connecting to Redis")?,
+                    ),
+                    other => anyhow::bail!("--store must be redis or memory, not {other:?}"),
+                };
+                seed(&store).await?;
+                let old = if with_old {
+                    Some(old_way::OldWay::create(&database_url, 1, SEEDED).await?)
+                } else {
+                    None
+                };
+                let read = ReadState::new(store.clone(), verifier.clone());
+                let ops = jobpulse_api::ops_state(store.clone(), Vec::new());
+                let router = jobpulse_api::router(
+                    Parts {
+                        read,
+                        ops,
+                        long_running: None,
+                        extra: old.as_ref().map(|o| o.router(verifier.clone())),
+                    },
+                    &RouterConfig::default(),
+                );
+                let app = Application::bind(
+                    HttpConfig {
+                        port: 0,
+                        ..HttpConfig::default()
+                    },
+                    router,
+                )
+                .await?;
+                anyhow::Ok((app, old))
+            };
+            match setup.await {
+                Ok((app, old)) => {
+                    let _ = tx.send(Ok(app.local_addr()));
+                    app.run_until_stopped(stop2).await?;
+                    if let Some(old) = old {
+                        old.drop_database().await?;
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    Ok(())
+                }
+            }
+        })
+    });
+    let addr = rx
+        .recv()
+        .map_err(|_| anyhow::anyhow!("the bench server thread died"))??;
+    Ok(Server {
+        addr,
+        stop,
+        thread: Some(thread),
+        token,
+    })
+}
+
+async fn seed(store: &SharedStore) -> anyhow::Result<()> {
+    let mut writes = Vec::new();
+    for v in 1..=SEEDED {
+        let key = TaskKey::video(TenantId::new(TENANT)?, VideoId::new(v)?);
+        let mut s = jobpulse_domain::State::video(jobpulse_domain::VideoStatus::Processing);
+        s.percent = jobpulse_domain::Percent::new(57)?;
+        s.step = Some(jobpulse_domain::steps::VIDEO.step(4, 0.4));
+        s.remaining_seconds = Some(84);
+        writes.push(Write::set(key, Fence::new(1, 1, 1)?, s)?);
+    }
+    for chunk in writes.chunks(200) {
+        store.apply_many(chunk).await?;
+    }
+    Ok(())
+}
+
+fn row(name: &str, r: &LoadResult) -> String {
+    format!(
+        "| {name} | {:.0} | {:.2} | {:.2} | {} |",
+        r.rps(),
+        r.pct_ms(0.50),
+        r.pct_ms(0.99),
+        r.errors + r.non_2xx
+    )
+}
+
+#[allow(clippy::print_stdout)] // The report is this command's output.
+pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
+    let duration = secs(&args.duration, "duration")?;
+    let warmup = secs(&args.warmup, "warmup")?;
+    let only: Vec<&str> = args.only.split(',').map(str::trim).collect();
+    let with_old = only.contains(&"progress");
+    let server = start_server(&settings, &args.store, with_old)?;
+    let c = args.connections;
+    println!(
+        "# jobpulse bench — store={}, connections={c}, duration={}s, warmup={}s, cpus={}",
+        args.store,
+        duration.as_secs(),
+        warmup.as_secs(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let token = server.token.clone();
+    let path_for = |p: String| -> MakeRequest {
+        let token = token.clone();
+        Arc::new(move |_| load::get(&p, &token))
+    };
+    let hit_token = token.clone();
+    let hit: MakeRequest = Arc::new(move |n| {
+        let id = (n as i64 % SEEDED) + 1;
+        load::get(&format!("/api/v1/media/videos/{id}/progress/"), &hit_token)
+    });
+
+    if only.contains(&"progress") {
+        let a = load::run(server.addr, c, warmup, duration, hit.clone()).await?;
+        let b = load::run(
+            server.addr,
+            c,
+            warmup,
+            duration,
+            path_for("/api/v1/media/videos/999999/progress/".into()),
+        )
+        .await?;
+        let bare = load::run(
+            server.addr,
+            c,
+            warmup,
+            duration,
+            path_for("/healthz".into()),
+        )
+        .await?;
+        let old_token = token.clone();
+        let old: MakeRequest = Arc::new(move |n| {
+            let id = (n as i64 % SEEDED) + 1;
+            load::get(
+                &format!("/old/api/v1/media/videos/{id}/progress/"),
+                &old_token,
+            )
+        });
+        let d = load::run(server.addr, c, warmup, duration, old).await?;
+        println!("\n## progress endpoint\n");
+        println!("| route | requests/s | p50 ms | p99 ms | errors |");
+        println!("|---|---|---|---|---|");
+        println!("{}", row("(a) progress, read-model hit", &a));
+        println!("{}", row("(b) progress, miss (UNKNOWN)", &b));
+        println!("{}", row("(c) bare route /healthz", &bare));
+        println!("{}", row("(d) old way: PostgreSQL joins + membership", &d));
+        println!(
+            "\n(a)/(c) = {:.2}   (a)/(d) = {:.1}   (b)/(c) = {:.2}",
+            a.rps() / bare.rps(),
+            a.rps() / d.rps(),
+            b.rps() / bare.rps()
+        );
+    }
+
+    if only.contains(&"batch") {
+        let ids: Vec<String> = (1..=100).map(|i| i.to_string()).collect();
+        let batch_path = format!("/api/v1/progress/?videos={}", ids.join(","));
+        let batch = load::run(
+            server.addr,
+            c,
+            warmup,
+            duration,
+            path_for(batch_path.clone()),
+        )
+        .await?;
+        let singles = load::run(server.addr, c, warmup, duration, hit.clone()).await?;
+        // Wall time to refresh 100 tasks from one client: 100 sequential polls vs one batch.
+        let (seq_ms, batch_ms) = refresh_times(server.addr, &token, &batch_path).await?;
+        println!("\n## batch read of 100 ids vs 100 single polls\n");
+        println!(
+            "| way | requests per refresh | refreshes/s (at {c} conns) | one client's refresh, median ms |"
+        );
+        println!("|---|---|---|---|");
+        println!(
+            "| 100 single polls | 100 | {:.1} | {seq_ms:.2} |",
+            singles.rps() / 100.0
+        );
+        println!(
+            "| one batch read | 1 | {:.1} | {batch_ms:.2} |",
+            batch.rps()
+        );
+        println!(
+            "\nthroughput ratio (batch/singles) = {:.1}   wall-time ratio (singles/batch) = {:.1}",
+            batch.rps() / (singles.rps() / 100.0),
+            seq_ms / batch_ms
+        );
+    }
+
+    if only.contains(&"etag") {
+        let plain = load::run(server.addr, c, warmup, duration, hit.clone()).await?;
+        // The current ETag of video 1, then conditional polls of it.
+        let tag = current_etag(server.addr, &token).await?;
+        let cond_token = token.clone();
+        let cond: MakeRequest = Arc::new(move |_| {
+            let mut r = load::get("/api/v1/media/videos/1/progress/", &cond_token);
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&tag) {
+                r.headers_mut().insert("if-none-match", v);
+            }
+            r
+        });
+        let conditional = load::run(server.addr, c, warmup, duration, cond).await?;
+        let per = |r: &LoadResult| r.bytes as f64 / r.requests.max(1) as f64;
+        println!("\n## unchanged poll with and without ETag\n");
+        println!("| poll | bytes per answer (headers + body) | requests/s |");
+        println!("|---|---|---|");
+        println!(
+            "| plain GET (200 + body) | {:.0} | {:.0} |",
+            per(&plain),
+            plain.rps()
+        );
+        println!(
+            "| If-None-Match (304, no body) | {:.0} | {:.0} |",
+            per(&conditional),
+            conditional.rps()
+        );
+        println!(
+            "\nbytes ratio (plain/304) = {:.2}",
+            per(&plain) / per(&conditional)
+        );
+    }
+    drop(server);
+    Ok(())
+}
+
+async fn connect(
+    addr: SocketAddr,
+) -> anyhow::Result<hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(send)
+}
+
+async fn refresh_times(
+    addr: SocketAddr,
+    token: &str,
+    batch_path: &str,
+) -> anyhow::Result<(f64, f64)> {
+    use http_body_util::BodyExt;
+    let mut send = connect(addr).await?;
+    let mut seq = Vec::new();
+    let mut batch = Vec::new();
+    for _ in 0..30 {
+        let t0 = Instant::now();
+        for id in 1..=100 {
+            send.ready().await?;
+            let res = send
+                .send_request(load::get(
+                    &format!("/api/v1/media/videos/{id}/progress/"),
+                    token,
+                ))
+                .await?;
+            res.into_body().collect().await?;
+        }
+        seq.push(t0.elapsed().as_secs_f64() * 1000.0);
+        let t0 = Instant::now();
+        send.ready().await?;
+        let res = send.send_request(load::get(batch_path, token)).await?;
+        res.into_body().collect().await?;
+        batch.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    seq.sort_by(f64::total_cmp);
+    batch.sort_by(f64::total_cmp);
+    Ok((seq[seq.len() / 2], batch[batch.len() / 2]))
+}
+
+async fn current_etag(addr: SocketAddr, token: &str) -> anyhow::Result<String> {
+    let mut send = connect(addr).await?;
+    send.ready().await?;
+    let res = send
+        .send_request(load::get("/api/v1/media/videos/1/progress/", token))
+        .await?;
+    res.headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .context("no ETag on the progress answer")
+}

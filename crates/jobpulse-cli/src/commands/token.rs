@@ -1,0 +1,47 @@
+//! `jobpulse token`: mint a signed access token so a person can call the API by hand.
+
+use clap::Args;
+use jobpulse_api::auth::{TokenSpec, Verifier, parse_ttl};
+use jobpulse_domain::TenantId;
+
+use crate::config::Settings;
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[arg(long)]
+    tenant_id: i64,
+    #[arg(long)]
+    tenant_code: Option<String>,
+    #[arg(long)]
+    user_id: Option<String>,
+    /// owner, admin, teacher, staff, student or parent.
+    #[arg(long, default_value = "staff")]
+    role: String,
+    /// Lifetime, e.g. 15m, 1h, 7d.
+    #[arg(long, default_value = "1h")]
+    ttl: String,
+    /// A worker token (aud "worker") for the ingest routes instead of a browser token.
+    #[arg(long)]
+    worker: bool,
+}
+
+pub fn run(settings: Settings, args: TokenArgs) -> anyhow::Result<()> {
+    let tenant = TenantId::new(args.tenant_id).map_err(|e| anyhow::anyhow!("--tenant-id: {e}"))?;
+    let ttl_secs = parse_ttl(&args.ttl).map_err(|e| anyhow::anyhow!("--ttl: {e}"))?;
+    let verifier = Verifier::new(settings.auth(false)?);
+    let token = verifier
+        .mint(&TokenSpec {
+            tenant,
+            tenant_code: args.tenant_code,
+            user_id: args.user_id,
+            role: Some(args.role),
+            ttl_secs,
+            worker: args.worker,
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    #[allow(clippy::print_stdout)] // The token is this command's output.
+    {
+        println!("{token}");
+    }
+    Ok(())
+}

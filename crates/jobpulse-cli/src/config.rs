@@ -1,0 +1,250 @@
+//! Configuration: flags override environment, environment overrides a config file
+//! (CONTRACT.md §6). clap reads flags and environment; [`FileConfig`] fills what both left
+//! unset; defaults come last.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde::Deserialize;
+
+/// Settings shared by the long-running commands. Every field is optional here; see
+/// [`Settings::resolve`] for the defaults.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CommonArgs {
+    /// TOML file with any of the settings below (snake_case keys).
+    #[arg(long, env = "JOBPULSE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// PostgreSQL or SQLite URL (postgres://… or sqlite://…).
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// Redis URL; absent means the in-process store (only valid for `up`).
+    #[arg(long, env = "REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
+    /// HS256 secret (at least 32 bytes).
+    #[arg(
+        long,
+        env = "JOBPULSE_JWT_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub jwt_secret: Option<String>,
+    /// PEM public key file to verify tokens with instead of a secret.
+    #[arg(long, env = "JOBPULSE_JWT_PUBLIC_KEY", global = true)]
+    pub jwt_public_key: Option<PathBuf>,
+    /// Algorithm of the public key: RS256, ES256 or EdDSA.
+    #[arg(long, env = "JOBPULSE_JWT_ALGORITHM", global = true)]
+    pub jwt_algorithm: Option<String>,
+    /// Required `aud` of browser tokens.
+    #[arg(long, env = "JOBPULSE_JWT_AUDIENCE", global = true)]
+    pub jwt_audience: Option<String>,
+    /// Required `iss` of every token.
+    #[arg(long, env = "JOBPULSE_JWT_ISSUER", global = true)]
+    pub jwt_issuer: Option<String>,
+    /// Where embedded data lives (SQLite file, media, generated secret).
+    #[arg(long, env = "JOBPULSE_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long, env = "JOBPULSE_PORT", global = true)]
+    pub port: Option<u16>,
+    #[arg(long, env = "JOBPULSE_BIND", global = true)]
+    pub bind: Option<IpAddr>,
+    /// Comma-separated browser origins allowed by CORS; `*` (default) allows any.
+    #[arg(long, env = "JOBPULSE_CORS_ORIGINS", global = true)]
+    pub cors_origins: Option<String>,
+    /// Prefix of every Redis key (lets several deployments or tests share one Redis).
+    #[arg(long, env = "JOBPULSE_KEY_PREFIX", global = true)]
+    pub key_prefix: Option<String>,
+    /// Sliding TTL of in-progress records, e.g. 6h.
+    #[arg(long, env = "JOBPULSE_LIVE_TTL", global = true)]
+    pub live_ttl: Option<String>,
+    /// Optional bound on how long terminal records stay in the read model, e.g. 30d.
+    #[arg(long, env = "JOBPULSE_TERMINAL_RETENTION", global = true)]
+    pub terminal_retention: Option<String>,
+    /// Also read the old system's `tenant:{tid}:…:status|progress` keys on a miss.
+    #[arg(long, env = "JOBPULSE_LEGACY_READ", global = true)]
+    pub legacy_read: Option<bool>,
+}
+
+/// The same settings from a TOML file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub database_url: Option<String>,
+    pub redis_url: Option<String>,
+    pub jwt_secret: Option<String>,
+    pub jwt_public_key: Option<PathBuf>,
+    pub jwt_algorithm: Option<String>,
+    pub jwt_audience: Option<String>,
+    pub jwt_issuer: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub port: Option<u16>,
+    pub bind: Option<IpAddr>,
+    pub cors_origins: Option<String>,
+    pub key_prefix: Option<String>,
+    pub live_ttl: Option<String>,
+    pub terminal_retention: Option<String>,
+    pub legacy_read: Option<bool>,
+}
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: Option<String>,
+    pub redis_url: Option<String>,
+    pub jwt_secret: Option<String>,
+    pub jwt_public_key: Option<PathBuf>,
+    pub jwt_algorithm: Option<String>,
+    pub jwt_audience: Option<String>,
+    pub jwt_issuer: Option<String>,
+    pub data_dir: PathBuf,
+    pub port: u16,
+    pub bind: IpAddr,
+    pub cors_origins: Option<Vec<String>>,
+    pub key_prefix: String,
+    pub live_ttl: Duration,
+    pub terminal_retention: Option<Duration>,
+    pub legacy_read: bool,
+}
+
+fn duration(s: &str, what: &str) -> anyhow::Result<Duration> {
+    jobpulse_api::auth::parse_ttl(s)
+        .map(Duration::from_secs)
+        .map_err(|e| anyhow::anyhow!("{what}: {e}"))
+}
+
+impl Settings {
+    pub fn resolve(args: &CommonArgs) -> anyhow::Result<Settings> {
+        let file = match &args.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        macro_rules! pick {
+            ($f:ident) => {
+                args.$f.clone().or(file.$f.clone())
+            };
+        }
+        let cors = pick!(cors_origins).filter(|s| s.trim() != "*").map(|s| {
+            s.split(',')
+                .map(|o| o.trim().to_owned())
+                .filter(|o| !o.is_empty())
+                .collect()
+        });
+        Ok(Settings {
+            database_url: pick!(database_url),
+            redis_url: pick!(redis_url),
+            jwt_secret: pick!(jwt_secret),
+            jwt_public_key: pick!(jwt_public_key),
+            jwt_algorithm: pick!(jwt_algorithm),
+            jwt_audience: pick!(jwt_audience),
+            jwt_issuer: pick!(jwt_issuer),
+            data_dir: pick!(data_dir).unwrap_or_else(|| PathBuf::from("./jobpulse-data")),
+            port: pick!(port).unwrap_or(8080),
+            bind: pick!(bind).unwrap_or(IpAddr::from([127, 0, 0, 1])),
+            cors_origins: cors,
+            key_prefix: pick!(key_prefix).unwrap_or_else(|| "jp".into()),
+            live_ttl: pick!(live_ttl)
+                .map(|s| duration(&s, "live_ttl"))
+                .transpose()?
+                .unwrap_or(Duration::from_secs(6 * 3600)),
+            terminal_retention: pick!(terminal_retention)
+                .map(|s| duration(&s, "terminal_retention"))
+                .transpose()?,
+            legacy_read: pick!(legacy_read).unwrap_or(false),
+        })
+    }
+
+    /// The secret file `jobpulse up` generates in the data dir.
+    pub fn secret_file(&self) -> PathBuf {
+        self.data_dir.join("jwt-secret")
+    }
+
+    /// The token verifier from the configured secret or public key; with `generate`, a missing
+    /// secret is created in the data dir (embedded mode) so later runs and `jobpulse token`
+    /// agree.
+    pub fn auth(&self, generate: bool) -> anyhow::Result<jobpulse_api::auth::AuthConfig> {
+        use jobpulse_api::auth::AuthConfig;
+        let mut cfg = if let Some(path) = &self.jwt_public_key {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading the public key {}", path.display()))?;
+            let alg = self.jwt_algorithm.as_deref().unwrap_or("RS256");
+            AuthConfig::public_key(alg, &pem)?
+        } else if let Some(secret) = &self.jwt_secret {
+            AuthConfig::hs256(secret.as_bytes()).context("JOBPULSE_JWT_SECRET")?
+        } else {
+            let file = self.secret_file();
+            let secret = match std::fs::read_to_string(&file) {
+                Ok(s) => s.trim().to_owned(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && generate => {
+                    generate_secret(&file)?
+                }
+                Err(_) => bail!(
+                    "no JWT secret: set JOBPULSE_JWT_SECRET (or --jwt-secret), or point \
+                     --data-dir at the directory `jobpulse up` created ({} not found)",
+                    file.display()
+                ),
+            };
+            AuthConfig::hs256(secret.as_bytes())
+                .with_context(|| format!("the secret in {}", file.display()))?
+        };
+        cfg.audience = self.jwt_audience.clone();
+        cfg.issuer = self.jwt_issuer.clone();
+        Ok(cfg)
+    }
+
+    pub fn store_config(&self) -> jobpulse_store::StoreConfig {
+        jobpulse_store::StoreConfig {
+            live_ttl: self.live_ttl,
+            terminal_retention: self.terminal_retention,
+            legacy_read: self.legacy_read,
+            ..jobpulse_store::StoreConfig::default()
+        }
+    }
+
+    pub fn cors(&self) -> jobpulse_api::CorsOrigins {
+        match &self.cors_origins {
+            Some(list) => jobpulse_api::CorsOrigins::List(list.clone()),
+            None => jobpulse_api::CorsOrigins::Any,
+        }
+    }
+}
+
+fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+fn generate_secret(file: &Path) -> anyhow::Result<String> {
+    use rand::RngExt;
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating data dir {}", dir.display()))?;
+    }
+    let mut rng = rand::rng();
+    let secret: String = (0..48)
+        .map(|_| {
+            const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+            char::from(CHARS[rng.random_range(0..CHARS.len())])
+        })
+        .collect();
+    write_private(file, &secret)?;
+    Ok(secret)
+}
+
+fn write_private(file: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(file)
+        .with_context(|| format!("creating {}", file.display()))?;
+    f.write_all(contents.as_bytes())?;
+    Ok(())
+}
