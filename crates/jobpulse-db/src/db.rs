@@ -1,7 +1,7 @@
 //! [`Db`]: the handle to the source of truth, on PostgreSQL or SQLite.
 //!
 //! A `Db` is cheap to clone (an `Arc`). It owns the pool, the queue settings, and the wake-up
-//! signals ([`crate::notify`]) that let idle workers and relays sleep until something happens.
+//! signals (the private `notify` module) that let idle workers and relays sleep until something happens.
 //!
 //! SQLite settings: WAL journal (readers never block the writer), `busy_timeout` (writers wait
 //! for each other instead of failing), foreign keys on, `synchronous=NORMAL` (safe in WAL mode; a

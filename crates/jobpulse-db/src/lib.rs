@@ -21,7 +21,7 @@
 //!   workers call.
 //! - [`queue`]: claim / heartbeat / complete / fail / cancel / reap, wake-ups.
 //! - [`outbox`], [`relay`]: the outbox rows and the relay that publishes them.
-//! - [`repair`]: full repair, the background reconciler, and bounded read-repair.
+//! - [`mod@repair`]: full repair, the background reconciler, and bounded read-repair.
 //! - `conn`, `notify`: running SQL on either backend; LISTEN/NOTIFY and in-process wake-ups.
 
 mod conn;

@@ -7,15 +7,17 @@
 //! # States
 //!
 //! ```text
-//!   video_jobs:  QUEUED ──claim──▶ RUNNING ──complete──▶ SUCCEEDED
-//!                  ▲                │  │ ├──fail (retryable, attempts left) / reaper──▶ RETRY_WAIT ─┐
-//!                  │                │  │ ├──fail (permanent or last attempt) / reaper─▶ DEAD        │
-//!                  │                │  │ └──cancelled────────────────────────────────▶ CANCELLED   │
-//!                  │                │  └──lease expired: re-claimed with attempt + 1               │
-//!                  └────────────────┴───────────── claim after run_after ◀─────────────────────────┘
-//!   ai_jobs:     PENDING / RETRYING play QUEUED / RETRY_WAIT; SUCCEEDED is DONE (or another
-//!                terminal status the handler chose); DEAD and CANCELLED are FAILED.
+//!                      ┌─ complete ──────────────────────────────▶ SUCCEEDED
+//! QUEUED ──claim──▶ RUNNING ─ fail (retryable, attempts left) / reaper ─▶ RETRY_WAIT ─┐
+//!                      │  ▲                                                            │
+//!                      │  └──── claim once run_after passed (attempt + 1) ─────────────┘
+//!                      ├─ fail (permanent or last attempt) / reaper ─▶ DEAD
+//!                      └─ cancelled ─────────────────────────────────▶ CANCELLED
 //! ```
+//!
+//! A RUNNING job whose lease expired is runnable too (re-claimed with attempt + 1). AI jobs use
+//! their contract status as the queue state: PENDING and RETRYING wait, RUNNING runs, a terminal
+//! status ends (FAILED for dead or cancelled).
 //!
 //! # Claiming
 //!

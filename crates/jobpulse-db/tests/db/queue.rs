@@ -121,7 +121,7 @@ async fn an_expired_lease_is_reclaimed_and_the_zombie_cannot_commit(
     let t = test_db(b).await?;
     let a = t.db.create_tenant("a", "A").await?;
     let v = t.db.create_video(a.tenant_id, None, "v", "k").await?.value;
-    let short = Duration::from_millis(200);
+    let short = Duration::from_millis(400);
     let zombie =
         t.db.claim(Queue::Video, "zombie", short, Caps::default())
             .await?
@@ -131,7 +131,7 @@ async fn an_expired_lease_is_reclaimed_and_the_zombie_cannot_commit(
 
     // Heartbeats keep the lease alive past its first length.
     for _ in 0..4 {
-        tokio::time::sleep(Duration::from_millis(80)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(t.db.heartbeat(&zombie).await?, Heartbeat::Continue);
         assert!(
             t.db.claim(Queue::Video, "other", LEASE, Caps::default())
@@ -139,7 +139,7 @@ async fn an_expired_lease_is_reclaimed_and_the_zombie_cannot_commit(
                 .is_none()
         );
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let fresh =
         t.db.claim(Queue::Video, "fresh", LEASE, Caps::default())
             .await?
@@ -195,7 +195,7 @@ async fn an_expired_lease_is_reclaimed_and_the_zombie_cannot_commit(
         t.db.claim(Queue::Ai, "zombie", short, Caps::default())
             .await?
             .context("job")?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let fresh =
         t.db.claim(Queue::Ai, "fresh", LEASE, Caps::default())
             .await?
