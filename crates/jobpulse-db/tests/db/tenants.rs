@@ -33,6 +33,15 @@ async fn tenants_and_demo(b: Backend) -> anyhow::Result<()> {
         Some(acme.tenant_id)
     );
 
+    let (lecture, session) = t.db.create_lecture(acme.tenant_id, "Algebra II").await?;
+    let got =
+        t.db.get_lecture(acme.tenant_id, lecture)
+            .await?
+            .expect("created");
+    assert_eq!(got.title, "Algebra II");
+    assert!(session > acme.session_id);
+    assert!(t.db.get_lecture(demo.tenant_id, lecture).await?.is_none());
+
     let dup = t.db.create_tenant("acme", "Other").await;
     assert!(matches!(dup, Err(DbError::Duplicate(_))), "{dup:?}");
     let bad = t.db.create_tenant("Bad Code", "x").await;
