@@ -1,1 +1,59 @@
-//! jobpulse-db (being written).
+//! jobpulse's source of truth: the database (PostgreSQL or SQLite), the job queue that lives in
+//! it, the outbox relay that projects it into the read model, and read-model repair.
+//!
+//! The write path: every state change is one transaction that updates the row, checks the
+//! domain's transition rule, stores the fence of the change in the row, and inserts an outbox
+//! row holding the exact [`jobpulse_domain::Write`]. The [`relay::Relay`] applies outbox rows
+//! to the read model (`StatusStore`) and deletes them; [`repair::repair`] can rebuild the read
+//! model from the rows at any time, because each row carries the fence of its last change.
+//! See `docs/architecture.md` for the whole picture and the failure cases.
+//!
+//! Times are BIGINT unix milliseconds in both dialects (one type, one meaning, shared SQL).
+//! Queries are checked at run time (`sqlx::query` + `bind`): a fresh clone builds with no
+//! database; every query is exercised by the integration tests on both backends.
+//!
+//! # Layout
+//!
+//! - [`db`]: [`Db`] — connect (`postgres://…` / `sqlite:…`), migrate, pools.
+//! - `migrate`: the embedded migrations (`migrations/postgres`, `migrations/sqlite`).
+//! - [`model`]: rows as domain types and the row → read-model state mapping.
+//! - [`tenants`], [`videos`], [`ai_jobs`], [`students`]: the operations the API and the
+//!   workers call.
+//! - [`queue`]: claim / heartbeat / complete / fail / cancel / reap, wake-ups.
+//! - [`outbox`], [`relay`]: the outbox rows and the relay that publishes them.
+//! - [`mod@repair`]: full repair, the background reconciler, and bounded read-repair.
+//! - `conn`, `notify`: running SQL on either backend; LISTEN/NOTIFY and in-process wake-ups.
+
+mod conn;
+mod error;
+mod migrate;
+mod notify;
+
+pub mod ai_jobs;
+pub mod db;
+
+pub mod model;
+pub mod outbox;
+pub mod queue;
+pub mod relay;
+pub mod repair;
+pub mod students;
+pub mod tenants;
+pub mod videos;
+
+pub use ai_jobs::{NewAiJob, Submitted};
+pub use db::{Db, DbKind, DbOptions};
+pub use error::DbError;
+pub use model::{AiJob, Lecture, Tenant, TenantSeed, Video, VideoJob, VideoJobState};
+pub use outbox::{Committed, OutboxEntry};
+pub use queue::{
+    AiOutcome, Backoff, CancelOutcome, Caps, Claim, ClaimedTask, FailOutcome, Heartbeat, Queue,
+    QueueConfig, ReapReport,
+};
+pub use relay::{PublishError, Relay, RelayConfig, RelayReport};
+pub use repair::{
+    ReadRepair, ReadRepairConfig, ReadRepairTask, Reconciler, RepairReport, read_repair, repair,
+};
+pub use students::{ImportOutcome, ImportRow, NewCredentials, Student, StudentInput};
+pub use tenants::{DEMO_TENANT_CODE, DEMO_TENANT_ID};
+pub use videos::VideoFilter;

@@ -1,0 +1,224 @@
+//! [`Db`]: the handle to the source of truth, on PostgreSQL or SQLite.
+//!
+//! A `Db` is cheap to clone (an `Arc`). It owns the pool, the queue settings, and the wake-up
+//! signals (the private `notify` module) that let idle workers and relays sleep until something happens.
+//!
+//! SQLite settings: WAL journal (readers never block the writer), `busy_timeout` (writers wait
+//! for each other instead of failing), foreign keys on, `synchronous=NORMAL` (safe in WAL mode; a
+//! power loss may drop the last commits, never corrupt the file). Every SQLite write transaction
+//! starts with `BEGIN IMMEDIATE`, taking the write lock up front: a deferred transaction that
+//! reads and then writes can fail with `SQLITE_BUSY` without waiting when another writer
+//! committed in between.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::DbError;
+use crate::conn::{Dialect, Pooled, Tx};
+use crate::migrate::migrator;
+use crate::notify::Signals;
+use crate::queue::QueueConfig;
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// Pool size. One PostgreSQL connection of it is kept by the LISTEN task once started.
+    pub max_connections: u32,
+    /// How long to wait for a pooled connection.
+    pub acquire_timeout: Duration,
+    /// SQLite: how long a writer waits for the write lock.
+    pub busy_timeout: Duration,
+    /// Retry backoff and defaults of the job queue.
+    pub queue: QueueConfig,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(10),
+            busy_timeout: Duration::from_secs(10),
+            queue: QueueConfig::default(),
+        }
+    }
+}
+
+/// Which database a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbKind {
+    Postgres,
+    Sqlite,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Backend {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+#[derive(Debug)]
+struct Inner {
+    backend: Backend,
+    options: DbOptions,
+    signals: Arc<Signals>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The LISTEN task holds its own pool handle; stop it with the last `Db` clone.
+        self.signals.stop_listener();
+    }
+}
+
+/// The source of truth. See the module docs.
+#[derive(Debug, Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+impl Db {
+    /// Connects with default options; see [`Db::connect_with`].
+    pub async fn connect(url: &str) -> Result<Self, DbError> {
+        Self::connect_with(url, DbOptions::default()).await
+    }
+
+    /// Connects to `postgres://…` (or `postgresql://…`) or `sqlite:…` / `sqlite://…`. A missing
+    /// SQLite file (and its directory) is created. Does not migrate: call [`Db::migrate`].
+    pub async fn connect_with(url: &str, options: DbOptions) -> Result<Self, DbError> {
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let opts = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(options.max_connections.max(2))
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(opts)
+                .await?;
+            Backend::Postgres(pool)
+        } else if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(options.busy_timeout)
+                .foreign_keys(true);
+            let file = opts.get_filename().to_owned();
+            let in_memory = file.as_os_str() == ":memory:";
+            let mut pool = SqlitePoolOptions::new()
+                .max_connections(options.max_connections.max(1))
+                .acquire_timeout(options.acquire_timeout);
+            if in_memory {
+                // Each connection to `:memory:` is its own database: keep exactly one, forever.
+                pool = pool
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None);
+            } else if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(|e| DbError::Sqlx(sqlx::Error::Io(e)))?;
+            }
+            Backend::Sqlite(pool.connect_with(opts).await?)
+        } else {
+            return Err(DbError::BadUrl);
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                backend,
+                options,
+                signals: Arc::new(Signals::default()),
+            }),
+        })
+    }
+
+    /// Applies the embedded migrations that are not applied yet (idempotent; safe to run from
+    /// several processes at once on PostgreSQL).
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        match &self.inner.backend {
+            Backend::Postgres(p) => migrator(Dialect::Postgres).run(p).await?,
+            Backend::Sqlite(p) => migrator(Dialect::Sqlite).run(p).await?,
+        }
+        Ok(())
+    }
+
+    pub fn kind(&self) -> DbKind {
+        match &self.inner.backend {
+            Backend::Postgres(_) => DbKind::Postgres,
+            Backend::Sqlite(_) => DbKind::Sqlite,
+        }
+    }
+
+    /// Cheap reachability check for `/readyz`.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        match &self.inner.backend {
+            Backend::Postgres(p) => {
+                sqlx::query("SELECT 1").execute(p).await?;
+            }
+            Backend::Sqlite(p) => {
+                sqlx::query("SELECT 1").execute(p).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the pool (and stops the LISTEN task), waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.inner.signals.stop_listener();
+        match &self.inner.backend {
+            Backend::Postgres(p) => p.close().await,
+            Backend::Sqlite(p) => p.close().await,
+        }
+    }
+
+    pub fn options(&self) -> &DbOptions {
+        &self.inner.options
+    }
+
+    pub(crate) fn dialect(&self) -> Dialect {
+        match &self.inner.backend {
+            Backend::Postgres(_) => Dialect::Postgres,
+            Backend::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+
+    pub(crate) fn signals(&self) -> &Arc<Signals> {
+        &self.inner.signals
+    }
+
+    /// Starts a write transaction (`BEGIN IMMEDIATE` on SQLite, see the module docs).
+    pub(crate) async fn begin(&self) -> Result<Tx, DbError> {
+        Ok(match &self.inner.backend {
+            Backend::Postgres(p) => Tx::Pg(p.begin().await?),
+            Backend::Sqlite(p) => Tx::Lite(p.begin_with("BEGIN IMMEDIATE").await?),
+        })
+    }
+
+    /// Commits `tx` and wakes the relay when it wrote outbox rows.
+    pub(crate) async fn commit(&self, tx: Tx, wrote_outbox: bool) -> Result<(), DbError> {
+        tx.commit().await?;
+        if wrote_outbox {
+            self.signals().outbox.notify_one();
+        }
+        Ok(())
+    }
+
+    /// A pooled connection for reads.
+    pub(crate) async fn read(&self) -> Result<Pooled, DbError> {
+        Ok(match &self.inner.backend {
+            Backend::Postgres(p) => Pooled::Pg(p.acquire().await?),
+            Backend::Sqlite(p) => Pooled::Lite(p.acquire().await?),
+        })
+    }
+
+    /// Makes sure wake-ups from other processes arrive (PostgreSQL LISTEN); a no-op on SQLite.
+    pub(crate) fn ensure_listener(&self) {
+        if let Backend::Postgres(pool) = &self.inner.backend {
+            self.inner.signals.start_listener(pool);
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Schema migrations, embedded in the binary.
+//!
+//! Two directories, `migrations/postgres` and `migrations/sqlite`, hold the same schema in each
+//! dialect (`<version>_<name>.sql`, the layout the `sqlx` CLI uses). The files are compiled in
+//! with `include_str!` and handed to sqlx's [`Migrator`] at run time, so:
+//!
+//! - a fresh clone builds without a database and without sqlx's proc macros;
+//! - applied versions and checksums live in sqlx's `_sqlx_migrations` table, and on PostgreSQL
+//!   the migrator holds an advisory lock, so several processes starting at once migrate safely;
+//! - running the migrations again is a no-op, and an edited, already-applied file is refused.
+//!
+//! Adding a migration: add the file to both directories and a line to each list below (a test
+//! checks the lists against the directories).
+
+use std::borrow::Cow;
+
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+use crate::conn::Dialect;
+
+type Embedded = (i64, &'static str, &'static str);
+
+pub(crate) const POSTGRES: &[Embedded] = &[(
+    1,
+    "init",
+    include_str!("../migrations/postgres/0001_init.sql"),
+)];
+
+pub(crate) const SQLITE: &[Embedded] = &[(
+    1,
+    "init",
+    include_str!("../migrations/sqlite/0001_init.sql"),
+)];
+
+pub(crate) fn migrator(dialect: Dialect) -> Migrator {
+    let list = match dialect {
+        Dialect::Postgres => POSTGRES,
+        Dialect::Sqlite => SQLITE,
+    };
+    Migrator::with_migrations(
+        list.iter()
+            .map(|(version, name, sql)| {
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*name),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(dir: &str) -> Vec<String> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        let mut names: Vec<String> = std::fs::read_dir(path)
+            .expect("migrations directory exists")
+            .map(|e| {
+                e.expect("readable entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into()
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn embedded_lists_match_the_directories() {
+        for (dir, list) in [
+            ("migrations/postgres", POSTGRES),
+            ("migrations/sqlite", SQLITE),
+        ] {
+            let expected: Vec<String> = list
+                .iter()
+                .map(|(v, name, _)| format!("{v:04}_{name}.sql"))
+                .collect();
+            assert_eq!(files(dir), expected, "{dir}");
+        }
+        let versions = |l: &[Embedded]| l.iter().map(|m| m.0).collect::<Vec<_>>();
+        assert_eq!(
+            versions(POSTGRES),
+            versions(SQLITE),
+            "both dialects move together"
+        );
+    }
+}

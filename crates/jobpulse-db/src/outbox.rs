@@ -1,0 +1,213 @@
+//! The outbox table: read-model writes committed together with the state change they describe.
+//!
+//! Every state change inserts one row holding the exact [`Write`] (as JSON) in the same
+//! transaction as the change itself; the [`crate::relay::Relay`] applies rows to the read model
+//! and deletes them. Rows are applied in id order, but the order does not matter for correctness:
+//! each write is fenced, so an older write arriving late is answered `Stale`.
+
+use jobpulse_domain::Write;
+
+use crate::conn::{Conn, RowExt, dual, now_ms};
+use crate::{Db, DbError};
+
+/// One outbox row: its id and the write it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub id: i64,
+    pub write: Write,
+}
+
+/// The result of a state-changing call, with the outbox rows it committed.
+///
+/// The relay publishes `outbox` on its own. A caller that must make the change visible before it
+/// answers (the API returning a new id: a client's first poll must not be UNKNOWN) hands them to
+/// [`crate::relay::Relay::publish_now`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Committed<T> {
+    pub value: T,
+    pub outbox: Vec<OutboxEntry>,
+}
+
+impl<T> Committed<T> {
+    pub(crate) fn new(value: T, outbox: Vec<OutboxEntry>) -> Self {
+        Self { value, outbox }
+    }
+
+    pub(crate) fn one(value: T, entry: OutboxEntry) -> Self {
+        Self {
+            value,
+            outbox: vec![entry],
+        }
+    }
+}
+
+/// Inserts `write` into the outbox (inside the caller's transaction).
+pub(crate) async fn insert(c: Conn<'_>, write: &Write) -> Result<OutboxEntry, DbError> {
+    let json = serde_json::to_string(write).map_err(DbError::corrupt)?;
+    let tenant = write.key.tenant.get();
+    let id = dual!(c, |c, d| {
+        let row = sqlx::query(
+            "INSERT INTO outbox (tenant_id, write_json, created_at) VALUES ($1, $2, $3) \
+             RETURNING id",
+        )
+        .bind(tenant)
+        .bind(&json)
+        .bind(now_ms())
+        .fetch_one(&mut *c)
+        .await?;
+        row.int("id")?
+    });
+    Ok(OutboxEntry {
+        id,
+        write: write.clone(),
+    })
+}
+
+/// A row as the relay reads it: the write, or why it could not be decoded.
+#[derive(Debug)]
+pub(crate) struct PendingRow {
+    pub(crate) id: i64,
+    pub(crate) write: Result<Write, String>,
+}
+
+fn pending_from(r: &impl RowExt) -> Result<PendingRow, DbError> {
+    let json = r.text("write_json")?;
+    Ok(PendingRow {
+        id: r.int("id")?,
+        write: serde_json::from_str(&json).map_err(|e| e.to_string()),
+    })
+}
+
+/// The oldest `limit` rows; on PostgreSQL locked `FOR UPDATE SKIP LOCKED` so concurrent relays
+/// take different rows (the caller holds the transaction while it publishes).
+pub(crate) async fn fetch(c: Conn<'_>, limit: usize) -> Result<Vec<PendingRow>, DbError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    dual!(c, |c, d| {
+        let sql = d.pick(
+            "SELECT id, write_json FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+            "SELECT id, write_json FROM outbox ORDER BY id LIMIT $1",
+        );
+        let rows = sqlx::query(sql).bind(limit).fetch_all(&mut *c).await?;
+        rows.iter().map(pending_from).collect()
+    })
+}
+
+/// Rows by id (for publishing a caller's own rows right after commit).
+pub(crate) async fn fetch_ids(c: Conn<'_>, ids: &[i64]) -> Result<Vec<PendingRow>, DbError> {
+    // Arrays bind only on PostgreSQL; SQLite reads the ids from a JSON array.
+    match c {
+        Conn::Pg(c) => {
+            let rows = sqlx::query(
+                "SELECT id, write_json FROM outbox WHERE id = ANY($1::BIGINT[]) ORDER BY id",
+            )
+            .bind(ids.to_vec())
+            .fetch_all(&mut *c)
+            .await?;
+            rows.iter().map(pending_from).collect()
+        }
+        Conn::Lite(c) => {
+            let rows = sqlx::query(
+                "SELECT id, write_json FROM outbox \
+                 WHERE id IN (SELECT value FROM json_each($1)) ORDER BY id",
+            )
+            .bind(ids_json(ids))
+            .fetch_all(&mut *c)
+            .await?;
+            rows.iter().map(pending_from).collect()
+        }
+    }
+}
+
+fn ids_json(ids: &[i64]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// Deletes rows by id.
+pub(crate) async fn delete(c: Conn<'_>, ids: &[i64]) -> Result<u64, DbError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let done = match c {
+        Conn::Pg(c) => sqlx::query("DELETE FROM outbox WHERE id = ANY($1::BIGINT[])")
+            .bind(ids.to_vec())
+            .execute(&mut *c)
+            .await?
+            .rows_affected(),
+        Conn::Lite(c) => {
+            sqlx::query("DELETE FROM outbox WHERE id IN (SELECT value FROM json_each($1))")
+                .bind(ids_json(ids))
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+        }
+    };
+    Ok(done)
+}
+
+/// Records a failed publishing attempt on rows that stay.
+pub(crate) async fn mark_failed(c: Conn<'_>, ids: &[i64], error: &str) -> Result<(), DbError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let error = crate::model::clean_message(error);
+    match c {
+        Conn::Pg(c) => {
+            sqlx::query(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $2 \
+                 WHERE id = ANY($1::BIGINT[])",
+            )
+            .bind(ids.to_vec())
+            .bind(&error)
+            .execute(&mut *c)
+            .await?;
+        }
+        Conn::Lite(c) => {
+            sqlx::query(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $2 \
+                 WHERE id IN (SELECT value FROM json_each($1))",
+            )
+            .bind(ids_json(ids))
+            .bind(&error)
+            .execute(&mut *c)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+impl Db {
+    /// Rows waiting to be published (the `jobpulse_outbox_pending` gauge).
+    pub async fn outbox_pending(&self) -> Result<u64, DbError> {
+        let mut conn = self.read().await?;
+        let n = dual!(conn.conn(), |c, d| {
+            let row = sqlx::query("SELECT COUNT(*) AS n FROM outbox")
+                .fetch_one(&mut *c)
+                .await?;
+            row.int("n")?
+        });
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Every pending outbox row, oldest first (operations and tests: replaying the outbox).
+    pub async fn outbox_entries(&self, limit: usize) -> Result<Vec<OutboxEntry>, DbError> {
+        let mut conn = self.read().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = dual!(conn.conn(), |c, d| {
+            let rows = sqlx::query("SELECT id, write_json FROM outbox ORDER BY id LIMIT $1")
+                .bind(limit)
+                .fetch_all(&mut *c)
+                .await?;
+            rows.iter()
+                .map(pending_from)
+                .collect::<Result<Vec<_>, _>>()?
+        });
+        rows.into_iter()
+            .map(|r| {
+                Ok(OutboxEntry {
+                    id: r.id,
+                    write: r.write.map_err(DbError::Corrupt)?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,297 @@
+//! Claiming the oldest runnable job (see the `queue` module docs).
+
+use std::time::Duration;
+
+use jobpulse_domain::{Fence, JobId, TaskKey, VideoStatus};
+
+use super::{Caps, Claim, ClaimedTask, Queue, check_worker_id};
+use crate::ai_jobs::lock_ai_job;
+use crate::conn::{Conn, Dialect, RowExt, Tx, dual, ms, now_ms};
+use crate::model::{Video, VideoJob, VideoJobState, video_job_cols};
+use crate::videos::{apply_video_change, end_video_job, lock_video};
+use crate::{Db, DbError, outbox};
+
+/// Advisory-lock keys serializing capped claims per queue on PostgreSQL ("jpvq", "jpaq").
+const VIDEO_CLAIM_LOCK: i64 = 0x6a70_7671;
+const AI_CLAIM_LOCK: i64 = 0x6a70_6171;
+
+/// The claim statement: `$1` owner, `$2` lease end, `$3` now, `$4` per-tenant cap, `$5` global
+/// cap (NULL = none). `$lock` is `FOR UPDATE SKIP LOCKED` on PostgreSQL.
+macro_rules! video_claim_sql {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE video_jobs SET state = 'RUNNING', attempt = attempt + 1, lease_owner = $1, \
+             lease_until = $2, heartbeat_at = $3, updated_at = $3 \
+             WHERE id = (SELECT j.id FROM video_jobs j \
+             WHERE (j.state = 'QUEUED' \
+               OR (j.state = 'RETRY_WAIT' AND j.run_after <= $3) \
+               OR (j.state = 'RUNNING' AND j.lease_until <= $3 AND j.attempt < j.max_attempts \
+                   AND NOT j.cancel_requested)) \
+             AND ($4 IS NULL OR (SELECT COUNT(*) FROM video_jobs r WHERE r.state = 'RUNNING' \
+                  AND r.lease_until > $3 AND r.tenant_id = j.tenant_id) < $4) \
+             AND ($5 IS NULL OR (SELECT COUNT(*) FROM video_jobs r WHERE r.state = 'RUNNING' \
+                  AND r.lease_until > $3) < $5) \
+             ORDER BY j.id LIMIT 1 ",
+            $lock,
+            ") RETURNING ",
+            video_job_cols!()
+        )
+    };
+}
+
+macro_rules! ai_claim_sql {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE ai_jobs SET status = 'RUNNING', attempt = attempt + 1, \
+             fence_attempt = attempt + 1, fence_seq = 1, lease_owner = $1, lease_until = $2, \
+             heartbeat_at = $3, updated_at = $3 \
+             WHERE job_id = (SELECT j.job_id FROM ai_jobs j \
+             WHERE (j.status = 'PENDING' \
+               OR (j.status = 'RETRYING' AND j.run_after <= $3) \
+               OR (j.status = 'RUNNING' AND j.lease_until <= $3 AND j.attempt < j.max_attempts \
+                   AND NOT j.cancel_requested)) \
+             AND ($4 IS NULL OR (SELECT COUNT(*) FROM ai_jobs r WHERE r.status = 'RUNNING' \
+                  AND r.lease_until > $3 AND r.tenant_id = j.tenant_id) < $4) \
+             AND ($5 IS NULL OR (SELECT COUNT(*) FROM ai_jobs r WHERE r.status = 'RUNNING' \
+                  AND r.lease_until > $3) < $5) \
+             ORDER BY j.created_at, j.job_id LIMIT 1 ",
+            $lock,
+            ") RETURNING job_id"
+        )
+    };
+}
+
+enum Attempt {
+    Claimed(Box<Claim>),
+    Empty,
+    /// The picked job was inconsistent with its video and was closed; try again.
+    Skipped,
+}
+
+struct Params<'a> {
+    worker: &'a str,
+    lease: Duration,
+    now: i64,
+    caps: Caps,
+}
+
+impl Db {
+    /// Claims the oldest runnable job of `queue` for `worker_id` with a lease of `lease`,
+    /// respecting `caps`; `None` when nothing is runnable. See the module docs.
+    pub async fn claim(
+        &self,
+        queue: Queue,
+        worker_id: &str,
+        lease: Duration,
+        caps: Caps,
+    ) -> Result<Option<Claim>, DbError> {
+        check_worker_id(worker_id)?;
+        for _ in 0..3 {
+            let p = Params {
+                worker: worker_id,
+                lease,
+                now: now_ms(),
+                caps,
+            };
+            let attempt = match queue {
+                Queue::Video => self.claim_video(&p).await?,
+                Queue::Ai => self.claim_ai(&p).await?,
+            };
+            match attempt {
+                Attempt::Claimed(claim) => {
+                    metrics::counter!("jobpulse_queue_claims_total", "queue" => queue.as_str())
+                        .increment(1);
+                    tracing::info!(
+                        tenant.id = %claim.tenant,
+                        job.id = %claim.job_ref(),
+                        attempt = claim.attempt,
+                        worker = worker_id,
+                        queue = queue.as_str(),
+                        "job claimed"
+                    );
+                    // Pass the baton: if more work is waiting, another idle worker should look.
+                    match queue {
+                        Queue::Video => self.signals().video.notify_one(),
+                        Queue::Ai => self.signals().ai.notify_one(),
+                    }
+                    return Ok(Some(*claim));
+                }
+                Attempt::Empty => return Ok(None),
+                Attempt::Skipped => {}
+            }
+        }
+        Ok(None)
+    }
+
+    async fn begin_claim(&self, queue: Queue, caps: Caps) -> Result<Tx, DbError> {
+        let mut tx = self.begin().await?;
+        if tx.dialect() == Dialect::Postgres && !caps.is_unlimited() {
+            let key = match queue {
+                Queue::Video => VIDEO_CLAIM_LOCK,
+                Queue::Ai => AI_CLAIM_LOCK,
+            };
+            dual!(tx.conn(), |c, d| {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(key)
+                    .execute(&mut *c)
+                    .await?;
+            });
+        }
+        Ok(tx)
+    }
+
+    async fn claim_video(&self, p: &Params<'_>) -> Result<Attempt, DbError> {
+        let mut tx = self.begin_claim(Queue::Video, p.caps).await?;
+        let Some(job) = claim_video_row(tx.conn(), p).await? else {
+            tx.commit().await?;
+            return Ok(Attempt::Empty);
+        };
+        let video = lock_video(tx.conn(), job.video_id).await?;
+        let consistent = video.as_ref().filter(|v| {
+            v.deleted_at_ms.is_none()
+                && v.fence.generation == job.generation
+                && v.status.can_transition(VideoStatus::Processing)
+        });
+        let Some(cur) = consistent else {
+            // Should not happen (deletes and retries close jobs in the same transaction), but a
+            // job that cannot run must not block the queue head forever.
+            tracing::error!(
+                video.id = %job.video_id,
+                job.id = job.id,
+                "claimed a job inconsistent with its video; closing it"
+            );
+            end_video_job(
+                tx.conn(),
+                &job,
+                VideoJobState::Cancelled,
+                "inconsistent",
+                Some("job does not match its video"),
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(Attempt::Skipped);
+        };
+        let next = Video {
+            status: VideoStatus::Processing,
+            fence: Fence::new(job.generation, job.attempt, 1)?,
+            attempt: job.attempt,
+            ..cur.clone()
+        };
+        let (video, entry) = apply_video_change(tx.conn(), cur, &next).await?;
+        self.commit(tx, true).await?;
+        Ok(Attempt::Claimed(Box::new(Claim {
+            tenant: video.tenant,
+            key: TaskKey::video(video.tenant, video.id),
+            generation: job.generation,
+            attempt: job.attempt,
+            max_attempts: job.max_attempts,
+            worker_id: p.worker.to_owned(),
+            lease: p.lease,
+            outbox: entry,
+            task: ClaimedTask::Video {
+                job_id: job.id,
+                video,
+            },
+        })))
+    }
+
+    async fn claim_ai(&self, p: &Params<'_>) -> Result<Attempt, DbError> {
+        let mut tx = self.begin_claim(Queue::Ai, p.caps).await?;
+        let Some(id) = claim_ai_row(tx.conn(), p).await? else {
+            tx.commit().await?;
+            return Ok(Attempt::Empty);
+        };
+        let job = lock_ai_job(tx.conn(), &id)
+            .await?
+            .ok_or(DbError::NotFound("job"))?;
+        let entry = outbox::insert(tx.conn(), &job.write()?).await?;
+        self.commit(tx, true).await?;
+        Ok(Attempt::Claimed(Box::new(Claim {
+            tenant: job.tenant,
+            key: job.key(),
+            generation: job.fence.generation,
+            attempt: job.attempt,
+            max_attempts: job.max_attempts,
+            worker_id: p.worker.to_owned(),
+            lease: p.lease,
+            outbox: entry,
+            task: ClaimedTask::Ai(job),
+        })))
+    }
+}
+
+fn cap(v: Option<u32>) -> Option<i64> {
+    v.map(i64::from)
+}
+
+async fn claim_video_row(c: Conn<'_>, p: &Params<'_>) -> Result<Option<VideoJob>, DbError> {
+    dual!(c, |c, d| {
+        let sql = d.pick(
+            video_claim_sql!("FOR UPDATE SKIP LOCKED"),
+            video_claim_sql!(""),
+        );
+        sqlx::query(sql)
+            .bind(p.worker)
+            .bind(p.now.saturating_add(ms(p.lease)))
+            .bind(p.now)
+            .bind(cap(p.caps.per_tenant))
+            .bind(cap(p.caps.global))
+            .fetch_optional(&mut *c)
+            .await?
+            .map(|r| VideoJob::from_row(&r))
+            .transpose()
+    })
+}
+
+async fn claim_ai_row(c: Conn<'_>, p: &Params<'_>) -> Result<Option<JobId>, DbError> {
+    dual!(c, |c, d| {
+        let sql = d.pick(ai_claim_sql!("FOR UPDATE SKIP LOCKED"), ai_claim_sql!(""));
+        sqlx::query(sql)
+            .bind(p.worker)
+            .bind(p.now.saturating_add(ms(p.lease)))
+            .bind(p.now)
+            .bind(cap(p.caps.per_tenant))
+            .bind(cap(p.caps.global))
+            .fetch_optional(&mut *c)
+            .await?
+            .map(|r| JobId::parse(&r.text("job_id")?).map_err(DbError::corrupt))
+            .transpose()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use jobpulse_domain::JobStatus;
+
+    use super::*;
+
+    /// The statuses the claim statement takes a job from.
+    const AI_CLAIMABLE: [JobStatus; 3] =
+        [JobStatus::Pending, JobStatus::Running, JobStatus::Retrying];
+
+    #[test]
+    fn claimable_statuses_are_exactly_those_that_may_start_running() {
+        let may_run: Vec<JobStatus> = JobStatus::ALL
+            .into_iter()
+            .filter(|s| s.can_transition(JobStatus::Running))
+            .collect();
+        assert_eq!(may_run, AI_CLAIMABLE);
+        let sql = ai_claim_sql!("");
+        for s in AI_CLAIMABLE {
+            assert!(sql.contains(&format!("'{}'", s.as_str())), "{s:?}");
+        }
+        let may_process: Vec<VideoStatus> = VideoStatus::ALL
+            .into_iter()
+            .filter(|s| s.can_transition(VideoStatus::Processing))
+            .collect();
+        assert_eq!(
+            may_process,
+            [
+                VideoStatus::Uploaded,
+                VideoStatus::Processing,
+                VideoStatus::RetryWait
+            ],
+            "a claimed video job's video is UPLOADED, RETRY_WAIT, or PROCESSING (re-claim)"
+        );
+    }
+}

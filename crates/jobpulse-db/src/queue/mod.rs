@@ -1,0 +1,361 @@
+//! Our own thin job queue, in the same database as the rows it moves.
+//!
+//! Two queues: transcode jobs (`video_jobs`, one per video generation) and AI jobs (`ai_jobs`,
+//! whose contract status is also the queue state). Enqueueing happens in the transaction that
+//! creates the row ([`Db::create_video`], [`Db::retry_video`], [`Db::submit_ai_job`]).
+//!
+//! # States
+//!
+//! ```text
+//!                      ┌─ complete ──────────────────────────────▶ SUCCEEDED
+//! QUEUED ──claim──▶ RUNNING ─ fail (retryable, attempts left) / reaper ─▶ RETRY_WAIT ─┐
+//!                      │  ▲                                                            │
+//!                      │  └──── claim once run_after passed (attempt + 1) ─────────────┘
+//!                      ├─ fail (permanent or last attempt) / reaper ─▶ DEAD
+//!                      └─ cancelled ─────────────────────────────────▶ CANCELLED
+//! ```
+//!
+//! A RUNNING job whose lease expired is runnable too (re-claimed with attempt + 1). AI jobs use
+//! their contract status as the queue state: PENDING and RETRYING wait, RUNNING runs, a terminal
+//! status ends (FAILED for dead or cancelled).
+//!
+//! # Claiming
+//!
+//! [`Db::claim`] takes the oldest runnable job — QUEUED/PENDING, RETRY_WAIT/RETRYING whose
+//! `run_after` has passed, or RUNNING whose lease expired (and that has attempts left) — sets it
+//! RUNNING with `attempt + 1` and a lease, and commits the PROCESSING/RUNNING state change with its
+//! outbox row, all in one transaction. PostgreSQL picks with `FOR UPDATE SKIP LOCKED` (claimers
+//! never wait for each other); SQLite runs the same single `UPDATE … WHERE id = (SELECT … LIMIT 1)
+//! RETURNING …` inside `BEGIN IMMEDIATE`, which serializes writers.
+//!
+//! Concurrency caps ([`Caps`]) count RUNNING jobs with a live lease, globally and per tenant, in
+//! the same statement. On SQLite that is exact (one writer at a time). On PostgreSQL two claimers
+//! could both see "one slot left", so when any cap is set a claim first takes a per-queue
+//! transaction-scoped advisory lock: claims of that queue then run one at a time (a few
+//! milliseconds each), which keeps caps exact; without caps nothing is serialized.
+//!
+//! # Leases and fencing
+//!
+//! Every worker-side change is a compare-and-set `… WHERE id = ? AND attempt = ? AND lease_owner
+//! = ? AND state = 'RUNNING'`; when it matches nothing the caller gets [`DbError::LeaseLost`] and
+//! nothing is written, so a zombie (a worker whose lease expired and whose job was re-claimed or
+//! reaped) can never commit. Lease expiry compares application clocks; skew only changes when a
+//! lease counts as expired, never whether two attempts can both commit.
+//!
+//! Read-model fences: a claim of attempt `n` writes `(g, n, 1)`; the worker's own progress
+//! writes use `(g, n, 2..)`; its final success uses its next seq; RETRY_WAIT/RETRYING and a
+//! FAILED after an attempt use `Fence::between_attempts(g, n)` = `(g, n + 1, 0)`, as does the
+//! reaper, so every late write of a dead attempt is stale.
+
+use std::time::Duration;
+
+use jobpulse_domain::{Fence, State, TaskKey, TenantId, Write};
+
+use crate::conn::{Conn, RowExt, dual, ms, now_ms};
+use crate::model::{AiJob, Video};
+use crate::outbox::OutboxEntry;
+use crate::{Db, DbError};
+
+mod claim;
+mod finish;
+mod reap;
+
+pub use finish::AiOutcome;
+
+/// Which queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Queue {
+    Video,
+    Ai,
+}
+
+impl Queue {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Queue::Video => "video",
+            Queue::Ai => "ai",
+        }
+    }
+}
+
+/// Concurrency caps: at most this many jobs RUNNING (with a live lease) at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Caps {
+    pub global: Option<u32>,
+    pub per_tenant: Option<u32>,
+}
+
+impl Caps {
+    pub fn is_unlimited(&self) -> bool {
+        self.global.is_none() && self.per_tenant.is_none()
+    }
+}
+
+/// Retry delays: `base × 2^(attempt − 1)`, at most `cap`, minus up to `jitter` (a fraction) of
+/// it at random so retries of jobs that failed together spread out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    pub base: Duration,
+    pub cap: Duration,
+    pub jitter: f64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_secs(2),
+            cap: Duration::from_secs(300),
+            jitter: 0.2,
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay after attempt `failed_attempt` (1-based) failed.
+    pub fn delay(&self, failed_attempt: u32) -> Duration {
+        let exp = failed_attempt.saturating_sub(1).min(30);
+        let full = self.base.saturating_mul(1 << exp).min(self.cap);
+        let jitter = self.jitter.clamp(0.0, 1.0);
+        if jitter == 0.0 {
+            return full;
+        }
+        full.mul_f64(1.0 - jitter * rand::random::<f64>())
+    }
+}
+
+/// Queue settings held by a [`Db`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QueueConfig {
+    pub backoff: Backoff,
+    /// Attempts of a video job, and of an AI job submitted without its own.
+    pub default_max_attempts: u32,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            backoff: Backoff::default(),
+            default_max_attempts: 5,
+        }
+    }
+}
+
+/// What a claim handed to the worker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimedTask {
+    /// A transcode job (`job_id` is its `video_jobs` row) and its video, now PROCESSING.
+    Video { job_id: i64, video: Video },
+    /// An AI job, now RUNNING.
+    Ai(AiJob),
+}
+
+/// A live lease on one job. Pass it back to [`Db::heartbeat`] and to exactly one of
+/// [`Db::complete_video`] / [`Db::complete_ai_job`] / [`Db::fail`] / [`Db::cancelled`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    pub task: ClaimedTask,
+    pub tenant: TenantId,
+    /// The read-model key of the task.
+    pub key: TaskKey,
+    pub generation: u32,
+    /// This attempt (1-based).
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub worker_id: String,
+    /// The lease length; every heartbeat extends the lease by this much from now.
+    pub lease: Duration,
+    /// The claim's PROCESSING/RUNNING write (fence `(g, attempt, 1)`).
+    pub outbox: OutboxEntry,
+}
+
+impl Claim {
+    /// The first seq for the worker's own progress writes (the claim wrote seq 1).
+    pub const FIRST_PROGRESS_SEQ: u64 = 2;
+
+    pub fn queue(&self) -> Queue {
+        match self.task {
+            ClaimedTask::Video { .. } => Queue::Video,
+            ClaimedTask::Ai(_) => Queue::Ai,
+        }
+    }
+
+    /// The fence for this attempt's write number `seq` (progress writes start at
+    /// [`Claim::FIRST_PROGRESS_SEQ`]).
+    pub fn fence(&self, seq: u64) -> Result<Fence, DbError> {
+        Ok(Fence::new(self.generation, self.attempt, seq)?)
+    }
+
+    /// A direct progress write of this attempt (seq from [`Claim::FIRST_PROGRESS_SEQ`] up, one
+    /// per write, in order). Progress goes straight to the read model, never through the
+    /// database; state changes must go through the database.
+    pub fn progress_write(&self, seq: u64, state: State) -> Result<Write, DbError> {
+        Ok(Write::set(self.key.clone(), self.fence(seq)?, state)?)
+    }
+
+    pub fn is_last_attempt(&self) -> bool {
+        self.attempt >= self.max_attempts
+    }
+
+    fn job_ref(&self) -> String {
+        match &self.task {
+            ClaimedTask::Video { job_id, .. } => job_id.to_string(),
+            ClaimedTask::Ai(j) => j.job_id.to_string(),
+        }
+    }
+}
+
+/// What a heartbeat learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// The lease was extended.
+    Continue,
+    /// The lease was extended, and the task was cancelled: stop and call [`Db::cancelled`].
+    CancelRequested,
+    /// The lease is gone (expired and re-claimed, reaped, or ended): stop, write nothing.
+    LeaseLost,
+}
+
+/// What [`Db::cancel_video`] / [`Db::cancel_ai_job`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The job was waiting and is now ended.
+    Ended,
+    /// The job is running; its worker was asked to stop.
+    Requested,
+    /// Nothing to cancel (no active job, or already finished).
+    NotActive,
+}
+
+/// What [`Db::fail`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailOutcome {
+    /// Another attempt will run after `run_after_ms` (unix ms).
+    Retrying { run_after_ms: i64 },
+    /// No attempts left (or a permanent error): the task is FAILED.
+    Dead,
+}
+
+/// What one [`Db::reap_expired`] pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReapReport {
+    pub retrying: u32,
+    pub dead: u32,
+    pub cancelled: u32,
+}
+
+fn check_worker_id(worker_id: &str) -> Result<(), DbError> {
+    if worker_id.is_empty() || worker_id.len() > 200 || worker_id.chars().any(char::is_control) {
+        return Err(DbError::Invalid(
+            "worker id must be 1 to 200 bytes without control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl Db {
+    /// Extends the claim's lease by `claim.lease` and reports whether to go on.
+    pub async fn heartbeat(&self, claim: &Claim) -> Result<Heartbeat, DbError> {
+        let now = now_ms();
+        let until = now.saturating_add(ms(claim.lease));
+        let mut conn = self.read().await?;
+        let row = heartbeat_sql(conn.conn(), claim, now, until).await?;
+        Ok(match row {
+            None => {
+                tracing::warn!(
+                    tenant.id = %claim.tenant,
+                    job.id = %claim.job_ref(),
+                    attempt = claim.attempt,
+                    "lease lost"
+                );
+                Heartbeat::LeaseLost
+            }
+            Some(true) => Heartbeat::CancelRequested,
+            Some(false) => Heartbeat::Continue,
+        })
+    }
+
+    /// Waits until work may be available in `queue` (a job was enqueued, here or — on
+    /// PostgreSQL — in any process) or `max_wait` passed. Returns `true` when woken early.
+    /// Jobs whose backoff ends later are not announced: workers find them on their next poll,
+    /// so `max_wait` bounds how late a retry may start.
+    pub async fn wait_for_work(&self, queue: Queue, max_wait: Duration) -> bool {
+        self.ensure_listener();
+        let signal = match queue {
+            Queue::Video => &self.signals().video,
+            Queue::Ai => &self.signals().ai,
+        };
+        tokio::time::timeout(max_wait, signal.notified())
+            .await
+            .is_ok()
+    }
+}
+
+async fn heartbeat_sql(
+    c: Conn<'_>,
+    claim: &Claim,
+    now: i64,
+    until: i64,
+) -> Result<Option<bool>, DbError> {
+    let attempt = i64::from(claim.attempt);
+    Ok(match &claim.task {
+        ClaimedTask::Video { job_id, .. } => dual!(c, |c, d| {
+            sqlx::query(
+                "UPDATE video_jobs SET lease_until = $1, heartbeat_at = $2 \
+                 WHERE id = $3 AND attempt = $4 AND lease_owner = $5 AND state = 'RUNNING' \
+                 RETURNING cancel_requested",
+            )
+            .bind(until)
+            .bind(now)
+            .bind(*job_id)
+            .bind(attempt)
+            .bind(&claim.worker_id)
+            .fetch_optional(&mut *c)
+            .await?
+            .map(|r| r.flag("cancel_requested"))
+            .transpose()?
+        }),
+        ClaimedTask::Ai(job) => dual!(c, |c, d| {
+            sqlx::query(
+                "UPDATE ai_jobs SET lease_until = $1, heartbeat_at = $2 \
+                 WHERE job_id = $3 AND attempt = $4 AND lease_owner = $5 AND status = 'RUNNING' \
+                 RETURNING cancel_requested",
+            )
+            .bind(until)
+            .bind(now)
+            .bind(job.job_id.as_str())
+            .bind(attempt)
+            .bind(&claim.worker_id)
+            .fetch_optional(&mut *c)
+            .await?
+            .map(|r| r.flag("cancel_requested"))
+            .transpose()?
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let b = Backoff {
+            base: Duration::from_secs(2),
+            cap: Duration::from_secs(300),
+            jitter: 0.0,
+        };
+        assert_eq!(b.delay(1), Duration::from_secs(2));
+        assert_eq!(b.delay(2), Duration::from_secs(4));
+        assert_eq!(b.delay(5), Duration::from_secs(32));
+        assert_eq!(b.delay(20), Duration::from_secs(300));
+        assert_eq!(b.delay(u32::MAX), Duration::from_secs(300));
+        let j = Backoff { jitter: 0.5, ..b };
+        for _ in 0..100 {
+            let d = j.delay(3);
+            assert!(
+                d <= Duration::from_secs(8) && d >= Duration::from_secs(4),
+                "{d:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! The outbox relay: applies committed outbox rows to the read model and deletes them.
+//!
+//! - Rows are fetched oldest first in batches and applied with one `apply_many` round trip.
+//! - `Applied` and `Stale` (the store already holds something newer) rows are deleted; so are
+//!   `Rejected` ones, which are logged and counted (`jobpulse_outbox_rejected_total`) because
+//!   retrying cannot change the answer. Rows that cannot be decoded are handled the same way.
+//! - A store error keeps every row of the batch (counting the attempt on the row) and the relay
+//!   backs off exponentially up to `max_backoff` (`jobpulse_outbox_errors_total`).
+//! - It sleeps until a commit signals it (in process, and through PostgreSQL NOTIFY from any
+//!   process) or `idle_poll` passes.
+//! - Several relays may run at once: on PostgreSQL each batch is locked `FOR UPDATE SKIP
+//!   LOCKED` while it is published, so relays take different rows; on SQLite two relays may
+//!   publish the same row, which fencing makes harmless (the second answer is `Stale`).
+
+use std::time::Duration;
+
+use jobpulse_domain::{Outcome, Write};
+use jobpulse_store::{SharedStore, StoreError};
+use tokio_util::sync::CancellationToken;
+
+use crate::conn::Dialect;
+use crate::outbox::{self, OutboxEntry, PendingRow};
+use crate::{Db, DbError};
+
+/// A failure to move writes from the database to the read model.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Relay settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayConfig {
+    pub batch_size: usize,
+    /// Poll this often even without a wake-up (covers wake-ups that cannot cross processes,
+    /// such as several processes on one SQLite file).
+    pub idle_poll: Duration,
+    /// Longest wait between retries while the store fails.
+    pub max_backoff: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 200,
+            idle_poll: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What one batch (or a drain) did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayReport {
+    /// Rows read from the outbox.
+    pub fetched: u64,
+    pub applied: u64,
+    pub stale: u64,
+    pub rejected: u64,
+    /// Rows whose JSON could not be decoded (deleted, logged, counted as rejected).
+    pub undecodable: u64,
+}
+
+impl RelayReport {
+    fn add(&mut self, o: RelayReport) {
+        self.fetched += o.fetched;
+        self.applied += o.applied;
+        self.stale += o.stale;
+        self.rejected += o.rejected;
+        self.undecodable += o.undecodable;
+    }
+}
+
+/// See the module docs. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    db: Db,
+    store: SharedStore,
+    config: RelayConfig,
+}
+
+impl Relay {
+    pub fn new(db: Db, store: SharedStore) -> Self {
+        Self {
+            db,
+            store,
+            config: RelayConfig::default(),
+        }
+    }
+
+    pub fn with_config(mut self, config: RelayConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Runs until `shutdown` is cancelled, then publishes one last batch (best effort) so a
+    /// graceful stop leaves little behind.
+    pub async fn run(self, shutdown: CancellationToken) {
+        self.db.ensure_listener();
+        let mut failures: u32 = 0;
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            match self.relay_batch().await {
+                Ok(report) => {
+                    failures = 0;
+                    if report.fetched >= self.config.batch_size as u64 {
+                        continue;
+                    }
+                    self.update_gauge().await;
+                    tokio::select! {
+                        () = self.db.signals().outbox.notified() => {}
+                        () = tokio::time::sleep(self.config.idle_poll) => {}
+                        () = shutdown.cancelled() => break,
+                    }
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    metrics::counter!("jobpulse_outbox_errors_total").increment(1);
+                    let delay = Duration::from_millis(50)
+                        .saturating_mul(1 << failures.min(10))
+                        .min(self.config.max_backoff);
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis(), "outbox relay failed; rows kept");
+                    self.update_gauge().await;
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = shutdown.cancelled() => break,
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.relay_batch().await {
+            tracing::warn!(error = %e, "outbox relay: final batch failed; rows kept");
+        }
+    }
+
+    async fn update_gauge(&self) {
+        match self.db.outbox_pending().await {
+            Ok(n) => metrics::gauge!("jobpulse_outbox_pending").set(n as f64),
+            Err(e) => tracing::debug!(error = %e, "outbox: cannot count pending rows"),
+        }
+    }
+
+    /// Publishes batches until the outbox is empty (or only holds rows another relay has
+    /// locked). Stops at the first error.
+    pub async fn drain(&self) -> Result<RelayReport, PublishError> {
+        let mut total = RelayReport::default();
+        loop {
+            let r = self.relay_batch().await?;
+            total.add(r);
+            if r.fetched < self.config.batch_size as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Publishes one batch of the oldest rows.
+    pub async fn relay_batch(&self) -> Result<RelayReport, PublishError> {
+        // PostgreSQL: hold the row locks while publishing so other relays skip these rows.
+        // SQLite: read without a transaction, so the store call never holds the write lock.
+        let mut held = match self.db.dialect() {
+            Dialect::Postgres => Some(self.db.begin().await?),
+            Dialect::Sqlite => None,
+        };
+        let rows = match &mut held {
+            Some(tx) => outbox::fetch(tx.conn(), self.config.batch_size).await?,
+            None => {
+                let mut conn = self.db.read().await?;
+                outbox::fetch(conn.conn(), self.config.batch_size).await?
+            }
+        };
+        if rows.is_empty() {
+            if let Some(tx) = held {
+                tx.commit().await?;
+            }
+            return Ok(RelayReport::default());
+        }
+        let published = self.publish_rows(&rows).await;
+        let mut tx = match held {
+            Some(tx) => tx,
+            None => self.db.begin().await?,
+        };
+        match published {
+            Ok(report) => {
+                let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+                outbox::delete(tx.conn(), &ids).await?;
+                tx.commit().await?;
+                Ok(report)
+            }
+            Err(e) => {
+                let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+                outbox::mark_failed(tx.conn(), &ids, &e.to_string()).await?;
+                tx.commit().await?;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Publishes the given rows now and deletes them (the API calls this with the rows of a
+    /// change it just committed, before answering). On a store error the rows stay for the
+    /// background relay.
+    pub async fn publish_now(&self, entries: &[OutboxEntry]) -> Result<RelayReport, PublishError> {
+        if entries.is_empty() {
+            return Ok(RelayReport::default());
+        }
+        let rows: Vec<PendingRow> = entries
+            .iter()
+            .map(|e| PendingRow {
+                id: e.id,
+                write: Ok(e.write.clone()),
+            })
+            .collect();
+        let report = self.publish_rows(&rows).await?;
+        let ids: Vec<i64> = entries.iter().map(|e| e.id).collect();
+        let mut tx = self.db.begin().await?;
+        outbox::delete(tx.conn(), &ids).await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    /// Loads rows by id and publishes them (for callers that kept only the ids).
+    pub async fn publish_ids(&self, ids: &[i64]) -> Result<RelayReport, PublishError> {
+        let rows = {
+            let mut conn = self.db.read().await?;
+            outbox::fetch_ids(conn.conn(), ids).await?
+        };
+        let report = self.publish_rows(&rows).await?;
+        let mut tx = self.db.begin().await?;
+        outbox::delete(tx.conn(), ids).await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    async fn publish_rows(&self, rows: &[PendingRow]) -> Result<RelayReport, StoreError> {
+        let mut report = RelayReport {
+            fetched: rows.len() as u64,
+            ..RelayReport::default()
+        };
+        let mut writes: Vec<Write> = Vec::with_capacity(rows.len());
+        for row in rows {
+            match &row.write {
+                Ok(w) => writes.push(w.clone()),
+                Err(e) => {
+                    report.undecodable += 1;
+                    metrics::counter!("jobpulse_outbox_rejected_total", "reason" => "undecodable")
+                        .increment(1);
+                    tracing::error!(outbox.id = row.id, error = %e, "undecodable outbox row dropped");
+                }
+            }
+        }
+        if writes.is_empty() {
+            return Ok(report);
+        }
+        let outcomes = self.store.apply_many(&writes).await?;
+        for (w, o) in writes.iter().zip(&outcomes) {
+            match o {
+                Outcome::Applied { .. } => report.applied += 1,
+                Outcome::Stale { .. } => report.stale += 1,
+                Outcome::Rejected { reason } => {
+                    report.rejected += 1;
+                    metrics::counter!("jobpulse_outbox_rejected_total", "reason" => "store")
+                        .increment(1);
+                    tracing::error!(
+                        tenant.id = %w.key.tenant,
+                        task = %w.key.task,
+                        fence = %w.fence,
+                        %reason,
+                        "read model rejected an outbox write; dropped"
+                    );
+                }
+            }
+        }
+        metrics::counter!("jobpulse_outbox_published_total", "outcome" => "applied")
+            .increment(report.applied);
+        metrics::counter!("jobpulse_outbox_published_total", "outcome" => "stale")
+            .increment(report.stale);
+        Ok(report)
+    }
+}

@@ -1,0 +1,521 @@
+//! Videos: upload, list, read, user retry, delete and cancel; and the one checked path every
+//! video state change goes through (`apply_video_change`).
+//!
+//! Lock order, everywhere: the video's job row first, then the video row. Keeping one order
+//! means two transactions touching the same video wait for each other instead of deadlocking.
+
+use jobpulse_domain::{Fence, TenantId, VideoId, VideoStatus};
+
+use crate::conn::{Conn, RowExt, dual, now_ms};
+use crate::model::{Video, VideoJob, VideoJobState, clean_message, video_cols, video_job_cols};
+use crate::outbox::{self, Committed, OutboxEntry};
+use crate::queue::CancelOutcome;
+use crate::tenants::check_title;
+use crate::{Db, DbError};
+
+/// Filters of [`Db::list_videos`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VideoFilter {
+    pub status: Option<VideoStatus>,
+    pub session_id: Option<i64>,
+    /// Only videos with a smaller id (keyset pagination, newest first).
+    pub before_id: Option<VideoId>,
+    /// At most this many (clamped to 1..=200).
+    pub limit: u32,
+}
+
+fn check_file_key(key: &str) -> Result<(), DbError> {
+    if key.is_empty() || key.len() > 1024 || key.chars().any(char::is_control) {
+        return Err(DbError::Invalid(
+            "file key must be 1 to 1024 bytes without control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Loads a video (any tenant, deleted or not), locking its row on PostgreSQL.
+pub(crate) async fn lock_video(c: Conn<'_>, id: VideoId) -> Result<Option<Video>, DbError> {
+    dual!(c, |c, d| {
+        let sql = d.pick(
+            concat!(
+                "SELECT ",
+                video_cols!(),
+                " FROM videos WHERE id = $1 FOR UPDATE"
+            ),
+            concat!("SELECT ", video_cols!(), " FROM videos WHERE id = $1"),
+        );
+        sqlx::query(sql)
+            .bind(id.get())
+            .fetch_optional(&mut *c)
+            .await?
+            .map(|r| Video::from_row(&r))
+            .transpose()
+    })
+}
+
+/// The life-cycle rule for one video change: same generation → `can_transition`; next
+/// generation → a restart of a FAILED video at UPLOADED, or a deletion; the fence only grows.
+fn check_video_change(cur: &Video, next: &Video) -> Result<(), DbError> {
+    let illegal = DbError::IllegalTransition {
+        from: cur.status.as_str(),
+        to: next.status.as_str(),
+    };
+    if cur.deleted_at_ms.is_some() {
+        return Err(DbError::NotFound("video"));
+    }
+    if next.fence <= cur.fence {
+        return Err(DbError::Conflict(format!(
+            "video {} fence must grow ({} -> {})",
+            cur.id, cur.fence, next.fence
+        )));
+    }
+    let (g, ng) = (cur.fence.generation, next.fence.generation);
+    let ok = if next.deleted_at_ms.is_some() {
+        ng == g + 1
+    } else if ng == g {
+        cur.status.can_transition(next.status)
+    } else {
+        ng == g + 1 && cur.status.can_restart() && next.status == VideoStatus::Uploaded
+    };
+    if ok { Ok(()) } else { Err(illegal) }
+}
+
+/// Writes a checked video change and its outbox row (inside the caller's transaction). The
+/// update is also a compare-and-set on the status and generation read, so a concurrent change
+/// makes it fail instead of being overwritten.
+pub(crate) async fn apply_video_change(
+    mut c: Conn<'_>,
+    cur: &Video,
+    next: &Video,
+) -> Result<(Video, OutboxEntry), DbError> {
+    check_video_change(cur, next)?;
+    let updated = dual!(c.reborrow(), |c, d| {
+        sqlx::query(concat!(
+            "UPDATE videos SET status = $1, generation = $2, fence_attempt = $3, fence_seq = $4, \
+             attempt = $5, error_reason = $6, hls_path = $7, duration_secs = $8, \
+             updated_at = $9, deleted_at = $10 \
+             WHERE id = $11 AND status = $12 AND generation = $13 AND deleted_at IS NULL \
+             RETURNING ",
+            video_cols!()
+        ))
+        .bind(next.status.as_str())
+        .bind(i64::from(next.fence.generation))
+        .bind(i64::from(next.fence.attempt))
+        .bind(i64::try_from(next.fence.seq).unwrap_or(i64::MAX))
+        .bind(i64::from(next.attempt))
+        .bind(next.error_reason.as_deref())
+        .bind(next.hls_path.as_deref())
+        .bind(next.duration_secs.map(i64::from))
+        .bind(now_ms())
+        .bind(next.deleted_at_ms)
+        .bind(cur.id.get())
+        .bind(cur.status.as_str())
+        .bind(i64::from(cur.fence.generation))
+        .fetch_optional(&mut *c)
+        .await?
+        .map(|r| Video::from_row(&r))
+        .transpose()?
+    });
+    let updated = updated
+        .ok_or_else(|| DbError::Conflict(format!("video {} changed concurrently", cur.id)))?;
+    let entry = outbox::insert(c, &updated.write()?).await?;
+    Ok((updated, entry))
+}
+
+/// The active (QUEUED, RUNNING, RETRY_WAIT) job of a video, locked on PostgreSQL.
+pub(crate) async fn active_video_job(
+    c: Conn<'_>,
+    video: VideoId,
+) -> Result<Option<VideoJob>, DbError> {
+    dual!(c, |c, d| {
+        let sql = d.pick(
+            concat!(
+                "SELECT ",
+                video_job_cols!(),
+                " FROM video_jobs WHERE video_id = $1 \
+                 AND state IN ('QUEUED', 'RUNNING', 'RETRY_WAIT') FOR UPDATE"
+            ),
+            concat!(
+                "SELECT ",
+                video_job_cols!(),
+                " FROM video_jobs WHERE video_id = $1 \
+                 AND state IN ('QUEUED', 'RUNNING', 'RETRY_WAIT')"
+            ),
+        );
+        sqlx::query(sql)
+            .bind(video.get())
+            .fetch_optional(&mut *c)
+            .await?
+            .map(|r| VideoJob::from_row(&r))
+            .transpose()
+    })
+}
+
+/// Ends a job that is still in `job.state` at `job.attempt` (compare-and-set); false when it
+/// moved on meanwhile.
+pub(crate) async fn end_video_job(
+    c: Conn<'_>,
+    job: &VideoJob,
+    to: VideoJobState,
+    code: &str,
+    message: Option<&str>,
+) -> Result<bool, DbError> {
+    let message = message.map(clean_message);
+    let n = dual!(c, |c, d| {
+        sqlx::query(
+            "UPDATE video_jobs SET state = $1, error_code = $2, \
+             error_message = COALESCE($3, error_message), lease_until = NULL, updated_at = $4 \
+             WHERE id = $5 AND state = $6 AND attempt = $7",
+        )
+        .bind(to.as_str())
+        .bind(code)
+        .bind(message)
+        .bind(now_ms())
+        .bind(job.id)
+        .bind(job.state.as_str())
+        .bind(i64::from(job.attempt))
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+async fn insert_video_job(c: Conn<'_>, video: &Video, max_attempts: u32) -> Result<i64, DbError> {
+    let now = now_ms();
+    dual!(c, |c, d| {
+        let row = sqlx::query(
+            "INSERT INTO video_jobs (tenant_id, video_id, generation, state, max_attempts, \
+             run_after, created_at, updated_at) VALUES ($1, $2, $3, 'QUEUED', $4, $5, $5, $5) \
+             RETURNING id",
+        )
+        .bind(video.tenant.get())
+        .bind(video.id.get())
+        .bind(i64::from(video.fence.generation))
+        .bind(i64::from(max_attempts))
+        .bind(now)
+        .fetch_one(&mut *c)
+        .await;
+        match row {
+            Ok(r) => r.int("id"),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(DbError::Conflict(
+                format!("video {} already has an active job", video.id),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    })
+}
+
+impl Db {
+    /// Records an uploaded video: the row (UPLOADED, fence 1.0.1), its queued transcode job and
+    /// the outbox row, in one transaction. `session_id` must belong to `tenant`.
+    pub async fn create_video(
+        &self,
+        tenant: TenantId,
+        session_id: Option<i64>,
+        title: &str,
+        file_key: &str,
+    ) -> Result<Committed<Video>, DbError> {
+        let title = check_title(title, "title")?;
+        check_file_key(file_key)?;
+        let mut tx = self.begin().await?;
+        if let Some(session) = session_id {
+            let found = dual!(tx.conn(), |c, d| {
+                sqlx::query("SELECT id FROM sessions WHERE id = $1 AND tenant_id = $2")
+                    .bind(session)
+                    .bind(tenant.get())
+                    .fetch_optional(&mut *c)
+                    .await?
+                    .is_some()
+            });
+            if !found {
+                return Err(DbError::NotFound("session"));
+            }
+        }
+        let now = now_ms();
+        let video = dual!(tx.conn(), |c, d| {
+            let row = sqlx::query(concat!(
+                "INSERT INTO videos (tenant_id, session_id, title, status, file_key, generation, \
+                 fence_attempt, fence_seq, created_at, updated_at) \
+                 VALUES ($1, $2, $3, 'UPLOADED', $4, 1, 0, 1, $5, $5) RETURNING ",
+                video_cols!()
+            ))
+            .bind(tenant.get())
+            .bind(session_id)
+            .bind(&title)
+            .bind(file_key)
+            .bind(now)
+            .fetch_one(&mut *c)
+            .await?;
+            Video::from_row(&row)?
+        });
+        insert_video_job(tx.conn(), &video, self.options().queue.default_max_attempts).await?;
+        let entry = outbox::insert(tx.conn(), &video.write()?).await?;
+        self.commit(tx, true).await?;
+        self.signals().video.notify_one();
+        tracing::info!(tenant.id = %tenant, video.id = %video.id, "video uploaded");
+        Ok(Committed::one(video, entry))
+    }
+
+    /// A video of `tenant`; another tenant's id or a deleted video → `None`.
+    pub async fn get_video(&self, tenant: TenantId, id: VideoId) -> Result<Option<Video>, DbError> {
+        let mut conn = self.read().await?;
+        dual!(conn.conn(), |c, d| {
+            sqlx::query(concat!(
+                "SELECT ",
+                video_cols!(),
+                " FROM videos WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL"
+            ))
+            .bind(id.get())
+            .bind(tenant.get())
+            .fetch_optional(&mut *c)
+            .await?
+            .map(|r| Video::from_row(&r))
+            .transpose()
+        })
+    }
+
+    /// Videos of `tenant`, newest first (not deleted).
+    pub async fn list_videos(
+        &self,
+        tenant: TenantId,
+        filter: &VideoFilter,
+    ) -> Result<Vec<Video>, DbError> {
+        let limit = i64::from(filter.limit.clamp(1, 200));
+        let mut conn = self.read().await?;
+        dual!(conn.conn(), |c, d| {
+            sqlx::query(concat!(
+                "SELECT ",
+                video_cols!(),
+                " FROM videos WHERE tenant_id = $1 AND deleted_at IS NULL \
+                 AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR session_id = $3) \
+                 AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
+            ))
+            .bind(tenant.get())
+            .bind(filter.status.map(VideoStatus::as_str))
+            .bind(filter.session_id)
+            .bind(filter.before_id.map(VideoId::get))
+            .bind(limit)
+            .fetch_all(&mut *c)
+            .await?
+            .iter()
+            .map(Video::from_row)
+            .collect()
+        })
+    }
+
+    /// The transcode jobs of a video of `tenant`, oldest first.
+    pub async fn video_jobs(
+        &self,
+        tenant: TenantId,
+        video: VideoId,
+    ) -> Result<Vec<VideoJob>, DbError> {
+        let mut conn = self.read().await?;
+        dual!(conn.conn(), |c, d| {
+            sqlx::query(concat!(
+                "SELECT ",
+                video_job_cols!(),
+                " FROM video_jobs WHERE video_id = $1 AND tenant_id = $2 ORDER BY id"
+            ))
+            .bind(video.get())
+            .bind(tenant.get())
+            .fetch_all(&mut *c)
+            .await?
+            .iter()
+            .map(VideoJob::from_row)
+            .collect()
+        })
+    }
+
+    /// A user retry of a FAILED video: a new generation back at UPLOADED (fence g+1.0.1) with a
+    /// new queued job. Any other status → `IllegalTransition` (nothing written).
+    pub async fn retry_video(
+        &self,
+        tenant: TenantId,
+        id: VideoId,
+    ) -> Result<Committed<Video>, DbError> {
+        let mut tx = self.begin().await?;
+        let cur = lock_video(tx.conn(), id)
+            .await?
+            .filter(|v| v.tenant == tenant && v.deleted_at_ms.is_none())
+            .ok_or(DbError::NotFound("video"))?;
+        if !cur.status.can_restart() {
+            return Err(DbError::IllegalTransition {
+                from: cur.status.as_str(),
+                to: VideoStatus::Uploaded.as_str(),
+            });
+        }
+        let next = Video {
+            status: VideoStatus::Uploaded,
+            fence: Fence::new(cur.fence.generation + 1, 0, 1)?,
+            attempt: 0,
+            error_reason: None,
+            hls_path: None,
+            duration_secs: None,
+            ..cur.clone()
+        };
+        let (video, entry) = apply_video_change(tx.conn(), &cur, &next).await?;
+        insert_video_job(tx.conn(), &video, self.options().queue.default_max_attempts).await?;
+        self.commit(tx, true).await?;
+        self.signals().video.notify_one();
+        tracing::info!(tenant.id = %tenant, video.id = %id, generation = video.fence.generation, "video retried");
+        Ok(Committed::one(video, entry))
+    }
+
+    /// Soft-deletes a video: its active job ends (QUEUED/RETRY_WAIT → CANCELLED) or is asked to
+    /// stop (RUNNING → cancel requested), and a new-generation tombstone (g+1.0.1) hides it in
+    /// the read model, even a READY record.
+    pub async fn delete_video(
+        &self,
+        tenant: TenantId,
+        id: VideoId,
+    ) -> Result<Committed<()>, DbError> {
+        let mut tx = self.begin().await?;
+        let job = active_video_job(tx.conn(), id)
+            .await?
+            .filter(|j| j.tenant == tenant);
+        let cur = lock_video(tx.conn(), id)
+            .await?
+            .filter(|v| v.tenant == tenant && v.deleted_at_ms.is_none())
+            .ok_or(DbError::NotFound("video"))?;
+        if let Some(job) = &job {
+            stop_video_job(tx.conn(), job, "deleted").await?;
+        }
+        let next = Video {
+            fence: Fence::new(cur.fence.generation + 1, 0, 1)?,
+            deleted_at_ms: Some(now_ms()),
+            ..cur.clone()
+        };
+        let (_, entry) = apply_video_change(tx.conn(), &cur, &next).await?;
+        self.commit(tx, true).await?;
+        tracing::info!(tenant.id = %tenant, video.id = %id, "video deleted");
+        Ok(Committed::one((), entry))
+    }
+
+    /// Cancels a video's transcoding. A QUEUED or RETRY_WAIT job ends at once (the video becomes
+    /// FAILED "cancelled", retryable); a RUNNING one is asked to stop (its worker sees it on its
+    /// next heartbeat and calls [`Db::cancelled`]).
+    pub async fn cancel_video(
+        &self,
+        tenant: TenantId,
+        id: VideoId,
+    ) -> Result<Committed<CancelOutcome>, DbError> {
+        let mut tx = self.begin().await?;
+        let job = active_video_job(tx.conn(), id)
+            .await?
+            .filter(|j| j.tenant == tenant);
+        let cur = lock_video(tx.conn(), id)
+            .await?
+            .filter(|v| v.tenant == tenant && v.deleted_at_ms.is_none())
+            .ok_or(DbError::NotFound("video"))?;
+        let Some(job) = job else {
+            tx.commit().await?;
+            return Ok(Committed::new(CancelOutcome::NotActive, Vec::new()));
+        };
+        if stop_video_job(tx.conn(), &job, "cancelled").await? == CancelOutcome::Requested {
+            tx.commit().await?;
+            return Ok(Committed::new(CancelOutcome::Requested, Vec::new()));
+        }
+        let next = Video {
+            status: VideoStatus::Failed,
+            // No attempt is running (the job row is locked and was waiting): the next seq of the
+            // last state change orders this after everything written so far.
+            fence: next_seq(cur.fence),
+            error_reason: Some("cancelled".to_owned()),
+            attempt: job.attempt,
+            ..cur.clone()
+        };
+        let (_, entry) = apply_video_change(tx.conn(), &cur, &next).await?;
+        self.commit(tx, true).await?;
+        tracing::info!(tenant.id = %tenant, video.id = %id, "video job cancelled");
+        Ok(Committed::one(CancelOutcome::Ended, entry))
+    }
+}
+
+/// The fence right after `f` within the same attempt, for changes made while no worker holds
+/// the task (so nobody else can be writing that attempt).
+pub(crate) fn next_seq(f: Fence) -> Fence {
+    Fence {
+        seq: f.seq + 1,
+        ..f
+    }
+}
+
+/// Ends a waiting job (CANCELLED) or asks a running one to stop.
+async fn stop_video_job(
+    c: Conn<'_>,
+    job: &VideoJob,
+    reason: &str,
+) -> Result<CancelOutcome, DbError> {
+    if job.state == VideoJobState::Running {
+        dual!(c, |c, d| {
+            sqlx::query(
+                "UPDATE video_jobs SET cancel_requested = TRUE, updated_at = $1 WHERE id = $2",
+            )
+            .bind(now_ms())
+            .bind(job.id)
+            .execute(&mut *c)
+            .await?;
+        });
+        return Ok(CancelOutcome::Requested);
+    }
+    if !end_video_job(c, job, VideoJobState::Cancelled, reason, Some(reason)).await? {
+        return Err(DbError::Conflict(format!(
+            "job {} changed concurrently",
+            job.id
+        )));
+    }
+    Ok(CancelOutcome::Ended)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn video(status: VideoStatus, fence: Fence) -> Video {
+        Video {
+            id: VideoId::new(1).expect("valid"),
+            tenant: TenantId::new(1).expect("valid"),
+            session_id: None,
+            title: "t".into(),
+            status,
+            file_key: "k".into(),
+            hls_path: None,
+            duration_secs: None,
+            error_reason: None,
+            attempt: 0,
+            fence,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            deleted_at_ms: None,
+        }
+    }
+
+    fn f(g: u32, a: u32, s: u64) -> Fence {
+        Fence::new(g, a, s).expect("valid")
+    }
+
+    #[test]
+    fn the_life_cycle_is_checked() {
+        use VideoStatus::*;
+        let up = video(Uploaded, f(1, 0, 1));
+        assert!(check_video_change(&up, &video(Processing, f(1, 1, 1))).is_ok());
+        assert!(check_video_change(&up, &video(Ready, f(1, 1, 1))).is_err());
+        let ready = video(Ready, f(1, 1, 5));
+        assert!(check_video_change(&ready, &video(Uploaded, f(2, 0, 1))).is_err());
+        let failed = video(Failed, f(1, 2, 0));
+        assert!(check_video_change(&failed, &video(Uploaded, f(2, 0, 1))).is_ok());
+        assert!(check_video_change(&failed, &video(Uploaded, f(3, 0, 1))).is_err());
+        let proc = video(Processing, f(1, 2, 1));
+        assert!(
+            check_video_change(&proc, &video(Processing, f(1, 1, 9))).is_err(),
+            "the fence never goes back"
+        );
+        let mut gone = video(Ready, f(2, 0, 1));
+        gone.deleted_at_ms = Some(1);
+        assert!(
+            check_video_change(&ready, &gone).is_ok(),
+            "any status may be deleted"
+        );
+    }
+}

@@ -1,0 +1,133 @@
+//! AI jobs: idempotent submit, rejection at submit, reads across tenants.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use jobpulse_db::{Caps, DbError, NewAiJob, Queue};
+use jobpulse_domain::{Fence, JobStatus, JobType};
+
+use crate::helpers::{Backend, both, test_db};
+
+fn excel() -> JobType {
+    JobType::parse("excel_parsing").expect("valid")
+}
+
+async fn idempotent_submit(b: Backend) -> anyhow::Result<()> {
+    let t = test_db(b).await?;
+    let a = t.db.create_tenant("a", "A").await?;
+    let other = t.db.create_tenant("b", "B").await?;
+    let mut new = NewAiJob::new(a.tenant_id, excel());
+    new.idempotency_key = Some("upload-42".into());
+    new.lecture_id = Some(a.lecture_id);
+    new.payload = serde_json::json!({"sheet": 1});
+    new.created_by = Some("7".into());
+
+    let first = t.db.submit_ai_job(new.clone()).await?;
+    assert!(first.value.created);
+    assert_eq!(first.outbox.len(), 1);
+    let job = first.value.job.clone();
+    assert_eq!(job.status, JobStatus::Pending);
+    assert_eq!(job.fence, Fence::new(1, 0, 1)?);
+    assert_eq!(job.payload, serde_json::json!({"sheet": 1}));
+    assert!(
+        job.job_id.as_str().len() == 16,
+        "ids are 16 url-safe characters: {}",
+        job.job_id
+    );
+
+    let second = t.db.submit_ai_job(new.clone()).await?;
+    assert!(!second.value.created);
+    assert!(second.outbox.is_empty());
+    assert_eq!(second.value.job.job_id, job.job_id);
+    let rows = t.raw_int("SELECT COUNT(*) FROM ai_jobs").await?;
+    assert_eq!(rows, 1);
+
+    let mut other_type = new.clone();
+    other_type.job_type = JobType::parse("ppt_generation")?;
+    let r = t.db.submit_ai_job(other_type).await;
+    assert!(matches!(r, Err(DbError::Conflict(_))), "{r:?}");
+
+    // The key is per tenant.
+    let mut theirs = new.clone();
+    theirs.tenant = other.tenant_id;
+    theirs.lecture_id = Some(other.lecture_id);
+    let theirs = t.db.submit_ai_job(theirs).await?;
+    assert!(theirs.value.created);
+    assert_ne!(theirs.value.job.job_id, job.job_id);
+
+    // Without a key every submit is new.
+    let plain = NewAiJob::new(a.tenant_id, excel());
+    let x = t.db.submit_ai_job(plain.clone()).await?.value.job.job_id;
+    let y = t.db.submit_ai_job(plain).await?.value.job.job_id;
+    assert_ne!(x, y);
+
+    assert!(t.db.get_ai_job(a.tenant_id, &job.job_id).await?.is_some());
+    assert!(
+        t.db.get_ai_job(other.tenant_id, &job.job_id)
+            .await?
+            .is_none(),
+        "another tenant's job is not found"
+    );
+
+    // Input checks.
+    let mut bad = NewAiJob::new(a.tenant_id, excel());
+    bad.lecture_id = Some(other.lecture_id);
+    let r = t.db.submit_ai_job(bad).await;
+    assert!(matches!(r, Err(DbError::NotFound("lecture"))), "{r:?}");
+    let mut bad = NewAiJob::new(a.tenant_id, excel());
+    bad.payload = serde_json::json!([1, 2]);
+    assert!(matches!(
+        t.db.submit_ai_job(bad).await,
+        Err(DbError::Invalid(_))
+    ));
+    let mut bad = NewAiJob::new(a.tenant_id, excel());
+    bad.max_attempts = Some(0);
+    assert!(matches!(
+        t.db.submit_ai_job(bad).await,
+        Err(DbError::Invalid(_))
+    ));
+
+    t.drain().await?;
+    let snap = t.snapshot(&job.key()).await?.context("published")?;
+    assert_eq!(snap.state.status.as_str(), "PENDING");
+    assert_eq!(
+        snap.state.job_type.as_ref().map(JobType::as_str),
+        Some("excel_parsing")
+    );
+    Ok(())
+}
+both!(idempotent_submit);
+
+async fn rejected_at_submit(b: Backend) -> anyhow::Result<()> {
+    let t = test_db(b).await?;
+    let a = t.db.create_tenant("a", "A").await?;
+    let out =
+        t.db.reject_ai_job(
+            NewAiJob::new(a.tenant_id, excel()),
+            "the file is not an .xlsx workbook",
+        )
+        .await?;
+    let job = out.value.job;
+    assert!(out.value.created);
+    assert_eq!(job.status, JobStatus::RejectedBadInput);
+    t.relay.publish_now(&out.outbox).await?;
+    let snap = t.snapshot(&job.key()).await?.context("published")?;
+    assert_eq!(snap.state.status.as_str(), "REJECTED_BAD_INPUT");
+    assert_eq!(
+        snap.state.error.as_ref().map(|e| e.as_str()),
+        Some("the file is not an .xlsx workbook")
+    );
+    assert_eq!(
+        t.db.outbox_pending().await?,
+        0,
+        "publish_now deleted its row"
+    );
+    assert!(
+        t.db.claim(Queue::Ai, "w", Duration::from_secs(30), Caps::default())
+            .await?
+            .is_none(),
+        "never queued"
+    );
+    Ok(())
+}
+both!(rejected_at_submit);

@@ -1,0 +1,212 @@
+//! The outbox and its relay: replays are harmless, an unavailable store loses nothing, several
+//! relays may run at once.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use jobpulse_db::{Caps, NewAiJob, Queue, Relay, RelayConfig};
+use jobpulse_domain::{JobType, Outcome, TaskKey};
+use jobpulse_store::{MemoryStore, StatusStore};
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{Backend, TestDb, both, eventually, mismatches, test_db};
+
+const LEASE: Duration = Duration::from_secs(30);
+
+/// A mix of changes: uploads, claims, a success, a retry wait, a failure, a job.
+async fn some_history(t: &TestDb) -> anyhow::Result<Vec<TaskKey>> {
+    let a = t.db.create_tenant("a", "A").await?;
+    let mut keys = Vec::new();
+    for i in 0..6 {
+        keys.push(
+            t.db.create_video(a.tenant_id, None, &format!("v{i}"), "k")
+                .await?
+                .value
+                .key(),
+        );
+    }
+    let c =
+        t.db.claim(Queue::Video, "w", LEASE, Caps::default())
+            .await?
+            .context("job")?;
+    t.db.complete_video(&c, "hls/a.m3u8", 5, 3).await?;
+    let c =
+        t.db.claim(Queue::Video, "w", LEASE, Caps::default())
+            .await?
+            .context("job")?;
+    t.db.fail(&c, "flaky", true).await?;
+    let c =
+        t.db.claim(Queue::Video, "w", LEASE, Caps::default())
+            .await?
+            .context("job")?;
+    t.db.fail(&c, "broken", false).await?;
+    t.db.claim(Queue::Video, "w", LEASE, Caps::default())
+        .await?
+        .context("job")?;
+    let job =
+        t.db.submit_ai_job(NewAiJob::new(a.tenant_id, JobType::parse("excel_parsing")?))
+            .await?;
+    keys.push(job.value.job.key());
+    Ok(keys)
+}
+
+async fn replaying_the_outbox_is_harmless(b: Backend) -> anyhow::Result<()> {
+    let t = test_db(b).await?;
+    let keys = some_history(&t).await?;
+    let entries = t.db.outbox_entries(10_000).await?;
+    assert!(entries.len() > keys.len(), "several changes per task");
+
+    // Apply every row once, then all of them again: the second pass changes nothing.
+    let once = MemoryStore::default();
+    let writes: Vec<_> = entries.iter().map(|e| e.write.clone()).collect();
+    once.apply_many(&writes).await?;
+    let first: Vec<_> = {
+        let mut v = Vec::new();
+        for k in &keys {
+            v.push(once.get(k).await?);
+        }
+        v
+    };
+    let again = once.apply_many(&writes).await?;
+    assert!(
+        again.iter().all(|o| matches!(o, Outcome::Stale { .. })),
+        "a replayed write is stale: {again:?}"
+    );
+    for (k, before) in keys.iter().zip(&first) {
+        assert_eq!(&once.get(k).await?, before, "{k}");
+    }
+    // Out of order (newest first) ends in the same states.
+    let reversed = MemoryStore::default();
+    let mut backwards = writes.clone();
+    backwards.reverse();
+    reversed.apply_many(&backwards).await?;
+    for (k, before) in keys.iter().zip(&first) {
+        let got = reversed.get(k).await?;
+        assert_eq!(
+            got.as_ref().map(|s| (&s.fence, &s.state)),
+            before.as_ref().map(|s| (&s.fence, &s.state)),
+            "{k}"
+        );
+    }
+    // And the relay's result matches the database.
+    t.drain().await?;
+    assert_eq!(
+        mismatches(&t.db, t.memory.as_ref(), &keys).await?,
+        Vec::<String>::new()
+    );
+    Ok(())
+}
+both!(replaying_the_outbox_is_harmless);
+
+async fn an_unavailable_store_loses_nothing(b: Backend) -> anyhow::Result<()> {
+    let t = test_db(b).await?;
+    t.store.set_down(true);
+    let keys = some_history(&t).await?;
+    let pending = t.db.outbox_pending().await?;
+    assert!(pending > 0);
+    assert!(t.relay.relay_batch().await.is_err(), "the store is down");
+    assert_eq!(t.db.outbox_pending().await?, pending, "rows stay");
+    let attempts = t.raw_int("SELECT MIN(attempts) FROM outbox").await?;
+    assert_eq!(attempts, 1, "the failed attempt is recorded on the rows");
+
+    // The background relay keeps retrying and drains once the store is back.
+    let token = CancellationToken::new();
+    let relay = tokio::spawn(
+        t.relay
+            .clone()
+            .with_config(RelayConfig {
+                max_backoff: Duration::from_millis(100),
+                ..RelayConfig::default()
+            })
+            .run(token.clone()),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        t.db.outbox_pending().await?,
+        pending,
+        "still down, still kept"
+    );
+    t.store.set_down(false);
+    eventually(Duration::from_secs(5), "the outbox to drain", || async {
+        Ok(t.db.outbox_pending().await? == 0)
+    })
+    .await?;
+    assert_eq!(
+        mismatches(&t.db, t.memory.as_ref(), &keys).await?,
+        Vec::<String>::new()
+    );
+
+    // While running, a new commit is published promptly (woken, not polled).
+    let a = t.db.get_tenant_by_code("a").await?.context("tenant")?;
+    let v = t.db.create_video(a.id, None, "late", "k").await?.value;
+    eventually(
+        Duration::from_millis(800),
+        "the new video to be published",
+        || async { Ok(t.memory.get(&v.key()).await?.is_some()) },
+    )
+    .await?;
+    token.cancel();
+    relay.await?;
+    Ok(())
+}
+both!(an_unavailable_store_loses_nothing);
+
+async fn several_relays_at_once(b: Backend) -> anyhow::Result<()> {
+    let t = test_db(b).await?;
+    let a = t.db.create_tenant("a", "A").await?;
+    let mut keys = Vec::new();
+    for i in 0..300 {
+        keys.push(
+            t.db.create_video(a.tenant_id, None, &format!("v{i}"), "k")
+                .await?
+                .value
+                .key(),
+        );
+    }
+    let other = Relay::new(t.second_handle().await?, t.shared_store()).with_config(RelayConfig {
+        batch_size: 50,
+        ..RelayConfig::default()
+    });
+    let mine = t.relay.clone().with_config(RelayConfig {
+        batch_size: 50,
+        ..RelayConfig::default()
+    });
+    let (x, y) = tokio::join!(mine.drain(), other.drain());
+    let (x, y) = (x?, y?);
+    assert_eq!(t.db.outbox_pending().await?, 0);
+    assert!(x.fetched + y.fetched >= 300);
+    if b == Backend::Postgres {
+        assert_eq!(
+            x.fetched + y.fetched,
+            300,
+            "SKIP LOCKED: no row is published by both relays"
+        );
+    }
+    assert_eq!(
+        mismatches(&t.db, t.memory.as_ref(), &keys).await?,
+        Vec::<String>::new()
+    );
+    Ok(())
+}
+both!(several_relays_at_once);
+
+async fn undecodable_rows_do_not_block_the_relay(b: Backend) -> anyhow::Result<()> {
+    let t = test_db(b).await?;
+    let a = t.db.create_tenant("a", "A").await?;
+    t.raw("INSERT INTO outbox (tenant_id, write_json, created_at) VALUES (1, '{\"nope\":1}', 0)")
+        .await?;
+    let v = t.db.create_video(a.tenant_id, None, "v", "k").await?;
+    let report = t.relay.drain().await?;
+    assert_eq!((report.undecodable, report.applied), (1, 1));
+    assert_eq!(t.db.outbox_pending().await?, 0);
+    assert!(t.snapshot(&v.value.key()).await?.is_some());
+
+    // publish_ids: a caller that kept only ids.
+    let w = t.db.create_video(a.tenant_id, None, "w", "k").await?;
+    let ids: Vec<i64> = w.outbox.iter().map(|e| e.id).collect();
+    let r = t.relay.publish_ids(&ids).await?;
+    assert_eq!(r.applied, 1);
+    assert_eq!(t.db.outbox_pending().await?, 0);
+    Ok(())
+}
+both!(undecodable_rows_do_not_block_the_relay);

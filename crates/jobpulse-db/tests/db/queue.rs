@@ -1,0 +1,733 @@
+//! The queue: exclusive claims under concurrency, leases and zombies, the reaper, retries with
+//! backoff, dead jobs, caps, and cancel.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use jobpulse_db::{
+    AiOutcome, Backoff, CancelOutcome, Caps, Claim, ClaimedTask, Db, DbError, DbOptions,
+    FailOutcome, Heartbeat, NewAiJob, Queue, QueueConfig, VideoJobState,
+};
+use jobpulse_domain::{Fence, JobResult, JobStatus, JobType, VideoStatus};
+
+use crate::helpers::{Backend, both, test_db, test_db_with, test_options};
+
+const LEASE: Duration = Duration::from_secs(30);
+
+fn job_type() -> JobType {
+    JobType::parse("excel_parsing").expect("valid")
+}
+
+fn video_job_id(c: &Claim) -> i64 {
+    match &c.task {
+        ClaimedTask::Video { job_id, .. } => *job_id,
+        ClaimedTask::Ai(_) => -1,
+    }
+}
+
+/// Claims within `timeout` (jobs in backoff become runnable later).
+async fn claim_soon(db: &Db, q: Queue, worker: &str, lease: Duration) -> anyhow::Result<Claim> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(c) = db.claim(q, worker, lease, Caps::default()).await? {
+            return Ok(c);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "nothing to claim within 5 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis(),
+    )
+    .expect("fits")
+}
+
+async fn concurrent_claimers_never_share_a_job(b: Backend) -> anyhow::Result<()> {
+    const WORKERS: usize = 8;
+    const JOBS: usize = WORKERS * 50;
+    let t = test_db(b).await?;
+    let a = t.db.create_tenant("a", "A").await?;
+    let mut videos = Vec::new();
+    for i in 0..JOBS {
+        let v =
+            t.db.create_video(a.tenant_id, None, &format!("v{i}"), "k")
+                .await?;
+        videos.push(v.value);
+    }
+    let in_flight: Arc<Mutex<HashSet<i64>>> = Arc::default();
+    let claims: Arc<Mutex<Vec<(i64, u32, String)>>> = Arc::default();
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..WORKERS {
+        let db = t.db.clone();
+        let in_flight = in_flight.clone();
+        let claims = claims.clone();
+        tasks.spawn(async move {
+            let worker = format!("w{w}");
+            while let Some(c) = db
+                .claim(Queue::Video, &worker, LEASE, Caps::default())
+                .await?
+            {
+                let id = video_job_id(&c);
+                let fresh = in_flight.lock().expect("lock").insert(id);
+                anyhow::ensure!(fresh, "job {id} claimed while another lease on it is live");
+                claims
+                    .lock()
+                    .expect("lock")
+                    .push((id, c.attempt, worker.clone()));
+                anyhow::ensure!(db.heartbeat(&c).await? == Heartbeat::Continue);
+                tokio::task::yield_now().await;
+                db.complete_video(&c, "hls/master.m3u8", 1, 2).await?;
+                in_flight.lock().expect("lock").remove(&id);
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    let claims = claims.lock().expect("lock").clone();
+    assert_eq!(claims.len(), JOBS, "every job claimed exactly once");
+    let distinct: HashSet<i64> = claims.iter().map(|c| c.0).collect();
+    assert_eq!(distinct.len(), JOBS, "no job claimed twice");
+    assert!(claims.iter().all(|c| c.1 == 1), "no re-claims");
+    let per_worker: HashMap<&str, usize> = claims.iter().fold(HashMap::new(), |mut m, c| {
+        *m.entry(c.2.as_str()).or_default() += 1;
+        m
+    });
+    assert!(per_worker.len() > 1, "work was shared: {per_worker:?}");
+    let done = t
+        .raw_int("SELECT COUNT(*) FROM video_jobs WHERE state = 'SUCCEEDED'")
+        .await?;
+    assert_eq!(done, JOBS as i64);
+    t.drain().await?;
+    for v in &videos {
+        let s = t.snapshot(&v.key()).await?.context("published")?;
+        assert_eq!(s.state.status.as_str(), "READY", "video {}", v.id);
+    }
+    Ok(())
+}
+both!(concurrent_claimers_never_share_a_job);
+
+async fn an_expired_lease_is_reclaimed_and_the_zombie_cannot_commit(
+    b: Backend,
+) -> anyhow::Result<()> {
+    let t = test_db(b).await?;
+    let a = t.db.create_tenant("a", "A").await?;
+    let v = t.db.create_video(a.tenant_id, None, "v", "k").await?.value;
+    let short = Duration::from_millis(400);
+    let zombie =
+        t.db.claim(Queue::Video, "zombie", short, Caps::default())
+            .await?
+            .context("job")?;
+    assert_eq!(zombie.attempt, 1);
+    assert_eq!(zombie.outbox.write.fence, Fence::new(1, 1, 1)?);
+
+    // Heartbeats keep the lease alive past its first length.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(t.db.heartbeat(&zombie).await?, Heartbeat::Continue);
+        assert!(
+            t.db.claim(Queue::Video, "other", LEASE, Caps::default())
+                .await?
+                .is_none()
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let fresh =
+        t.db.claim(Queue::Video, "fresh", LEASE, Caps::default())
+            .await?
+            .context("reclaim")?;
+    assert_eq!(fresh.attempt, 2, "re-claimed with attempt + 1");
+    assert_eq!(video_job_id(&fresh), video_job_id(&zombie));
+    let before = t.video(a.tenant_id, v.id).await?;
+    assert_eq!(before.fence, Fence::new(1, 2, 1)?);
+    let pending = t.db.outbox_pending().await?;
+
+    assert_eq!(t.db.heartbeat(&zombie).await?, Heartbeat::LeaseLost);
+    let r = t.db.complete_video(&zombie, "hls/zombie.m3u8", 1, 50).await;
+    assert!(matches!(r, Err(DbError::LeaseLost)), "{r:?}");
+    let r = t.db.fail(&zombie, "zombie", true).await;
+    assert!(matches!(r, Err(DbError::LeaseLost)), "{r:?}");
+    let r = t.db.cancelled(&zombie).await;
+    assert!(matches!(r, Err(DbError::LeaseLost)), "{r:?}");
+    assert_eq!(
+        t.video(a.tenant_id, v.id).await?,
+        before,
+        "the zombie wrote nothing"
+    );
+    assert_eq!(
+        t.db.outbox_pending().await?,
+        pending,
+        "and published nothing"
+    );
+
+    let done = t.db.complete_video(&fresh, "hls/fresh.m3u8", 7, 1).await?;
+    assert_eq!(
+        done.value.fence,
+        Fence::new(1, 2, 2)?,
+        "seq is raised past the claim's"
+    );
+    assert_eq!(done.value.hls_path.as_deref(), Some("hls/fresh.m3u8"));
+    t.drain().await?;
+    let snap = t.snapshot(&v.key()).await?.context("published")?;
+    assert_eq!(snap.state.status.as_str(), "READY");
+    assert_eq!(snap.state.attempt, Some(2));
+    assert_eq!(
+        t.db.heartbeat(&fresh).await?,
+        Heartbeat::LeaseLost,
+        "finished jobs hold no lease"
+    );
+
+    // The same for an AI job: the zombie's result is not stored.
+    let job =
+        t.db.submit_ai_job(NewAiJob::new(a.tenant_id, job_type()))
+            .await?
+            .value
+            .job;
+    let zombie =
+        t.db.claim(Queue::Ai, "zombie", short, Caps::default())
+            .await?
+            .context("job")?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let fresh =
+        t.db.claim(Queue::Ai, "fresh", LEASE, Caps::default())
+            .await?
+            .context("reclaim")?;
+    assert_eq!(fresh.attempt, 2);
+    let outcome = AiOutcome::done(
+        serde_json::json!({"secret": "zombie"}),
+        JobResult::whole(serde_json::json!({"created": 1}))?,
+    );
+    let r = t.db.complete_ai_job(&zombie, outcome, 10).await;
+    assert!(matches!(r, Err(DbError::LeaseLost)), "{r:?}");
+    assert!(
+        t.db.get_ai_result(a.tenant_id, &job.job_id)
+            .await?
+            .is_none()
+    );
+    let r = t.db.fail(&zombie, "zombie", false).await;
+    assert!(matches!(r, Err(DbError::LeaseLost)), "{r:?}");
+    let cur =
+        t.db.get_ai_job(a.tenant_id, &job.job_id)
+            .await?
+            .context("job")?;
+    assert_eq!(
+        (cur.status, cur.fence),
+        (JobStatus::Running, Fence::new(1, 2, 1)?)
+    );
+    Ok(())
+}
+both!(an_expired_lease_is_reclaimed_and_the_zombie_cannot_commit);
+
+async fn the_reaper_makes_a_lost_worker_visible(b: Backend) -> anyhow::Result<()> {
+    let t = test_db(b).await?;
+    let a = t.db.create_tenant("a", "A").await?;
+    let short = Duration::from_millis(100);
+    let v = t.db.create_video(a.tenant_id, None, "v", "k").await?.value;
+    let lost =
+        t.db.claim(Queue::Video, "lost", short, Caps::default())
+            .await?
+            .context("job")?;
+    t.drain().await?;
+    assert_eq!(
+        t.snapshot(&v.key())
+            .await?
+            .context("published")?
+            .state
+            .status
+            .as_str(),
+        "PROCESSING"
+    );
+    assert_eq!(
+        t.db.reap_expired(Queue::Video).await?,
+        Default::default(),
+        "lease still live"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let report = t.db.reap_expired(Queue::Video).await?;
+    assert_eq!(report.retrying, 1);
+    let row = t.video(a.tenant_id, v.id).await?;
+    assert_eq!(row.status, VideoStatus::RetryWait);
+    assert_eq!(
+        row.fence,
+        Fence::new(1, 2, 0)?,
+        "between attempts: the lost attempt is stale"
+    );
+    t.drain().await?;
+    let snap = t.snapshot(&v.key()).await?.context("published")?;
+    assert_eq!(snap.state.status.as_str(), "RETRY_WAIT");
+    assert!(snap.state.error.is_some());
+    let r = t.db.complete_video(&lost, "hls/x.m3u8", 1, 9).await;
+    assert!(matches!(r, Err(DbError::LeaseLost)), "{r:?}");
+    let next = claim_soon(&t.db, Queue::Video, "next", LEASE).await?;
+    assert_eq!(next.attempt, 2);
+
+    // An AI job on its last attempt dies; one with a pending cancel ends cancelled.
+    let mut last = NewAiJob::new(a.tenant_id, job_type());
+    last.max_attempts = Some(1);
+    let last = t.db.submit_ai_job(last).await?.value.job;
+    let cancel =
+        t.db.submit_ai_job(NewAiJob::new(a.tenant_id, job_type()))
+            .await?
+            .value
+            .job;
+    t.db.claim(Queue::Ai, "lost", short, Caps::default())
+        .await?
+        .context("job")?;
+    t.db.claim(Queue::Ai, "lost", short, Caps::default())
+        .await?
+        .context("job")?;
+    assert_eq!(
+        t.db.cancel_ai_job(a.tenant_id, &cancel.job_id).await?.value,
+        CancelOutcome::Requested
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let report = t.db.reap_expired(Queue::Ai).await?;
+    assert_eq!((report.dead, report.cancelled, report.retrying), (1, 1, 0));
+    for id in [&last.job_id, &cancel.job_id] {
+        let j = t.db.get_ai_job(a.tenant_id, id).await?.context("job")?;
+        assert_eq!(j.status, JobStatus::Failed);
+    }
+    assert!(
+        t.db.claim(Queue::Ai, "next", LEASE, Caps::default())
+            .await?
+            .is_none()
+    );
+    Ok(())
+}
+both!(the_reaper_makes_a_lost_worker_visible);
+
+async fn a_background_reaper_handles_lost_workers(b: Backend) -> anyhow::Result<()> {
+    let t = test_db(b).await?;
+    let a = t.db.create_tenant("a", "A").await?;
+    let token = tokio_util::sync::CancellationToken::new();
+    let reaper = {
+        let db = t.db.clone();
+        let token = token.clone();
+        tokio::spawn(async move {
+            db.run_reaper(Queue::Video, Duration::from_millis(50), token)
+                .await
+        })
+    };
+    let v = t.db.create_video(a.tenant_id, None, "v", "k").await?.value;
+    t.db.claim(
+        Queue::Video,
+        "lost",
+        Duration::from_millis(100),
+        Caps::default(),
+    )
+    .await?
+    .context("job")?;
+    crate::helpers::eventually(Duration::from_secs(3), "the reaper to act", || async {
+        Ok(t.video(a.tenant_id, v.id).await?.status == VideoStatus::RetryWait)
+    })
+    .await?;
+    token.cancel();
+    reaper.await?;
+    Ok(())
+}
+both!(a_background_reaper_handles_lost_workers);
+
+async fn the_last_attempt_ends_in_failed(b: Backend) -> anyhow::Result<()> {
+    let mut options = test_options();
+    options.queue.default_max_attempts = 3;
+    let t = test_db_with(b, options).await?;
+    let a = t.db.create_tenant("a", "A").await?;
+    let v = t.db.create_video(a.tenant_id, None, "v", "k").await?.value;
+    for attempt in 1..=3u32 {
+        let c = claim_soon(&t.db, Queue::Video, "w", LEASE).await?;
+        assert_eq!((c.attempt, c.max_attempts), (attempt, 3));
+        assert_eq!(c.is_last_attempt(), attempt == 3);
+        let out = t.db.fail(&c, &format!("boom {attempt}"), true).await?.value;
+        if attempt < 3 {
+            assert!(matches!(out, FailOutcome::Retrying { .. }), "{out:?}");
+            assert_eq!(
+                t.video(a.tenant_id, v.id).await?.status,
+                VideoStatus::RetryWait
+            );
+        } else {
+            assert_eq!(out, FailOutcome::Dead);
+        }
+    }
+    let row = t.video(a.tenant_id, v.id).await?;
+    assert_eq!(row.status, VideoStatus::Failed);
+    assert_eq!(row.error_reason.as_deref(), Some("boom 3"));
+    assert_eq!(row.fence, Fence::new(1, 4, 0)?);
+    let jobs = t.db.video_jobs(a.tenant_id, v.id).await?;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!((jobs[0].state, jobs[0].attempt), (VideoJobState::Dead, 3));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        t.db.claim(Queue::Video, "w", LEASE, Caps::default())
+            .await?
+            .is_none()
+    );
+    t.drain().await?;
+    let snap = t.snapshot(&v.key()).await?.context("published")?;
+    assert_eq!(snap.state.status.as_str(), "FAILED");
+    assert_eq!(
+        snap.state.error.as_ref().map(|e| e.as_str()),
+        Some("boom 3")
+    );
+    assert_eq!(snap.state.attempt, Some(3));
+
+    // AI job with its own max_attempts.
+    let mut new = NewAiJob::new(a.tenant_id, job_type());
+    new.max_attempts = Some(2);
+    let job = t.db.submit_ai_job(new).await?.value.job;
+    for attempt in 1..=2u32 {
+        let c = claim_soon(&t.db, Queue::Ai, "w", LEASE).await?;
+        assert_eq!(c.attempt, attempt);
+        t.db.fail(&c, "handler crashed", true).await?;
+    }
+    let row =
+        t.db.get_ai_job(a.tenant_id, &job.job_id)
+            .await?
+            .context("job")?;
+    assert_eq!(row.status, JobStatus::Failed);
+    t.drain().await?;
+    let snap = t.snapshot(&job.key()).await?.context("published")?;
+    assert_eq!(snap.state.status.as_str(), "FAILED");
+    assert_eq!(
+        snap.state.error.as_ref().map(|e| e.as_str()),
+        Some("handler crashed")
+    );
+
+    // A permanent error ends at once.
+    let v2 = t.db.create_video(a.tenant_id, None, "v2", "k").await?.value;
+    let c = claim_soon(&t.db, Queue::Video, "w", LEASE).await?;
+    assert_eq!(
+        t.db.fail(&c, "not a video", false).await?.value,
+        FailOutcome::Dead
+    );
+    assert_eq!(
+        t.video(a.tenant_id, v2.id).await?.status,
+        VideoStatus::Failed
+    );
+    Ok(())
+}
+both!(the_last_attempt_ends_in_failed);
+
+async fn backoff_delays_the_next_claim(b: Backend) -> anyhow::Result<()> {
+    let options = DbOptions {
+        queue: QueueConfig {
+            backoff: Backoff {
+                base: Duration::from_millis(400),
+                cap: Duration::from_secs(10),
+                jitter: 0.0,
+            },
+            default_max_attempts: 5,
+        },
+        ..test_options()
+    };
+    let t = test_db_with(b, options).await?;
+    let a = t.db.create_tenant("a", "A").await?;
+    t.db.create_video(a.tenant_id, None, "v", "k").await?;
+    let c = claim_soon(&t.db, Queue::Video, "w", LEASE).await?;
+    let failed_at = now_ms();
+    let FailOutcome::Retrying { run_after_ms } = t.db.fail(&c, "flaky", true).await?.value else {
+        anyhow::bail!("a retry was expected");
+    };
+    let delay = run_after_ms - failed_at;
+    assert!(
+        (350..=450).contains(&delay),
+        "first retry after ~400 ms, got {delay}"
+    );
+    assert!(
+        t.db.claim(Queue::Video, "w", LEASE, Caps::default())
+            .await?
+            .is_none()
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        t.db.claim(Queue::Video, "w", LEASE, Caps::default())
+            .await?
+            .is_none(),
+        "still backing off"
+    );
+    let wait = run_after_ms - now_ms() + 50;
+    tokio::time::sleep(Duration::from_millis(u64::try_from(wait.max(0))?)).await;
+    let c =
+        t.db.claim(Queue::Video, "w", LEASE, Caps::default())
+            .await?
+            .context("due")?;
+    assert_eq!(c.attempt, 2);
+    let failed_at = now_ms();
+    let FailOutcome::Retrying { run_after_ms } = t.db.fail(&c, "flaky", true).await?.value else {
+        anyhow::bail!("a retry was expected");
+    };
+    let delay = run_after_ms - failed_at;
+    assert!(
+        (750..=850).contains(&delay),
+        "second retry after ~800 ms, got {delay}"
+    );
+    Ok(())
+}
+both!(backoff_delays_the_next_claim);
+
+async fn caps_are_respected(b: Backend) -> anyhow::Result<()> {
+    let t = test_db(b).await?;
+    let a = t.db.create_tenant("a", "A").await?;
+    let bb = t.db.create_tenant("b", "B").await?;
+    for tenant in [a.tenant_id, bb.tenant_id] {
+        for i in 0..5 {
+            t.db.create_video(tenant, None, &format!("v{i}"), "k")
+                .await?;
+        }
+    }
+    let caps = Caps {
+        global: Some(3),
+        per_tenant: Some(2),
+    };
+    // Eight claimers race for the slots.
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..8 {
+        let db = t.db.clone();
+        tasks.spawn(async move { db.claim(Queue::Video, &format!("w{w}"), LEASE, caps).await });
+    }
+    let mut claims = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        if let Some(c) = r?? {
+            claims.push(c);
+        }
+    }
+    let count = |tenant| claims.iter().filter(|c| c.tenant == tenant).count();
+    assert_eq!(claims.len(), 3, "global cap");
+    assert_eq!(
+        (count(a.tenant_id), count(bb.tenant_id)),
+        (2, 1),
+        "per-tenant cap"
+    );
+    assert!(t.db.claim(Queue::Video, "w", LEASE, caps).await?.is_none());
+    let running = t
+        .raw_int("SELECT COUNT(*) FROM video_jobs WHERE state = 'RUNNING'")
+        .await?;
+    assert_eq!(running, 3);
+
+    // Freeing one of A's slots lets A's oldest waiting job run.
+    let done = claims
+        .iter()
+        .find(|c| c.tenant == a.tenant_id)
+        .context("a claim of A")?;
+    t.db.complete_video(done, "hls/x.m3u8", 1, 2).await?;
+    let next =
+        t.db.claim(Queue::Video, "w", LEASE, caps)
+            .await?
+            .context("a free slot")?;
+    assert_eq!(next.tenant, a.tenant_id);
+    assert!(t.db.claim(Queue::Video, "w", LEASE, caps).await?.is_none());
+    // Without caps the rest is claimable.
+    assert!(
+        t.db.claim(Queue::Video, "w", LEASE, Caps::default())
+            .await?
+            .is_some()
+    );
+
+    // AI jobs honour caps too.
+    for _ in 0..3 {
+        t.db.submit_ai_job(NewAiJob::new(a.tenant_id, job_type()))
+            .await?;
+    }
+    let one = Caps {
+        global: None,
+        per_tenant: Some(1),
+    };
+    assert!(t.db.claim(Queue::Ai, "w", LEASE, one).await?.is_some());
+    assert!(t.db.claim(Queue::Ai, "w", LEASE, one).await?.is_none());
+    Ok(())
+}
+both!(caps_are_respected);
+
+async fn cancel_waiting_vs_running(b: Backend) -> anyhow::Result<()> {
+    let t = test_db(b).await?;
+    let a = t.db.create_tenant("a", "A").await?;
+    let running =
+        t.db.create_video(a.tenant_id, None, "running", "k")
+            .await?
+            .value;
+    let waiting =
+        t.db.create_video(a.tenant_id, None, "waiting", "k")
+            .await?
+            .value;
+    let claim =
+        t.db.claim(Queue::Video, "w", LEASE, Caps::default())
+            .await?
+            .context("job")?;
+    assert_eq!(claim.key, running.key());
+
+    let out = t.db.cancel_video(a.tenant_id, waiting.id).await?;
+    assert_eq!(out.value, CancelOutcome::Ended);
+    let row = t.video(a.tenant_id, waiting.id).await?;
+    assert_eq!(row.status, VideoStatus::Failed);
+    assert_eq!(row.error_reason.as_deref(), Some("cancelled"));
+    assert_eq!(row.fence, Fence::new(1, 0, 2)?);
+    let jobs = t.db.video_jobs(a.tenant_id, waiting.id).await?;
+    assert_eq!(jobs[0].state, VideoJobState::Cancelled);
+    assert_eq!(
+        t.db.cancel_video(a.tenant_id, waiting.id).await?.value,
+        CancelOutcome::NotActive
+    );
+
+    let out = t.db.cancel_video(a.tenant_id, running.id).await?;
+    assert_eq!(out.value, CancelOutcome::Requested);
+    assert!(
+        out.outbox.is_empty(),
+        "nothing visible changes until the worker stops"
+    );
+    assert_eq!(
+        t.video(a.tenant_id, running.id).await?.status,
+        VideoStatus::Processing
+    );
+    assert_eq!(t.db.heartbeat(&claim).await?, Heartbeat::CancelRequested);
+    let ack = t.db.cancelled(&claim).await?;
+    assert_eq!(ack.outbox.len(), 1);
+    let row = t.video(a.tenant_id, running.id).await?;
+    assert_eq!(
+        (row.status, row.fence),
+        (VideoStatus::Failed, Fence::new(1, 2, 0)?)
+    );
+    assert!(
+        t.db.claim(Queue::Video, "w", LEASE, Caps::default())
+            .await?
+            .is_none()
+    );
+    // A cancelled video may be retried.
+    t.db.retry_video(a.tenant_id, running.id).await?;
+
+    // AI jobs: PENDING ends at once; RUNNING is cooperative.
+    let pending =
+        t.db.submit_ai_job(NewAiJob::new(a.tenant_id, job_type()))
+            .await?
+            .value
+            .job;
+    let runs =
+        t.db.submit_ai_job(NewAiJob::new(a.tenant_id, job_type()))
+            .await?
+            .value
+            .job;
+    let c =
+        t.db.claim(Queue::Ai, "w", LEASE, Caps::default())
+            .await?
+            .context("job")?;
+    assert_eq!(c.key, pending.key(), "oldest first");
+    // Cancel the other one while it is still pending...
+    assert_eq!(
+        t.db.cancel_ai_job(a.tenant_id, &runs.job_id).await?.value,
+        CancelOutcome::Ended
+    );
+    let row =
+        t.db.get_ai_job(a.tenant_id, &runs.job_id)
+            .await?
+            .context("job")?;
+    assert_eq!(
+        (row.status, row.error_message.as_deref()),
+        (JobStatus::Failed, Some("cancelled"))
+    );
+    // ...and the claimed one cooperatively.
+    assert_eq!(
+        t.db.cancel_ai_job(a.tenant_id, &pending.job_id)
+            .await?
+            .value,
+        CancelOutcome::Requested
+    );
+    assert_eq!(t.db.heartbeat(&c).await?, Heartbeat::CancelRequested);
+    t.db.cancelled(&c).await?;
+    let row =
+        t.db.get_ai_job(a.tenant_id, &pending.job_id)
+            .await?
+            .context("job")?;
+    assert_eq!(row.status, JobStatus::Failed);
+    assert_eq!(
+        t.db.cancel_ai_job(a.tenant_id, &pending.job_id)
+            .await?
+            .value,
+        CancelOutcome::NotActive
+    );
+    let other = t.db.create_tenant("b", "B").await?;
+    let foreign = t.db.cancel_ai_job(other.tenant_id, &pending.job_id).await;
+    assert!(matches!(foreign, Err(DbError::NotFound(_))), "{foreign:?}");
+
+    t.drain().await?;
+    for key in [waiting.key(), pending.key(), runs.key()] {
+        let s = t.snapshot(&key).await?.context("published")?;
+        assert_eq!(s.state.status.as_str(), "FAILED", "{key}");
+        assert_eq!(
+            s.state.error.as_ref().map(|e| e.as_str()),
+            Some("cancelled")
+        );
+    }
+    Ok(())
+}
+both!(cancel_waiting_vs_running);
+
+async fn worker_results_are_checked(b: Backend) -> anyhow::Result<()> {
+    let t = test_db(b).await?;
+    let a = t.db.create_tenant("a", "A").await?;
+    t.db.create_video(a.tenant_id, None, "v", "k").await?;
+    let job =
+        t.db.submit_ai_job(NewAiJob::new(a.tenant_id, job_type()))
+            .await?
+            .value
+            .job;
+    let vc =
+        t.db.claim(Queue::Video, "w", LEASE, Caps::default())
+            .await?
+            .context("job")?;
+    let ac =
+        t.db.claim(Queue::Ai, "w", LEASE, Caps::default())
+            .await?
+            .context("job")?;
+    assert!(matches!(
+        t.db.complete_video(&ac, "x", 1, 2).await,
+        Err(DbError::Invalid(_))
+    ));
+    let bad_path = t.db.complete_video(&vc, "", 1, 2).await;
+    assert!(bad_path.is_err(), "{bad_path:?}");
+    let not_terminal = AiOutcome {
+        status: JobStatus::Retrying,
+        full_result: None,
+        read_result: None,
+        error_message: None,
+    };
+    let r = t.db.complete_ai_job(&ac, not_terminal, 2).await;
+    assert!(matches!(r, Err(DbError::IllegalTransition { .. })), "{r:?}");
+
+    let full =
+        serde_json::json!({"created": 1, "credentials": [{"login_id": "s1", "password": "pw"}]});
+    let summary = JobResult::summary_with_full(serde_json::json!({"created": 1}))?;
+    let done =
+        t.db.complete_ai_job(&ac, AiOutcome::done(full.clone(), summary.clone()), 5)
+            .await?;
+    assert_eq!(done.value.status, JobStatus::Done);
+    assert_eq!(done.value.fence, Fence::new(1, 1, 5)?);
+    assert_eq!(
+        t.db.get_ai_result(a.tenant_id, &job.job_id).await?,
+        Some(full)
+    );
+    let other = t.db.create_tenant("b", "B").await?;
+    assert!(
+        t.db.get_ai_result(other.tenant_id, &job.job_id)
+            .await?
+            .is_none()
+    );
+    t.drain().await?;
+    let snap = t.snapshot(&job.key()).await?.context("published")?;
+    assert_eq!(
+        snap.state.result,
+        Some(summary),
+        "only the summary reaches the read model"
+    );
+    assert!(
+        !serde_json::to_string(&snap)?.contains("pw"),
+        "no secrets in the read model"
+    );
+    Ok(())
+}
+both!(worker_results_are_checked);

@@ -1,0 +1,62 @@
+//! Tenants: creation with a lecture and a session, the demo tenant, codes are unique.
+
+use jobpulse_db::DbError;
+
+use crate::helpers::{Backend, both, test_db};
+
+async fn tenants_and_demo(b: Backend) -> anyhow::Result<()> {
+    let t = test_db(b).await?;
+    let demo = t.db.ensure_demo_tenant().await?;
+    assert_eq!(demo.tenant_id.get(), 1);
+    let again = t.db.ensure_demo_tenant().await?;
+    assert_eq!(demo, again, "idempotent");
+    let tenant = t.db.get_tenant(demo.tenant_id).await?.expect("demo exists");
+    assert_eq!(tenant.code, "demo");
+    assert!(
+        t.db.get_lecture(demo.tenant_id, demo.lecture_id)
+            .await?
+            .is_some()
+    );
+
+    // The next generated id does not collide with the explicit id 1.
+    let acme = t.db.create_tenant("acme", "Acme Academy").await?;
+    assert_eq!(acme.tenant_id.get(), 2);
+    assert_ne!(acme.lecture_id, demo.lecture_id);
+    assert!(
+        t.db.get_lecture(demo.tenant_id, acme.lecture_id)
+            .await?
+            .is_none(),
+        "another tenant's lecture is invisible"
+    );
+    assert_eq!(
+        t.db.get_tenant_by_code("acme").await?.map(|x| x.id),
+        Some(acme.tenant_id)
+    );
+
+    let (lecture, session) = t.db.create_lecture(acme.tenant_id, "Algebra II").await?;
+    let got =
+        t.db.get_lecture(acme.tenant_id, lecture)
+            .await?
+            .expect("created");
+    assert_eq!(got.title, "Algebra II");
+    assert!(session > acme.session_id);
+    assert!(t.db.get_lecture(demo.tenant_id, lecture).await?.is_none());
+
+    let dup = t.db.create_tenant("acme", "Other").await;
+    assert!(matches!(dup, Err(DbError::Duplicate(_))), "{dup:?}");
+    let bad = t.db.create_tenant("Bad Code", "x").await;
+    assert!(matches!(bad, Err(DbError::Invalid(_))), "{bad:?}");
+    let empty = t.db.create_tenant("ok", "   ").await;
+    assert!(matches!(empty, Err(DbError::Invalid(_))), "{empty:?}");
+    Ok(())
+}
+both!(tenants_and_demo);
+
+async fn demo_refuses_a_taken_code(b: Backend) -> anyhow::Result<()> {
+    let t = test_db(b).await?;
+    t.db.create_tenant("first", "First").await?; // takes id 1
+    let err = t.db.ensure_demo_tenant().await;
+    assert!(matches!(err, Err(DbError::Conflict(_))), "{err:?}");
+    Ok(())
+}
+both!(demo_refuses_a_taken_code);
