@@ -21,7 +21,7 @@ fn main() -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     for threads in [NonZeroUsize::MIN, cores] {
         let t = Instant::now();
-        let hashes = credentials::hash_passwords(&passwords, threads)?;
+        let hashes = credentials::hash_passwords(&passwords, threads, &|_| {})?;
         println!(
             "hash 2000 passwords, {threads} thread(s): {:.2} s ({} hashes)",
             t.elapsed().as_secs_f64(),

@@ -202,6 +202,14 @@ pub fn import_xlsx(
             });
         }
     }
+    if total == 0 {
+        progress(Progress {
+            phase: Phase::Validating,
+            rows_done: 0,
+            rows_total: Some(0),
+            fraction: 1.0,
+        });
+    }
     Ok(Import {
         blank_rows: parsed.blank_rows(),
         header: parsed.header,
