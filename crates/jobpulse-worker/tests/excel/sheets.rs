@@ -132,6 +132,14 @@ fn title_rows_above_the_header_are_skipped() {
         assert_eq!(got.header.row, g.expected.header_row);
         assert_matches(&got, &g.expected);
     }
+    // A title that happens to be a name word does not hide the real header below it.
+    let got = must_import(&xlsx(&[
+        vec![S("학생")],
+        vec![S("성명"), S("부모 전화번호")],
+        vec![S("홍길동"), S("010-1234-5678")],
+    ]));
+    assert_eq!(got.header.row, 2);
+    assert_eq!(got.students().count(), 1);
     // A header below the first five non-blank rows is not looked for.
     let mut rows: Vec<Vec<V<'_>>> = (0..5).map(|_| vec![S("제목")]).collect();
     rows.push(vec![S("이름"), S("부모 전화번호")]);

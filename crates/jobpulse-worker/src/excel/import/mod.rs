@@ -90,6 +90,9 @@ impl<'g> Parsed<'g> {
 }
 
 /// Finds the header row and checks the required columns and the row limit.
+///
+/// The header is the first of the first [`HEADER_WINDOW`] non-blank rows that has every required
+/// column, or else the first that has a name column (whose missing columns are then reported).
 pub fn parse_grid<'g>(grid: &'g Grid, limits: &Limits) -> Result<Parsed<'g>, ImportError> {
     let rows = grid.rows();
     if rows.is_empty() {
@@ -97,7 +100,13 @@ pub fn parse_grid<'g>(grid: &'g Grid, limits: &Limits) -> Result<Parsed<'g>, Imp
     }
     let window = &rows[..rows.len().min(HEADER_WINDOW)];
     let maps: Vec<HeaderMap> = window.iter().map(header_map).collect();
-    let Some(at) = maps.iter().position(|m| m.column(Field::Name).is_some()) else {
+    // A complete header wins over an earlier row that merely contains a name word (a title row
+    // reading `학생` or `성명`).
+    let has_name = |m: &HeaderMap| m.column(Field::Name).is_some();
+    let complete = maps
+        .iter()
+        .position(|m| has_name(m) && m.missing().is_empty());
+    let Some(at) = complete.or_else(|| maps.iter().position(has_name)) else {
         // No row names the name column: show the row that looked most like a header.
         let best = maps
             .iter()
