@@ -1,10 +1,13 @@
-//! jobpulse's job runners.
+//! jobpulse's job runners: the video transcoding worker and the AI/tool job dispatcher with its
+//! handlers.
 //!
 //! # Layout
 //!
 //! - [`progress`]: the context object running work reports progress through (fenced, coalesced
 //!   writes to the read model; the attempt's seq counter).
 //! - [`video`]: the video worker and its seven-step transcode pipeline.
+//! - [`excel`]: the pure spreadsheet parts of the excel import and attendance export jobs.
 
+pub mod excel;
 pub mod progress;
 pub mod video;
