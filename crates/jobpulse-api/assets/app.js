@@ -192,8 +192,9 @@ function start(claims) {
     cancel: (id) => act('Cancel', () => request(`/api/v1/jobs/${encodeURIComponent(id)}/cancel/`, { method: 'POST' }), 'Cancel requested.'),
     play: (row) => play(row.parts.player, row.meta.hls_url, row.meta.thumbnail_url, box.label(row)),
     downloadCsv: (id) => act('Downloading the credentials', async () => downloadCredentials(id)),
-    needDetail: (kind, id) => loadDetail(kind, id),
+    needDetail: (kind, id, why) => loadDetail(kind, id, why),
     needResult: (id) => loadResult(id),
+    evicted: (kind, id) => live.forget(kind, id),
   }, staff);
 
   const live = new Live({
@@ -218,15 +219,18 @@ function start(claims) {
     }
   }
 
+  // One detail read per video and reason: its title (a row first seen on the stream), and its
+  // playable URL once READY (list rows fetched earlier have none).
   const detailsAsked = new Set();
-  async function loadDetail(kind, id) {
-    if (kind !== 'video' || detailsAsked.has(id)) return;
-    detailsAsked.add(id);
+  async function loadDetail(kind, id, why) {
+    const k = `${id}:${why}`;
+    if (kind !== 'video' || detailsAsked.has(k)) return;
+    detailsAsked.add(k);
     try {
       const v = await getOptional(`/api/v1/media/videos/${encodeURIComponent(id)}/`);
-      box.upsert('video', id, v ? videoMeta(v) : { hls_url: null });
+      if (v) box.upsert('video', id, videoMeta(v));
     } catch {
-      detailsAsked.delete(id);
+      detailsAsked.delete(k);
     }
   }
 
@@ -269,16 +273,19 @@ function start(claims) {
     notice('');
     const missing = [];
     const labels = jobLabels();
+    const problems = [];
+    // Each list on its own: one failing (or a filter this server does not know) must not
+    // hide the others.
+    const load = (path) => getOptional(path).catch((e) => {
+      if (!(e instanceof ApiError && e.status === 401)) problems.push(e.message);
+      return null;
+    });
     const [recent, processing, jobs, lectures] = await Promise.all([
-      getOptional(`/api/v1/media/videos/?limit=${LIST_LIMIT}`),
-      getOptional(`/api/v1/media/videos/?status=PROCESSING&limit=${LIST_LIMIT}`),
-      getOptional(`/api/v1/jobs/?limit=${LIST_LIMIT}`),
-      getOptional('/api/v1/lectures/'),
-    ].map((p) => p.catch((e) => (e instanceof ApiError && e.status === 401 ? null : Promise.reject(e)))))
-      .catch((e) => {
-        notice(`Could not load the task lists: ${e.message}`);
-        return [null, null, null, null];
-      });
+      load(`/api/v1/media/videos/?limit=${LIST_LIMIT}`),
+      load(`/api/v1/media/videos/?status=PROCESSING&limit=${LIST_LIMIT}`),
+      load(`/api/v1/jobs/?limit=${LIST_LIMIT}`),
+      load('/api/v1/lectures/'),
+    ]);
     if (!session || session.box !== box) return;
     if (!recent && !processing) missing.push('videos');
     if (!jobs) missing.push('jobs');
@@ -288,7 +295,7 @@ function start(claims) {
     for (const v of videos) {
       if (v && v.id != null) {
         box.upsert('video', String(v.id), videoMeta(v));
-        detailsAsked.add(String(v.id));
+        detailsAsked.add(`${v.id}:label`);
       }
     }
     for (const j of jobs?.results || []) {
@@ -300,7 +307,9 @@ function start(claims) {
     }
     if (lectures) fillLectures(lectures.results, ui.sessionSelect, ui.lectureSelect);
     else fillLectures(null, ui.sessionSelect, ui.lectureSelect);
-    if (missing.length) {
+    if (problems.length) {
+      notice(`Could not load every list: ${[...new Set(problems)].join('; ')}`);
+    } else if (missing.length) {
       notice(`This server has no ${missing.join(' or ')} list yet: tasks appear here as they change.`);
     }
     for (const row of box.rows.values()) {

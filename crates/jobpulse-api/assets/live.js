@@ -18,6 +18,7 @@ import { isTerminal, pollDelay } from './format.js';
 const MAX_STREAM_IDS = 200;
 const BACKOFF_MIN_MS = 1_000;
 const BACKOFF_MAX_MS = 60_000;
+const STABLE_MS = 30_000;
 
 export const key = (kind, id) => `${kind}:${id}`;
 
@@ -45,6 +46,7 @@ export class Live {
     this.open = false;
     this.pollingOn = false;
     this.failures = 0;
+    this.openedAt = 0;
     this.reconnectTimer = null;
     this.reopenTimer = null;
     this.streamKey = '';
@@ -63,7 +65,12 @@ export class Live {
         inflight: false, timer: null };
       this.tasks.set(k, t);
     }
-    if (body && body.status) t.terminal = isTerminal(kind, body.status);
+    if (body && body.status) {
+      const terminal = isTerminal(kind, body.status);
+      // A retried video starts over: a fresh cadence.
+      if (t.terminal && !terminal) t.since = Date.now();
+      t.terminal = terminal;
+    }
     this.changed();
     this.schedule(t);
   }
@@ -178,7 +185,7 @@ export class Live {
       if (this.es !== es) return;
       openedThisTry = true;
       this.open = true;
-      this.failures = 0;
+      this.openedAt = Date.now();
       this.setMode('live');
       this.stopPolling();
       // Changes-only streams do not replay what happened before they opened.
@@ -208,6 +215,8 @@ export class Live {
     es.addEventListener('error', () => {
       if (this.es !== es) return;
       this.open = false;
+      // Only a stream that stayed up a while resets the backoff (a flapping one must not).
+      if (openedThisTry && Date.now() - this.openedAt > STABLE_MS) this.failures = 0;
       if (es.readyState === EventSource.CONNECTING && openedThisTry) {
         // Let the browser reconnect once: it resends Last-Event-ID and the server replays.
         openedThisTry = false;

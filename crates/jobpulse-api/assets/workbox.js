@@ -25,13 +25,15 @@ const JOB_LABELS = { excel_parsing: 'Student import (Excel)', ppt_generation: 'S
 const ACTIVE = new Set(['PROCESSING', 'RUNNING']);
 const RUNNING_JOB = new Set(['PENDING', 'RUNNING', 'RETRYING']);
 const CONFIRM_MS = 4000;
+// A staff page watching a busy tenant must not grow without bound.
+const MAX_ROWS = 300;
 
 export class WorkBox {
   /**
    * @param {HTMLElement} list the `<ol>` rows go into
    * @param {HTMLElement} announcer an aria-live region for status changes
    * @param {object} actions retry(id), remove(kind, id), cancel(id), play(row),
-   *   downloadCsv(jobId), needDetail(kind, id), needResult(jobId)
+   *   downloadCsv(jobId), needDetail(kind, id, why), needResult(jobId), evicted(kind, id)
    * @param {boolean} staff whether staff-only controls are shown
    */
   constructor(list, announcer, actions, staff) {
@@ -60,6 +62,7 @@ export class WorkBox {
       row = this.build(kind, String(id));
       this.rows.set(k, row);
       this.place(row, meta.created_at);
+      if (this.rows.size > MAX_ROWS) this.evictOldest();
     }
     Object.assign(row.meta, meta);
     this.render(row);
@@ -75,10 +78,22 @@ export class WorkBox {
     if (!row) {
       row = this.upsert(kind, id, {});
       if (!row) return;
-      this.actions.needDetail(kind, String(id));
+      this.actions.needDetail(kind, String(id), 'label');
     }
     row.body = body;
     this.render(row);
+  }
+
+  /** Drops the oldest finished row (never one still running). */
+  evictOldest() {
+    const finished = [...this.rows.values()]
+      .filter((r) => r.el.dataset.outcome === 'ok' || r.el.dataset.outcome === 'failed')
+      .sort((a, b) => a.created - b.created);
+    const victim = finished[0];
+    if (!victim) return;
+    victim.el.remove();
+    this.rows.delete(`${victim.kind}:${victim.id}`);
+    this.actions.evicted(victim.kind, victim.id);
   }
 
   remove(kind, id) {
@@ -178,7 +193,7 @@ export class WorkBox {
 
     p.label.textContent = label;
     const type = body.job_type || row.meta.job_type;
-    p.sub.textContent = kind === 'video' ? `#${row.id}` : [type !== label && type, row.id].filter(Boolean).join(' · ');
+    p.sub.textContent = kind === 'video' ? (row.meta.title ? `#${row.id}` : '') : [type !== label && type, row.id].filter(Boolean).join(' · ');
     p.badge.textContent = out === 'failed' && status === 'DONE' ? 'DONE · error' : status.replace(/_/g, ' ');
     p.badge.dataset.status = status;
     row.el.dataset.status = status;
@@ -219,8 +234,8 @@ export class WorkBox {
       this.announce(`${label}: ${p.badge.textContent}${showErr ? ` — ${err}` : ''}`);
     }
     row.status = status;
-    if (kind === 'video' && status === 'READY' && row.meta.hls_url === undefined) {
-      this.actions.needDetail('video', row.id);
+    if (kind === 'video' && status === 'READY' && !row.meta.hls_url) {
+      this.actions.needDetail('video', row.id, 'ready');
     }
   }
 
