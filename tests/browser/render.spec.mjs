@@ -404,6 +404,25 @@ async function studentSeesOnlyTheirIds() {
   check(!(await page.isVisible('[data-testid="import-form"]')), 'students do not get the import form');
   const state = await page.evaluate(() => document.querySelector('[data-testid="connection-state"]').dataset.state);
   check(state === 'idle', `a student with no tasks opens no stream: ${state}`);
+  // Tasks remembered in this tab (as after a reload): the stream names exactly those ids and
+  // sends their current state first. The staff-only import is UNKNOWN to a student.
+  await page.evaluate(() => sessionStorage.setItem('jobpulse.tasks', JSON.stringify({
+    owner: '1/7', tasks: [{ kind: 'video', id: '101', created: 2 }, { kind: 'job', id: 'imp1', created: 1 }],
+  })));
+  const streams = [];
+  page.on('request', (r) => {
+    if (r.url().includes('/progress/stream')) streams.push(new URL(r.url()).searchParams);
+  });
+  await page.reload();
+  const v = await waitRow(page, 'video', 101, (x) => x.status === 'PROCESSING' && x.step, 'its snapshot from the stream', 5000);
+  check(v.step.startsWith('[7/7]'), `snapshot step: ${v.step}`);
+  const j = await waitRow(page, 'job', 'imp1', (x) => x.status === 'UNKNOWN', 'UNKNOWN for a student', 5000);
+  check(j.outcome === 'unknown' && !j.result, `a student must not see the import: ${JSON.stringify(j)}`);
+  const q = streams.at(-1);
+  check(q && q.get('videos') === '101' && q.get('jobs') === 'imp1' && !q.has('all'),
+    `the student's stream watches the ids on screen: ${q}`);
+  await fx.send({ kind: 'video', id: 101, status: 'READY', hls_path: 'tenants/1/video/hls/101/master.m3u8', duration: 3 });
+  await waitRow(page, 'video', 101, (x) => x.status === 'READY' && x.bar === 100, 'READY over the ids-stream', 3000);
 }
 
 async function main() {
@@ -426,7 +445,7 @@ async function main() {
       allowConsole: EXPECTED_CONSOLE,
     })],
     ['a refused or expired token leads back to sign-in', refusedToken],
-    ['students: no import form, no stream without tasks', studentSeesOnlyTheirIds],
+    ['students: no import form, a stream of their ids only', studentSeesOnlyTheirIds],
   ], {
     cleanup: async () => {
       if (browser) await browser.close();

@@ -50,6 +50,7 @@ export class Live {
     this.reconnectTimer = null;
     this.reopenTimer = null;
     this.streamKey = '';
+    this.started = false;
     this.stopped = false;
     this.mode = '';
     this.onVisibility = () => this.visibilityChanged();
@@ -101,6 +102,7 @@ export class Live {
   }
 
   start() {
+    this.started = true;
     this.stopped = false;
     this.connect();
   }
@@ -130,7 +132,7 @@ export class Live {
 
   /** The set of watched tasks changed: an ids-stream must be reopened (debounced). */
   changed() {
-    if (this.all || this.stopped) return;
+    if (this.all || this.stopped || !this.started) return;
     clearTimeout(this.reopenTimer);
     this.reopenTimer = setTimeout(() => {
       const { videos, jobs } = this.watchedIds();

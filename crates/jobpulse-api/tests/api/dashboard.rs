@@ -201,3 +201,40 @@ async fn the_page_needs_no_token_but_the_api_still_does() {
         401
     );
 }
+
+#[tokio::test]
+async fn every_file_in_the_assets_folder_is_compiled_in() {
+    let app = TestApp::spawn().await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+    let mut dirs = vec![root.clone()];
+    let mut files = 0;
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("assets folder readable") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let rel = path
+                .strip_prefix(&root)
+                .expect("under assets")
+                .to_string_lossy()
+                .replace('\\', "/");
+            let url = if rel == "index.html" {
+                "/".to_owned()
+            } else {
+                format!("/assets/{rel}")
+            };
+            let res = app.get(&url, None).await;
+            assert_eq!(res.status(), 200, "{rel} is in assets/ but not served");
+            let served = res.bytes().await.expect("body");
+            let on_disk = std::fs::read(&path).expect("file readable");
+            assert!(
+                served == on_disk,
+                "{rel}: served bytes differ from the file"
+            );
+            files += 1;
+        }
+    }
+    assert!(files >= 10, "only {files} files found");
+}
