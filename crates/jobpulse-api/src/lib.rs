@@ -5,7 +5,8 @@
 //! - [`auth`]: JWT verification (no database: the token is the membership proof) and minting.
 //! - [`render`]: the browser contract's JSON bodies.
 //! - [`state`]: the read side's state — deliberately without a database handle.
-//! - [`routes`]: one module per route group, each with a `router()`.
+//! - [`routes`]: one module per route group, each with a `router()` (the dashboard page at `/`
+//!   is one of them: static files compiled into the binary).
 //! - [`openapi`]: the OpenAPI document.
 //! - [`metrics`]: the Prometheus recorder and hot-path handles.
 //! - [`hub`]: fan-out of read-model changes to SSE connections.
@@ -127,7 +128,8 @@ async fn not_found() -> error::ApiError {
 pub fn router(parts: Parts, config: &RouterConfig) -> Router {
     let mut timed = routes::progress::router(parts.read.clone())
         .merge(routes::batch::router(parts.read))
-        .merge(routes::ops::router(parts.ops));
+        .merge(routes::ops::router(parts.ops))
+        .merge(routes::dashboard::router());
     if let Some(extra) = parts.extra {
         timed = timed.merge(extra);
     }

@@ -1,6 +1,7 @@
 //! Route modules; each exports a `router()` over its own state.
 
 pub mod batch;
+pub mod dashboard;
 pub mod ops;
 pub mod progress;
 pub mod stream;

@@ -2,6 +2,7 @@
 
 mod auth;
 mod contract;
+mod dashboard;
 mod hardening;
 mod helpers;
 mod push;

@@ -1,0 +1,212 @@
+// Pure helpers of the dashboard: the front end's display rules (bar percent, steps, ETA words,
+// polling cadence), token decoding and the credentials CSV. No DOM, no network: Node's test
+// runner imports this file directly (tests/browser/format.test.mjs).
+
+export const VIDEO_TERMINAL = new Set(['READY', 'FAILED']);
+export const JOB_TERMINAL = new Set([
+  'DONE', 'FAILED', 'REJECTED_BAD_INPUT', 'FALLBACK_TO_GPU', 'REVIEW_REQUIRED',
+]);
+export const STAFF_ROLES = new Set(['owner', 'admin', 'teacher', 'staff']);
+
+/** True when no further change is expected (CONTRACT §2–4); UNKNOWN keeps being watched. */
+export function isTerminal(kind, status) {
+  return kind === 'video' ? VIDEO_TERMINAL.has(status) : JOB_TERMINAL.has(status);
+}
+
+/** Terminal or still going, the outcome that picks the badge colour and the row's look. */
+export function outcome(kind, body) {
+  const s = body && body.status;
+  if (kind === 'job' && s === 'DONE' && body.error_message) return 'failed';
+  switch (s) {
+    case 'READY': case 'DONE': return 'ok';
+    case 'FAILED': case 'REJECTED_BAD_INPUT': return 'failed';
+    case 'FALLBACK_TO_GPU': case 'REVIEW_REQUIRED': return 'attention';
+    case 'RETRY_WAIT': case 'RETRYING': return 'retry';
+    case 'PROCESSING': case 'RUNNING': return 'active';
+    case 'UPLOADED': case 'PENDING': return 'waiting';
+    default: return 'unknown';
+  }
+}
+
+function clamp(n, lo, hi) {
+  const v = Number.isFinite(n) ? n : lo;
+  return Math.min(hi, Math.max(lo, Math.round(v)));
+}
+
+/**
+ * The percent the bar shows, by the front end's rules: a video UPLOADED is drawn at 10 %,
+ * PROCESSING at max(1, min(99, progress)), READY at 100. States without a number (a job that is
+ * retrying, a failure) keep what was shown before. `null` means "no idea" (indeterminate bar).
+ */
+export function barPercent(kind, body, previous = null) {
+  const s = body && body.status;
+  if (kind === 'video') {
+    switch (s) {
+      case 'UPLOADED': return 10;
+      case 'PROCESSING':
+        return clamp(body.encoding_progress ?? body.progress, 1, 99);
+      // Between attempts the bar stays where the failed attempt left it.
+      case 'RETRY_WAIT': return previous ?? clamp(body.encoding_progress ?? body.progress, 1, 99);
+      case 'READY': return 100;
+      case 'FAILED': return previous ?? clamp(body.progress, 0, 100);
+      default: return previous;
+    }
+  }
+  switch (s) {
+    case 'PENDING': return 0;
+    case 'RUNNING':
+      return body.progress && typeof body.progress === 'object'
+        ? clamp(body.progress.percent, 1, 99) : (previous ?? 1);
+    case 'DONE': return body.error_message ? (previous ?? 100) : 100;
+    case 'UNKNOWN': return previous;
+    default: return previous;
+  }
+}
+
+/** `{text: "[4/7] 인코딩", percent: 40}` while a step is known, else null. */
+export function stepInfo(kind, body) {
+  if (!body) return null;
+  let index; let total; let name; let percent;
+  if (kind === 'video') {
+    index = body.encoding_step_index; total = body.encoding_step_total;
+    name = body.encoding_step_name; percent = body.encoding_step_percent;
+  } else {
+    const p = body.progress;
+    if (!p || typeof p !== 'object') return null;
+    index = p.step_index; total = p.step_total;
+    name = p.step_name_display || p.step_name || p.step; percent = p.step_percent;
+  }
+  if (index == null || total == null) return null;
+  return {
+    text: `[${index}/${total}] ${name ?? ''}`.trim(),
+    percent: percent == null ? null : clamp(percent, 0, 100),
+  };
+}
+
+/** Seconds left, from either body shape (null when unknown). */
+export function remainingSeconds(kind, body) {
+  if (!body) return null;
+  const v = kind === 'video'
+    ? body.encoding_remaining_seconds
+    : body.progress && typeof body.progress === 'object' ? body.progress.remaining_seconds : null;
+  return Number.isFinite(v) && v >= 0 ? v : null;
+}
+
+/** "about 40 s left", "about 3 min left", "about 1 h 20 min left"; null when unknown. */
+export function etaWords(seconds) {
+  if (seconds == null || !Number.isFinite(seconds) || seconds < 0) return null;
+  if (seconds < 5) return 'almost done';
+  if (seconds < 60) return `about ${Math.max(5, Math.round(seconds / 5) * 5)} s left`;
+  if (seconds < 90 * 60) return `about ${Math.max(1, Math.round(seconds / 60))} min left`;
+  const h = Math.floor(seconds / 3600);
+  const m = Math.round((seconds - h * 3600) / 60);
+  return m ? `about ${h} h ${m} min left` : `about ${h} h left`;
+}
+
+/** Milliseconds to the next poll for a task watched for `ageMs`: 5 s, then 15 s, then 30 s. */
+export function pollDelay(ageMs) {
+  if (ageMs < 60_000) return 5_000;
+  if (ageMs < 10 * 60_000) return 15_000;
+  return 30_000;
+}
+
+function b64urlDecode(part) {
+  let s = part.replace(/-/g, '+').replace(/_/g, '/');
+  while (s.length % 4) s += '=';
+  const bin = atob(s);
+  const bytes = Uint8Array.from(bin, (c) => c.charCodeAt(0));
+  return new TextDecoder().decode(bytes);
+}
+
+/**
+ * The claims of a JWT, for display only: the signature is NOT checked here (the server checks
+ * it on every request). Throws on anything that is not a three-part token with a JSON payload.
+ */
+export function decodeToken(token) {
+  const parts = String(token).trim().split('.');
+  if (parts.length !== 3 || parts.some((p) => !/^[A-Za-z0-9_-]*$/.test(p)) || !parts[1]) {
+    throw new Error('This does not look like a token (three dot-separated parts).');
+  }
+  let claims;
+  try {
+    claims = JSON.parse(b64urlDecode(parts[1]));
+  } catch {
+    throw new Error('The token payload is not readable JSON.');
+  }
+  if (!claims || typeof claims !== 'object' || Array.isArray(claims)) {
+    throw new Error('The token payload is not a JSON object.');
+  }
+  return claims;
+}
+
+/** The token from a `#token=…` fragment (other fragment parameters are ignored). */
+export function tokenFromHash(hash) {
+  const h = String(hash || '').replace(/^#/, '');
+  if (!h) return null;
+  const v = new URLSearchParams(h).get('token');
+  return v ? v.trim() : null;
+}
+
+export function isStaff(claims) {
+  return Boolean(claims && typeof claims.role === 'string' && STAFF_ROLES.has(claims.role));
+}
+
+// A cell that starts with one of these is a formula to a spreadsheet program.
+const FORMULA_START = /^[=+\-@\t\r]/;
+
+function csvCell(v) {
+  let s = v == null ? '' : String(v);
+  if (FORMULA_START.test(s)) s = `'${s}`;
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/**
+ * The credentials of an import as CSV text: UTF-8 with a BOM (so Excel reads Korean names
+ * correctly), CRLF line ends, formula-looking cells defused.
+ */
+export function credentialsCsv(credentials) {
+  const rows = [['이름 (name)', '아이디 (login_id)', '비밀번호 (password)']];
+  for (const c of Array.isArray(credentials) ? credentials : []) {
+    rows.push([c && c.name, c && c.login_id, c && c.password]);
+  }
+  return `\uFEFF${rows.map((r) => r.map(csvCell).join(',')).join('\r\n')}\r\n`;
+}
+
+/** A display string for one entry of `duplicates[]`/`restored[]` (strings or small objects). */
+export function entryText(e) {
+  if (e == null) return '';
+  if (typeof e !== 'object') return String(e);
+  const parts = [];
+  if (e.row != null) parts.push(`row ${e.row}`);
+  if (e.name != null) parts.push(String(e.name));
+  if (e.login_id != null) parts.push(String(e.login_id));
+  return parts.length ? parts.join(' · ') : JSON.stringify(e);
+}
+
+/** The parts of an excel_parsing result the summary shows. */
+export function importSummary(result) {
+  const r = result && typeof result === 'object' ? result : {};
+  const list = (v) => (Array.isArray(v) ? v : []);
+  return {
+    created: Number.isFinite(r.created) ? r.created : 0,
+    duplicates: list(r.duplicates),
+    restored: list(r.restored),
+    failed: list(r.failed).map((f) => ({
+      row: f && f.row != null ? f.row : '?',
+      name: f && f.name != null ? String(f.name) : '',
+      error: f && f.error != null ? String(f.error) : '',
+    })),
+    hasCredentials: Array.isArray(r.credentials) && r.credentials.length > 0,
+  };
+}
+
+/** A URL safe to put in `src`/`poster`: http(s) only, resolved against `base`. */
+export function safeUrl(u, base) {
+  if (typeof u !== 'string' || !u) return null;
+  try {
+    const url = new URL(u, base);
+    return url.protocol === 'http:' || url.protocol === 'https:' ? url.href : null;
+  } catch {
+    return null;
+  }
+}
