@@ -449,3 +449,52 @@ mod tests {
         assert_ne!(a, new_job_id().expect("valid"));
     }
 }
+
+/// Which jobs [`Db::list_ai_jobs`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct AiJobFilter {
+    pub status: Option<JobStatus>,
+    pub job_type: Option<JobType>,
+    /// Keyset pagination: only jobs created strictly before this `(created_at_ms, job_id)`.
+    pub before: Option<(i64, JobId)>,
+    /// At most this many (clamped to 1..=200).
+    pub limit: u32,
+}
+
+impl Db {
+    /// Jobs of `tenant`, newest first.
+    pub async fn list_ai_jobs(
+        &self,
+        tenant: TenantId,
+        filter: &AiJobFilter,
+    ) -> Result<Vec<AiJob>, DbError> {
+        let limit = i64::from(filter.limit.clamp(1, 200));
+        let (before_ms, before_id) = match &filter.before {
+            Some((ms, id)) => (Some(*ms), Some(id.as_str().to_owned())),
+            None => (None, None),
+        };
+        let mut conn = self.read().await?;
+        dual!(conn.conn(), |c, d| {
+            sqlx::query(concat!(
+                "SELECT ",
+                ai_job_cols!(),
+                " FROM ai_jobs j LEFT JOIN ai_results r ON r.job_id = j.job_id \
+                 WHERE j.tenant_id = $1 AND ($2 IS NULL OR j.status = $2) \
+                 AND ($3 IS NULL OR j.job_type = $3) \
+                 AND ($4 IS NULL OR j.created_at < $4 OR (j.created_at = $4 AND j.job_id < $5)) \
+                 ORDER BY j.created_at DESC, j.job_id DESC LIMIT $6"
+            ))
+            .bind(tenant.get())
+            .bind(filter.status.map(JobStatus::as_str))
+            .bind(filter.job_type.as_ref().map(JobType::as_str))
+            .bind(before_ms)
+            .bind(before_id)
+            .bind(limit)
+            .fetch_all(&mut *c)
+            .await?
+            .iter()
+            .map(AiJob::from_row)
+            .collect()
+        })
+    }
+}

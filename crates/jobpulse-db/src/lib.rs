@@ -41,7 +41,7 @@ pub mod students;
 pub mod tenants;
 pub mod videos;
 
-pub use ai_jobs::{NewAiJob, Submitted};
+pub use ai_jobs::{AiJobFilter, NewAiJob, Submitted};
 pub use db::{Db, DbKind, DbOptions};
 pub use error::DbError;
 pub use model::{AiJob, Lecture, Tenant, TenantSeed, Video, VideoJob, VideoJobState};
@@ -55,5 +55,5 @@ pub use repair::{
     ReadRepair, ReadRepairConfig, ReadRepairTask, Reconciler, RepairReport, read_repair, repair,
 };
 pub use students::{ImportOutcome, ImportRow, NewCredentials, Student, StudentInput};
-pub use tenants::{DEMO_TENANT_CODE, DEMO_TENANT_ID};
+pub use tenants::{DEMO_TENANT_CODE, DEMO_TENANT_ID, LectureSessions, SessionInfo};
 pub use videos::VideoFilter;

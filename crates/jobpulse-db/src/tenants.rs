@@ -246,3 +246,63 @@ pub(crate) async fn lecture_in(
             .transpose()
     })
 }
+
+/// A lecture with its sessions (for pickers in the dashboard).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LectureSessions {
+    pub id: i64,
+    pub title: String,
+    pub sessions: Vec<SessionInfo>,
+}
+
+/// One session of a lecture.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SessionInfo {
+    pub id: i64,
+    pub title: String,
+}
+
+impl Db {
+    /// The lectures of `tenant` with their sessions, oldest first (at most 500 lectures).
+    pub async fn list_lectures(&self, tenant: TenantId) -> Result<Vec<LectureSessions>, DbError> {
+        let mut conn = self.read().await?;
+        let rows: Vec<(i64, String, Option<i64>, Option<String>)> = dual!(conn.conn(), |c, d| {
+            sqlx::query(
+                "SELECT l.id AS lecture_id, l.title AS lecture_title, s.id AS session_id, \
+                 s.title AS session_title FROM (SELECT id, title FROM lectures WHERE tenant_id = $1 \
+                 ORDER BY id LIMIT 500) l LEFT JOIN sessions s ON s.lecture_id = l.id \
+                 ORDER BY l.id, s.id",
+            )
+            .bind(tenant.get())
+            .fetch_all(&mut *c)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.int("lecture_id")?,
+                    r.text("lecture_title")?,
+                    r.opt_int("session_id")?,
+                    r.opt_text("session_title")?,
+                ))
+            })
+            .collect::<Result<Vec<_>, DbError>>()?
+        });
+        let mut out: Vec<LectureSessions> = Vec::new();
+        for (id, title, sid, stitle) in rows {
+            if out.last().is_none_or(|l| l.id != id) {
+                out.push(LectureSessions {
+                    id,
+                    title,
+                    sessions: Vec::new(),
+                });
+            }
+            if let (Some(sid), Some(stitle), Some(l)) = (sid, stitle, out.last_mut()) {
+                l.sessions.push(SessionInfo {
+                    id: sid,
+                    title: stitle,
+                });
+            }
+        }
+        Ok(out)
+    }
+}

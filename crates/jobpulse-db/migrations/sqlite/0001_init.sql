@@ -115,6 +115,7 @@ CREATE TABLE ai_jobs (
 CREATE INDEX ai_jobs_active ON ai_jobs (created_at, job_id)
     WHERE status IN ('PENDING', 'RUNNING', 'RETRYING');
 CREATE INDEX ai_jobs_running ON ai_jobs (tenant_id, lease_until) WHERE status = 'RUNNING';
+CREATE INDEX ai_jobs_tenant_list ON ai_jobs (tenant_id, created_at, job_id);
 CREATE INDEX ai_jobs_updated ON ai_jobs (updated_at);
 
 -- Full results (may hold secrets such as issued credentials) and the read-model projection of

@@ -131,3 +131,67 @@ async fn rejected_at_submit(b: Backend) -> anyhow::Result<()> {
     Ok(())
 }
 both!(rejected_at_submit);
+
+async fn jobs_are_listed_newest_first_per_tenant(b: Backend) -> anyhow::Result<()> {
+    let t = test_db(b).await?;
+    let a = t.db.create_tenant("a", "A").await?;
+    let other = t.db.create_tenant("b", "B").await?;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let mut new = NewAiJob::new(a.tenant_id, excel());
+        new.idempotency_key = Some(format!("k{i}"));
+        ids.push(t.db.submit_ai_job(new).await?.value.job.job_id);
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    t.db.submit_ai_job(NewAiJob::new(other.tenant_id, excel()))
+        .await?;
+    let all =
+        t.db.list_ai_jobs(
+            a.tenant_id,
+            &jobpulse_db::AiJobFilter {
+                limit: 50,
+                ..Default::default()
+            },
+        )
+        .await?;
+    let listed: Vec<_> = all.iter().map(|j| j.job_id.clone()).collect();
+    let mut expected = ids.clone();
+    expected.reverse();
+    assert_eq!(listed, expected, "newest first, only tenant a's");
+    // Keyset pagination continues where the first page stopped.
+    let page1 =
+        t.db.list_ai_jobs(
+            a.tenant_id,
+            &jobpulse_db::AiJobFilter {
+                limit: 2,
+                ..Default::default()
+            },
+        )
+        .await?;
+    let last = page1.last().context("a page")?;
+    let page2 =
+        t.db.list_ai_jobs(
+            a.tenant_id,
+            &jobpulse_db::AiJobFilter {
+                limit: 10,
+                before: Some((last.created_at_ms, last.job_id.clone())),
+                ..Default::default()
+            },
+        )
+        .await?;
+    assert_eq!(page2.len(), 3);
+    assert_eq!(page2[0].job_id, expected[2]);
+    let pending =
+        t.db.list_ai_jobs(
+            a.tenant_id,
+            &jobpulse_db::AiJobFilter {
+                limit: 50,
+                status: Some(JobStatus::Done),
+                ..Default::default()
+            },
+        )
+        .await?;
+    assert!(pending.is_empty());
+    Ok(())
+}
+both!(jobs_are_listed_newest_first_per_tenant);

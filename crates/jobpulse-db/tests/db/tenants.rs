@@ -60,3 +60,24 @@ async fn demo_refuses_a_taken_code(b: Backend) -> anyhow::Result<()> {
     Ok(())
 }
 both!(demo_refuses_a_taken_code);
+
+async fn lectures_are_listed_with_their_sessions(b: Backend) -> anyhow::Result<()> {
+    let t = test_db(b).await?;
+    let a = t.db.create_tenant("a", "A").await?;
+    let other = t.db.create_tenant("b", "B").await?;
+    let (l2, s2) = t.db.create_lecture(a.tenant_id, "Geometry").await?;
+    let list = t.db.list_lectures(a.tenant_id).await?;
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0].id, a.lecture_id);
+    assert_eq!(list[0].sessions.len(), 1);
+    assert_eq!(list[0].sessions[0].id, a.session_id);
+    assert_eq!(
+        (list[1].id, list[1].title.as_str(), list[1].sessions[0].id),
+        (l2, "Geometry", s2)
+    );
+    let theirs = t.db.list_lectures(other.tenant_id).await?;
+    assert_eq!(theirs.len(), 1, "only the tenant's own lectures");
+    assert_eq!(theirs[0].id, other.lecture_id);
+    Ok(())
+}
+both!(lectures_are_listed_with_their_sessions);
