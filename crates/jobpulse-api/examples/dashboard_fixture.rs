@@ -150,6 +150,7 @@ async fn main() -> anyhow::Result<()> {
             ops,
             long_running: Some(jobpulse_api::routes::stream::router(stream)),
             extra: None,
+            app: None,
         },
         &RouterConfig::default(),
     );

@@ -137,3 +137,41 @@ impl From<jobpulse_store::StoreError> for ApiError {
         ApiError::Unavailable("the read model")
     }
 }
+
+impl From<jobpulse_db::DbError> for ApiError {
+    fn from(e: jobpulse_db::DbError) -> Self {
+        use jobpulse_db::DbError as D;
+        match e {
+            D::NotFound(_) => ApiError::NotFound,
+            D::IllegalTransition { from, to } => {
+                ApiError::Conflict(format!("cannot go from {from} to {to}"))
+            }
+            D::Conflict(m) => ApiError::Conflict(m),
+            D::Duplicate(what) => ApiError::Conflict(format!("{what} is already taken")),
+            D::Invalid(m) => ApiError::BadRequest(m),
+            D::LeaseLost | D::Cancelled => {
+                ApiError::Conflict("the task changed while the request ran; try again".into())
+            }
+            other if other.is_transient() => {
+                tracing::warn!(error = %other, "database unavailable");
+                ApiError::Unavailable("the database")
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<jobpulse_media::StorageError> for ApiError {
+    fn from(e: jobpulse_media::StorageError) -> Self {
+        match e {
+            jobpulse_media::StorageError::NotFound { .. } => ApiError::NotFound,
+            jobpulse_media::StorageError::TooLarge { .. } => {
+                ApiError::PayloadTooLarge("the file is too large".into())
+            }
+            other => {
+                tracing::warn!(error = %other, "media storage error");
+                ApiError::Unavailable("media storage")
+            }
+        }
+    }
+}

@@ -35,6 +35,7 @@ pub mod openapi;
 pub mod render;
 pub mod routes;
 pub mod server;
+pub mod signing;
 pub mod state;
 
 pub use server::{Application, HttpConfig, shutdown_signal};
@@ -79,8 +80,11 @@ pub struct Parts {
     pub ops: routes::ops::OpsState,
     /// Routes that need longer than the request timeout (uploads, SSE), already with state.
     pub long_running: Option<Router>,
-    /// Other routes with their state applied (media, jobs, ...).
+    /// Other routes with their state applied.
     pub extra: Option<Router>,
+    /// The database-backed routes (media, jobs, lectures, signed files); `None` when no
+    /// database is configured — progress reads work without it.
+    pub app: Option<state::AppState>,
 }
 
 fn cors(config: &CorsOrigins) -> CorsLayer {
@@ -140,6 +144,13 @@ pub fn router(parts: Parts, config: &RouterConfig) -> Router {
     let mut app = timed;
     if let Some(long) = parts.long_running {
         app = app.merge(long);
+    }
+    if let Some(state) = parts.app {
+        // Uploads and downloads stream for as long as they take: no request timeout here.
+        app = app
+            .merge(routes::media::router(state.clone()))
+            .merge(routes::jobs::router(state.clone()))
+            .merge(routes::files::router(state));
     }
     app.fallback(not_found)
         .layer(DefaultBodyLimit::max(config.body_limit))

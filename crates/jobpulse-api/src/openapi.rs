@@ -17,6 +17,19 @@ use crate::routes;
         routes::batch::batch_get,
         routes::batch::batch_post,
         routes::stream::stream,
+        routes::media::upload,
+        routes::media::list,
+        routes::media::detail,
+        routes::media::retry,
+        routes::media::delete,
+        routes::jobs::submit,
+        routes::jobs::list,
+        routes::jobs::detail,
+        routes::jobs::result,
+        routes::jobs::cancel,
+        routes::jobs::file,
+        routes::files::media,
+        routes::files::lectures,
         routes::ops::healthz,
         routes::ops::readyz,
         routes::ops::metrics,
@@ -25,6 +38,8 @@ use crate::routes;
     modifiers(&BearerAuth),
     tags(
         (name = "progress", description = "Drop-in progress polling (CONTRACT.md §2–3)"),
+        (name = "media", description = "Video upload and management (database-backed)"),
+        (name = "jobs", description = "AI/tool jobs (database-backed)"),
         (name = "ops", description = "Health, readiness, metrics"),
     )
 )]

@@ -57,3 +57,70 @@ impl ReadState {
         }
     }
 }
+
+/// What the API knows about a job type at submit time (provided by the worker's registry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSpec {
+    /// The submit must carry a file.
+    pub needs_file: bool,
+    /// Only staff may submit it, see its progress and fetch its result.
+    pub staff_only: bool,
+    pub max_attempts: Option<u32>,
+    pub timeout: std::time::Duration,
+}
+
+/// The job types this deployment can run.
+pub trait JobCatalog: Send + Sync + std::fmt::Debug + 'static {
+    fn describe(&self, job_type: &jobpulse_domain::JobType) -> Option<JobSpec>;
+    /// Names of every known type (for error messages).
+    fn known(&self) -> Vec<String>;
+}
+
+/// Upload and body limits of the write routes.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest video upload, bytes.
+    pub video_bytes: u64,
+    /// Largest job input file, bytes.
+    pub job_file_bytes: u64,
+    /// Lifetime of signed media URLs.
+    pub media_url_ttl: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            video_bytes: 2 * 1024 * 1024 * 1024,
+            job_file_bytes: 20 * 1024 * 1024,
+            media_url_ttl: std::time::Duration::from_secs(6 * 3600),
+        }
+    }
+}
+
+/// State of the database-backed routes (media, jobs, lectures, files). Not used by progress
+/// reads.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: jobpulse_db::Db,
+    pub store: SharedStore,
+    pub relay: jobpulse_db::Relay,
+    pub storage: jobpulse_media::MediaStorage,
+    pub auth: Arc<Verifier>,
+    pub signer: crate::signing::MediaSigner,
+    /// ffprobe for checking uploads at once; `None` leaves the check to the worker.
+    pub toolchain: Option<jobpulse_media::Toolchain>,
+    pub catalog: Arc<dyn JobCatalog>,
+    pub limits: Limits,
+    /// Where uploads are spooled before they go to media storage.
+    pub spool_dir: std::path::PathBuf,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("db", &self.db.kind())
+            .field("store", &self.store.backend())
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}

@@ -6,6 +6,7 @@ mod bench;
 mod client;
 mod commands;
 mod config;
+mod wiring;
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +34,12 @@ enum Command {
     Watch(commands::watch::WatchArgs),
     /// Load benchmarks of the real server over loopback (see docs/benchmarks.md).
     Bench(bench::BenchArgs),
+    /// Apply the database schema (DATABASE_URL, or the embedded SQLite file in the data dir).
+    Migrate,
+    /// Rebuild the Redis read model from the database (idempotent, safe while workers run).
+    Repair(commands::admin::RepairArgs),
+    /// Manage tenants.
+    Tenant(commands::admin::TenantArgs),
 }
 
 fn init_logging() {
@@ -66,6 +73,9 @@ fn main() -> std::process::ExitCode {
             Command::Submit(args) => commands::submit::run(args).await,
             Command::Watch(args) => commands::watch::run(args).await,
             Command::Bench(args) => bench::run(settings, args).await,
+            Command::Migrate => commands::admin::migrate(settings).await,
+            Command::Repair(args) => commands::admin::repair(settings, args).await,
+            Command::Tenant(args) => commands::admin::tenant(settings, args).await,
         }
     });
     match result {

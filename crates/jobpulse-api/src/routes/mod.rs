@@ -2,6 +2,9 @@
 
 pub mod batch;
 pub mod dashboard;
+pub mod files;
+pub mod jobs;
+pub mod media;
 pub mod ops;
 pub mod progress;
 pub mod stream;

@@ -58,6 +58,7 @@ impl TestApp {
                 ops,
                 long_running: Some(jobpulse_api::routes::stream::router(stream)),
                 extra: None,
+                app: None,
             },
             &RouterConfig::default(),
         );
@@ -152,4 +153,114 @@ pub fn text(s: &str) -> Text {
 
 pub fn result(v: serde_json::Value) -> JobResult {
     JobResult::whole(v).expect("object")
+}
+
+/// The job types the app tests pretend to run (configuration, as a worker registry gives it).
+#[derive(Debug)]
+pub struct TestCatalog;
+
+impl jobpulse_api::state::JobCatalog for TestCatalog {
+    fn describe(&self, t: &JobType) -> Option<jobpulse_api::state::JobSpec> {
+        let (needs_file, staff_only) = match t.as_str() {
+            "excel_parsing" => (true, true),
+            "attendance_excel_export" => (false, true),
+            "ppt_generation" => (false, false),
+            _ => return None,
+        };
+        Some(jobpulse_api::state::JobSpec {
+            needs_file,
+            staff_only,
+            max_attempts: Some(3),
+            timeout: Duration::from_secs(60),
+        })
+    }
+
+    fn known(&self) -> Vec<String> {
+        vec![
+            "excel_parsing".into(),
+            "attendance_excel_export".into(),
+            "ppt_generation".into(),
+        ]
+    }
+}
+
+/// An app with the database-backed routes: a database of its own, media storage in a temp dir.
+pub struct DbApp {
+    pub app: TestApp,
+    pub tdb: jobpulse_testkit::TestDatabase,
+    pub state: jobpulse_api::state::AppState,
+    pub dir: tempfile::TempDir,
+}
+
+impl DbApp {
+    pub async fn spawn(backend: jobpulse_testkit::Backend) -> anyhow::Result<DbApp> {
+        Self::spawn_with(backend, jobpulse_api::state::Limits::default()).await
+    }
+
+    pub async fn spawn_with(
+        backend: jobpulse_testkit::Backend,
+        limits: jobpulse_api::state::Limits,
+    ) -> anyhow::Result<DbApp> {
+        let tdb = jobpulse_testkit::TestDatabase::new(backend).await?;
+        let store = jobpulse_testkit::store_for(backend).await?;
+        let dir = tempfile::tempdir()?;
+        let verifier = Arc::new(Verifier::new(AuthConfig::hs256(SECRET)?));
+        let state = jobpulse_api::state::AppState {
+            db: tdb.db.clone(),
+            store: store.clone(),
+            relay: jobpulse_db::Relay::new(tdb.db.clone(), store.clone()),
+            storage: jobpulse_media::MediaStorage::local(dir.path().join("media"))?,
+            auth: verifier.clone(),
+            signer: jobpulse_api::signing::MediaSigner::derived(SECRET),
+            toolchain: jobpulse_media::Toolchain::detect().ok(),
+            catalog: Arc::new(TestCatalog),
+            limits,
+            spool_dir: dir.path().join("spool"),
+        };
+        let read = ReadState::new(store.clone(), verifier.clone());
+        let ops = jobpulse_api::ops_state(store.clone(), Vec::new());
+        let stop = CancellationToken::new();
+        let router = jobpulse_api::router(
+            Parts {
+                read,
+                ops,
+                long_running: None,
+                extra: None,
+                app: Some(state.clone()),
+            },
+            &RouterConfig::default(),
+        );
+        let bound = Application::bind(
+            HttpConfig {
+                port: 0,
+                ..HttpConfig::default()
+            },
+            router,
+        )
+        .await?;
+        let port = bound.port();
+        tokio::spawn(bound.run_until_stopped(stop.clone()));
+        let app = TestApp {
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            store,
+            verifier,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()?,
+            stop,
+        };
+        Ok(DbApp {
+            app,
+            tdb,
+            state,
+            dir,
+        })
+    }
+
+    /// A tenant with a lecture and a session; returns (tenant id, lecture id, session id).
+    pub async fn tenant(&self, code: &str) -> anyhow::Result<(i64, i64, i64)> {
+        let seed = self.tdb.db.create_tenant(code, code).await?;
+        Ok((seed.tenant_id.get(), seed.lecture_id, seed.session_id))
+    }
 }

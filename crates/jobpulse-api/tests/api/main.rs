@@ -1,5 +1,6 @@
 //! Integration tests of the HTTP API over a real socket.
 
+mod app;
 mod auth;
 mod contract;
 mod dashboard;

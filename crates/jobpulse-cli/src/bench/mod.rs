@@ -137,6 +137,7 @@ fn start_server(settings: &Settings, store_kind: &str, with_old: bool) -> anyhow
                         ops,
                         long_running: None,
                         extra: old.as_ref().map(|o| o.router(verifier.clone())),
+                        app: None,
                     },
                     &RouterConfig::default(),
                 );

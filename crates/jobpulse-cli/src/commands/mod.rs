@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod admin;
 pub mod serve;
 pub mod submit;
 pub mod token;

@@ -37,6 +37,7 @@ pub async fn run(settings: Settings, _args: ServeArgs) -> anyhow::Result<()> {
             ops,
             long_running: None,
             extra: None,
+            app: None,
         },
         &RouterConfig {
             cors: settings.cors(),
