@@ -111,11 +111,24 @@ impl Hub {
             per_tenant_cap,
         };
         let mut feed = store.subscribe();
+        let mut gaps = store.feed_gaps();
+        let mut gaps_open = true;
         let h = hub.clone();
         tokio::spawn(async move {
             loop {
                 let next = tokio::select! {
                     _ = shutdown.cancelled() => break,
+                    g = gaps.changed(), if gaps_open => {
+                        match g {
+                            Ok(()) => {
+                                tracing::info!("change feed was interrupted; streams resync");
+                                h.mark_all_lagged();
+                            }
+                            // This store's feed cannot be interrupted.
+                            Err(_) => gaps_open = false,
+                        }
+                        continue;
+                    }
                     n = feed.recv() => n,
                 };
                 match next {

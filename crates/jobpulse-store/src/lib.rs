@@ -136,6 +136,13 @@ pub trait StatusStore: Send + Sync + std::fmt::Debug + 'static {
     /// Every change applied from now on (by any process sharing the store).
     fn subscribe(&self) -> Subscription;
 
+    /// Counts interruptions of the change feed; subscribers may have missed changes during
+    /// each, so watchers re-read (with [`StatusStore::changes_since`]) when it moves. A store
+    /// whose feed cannot be interrupted (in-process) returns a receiver that never changes.
+    fn feed_gaps(&self) -> tokio::sync::watch::Receiver<u64> {
+        tokio::sync::watch::channel(0).1
+    }
+
     /// The tasks of `tenant` that changed after `cursor` (exclusive), at most `limit`, oldest
     /// first. Each tenant keeps about [`TENANT_LOG_LEN`] recent changes; a cursor older than that
     /// yields [`ChangesSince::Expired`]. This is what lets an SSE client resume after a

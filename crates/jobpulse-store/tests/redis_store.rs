@@ -902,6 +902,8 @@ async fn the_change_feed_reconnects_and_stops_with_the_store() {
     );
     let mut sub = store.subscribe_ready().await.expect("subscribes");
     assert_eq!(pubsub_clients(&own.url()).await, 1);
+    let gaps = store.feed_gaps();
+    assert_eq!(*gaps.borrow(), 0, "no gap on the first subscription");
 
     let mut con = common::raw(&own.url()).await;
     let killed: i64 = redis::cmd("CLIENT")
@@ -926,6 +928,11 @@ async fn the_change_feed_reconnects_and_stops_with_the_store() {
         assert!(Instant::now() < deadline, "the feed did not come back");
     };
     assert_eq!(got.key, k);
+    assert_eq!(
+        *gaps.borrow(),
+        1,
+        "the reconnect is announced, so watchers can resync what they missed"
+    );
 
     drop(store);
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -40,6 +40,7 @@ pub(super) struct Listener {
     channel: String,
     changes: broadcast::Sender<Change>,
     ready: Arc<watch::Sender<bool>>,
+    gaps: Arc<watch::Sender<u64>>,
     task: OnceLock<AbortOnDrop>,
     runtime: tokio::runtime::Handle,
     timeout: Duration,
@@ -71,6 +72,7 @@ impl Listener {
             channel,
             changes,
             ready: Arc::new(watch::channel(false).0),
+            gaps: Arc::new(watch::channel(0).0),
             task: OnceLock::new(),
             runtime,
             timeout,
@@ -85,10 +87,16 @@ impl Listener {
                 self.channel.clone(),
                 self.changes.clone(),
                 self.ready.clone(),
+                self.gaps.clone(),
                 self.timeout,
             )))
         });
         rx
+    }
+
+    /// Counts re-subscriptions after a loss: each may have missed changes.
+    pub(super) fn gaps(&self) -> watch::Receiver<u64> {
+        self.gaps.subscribe()
     }
 
     /// Waits until the feed is subscribed (at most `within`); `false` if it is not.
@@ -112,10 +120,12 @@ async fn run(
     channel: String,
     changes: broadcast::Sender<Change>,
     ready: Arc<watch::Sender<bool>>,
+    gaps: Arc<watch::Sender<u64>>,
     timeout: Duration,
 ) {
     let mut backoff = MIN_BACKOFF;
     let mut failing = false;
+    let mut was_subscribed = false;
     loop {
         let why = match tokio::time::timeout(timeout, connect(&client, &channel)).await {
             Ok(Ok(pubsub)) => {
@@ -125,6 +135,11 @@ async fn run(
                 failing = false;
                 backoff = MIN_BACKOFF;
                 ready.send_replace(true);
+                if was_subscribed {
+                    // Changes published while we were away are gone: tell watchers to resync.
+                    gaps.send_modify(|n| *n += 1);
+                }
+                was_subscribed = true;
                 let why = forward(pubsub, &changes, timeout).await;
                 ready.send_replace(false);
                 why

@@ -475,6 +475,10 @@ impl StatusStore for RedisStore {
         self.listener.subscribe()
     }
 
+    fn feed_gaps(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.listener.gaps()
+    }
+
     async fn changes_since(
         &self,
         tenant: TenantId,
