@@ -131,7 +131,8 @@ async fn not_found() -> error::ApiError {
 /// Assembles the application router.
 pub fn router(parts: Parts, config: &RouterConfig) -> Router {
     let mut timed = routes::progress::router(parts.read.clone())
-        .merge(routes::batch::router(parts.read))
+        .merge(routes::batch::router(parts.read.clone()))
+        .merge(routes::ingest::router(parts.read))
         .merge(routes::ops::router(parts.ops))
         .merge(routes::dashboard::router());
     if let Some(extra) = parts.extra {

@@ -30,6 +30,7 @@ use crate::routes;
         routes::jobs::file,
         routes::files::media,
         routes::files::lectures,
+        routes::ingest::ingest,
         routes::ops::healthz,
         routes::ops::readyz,
         routes::ops::metrics,
@@ -40,6 +41,7 @@ use crate::routes;
         (name = "progress", description = "Drop-in progress polling (CONTRACT.md §2–3)"),
         (name = "media", description = "Video upload and management (database-backed)"),
         (name = "jobs", description = "AI/tool jobs (database-backed)"),
+        (name = "ingest", description = "Fenced writes from workers written in other languages (worker tokens)"),
         (name = "ops", description = "Health, readiness, metrics"),
     )
 )]

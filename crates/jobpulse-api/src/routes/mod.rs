@@ -3,6 +3,7 @@
 pub mod batch;
 pub mod dashboard;
 pub mod files;
+pub mod ingest;
 pub mod jobs;
 pub mod media;
 pub mod ops;

@@ -6,4 +6,5 @@ mod contract;
 mod dashboard;
 mod hardening;
 mod helpers;
+mod ingest;
 mod push;
