@@ -44,7 +44,7 @@ pub mod videos;
 pub use ai_jobs::{AiJobFilter, NewAiJob, Submitted};
 pub use db::{Db, DbKind, DbOptions};
 pub use error::DbError;
-pub use model::{AiJob, Lecture, Tenant, TenantSeed, Video, VideoJob, VideoJobState};
+pub use model::{AiJob, Lecture, Session, Tenant, TenantSeed, Video, VideoJob, VideoJobState};
 pub use outbox::{Committed, OutboxEntry};
 pub use queue::{
     AiOutcome, Backoff, CancelOutcome, Caps, Claim, ClaimedTask, FailOutcome, Heartbeat, Queue,

@@ -77,6 +77,15 @@ pub struct Lecture {
     pub title: String,
 }
 
+/// A session (one class meeting) of a lecture.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Session {
+    pub id: i64,
+    pub lecture_id: i64,
+    pub title: String,
+    pub created_at_ms: i64,
+}
+
 /// A video and the fence of its last state change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Video {

@@ -3,7 +3,7 @@
 use jobpulse_domain::TenantId;
 
 use crate::conn::{Conn, Dialect, RowExt, dual, now_ms};
-use crate::model::{Lecture, Tenant, TenantSeed};
+use crate::model::{Lecture, Session, Tenant, TenantSeed};
 use crate::{Db, DbError};
 
 /// The demo tenant `jobpulse up` creates on an empty database (CONTRACT.md §6).
@@ -209,6 +209,35 @@ impl Db {
     pub async fn get_lecture(&self, tenant: TenantId, id: i64) -> Result<Option<Lecture>, DbError> {
         let mut conn = self.read().await?;
         lecture_in(conn.conn(), tenant, id).await
+    }
+
+    /// The sessions of a lecture of `tenant`, oldest first (another tenant's lecture → none).
+    pub async fn list_lecture_sessions(
+        &self,
+        tenant: TenantId,
+        lecture_id: i64,
+    ) -> Result<Vec<Session>, DbError> {
+        let mut conn = self.read().await?;
+        dual!(conn.conn(), |c, d| {
+            sqlx::query(
+                "SELECT id, lecture_id, title, created_at FROM sessions \
+                 WHERE lecture_id = $1 AND tenant_id = $2 ORDER BY id",
+            )
+            .bind(lecture_id)
+            .bind(tenant.get())
+            .fetch_all(&mut *c)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(Session {
+                    id: r.int("id")?,
+                    lecture_id: r.int("lecture_id")?,
+                    title: r.text("title")?,
+                    created_at_ms: r.int("created_at")?,
+                })
+            })
+            .collect()
+        })
     }
 
     /// Adds a lecture (with one session) to a tenant.

@@ -6,8 +6,11 @@
 //! - [`progress`]: the context object running work reports progress through (fenced, coalesced
 //!   writes to the read model; the attempt's seq counter).
 //! - [`video`]: the video worker and its seven-step transcode pipeline.
+//! - [`ai`]: the AI/tool job worker (one handler per job type) and its handlers: the excel
+//!   student import and the attendance export.
 //! - [`excel`]: the pure spreadsheet parts of the excel import and attendance export jobs.
 
+pub mod ai;
 pub mod excel;
 pub mod progress;
 pub mod video;

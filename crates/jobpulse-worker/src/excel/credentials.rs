@@ -8,9 +8,13 @@
 //! attempts are random, so the loop always ends.
 //!
 //! Randomness comes from the operating system ([`rand::rngs::SysRng`]) and is fallible rather
-//! than panicking. Hashes are Argon2id PHC strings (`$argon2id$v=19$m=19456,t=2,p=1$…`) with the
-//! OWASP-recommended minimum parameters; a PHC string carries its parameters, so verification
-//! keeps working if they are raised later.
+//! than panicking. Hashes are Argon2id PHC strings. A password a person chose is hashed with the
+//! OWASP-recommended minimum ([`hash_password`], `$argon2id$v=19$m=19456,t=2,p=1$…`): its
+//! strength may be low, so the KDF's cost is what protects it. A password this module generated
+//! ([`hash_generated_password`], `m=4096,t=1`) carries about 69 random bits, which no guessing
+//! can cover whatever the KDF costs, so it gets a light setting that keeps a 2 000-student
+//! import short (docs/excel-import.md has the figures). A PHC string carries its parameters, so
+//! [`verify_password`] checks both kinds, and either setting can be raised later.
 
 use std::fmt;
 use std::num::NonZeroUsize;
@@ -42,6 +46,11 @@ const SIBLING_SUFFIXES: &[u8] = b"bcdefghjk";
 pub const HASH_M_COST_KIB: u32 = 19 * 1024;
 pub const HASH_T_COST: u32 = 2;
 pub const HASH_P_COST: u32 = 1;
+
+/// Argon2id cost for generated passwords: 4 MiB, 1 pass, 1 lane. Their ~69 random bits, not the
+/// KDF, are what resists guessing (see the module docs).
+pub const GENERATED_HASH_M_COST_KIB: u32 = 4 * 1024;
+pub const GENERATED_HASH_T_COST: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
@@ -182,21 +191,37 @@ pub fn login_id_with<R: TryCryptoRng + ?Sized>(
     Ok(format!("{prefix}{random}"))
 }
 
-fn hasher() -> Result<Argon2<'static>, CredentialError> {
-    let params = Params::new(HASH_M_COST_KIB, HASH_T_COST, HASH_P_COST, None)
+fn hasher(m_cost_kib: u32, t_cost: u32) -> Result<Argon2<'static>, CredentialError> {
+    let params = Params::new(m_cost_kib, t_cost, HASH_P_COST, None)
         .map_err(|e| CredentialError::Hash(e.to_string()))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
-/// The Argon2id PHC string of a password, with a fresh random salt.
-pub fn hash_password(password: &str) -> Result<String, CredentialError> {
-    hasher()?
+fn hash_with(password: &str, m_cost_kib: u32, t_cost: u32) -> Result<String, CredentialError> {
+    hasher(m_cost_kib, t_cost)?
         .hash_password(password.as_bytes())
         .map(|h| h.to_string())
         .map_err(|e| CredentialError::Hash(e.to_string()))
 }
 
-/// Whether `password` matches a PHC string made by [`hash_password`] (any Argon2 parameters).
+/// The Argon2id PHC string of a password a person chose (OWASP minimum cost), with a fresh
+/// random salt.
+pub fn hash_password(password: &str) -> Result<String, CredentialError> {
+    hash_with(password, HASH_M_COST_KIB, HASH_T_COST)
+}
+
+/// The Argon2id PHC string of a password made by [`generate_password`] (light cost, see the
+/// module docs), with a fresh random salt. Do not use it for passwords people choose.
+pub fn hash_generated_password(password: &Password) -> Result<String, CredentialError> {
+    hash_with(
+        password.as_str(),
+        GENERATED_HASH_M_COST_KIB,
+        GENERATED_HASH_T_COST,
+    )
+}
+
+/// Whether `password` matches a PHC string made by [`hash_password`] or
+/// [`hash_generated_password`] (any Argon2 parameters: they are read from the string).
 /// A malformed PHC string is a mismatch.
 pub fn verify_password(password: &str, phc: &str) -> bool {
     Argon2::default()
@@ -204,7 +229,8 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
         .is_ok()
 }
 
-/// Hashes many passwords on `threads` OS threads, results in input order. `progress` is called
+/// Hashes many generated passwords ([`hash_generated_password`]) on `threads` OS threads,
+/// results in input order. `progress` is called
 /// (from the hashing threads) with the number hashed so far after each one, so the enrolment step
 /// can move its percent: 2 000 hashes take tens of seconds on two cores.
 ///
@@ -227,7 +253,7 @@ pub fn hash_passwords(
                 scope.spawn(move || {
                     part.iter()
                         .map(|p| {
-                            let h = hash_password(p.as_str())?;
+                            let h = hash_generated_password(p)?;
                             progress(done.fetch_add(1, Ordering::Relaxed) + 1);
                             Ok(h)
                         })
@@ -304,5 +330,16 @@ mod tests {
         let h2 = hash_password(pw.as_str()).expect("hashes");
         assert_ne!(h, h2, "fresh salt each time");
         assert!(!format!("{pw:?}").contains(pw.as_str()));
+    }
+
+    #[test]
+    fn generated_passwords_get_the_light_setting_and_still_verify() {
+        let pw = generate_password().expect("os rng");
+        let h = hash_generated_password(&pw).expect("hashes");
+        assert!(h.starts_with("$argon2id$v=19$m=4096,t=1,p=1$"), "{h}");
+        assert!(verify_password(pw.as_str(), &h));
+        assert!(!verify_password("wrong", &h));
+        let other = generate_password().expect("os rng");
+        assert!(!verify_password(other.as_str(), &h));
     }
 }

@@ -1,0 +1,578 @@
+//! [`AiWorker`]: the loop that runs AI/tool jobs.
+//!
+//! Each of `concurrency` slots repeats: claim the oldest runnable job of `Queue::Ai` (the claim
+//! commits RUNNING with its outbox row, published at once so pollers see RUNNING), start a
+//! heartbeat task, run the job type's handler under its timeout, then write the attempt's one
+//! state change (with [`Reporter::next_seq`] for a success, so it outranks every progress tick)
+//! and publish it. A reaper task turns jobs whose lease expired (a crashed worker's) into
+//! RETRYING or FAILED.
+//!
+//! How an attempt ends:
+//!
+//! | what happened | write |
+//! |---|---|
+//! | handler output | `complete_ai_job` with its status and results |
+//! | `HandlerError::BadInput` | `complete_ai_job` REJECTED_BAD_INPUT with the message |
+//! | `HandlerError::Permanent`, a handler panic, a job type without a handler | `fail`, not retryable → FAILED |
+//! | `HandlerError::Transient`, the type's timeout | `fail`, retryable → RETRYING, FAILED after the last attempt |
+//! | heartbeat answers `CancelRequested` | `cancelled` → FAILED "cancelled" |
+//! | heartbeat answers `LeaseLost`, or the read model calls our progress stale | nothing (someone newer owns the job) |
+//! | the worker shuts down | `fail`, retryable: the job is given back and runs again |
+//!
+//! Each attempt counts once in `jobpulse_worker_attempts_total{queue="ai", outcome}`, outcome one
+//! of `done`, `other_terminal`, `rejected`, `failed`, `retry`, `cancelled`, `requeued`,
+//! `no_handler`, `lost`.
+//!
+//! Every path that stops early cancels the attempt's token, so the handler's own threads and
+//! loops stop too. All tasks the worker starts are owned (a `JoinSet`, abort-on-drop guards):
+//! dropping [`AiWorker::run`]'s future stops everything, as a killed process would.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use futures::FutureExt;
+use jobpulse_db::{
+    AiOutcome, Caps, Claim, ClaimedTask, Committed, Db, DbError, FailOutcome, Heartbeat,
+    OutboxEntry, Queue, Relay,
+};
+use jobpulse_domain::{JobStatus, State, WriteKind};
+use jobpulse_media::MediaStorage;
+use jobpulse_store::SharedStore;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use super::{HandlerError, HandlerOutput, JobContext, Registry};
+use crate::progress::Reporter;
+
+/// How an AI worker runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AiWorkerConfig {
+    /// Lease owner name: `<hostname>-<pid>` by default.
+    pub worker_id: String,
+    /// Jobs run at once by this worker.
+    pub concurrency: usize,
+    /// Lease length; a worker that stops heartbeating loses its job after this long.
+    pub lease: Duration,
+    /// Heartbeat period (a third of the lease by default).
+    pub heartbeat_every: Duration,
+    /// Cluster-wide concurrency caps, counted at claim time.
+    pub caps: Caps,
+    /// Longest wait for a wake-up before looking for work again (bounds how late a retry whose
+    /// backoff ended starts).
+    pub idle_wait: Duration,
+    /// Reaper period.
+    pub reap_every: Duration,
+    /// Least time between two progress writes of one attempt (step changes always go through).
+    pub progress_interval: Duration,
+}
+
+impl Default for AiWorkerConfig {
+    fn default() -> Self {
+        Self {
+            worker_id: default_worker_id(),
+            concurrency: 2,
+            lease: Duration::from_secs(30),
+            heartbeat_every: Duration::from_secs(10),
+            caps: Caps::default(),
+            idle_wait: Duration::from_secs(5),
+            reap_every: Duration::from_secs(5),
+            progress_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl AiWorkerConfig {
+    /// Sets the lease and a heartbeat of a third of it.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self.heartbeat_every = lease / 3;
+        self
+    }
+}
+
+/// `<hostname>-<pid>`, reduced to characters a lease owner may hold.
+pub fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+                .take(100)
+                .collect::<String>()
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+/// Why an attempt stopped before its handler finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    CancelRequested,
+    LeaseLost,
+    Shutdown,
+}
+
+/// See the module docs. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AiWorker {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: Db,
+    store: SharedStore,
+    storage: MediaStorage,
+    registry: Registry,
+    relay: Relay,
+    config: AiWorkerConfig,
+}
+
+/// A worker running in this process (see [`AiWorker::spawn`]).
+#[derive(Debug)]
+pub struct AiWorkerHandle {
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl AiWorkerHandle {
+    /// Graceful stop: running jobs are cancelled and given back (RETRYING), then the worker
+    /// returns.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        if let Err(e) = self.task.await
+            && e.is_panic()
+        {
+            tracing::error!("the AI worker panicked");
+        }
+    }
+
+    /// Stops the worker as a crash would: no heartbeat, no final write; its jobs wait for their
+    /// leases to expire.
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+/// Aborts a task when dropped (the heartbeat of an attempt that ended, however it ended).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl AiWorker {
+    pub fn new(
+        db: Db,
+        store: SharedStore,
+        storage: MediaStorage,
+        registry: Registry,
+        config: AiWorkerConfig,
+    ) -> Self {
+        let relay = Relay::new(db.clone(), store.clone());
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                store,
+                storage,
+                registry,
+                relay,
+                config,
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &AiWorkerConfig {
+        &self.inner.config
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// Runs until `shutdown` is cancelled and every running job was given back.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let c = &self.inner.config;
+        tracing::info!(
+            worker = %c.worker_id,
+            concurrency = c.concurrency,
+            job_types = ?self.inner.registry.job_types(),
+            "AI worker started"
+        );
+        let mut tasks = JoinSet::new();
+        {
+            let db = self.inner.db.clone();
+            let (every, stop) = (c.reap_every, shutdown.clone());
+            tasks.spawn(async move { db.run_reaper(Queue::Ai, every, stop).await });
+        }
+        for _ in 0..c.concurrency.max(1) {
+            let inner = self.inner.clone();
+            let stop = shutdown.clone();
+            tasks.spawn(async move { inner.slot(stop).await });
+        }
+        while let Some(r) = tasks.join_next().await {
+            if let Err(e) = r
+                && e.is_panic()
+            {
+                tracing::error!(error = %e, "an AI worker task panicked");
+            }
+        }
+        tracing::info!(worker = %self.inner.config.worker_id, "AI worker stopped");
+    }
+
+    /// Runs the worker on the current runtime until the handle stops it.
+    pub fn spawn(self) -> AiWorkerHandle {
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(self.run(shutdown.clone()));
+        AiWorkerHandle { shutdown, task }
+    }
+}
+
+impl Inner {
+    /// One slot: claim, run, repeat.
+    async fn slot(&self, shutdown: CancellationToken) {
+        let c = &self.config;
+        let mut claim_failing = false;
+        while !shutdown.is_cancelled() {
+            match self
+                .db
+                .claim(Queue::Ai, &c.worker_id, c.lease, c.caps)
+                .await
+            {
+                Ok(Some(claim)) => {
+                    claim_failing = false;
+                    self.run_claim(claim, &shutdown).await;
+                }
+                Ok(None) => {
+                    tokio::select! {
+                        _ = self.db.wait_for_work(Queue::Ai, c.idle_wait) => {}
+                        () = shutdown.cancelled() => {}
+                    }
+                }
+                Err(e) => {
+                    if !claim_failing {
+                        tracing::warn!(error = %e, "claiming an AI job failed; retrying");
+                        claim_failing = true;
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(c.idle_wait.min(Duration::from_secs(1))) => {}
+                        () = shutdown.cancelled() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn publish(&self, entries: &[OutboxEntry]) {
+        if entries.is_empty() {
+            return;
+        }
+        if let Err(e) = self.relay.publish_now(entries).await {
+            // The rows stay in the outbox; the relay publishes them later.
+            tracing::warn!(error = %e, "publishing a job change failed; the relay will retry");
+        }
+    }
+
+    async fn run_claim(&self, claim: Claim, shutdown: &CancellationToken) {
+        self.publish(std::slice::from_ref(&claim.outbox)).await;
+        let ClaimedTask::Ai(job) = &claim.task else {
+            tracing::error!("the AI queue handed out a video job");
+            return;
+        };
+        let Some(handler) = self.registry.get(job.job_type.as_str()).cloned() else {
+            let message = format!(
+                "no handler for job type `{}` in this worker (known: {})",
+                job.job_type,
+                self.registry.job_types().join(", ")
+            );
+            tracing::error!(job.id = %job.job_id, "job.type" = %job.job_type, "{message}");
+            let outcome = self.fail(&claim, &message, false).await;
+            count(if outcome.is_some() {
+                "no_handler"
+            } else {
+                "lost"
+            });
+            return;
+        };
+
+        let base = match &claim.outbox.write.kind {
+            WriteKind::Set(s) => s.clone(),
+            _ => {
+                let mut s = State::job(JobStatus::Running, job.job_type.clone());
+                s.attempt = Some(claim.attempt);
+                s
+            }
+        };
+        let reporter = Arc::new(
+            Reporter::new(
+                self.store.clone(),
+                claim.key.clone(),
+                claim.generation,
+                claim.attempt,
+                handler.plan(),
+                base,
+            )
+            .with_min_interval(self.config.progress_interval),
+        );
+        let cancel = shutdown.child_token();
+        let stop = Arc::new(OnceLock::new());
+        let ctx = JobContext {
+            job: job.clone(),
+            db: self.db.clone(),
+            storage: self.storage.clone(),
+            reporter: reporter.clone(),
+            cancel: cancel.clone(),
+        };
+        let heartbeat = AbortOnDrop(tokio::spawn(heartbeat(
+            self.db.clone(),
+            claim.clone(),
+            reporter.clone(),
+            self.config.heartbeat_every,
+            cancel.clone(),
+            stop.clone(),
+        )));
+
+        let timeout = handler.timeout();
+        let run = AssertUnwindSafe(tokio::time::timeout(timeout, handler.run(&ctx))).catch_unwind();
+        let result = tokio::select! {
+            biased;
+            () = cancel.cancelled() => None,
+            r = run => Some(r),
+        };
+        drop(heartbeat);
+        // Whatever the handler left running (threads, producers) watches this token.
+        cancel.cancel();
+
+        let mut stop = stop.get().copied();
+        if stop.is_none() && reporter.superseded() {
+            stop = Some(Stop::LeaseLost);
+        }
+        if stop.is_none() && result.is_none() {
+            stop = Some(Stop::Shutdown);
+        }
+        let outcome = match (stop, result) {
+            (Some(Stop::LeaseLost), _) => {
+                tracing::info!(job.id = %job.job_id, attempt = claim.attempt, "lease lost; attempt abandoned");
+                "lost"
+            }
+            (Some(Stop::CancelRequested), _) => match self.db.cancelled(&claim).await {
+                Ok(c) => {
+                    self.publish(&c.outbox).await;
+                    "cancelled"
+                }
+                Err(e) => self.final_write_failed(&claim, e),
+            },
+            (Some(Stop::Shutdown), _) | (None, None) => {
+                let message = "interrupted: the worker stopped before the job finished";
+                match self.fail(&claim, message, true).await {
+                    Some(_) => "requeued",
+                    None => "lost",
+                }
+            }
+            (None, Some(Err(_panic))) => {
+                tracing::error!(job.id = %job.job_id, "job.type" = %job.job_type, "handler panicked");
+                let e = HandlerError::Permanent("internal error".to_owned());
+                self.failed(&claim, &reporter, &e).await
+            }
+            (None, Some(Ok(Err(_elapsed)))) => {
+                let e = HandlerError::Transient(format!("timed out after {}", human(timeout)));
+                self.failed(&claim, &reporter, &e).await
+            }
+            (None, Some(Ok(Ok(Ok(output))))) => self.complete(&claim, &reporter, output).await,
+            (None, Some(Ok(Ok(Err(e))))) => self.failed(&claim, &reporter, &e).await,
+        };
+        count(outcome);
+    }
+
+    /// The final write of a handler's error.
+    async fn failed(&self, claim: &Claim, reporter: &Reporter, e: &HandlerError) -> &'static str {
+        match e {
+            HandlerError::BadInput(message) => {
+                let outcome = AiOutcome {
+                    status: JobStatus::RejectedBadInput,
+                    full_result: None,
+                    read_result: None,
+                    error_message: Some(message.clone()),
+                };
+                self.finish(claim, outcome, reporter.next_seq(), "rejected")
+                    .await
+            }
+            HandlerError::Permanent(m) => match self.fail(claim, m, false).await {
+                Some(_) => "failed",
+                None => "lost",
+            },
+            HandlerError::Transient(m) => match self.fail(claim, m, true).await {
+                Some(FailOutcome::Retrying { .. }) => "retry",
+                Some(FailOutcome::Dead) => "failed",
+                None => "lost",
+            },
+        }
+    }
+
+    async fn complete(
+        &self,
+        claim: &Claim,
+        reporter: &Reporter,
+        out: HandlerOutput,
+    ) -> &'static str {
+        if !out.status.is_terminal() || out.status == JobStatus::Failed {
+            let e = HandlerError::Permanent(format!(
+                "the handler answered status {}, which does not end a job",
+                out.status.as_str()
+            ));
+            return self.failed(claim, reporter, &e).await;
+        }
+        let label = if out.status == JobStatus::Done {
+            "done"
+        } else {
+            "other_terminal"
+        };
+        let outcome = AiOutcome {
+            status: out.status,
+            full_result: Some(out.full_result),
+            read_result: Some(out.read_result),
+            error_message: out.error_message,
+        };
+        self.finish(claim, outcome, reporter.next_seq(), label)
+            .await
+    }
+
+    /// `complete_ai_job` (retrying a transient database error a few times) and publish.
+    async fn finish(
+        &self,
+        claim: &Claim,
+        outcome: AiOutcome,
+        seq: u64,
+        label: &'static str,
+    ) -> &'static str {
+        let mut tries = 0;
+        loop {
+            match self.db.complete_ai_job(claim, outcome.clone(), seq).await {
+                Ok(c) => {
+                    self.publish(&c.outbox).await;
+                    return label;
+                }
+                Err(e) if e.is_transient() && tries < 3 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(500 * tries)).await;
+                }
+                Err(e) => return self.final_write_failed(claim, e),
+            }
+        }
+    }
+
+    /// `fail` and publish; `None` when the lease was lost (nothing written).
+    async fn fail(&self, claim: &Claim, message: &str, retryable: bool) -> Option<FailOutcome> {
+        let mut tries = 0;
+        loop {
+            match self.db.fail(claim, message, retryable).await {
+                Ok(Committed { value, outbox }) => {
+                    self.publish(&outbox).await;
+                    return Some(value);
+                }
+                Err(e) if e.is_transient() && tries < 3 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(500 * tries)).await;
+                }
+                Err(e) => {
+                    self.final_write_failed(claim, e);
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn final_write_failed(&self, claim: &Claim, e: DbError) -> &'static str {
+        if matches!(e, DbError::LeaseLost) {
+            tracing::info!(tenant.id = %claim.tenant, attempt = claim.attempt, "lease lost before the final write");
+        } else {
+            // The lease runs out and the reaper retries the job.
+            tracing::error!(tenant.id = %claim.tenant, attempt = claim.attempt, error = %e, "final write failed");
+        }
+        "lost"
+    }
+}
+
+/// Extends the lease every `every` until the attempt ends; stops the attempt on a cancel
+/// request or a lost lease.
+async fn heartbeat(
+    db: Db,
+    claim: Claim,
+    reporter: Arc<Reporter>,
+    every: Duration,
+    cancel: CancellationToken,
+    stop: Arc<OnceLock<Stop>>,
+) {
+    let halt = |why: Stop| {
+        let _ = stop.set(why);
+        cancel.cancel();
+    };
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = cancel.cancelled() => return,
+        }
+        match db.heartbeat(&claim).await {
+            Ok(Heartbeat::Continue) => failing = false,
+            Ok(Heartbeat::CancelRequested) => {
+                tracing::info!(tenant.id = %claim.tenant, attempt = claim.attempt, "cancel requested");
+                return halt(Stop::CancelRequested);
+            }
+            Ok(Heartbeat::LeaseLost) => return halt(Stop::LeaseLost),
+            Err(e) => {
+                // The lease may still hold; the next heartbeat tells.
+                if !failing {
+                    tracing::warn!(error = %e, "heartbeat failed");
+                    failing = true;
+                }
+            }
+        }
+        reporter.heartbeat().await;
+        if reporter.superseded() {
+            return halt(Stop::LeaseLost);
+        }
+    }
+}
+
+fn count(outcome: &'static str) {
+    metrics::counter!("jobpulse_worker_attempts_total", "queue" => "ai", "outcome" => outcome)
+        .increment(1);
+}
+
+/// `90 s`, `1500 ms`.
+fn human(d: Duration) -> String {
+    if d.subsec_millis() == 0 && d.as_secs() > 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_ids_and_durations() {
+        let id = default_worker_id();
+        assert!(id.ends_with(&format!("-{}", std::process::id())), "{id}");
+        assert!(!id.chars().any(char::is_control));
+        let c = AiWorkerConfig::default().with_lease(Duration::from_secs(3));
+        assert_eq!(c.heartbeat_every, Duration::from_secs(1));
+        assert_eq!(human(Duration::from_secs(90)), "90 s");
+        assert_eq!(human(Duration::from_millis(150)), "150 ms");
+    }
+}
