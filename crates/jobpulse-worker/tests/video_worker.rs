@@ -1,7 +1,7 @@
 //! The video worker end to end: real ffmpeg, a real database and read model, on both backends
 //! (PostgreSQL + Redis, SQLite + the in-process store): uploads become READY with progress that
-//! only moves forward; crashed, cancelled, stopped and paused workers; failures permanent and
-//! transient.
+//! only moves forward; crashed, cancelled, deleted-under, stopped and paused (zombie) workers; a
+//! database that stops taking writes; failures permanent and transient; concurrency.
 
 mod common;
 
@@ -95,7 +95,8 @@ async fn an_upload_becomes_ready_with_forward_only_progress(b: Backend) -> anyho
         env.store.clone(),
         env.key(video.id),
         Duration::from_millis(100),
-    );
+    )
+    .await;
     let worker = env.worker(env.config("w1"), fast()).spawn();
     let work_dir = worker.work_dir().to_path_buf();
 
@@ -185,7 +186,8 @@ async fn a_killed_worker_s_job_is_finished_by_another(b: Backend) -> anyhow::Res
         env.store.clone(),
         env.key(video.id),
         Duration::from_millis(50),
-    );
+    )
+    .await;
     let config = env.config("doomed").with_lease(Duration::from_secs(3));
     let doomed = env.worker(config, slow()).spawn();
     let doomed_dir = doomed.work_dir().display().to_string();
@@ -447,7 +449,8 @@ async fn a_transient_failure_is_retried(b: Backend) -> anyhow::Result<()> {
         env.store.clone(),
         env.key(video.id),
         Duration::from_millis(50),
-    );
+    )
+    .await;
     let mut ctx = env.pipeline(fast());
     ctx.toolchain = ffmpeg_failing_once(&env)?;
     let worker = jobpulse_worker::video::VideoWorker::new(
@@ -657,3 +660,64 @@ async fn a_delete_while_transcoding_stops_the_attempt(b: Backend) -> anyhow::Res
     Ok(())
 }
 both!(a_delete_while_transcoding_stops_the_attempt);
+
+async fn heartbeats_that_never_get_through_stop_the_attempt(b: Backend) -> anyhow::Result<()> {
+    let env = Env::new(b).await?;
+    let clip = clip(&long_clip()).await?;
+    let video = env.upload(&clip).await?;
+    let config = env.config("stuck").with_lease(Duration::from_secs(2));
+    let (lease, every) = (config.lease, config.heartbeat_every);
+    let stuck = env.worker(config, slow()).spawn();
+    let stuck_dir = stuck.work_dir().to_path_buf();
+    let needle = stuck_dir.display().to_string();
+    env.until_snapshot(video.id, Duration::from_secs(30), "transcoding", |s| {
+        in_step(s, 1, 4)
+    })
+    .await?;
+    ffmpeg_started(&needle).await?;
+
+    // The database stops taking writes: heartbeats fail (time out) tick after tick.
+    let lock = env.lock_jobs().await?;
+    let locked = Instant::now();
+    wait_until(Duration::from_secs(15), || pids_with(&needle).is_empty())
+        .await
+        .context("the attempt went on without a lease")?;
+    let took = locked.elapsed();
+    eprintln!(
+        "[{b:?}] database stuck → attempt stopped after {} ms (lease {} ms, heartbeat every {} ms)",
+        took.as_millis(),
+        lease.as_millis(),
+        every.as_millis()
+    );
+    // Not at the first failed heartbeat, and not much later than the lease.
+    assert!(
+        took > every && took < lease + every * 2 + Duration::from_secs(1),
+        "stopped after {took:?}"
+    );
+    stuck.stop();
+    lock.release().await?;
+    stuck.join().await?;
+    assert!(entries(&stuck_dir).is_empty(), "temp files left");
+    // The lost attempt wrote nothing: the job is still RUNNING with its expired lease, or a
+    // reaper (the stuck worker's own loop, once the database was back) made it RETRY_WAIT.
+    let job = env.jobs(video.id).await?.remove(0);
+    assert_eq!(job.attempt, 1);
+    assert!(
+        job.state == VideoJobState::Running
+            || (job.state == VideoJobState::RetryWait
+                && job.error_code.as_deref() == Some("lease_expired")),
+        "{job:?}"
+    );
+
+    let rescuer = env.worker(env.config("rescuer"), fast()).spawn();
+    let row = env
+        .until_video(video.id, Duration::from_secs(60), "READY", |v| {
+            v.status == VideoStatus::Ready
+        })
+        .await?;
+    rescuer.shutdown().await?;
+    assert_eq!(row.attempt, 2);
+    env.valid_hls(video.id).await?;
+    Ok(())
+}
+both!(heartbeats_that_never_get_through_stop_the_attempt);

@@ -491,11 +491,13 @@ pub struct Poller {
 }
 
 impl Poller {
-    pub fn start(store: SharedStore, key: TaskKey, every: Duration) -> Self {
+    /// Takes the first look before returning, so it precedes whatever the test does next.
+    pub async fn start(store: SharedStore, key: TaskKey, every: Duration) -> Self {
         let stop = CancellationToken::new();
         let token = stop.clone();
+        let first = store.get(&key).await.ok().flatten();
         let task = tokio::spawn(async move {
-            let mut seen: Vec<Snapshot> = Vec::new();
+            let mut seen: Vec<Snapshot> = first.into_iter().collect();
             loop {
                 if let Ok(Some(s)) = store.get(&key).await
                     && seen.last() != Some(&s)
@@ -707,5 +709,47 @@ impl Isolated {
 impl Drop for Isolated {
     fn drop(&mut self) {
         let _ = self.commands.send(Command::Stop);
+    }
+}
+
+/// A transaction of another connection that blocks every write to `video_jobs` (readers go on)
+/// until dropped or released: a database that accepts connections but cannot get work done.
+pub enum JobsLocked {
+    Postgres(sqlx::PgConnection),
+    Sqlite(sqlx::SqliteConnection),
+}
+
+impl Env {
+    pub async fn lock_jobs(&self) -> anyhow::Result<JobsLocked> {
+        use sqlx::Connection;
+        Ok(match self.backend {
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.db_url).await?;
+                sqlx::query("BEGIN").execute(&mut c).await?;
+                sqlx::query("LOCK TABLE video_jobs IN SHARE MODE")
+                    .execute(&mut c)
+                    .await?;
+                JobsLocked::Postgres(c)
+            }
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.db_url).await?;
+                sqlx::query("BEGIN IMMEDIATE").execute(&mut c).await?;
+                JobsLocked::Sqlite(c)
+            }
+        })
+    }
+}
+
+impl JobsLocked {
+    pub async fn release(self) -> anyhow::Result<()> {
+        match self {
+            JobsLocked::Postgres(mut c) => {
+                sqlx::query("ROLLBACK").execute(&mut c).await?;
+            }
+            JobsLocked::Sqlite(mut c) => {
+                sqlx::query("ROLLBACK").execute(&mut c).await?;
+            }
+        }
+        Ok(())
     }
 }
