@@ -75,7 +75,7 @@ async fn finish_video_job(
 }
 
 /// The claim's video, unless it was deleted (or restarted) while the attempt ran.
-async fn claimed_video(
+pub(super) async fn claimed_video(
     tx: &mut Tx,
     claim: &Claim,
     video: &Video,
@@ -86,7 +86,7 @@ async fn claimed_video(
 }
 
 /// Closes the job as CANCELLED after its video went away mid-attempt.
-async fn discard_video_job(c: Conn<'_>, job_id: i64) -> Result<(), DbError> {
+pub(super) async fn discard_video_job(c: Conn<'_>, job_id: i64) -> Result<(), DbError> {
     dual!(c, |c, d| {
         sqlx::query(
             "UPDATE video_jobs SET state = 'CANCELLED', error_code = 'deleted', \
@@ -101,7 +101,11 @@ async fn discard_video_job(c: Conn<'_>, job_id: i64) -> Result<(), DbError> {
 }
 
 /// The AI job of the claim, if the claim still holds its lease.
-async fn leased_ai_job(tx: &mut Tx, claim: &Claim, job: &AiJob) -> Result<AiJob, DbError> {
+pub(super) async fn leased_ai_job(
+    tx: &mut Tx,
+    claim: &Claim,
+    job: &AiJob,
+) -> Result<AiJob, DbError> {
     lock_ai_job(tx.conn(), &job.job_id)
         .await?
         .filter(|j| {

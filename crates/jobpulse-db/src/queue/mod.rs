@@ -12,7 +12,8 @@
 //!                      │  ▲                                                            │
 //!                      │  └──── claim once run_after passed (attempt + 1) ─────────────┘
 //!                      ├─ fail (permanent or last attempt) / reaper ─▶ DEAD
-//!                      └─ cancelled ─────────────────────────────────▶ CANCELLED
+//!                      ├─ cancelled ─────────────────────────────────▶ CANCELLED
+//!                      └─ release (worker shutdown) ─▶ RETRY_WAIT, runnable at once, max_attempts + 1
 //! ```
 //!
 //! A RUNNING job whose lease expired is runnable too (re-claimed with attempt + 1). AI jobs use
@@ -59,8 +60,10 @@ use crate::{Db, DbError};
 mod claim;
 mod finish;
 mod reap;
+mod release;
 
 pub use finish::AiOutcome;
+pub use release::ReleaseOutcome;
 
 /// Which queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -150,7 +153,8 @@ pub enum ClaimedTask {
 }
 
 /// A live lease on one job. Pass it back to [`Db::heartbeat`] and to exactly one of
-/// [`Db::complete_video`] / [`Db::complete_ai_job`] / [`Db::fail`] / [`Db::cancelled`].
+/// [`Db::complete_video`] / [`Db::complete_ai_job`] / [`Db::fail`] / [`Db::cancelled`] /
+/// [`Db::release`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claim {
     pub task: ClaimedTask,

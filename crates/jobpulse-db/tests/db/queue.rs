@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use jobpulse_db::{
     AiOutcome, Backoff, CancelOutcome, Caps, Claim, ClaimedTask, Db, DbError, DbOptions,
-    FailOutcome, Heartbeat, NewAiJob, Queue, QueueConfig, VideoJobState,
+    FailOutcome, Heartbeat, NewAiJob, Queue, QueueConfig, ReleaseOutcome, VideoJobState,
 };
 use jobpulse_domain::{Fence, JobResult, JobStatus, JobType, VideoStatus};
 
@@ -731,3 +731,151 @@ async fn worker_results_are_checked(b: Backend) -> anyhow::Result<()> {
     Ok(())
 }
 both!(worker_results_are_checked);
+
+async fn release_gives_the_job_back_without_using_an_attempt(b: Backend) -> anyhow::Result<()> {
+    let mut options = test_options();
+    options.queue.default_max_attempts = 1;
+    let t = test_db_with(b, options).await?;
+    let a = t.db.create_tenant("a", "A").await?;
+    let v = t.db.create_video(a.tenant_id, None, "v", "k").await?.value;
+    let c = claim_soon(&t.db, Queue::Video, "w1", LEASE).await?;
+    assert!(c.is_last_attempt());
+
+    // Waiters of another process (PostgreSQL) or this one (SQLite) are woken.
+    let waiter_db = match b {
+        Backend::Postgres => t.second_handle().await?,
+        Backend::Sqlite => t.db.clone(),
+    };
+    while waiter_db
+        .wait_for_work(Queue::Video, Duration::from_millis(300))
+        .await
+    {}
+    let waiter = tokio::spawn(async move {
+        let start = Instant::now();
+        let woken = waiter_db
+            .wait_for_work(Queue::Video, Duration::from_secs(10))
+            .await;
+        (woken, start.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let out = t.db.release(&c, "worker shut down").await?;
+    assert_eq!(out.value, ReleaseOutcome::Released);
+    assert_eq!(out.outbox.len(), 1);
+    let (woken, after) = waiter.await?;
+    assert!(woken && after < Duration::from_secs(5), "{woken} {after:?}");
+    let row = t.video(a.tenant_id, v.id).await?;
+    assert_eq!(
+        (row.status, row.fence, row.attempt),
+        (VideoStatus::RetryWait, Fence::new(1, 2, 0)?, 1)
+    );
+    assert_eq!(row.error_reason.as_deref(), Some("worker shut down"));
+    let jobs = t.db.video_jobs(a.tenant_id, v.id).await?;
+    assert_eq!(
+        (jobs[0].state, jobs[0].attempt, jobs[0].max_attempts),
+        (VideoJobState::RetryWait, 1, 2),
+        "one more attempt allowed: the budget is what it was"
+    );
+    assert_eq!(jobs[0].error_code.as_deref(), Some("released"));
+    // The released claim is dead: a second release or a completion writes nothing.
+    assert!(matches!(
+        t.db.release(&c, "again").await,
+        Err(DbError::LeaseLost)
+    ));
+    // Runnable at once (no backoff), as attempt 2, which is again the last one.
+    let started = Instant::now();
+    let c2 = claim_soon(&t.db, Queue::Video, "w2", LEASE).await?;
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!((c2.attempt, c2.max_attempts), (2, 2));
+    assert!(matches!(
+        t.db.complete_video(&c, "x/master.m3u8", 1, 2).await,
+        Err(DbError::LeaseLost)
+    ));
+    t.db.complete_video(&c2, "x/master.m3u8", 3, 2).await?;
+    t.drain().await?;
+    let snap = t.snapshot(&v.key()).await?.context("published")?;
+    assert_eq!(snap.state.status.as_str(), "READY");
+
+    // A cancel that arrived meanwhile wins over the release.
+    let v2 = t.db.create_video(a.tenant_id, None, "v2", "k").await?.value;
+    let c = claim_soon(&t.db, Queue::Video, "w1", LEASE).await?;
+    assert_eq!(
+        t.db.cancel_video(a.tenant_id, v2.id).await?.value,
+        CancelOutcome::Requested
+    );
+    assert_eq!(
+        t.db.release(&c, "worker shut down").await?.value,
+        ReleaseOutcome::Cancelled
+    );
+    let row = t.video(a.tenant_id, v2.id).await?;
+    assert_eq!(
+        (row.status, row.error_reason.as_deref()),
+        (VideoStatus::Failed, Some("cancelled"))
+    );
+    let jobs = t.db.video_jobs(a.tenant_id, v2.id).await?;
+    assert_eq!(
+        (jobs[0].state, jobs[0].max_attempts),
+        (VideoJobState::Cancelled, 1)
+    );
+
+    // A video deleted during the attempt: the job is closed, nothing published.
+    let v3 = t.db.create_video(a.tenant_id, None, "v3", "k").await?.value;
+    let c = claim_soon(&t.db, Queue::Video, "w1", LEASE).await?;
+    t.db.delete_video(a.tenant_id, v3.id).await?;
+    assert!(matches!(
+        t.db.release(&c, "worker shut down").await,
+        Err(DbError::Cancelled)
+    ));
+    let jobs = t.db.video_jobs(a.tenant_id, v3.id).await?;
+    assert_eq!(jobs[0].state, VideoJobState::Cancelled);
+    assert!(
+        t.db.claim(Queue::Video, "w1", LEASE, Caps::default())
+            .await?
+            .is_none()
+    );
+
+    // AI jobs: RETRYING, runnable at once, one more attempt; a pending cancel wins.
+    let mut new = NewAiJob::new(a.tenant_id, job_type());
+    new.max_attempts = Some(1);
+    let job = t.db.submit_ai_job(new).await?.value.job;
+    let c = claim_soon(&t.db, Queue::Ai, "w1", LEASE).await?;
+    assert_eq!(
+        t.db.release(&c, "worker shut down").await?.value,
+        ReleaseOutcome::Released
+    );
+    let row =
+        t.db.get_ai_job(a.tenant_id, &job.job_id)
+            .await?
+            .context("job")?;
+    assert_eq!(
+        (row.status, row.attempt, row.max_attempts),
+        (JobStatus::Retrying, 1, 2)
+    );
+    t.drain().await?;
+    let snap = t.snapshot(&job.key()).await?.context("published")?;
+    assert_eq!(snap.state.status.as_str(), "RETRYING");
+    assert_eq!(snap.fence, Fence::new(1, 2, 0)?);
+    let c = claim_soon(&t.db, Queue::Ai, "w2", LEASE).await?;
+    assert_eq!((c.attempt, c.max_attempts), (2, 2));
+    assert_eq!(
+        t.db.cancel_ai_job(a.tenant_id, &job.job_id).await?.value,
+        CancelOutcome::Requested
+    );
+    assert_eq!(
+        t.db.release(&c, "worker shut down").await?.value,
+        ReleaseOutcome::Cancelled
+    );
+    let row =
+        t.db.get_ai_job(a.tenant_id, &job.job_id)
+            .await?
+            .context("job")?;
+    assert_eq!(
+        (row.status, row.error_message.as_deref(), row.max_attempts),
+        (JobStatus::Failed, Some("cancelled"), 2)
+    );
+    t.drain().await?;
+    let snap = t.snapshot(&job.key()).await?.context("published")?;
+    assert_eq!(snap.state.status.as_str(), "FAILED");
+    Ok(())
+}
+both!(release_gives_the_job_back_without_using_an_attempt);

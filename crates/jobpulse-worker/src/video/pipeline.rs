@@ -7,7 +7,9 @@
 //!
 //! The work directory is a `TempDir`: it is removed when the attempt ends, however it ends
 //! (success, failure, cancel, panic unwinding). Cancellation (delete, lease lost, shutdown)
-//! reaches ffmpeg at once through the token: it is killed, not waited for.
+//! reaches ffmpeg at once through the token: it is killed, not waited for. An attempt whose
+//! progress the read model refuses as stale (someone newer owns the task) stops at the next
+//! step boundary at the latest, so a superseded attempt does not go on to upload its output.
 
 use std::path::PathBuf;
 
@@ -88,6 +90,20 @@ fn check(cancel: &CancellationToken) -> Result<(), PipelineError> {
     }
 }
 
+/// Enters step `index`; stops when cancelled or when the step's write showed that someone newer
+/// owns the task.
+async fn enter(
+    reporter: &Reporter,
+    cancel: &CancellationToken,
+    index: u8,
+) -> Result<(), PipelineError> {
+    reporter.step(index).await;
+    if reporter.superseded() {
+        cancel.cancel();
+    }
+    check(cancel)
+}
+
 /// Runs the seven steps. Progress goes through `reporter`; `cancel` stops everything.
 pub async fn run(
     ctx: &PipelineContext,
@@ -96,7 +112,7 @@ pub async fn run(
     cancel: &CancellationToken,
 ) -> Result<VideoOutput, PipelineError> {
     // 1. presigning: a private work directory and the output keys.
-    reporter.step(1).await;
+    enter(reporter, cancel, 1).await?;
     tokio::fs::create_dir_all(&ctx.work_root)
         .await
         .map_err(|e| PipelineError::Transient(format!("creating the work root: {e}")))?;
@@ -115,7 +131,7 @@ pub async fn run(
     check(cancel)?;
 
     // 2. downloading
-    reporter.step(2).await;
+    enter(reporter, cancel, 2).await?;
     tokio::select! {
         r = ctx.storage.download_to(&task.source, &source) => {
             r.map_err(|e| match e {
@@ -128,14 +144,14 @@ pub async fn run(
     }
 
     // 3. probing
-    reporter.step(3).await;
+    enter(reporter, cancel, 3).await?;
     let probe = tokio::select! {
         r = ctx.toolchain.probe(&source) => r?,
         _ = cancel.cancelled() => return Err(PipelineError::Cancelled),
     };
 
     // 4. transcoding, with the measured speed feeding the ETA.
-    reporter.step(4).await;
+    enter(reporter, cancel, 4).await?;
     let job = HlsJob::from_probe(&source, &out_dir, &probe, ctx.options.clone());
     let (tx, mut rx) = watch::channel(TranscodeProgress::default());
     let transcode = ctx.toolchain.transcode_hls(&job, &tx, cancel);
@@ -161,14 +177,14 @@ pub async fn run(
     reporter.clear_remaining();
 
     // 5. validating
-    reporter.step(5).await;
+    enter(reporter, cancel, 5).await?;
     let summary = validate_hls(&out_dir)
         .await
         .map_err(|e| PipelineError::Transient(format!("the transcoded output is invalid: {e}")))?;
     check(cancel)?;
 
     // 6. thumbnail
-    reporter.step(6).await;
+    enter(reporter, cancel, 6).await?;
     let thumb = work.path().join("thumbnail.jpg");
     tokio::select! {
         r = ctx.toolchain.thumbnail(&source, &thumb, thumbnail_time(probe.duration_secs)) => { r?; }
@@ -176,7 +192,7 @@ pub async fn run(
     }
 
     // 7. uploading: playlists and segments, then the thumbnail.
-    reporter.step(7).await;
+    enter(reporter, cancel, 7).await?;
     let total = summary.files.len();
     let done = std::sync::atomic::AtomicUsize::new(0);
     let upload = ctx

@@ -1,0 +1,53 @@
+//! The background services every long-running process with a database runs: the outbox relay,
+//! the reconciler (repairs a read model that lost its data) and read-repair for misses.
+
+use std::sync::Arc;
+
+use jobpulse_api::MissHook;
+use jobpulse_db::{Db, ReadRepairConfig, Reconciler, Relay};
+use jobpulse_store::SharedStore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+
+/// Handles to what [`start`] spawned.
+#[derive(Debug)]
+pub struct Background {
+    pub relay: Relay,
+    pub on_miss: MissHook,
+    pub tasks: JoinSet<()>,
+}
+
+/// Spawns relay, reconciler and read-repair; they stop with `shutdown`.
+pub fn start(settings: &Settings, db: &Db, store: &SharedStore, shutdown: &CancellationToken) -> Background {
+    let mut tasks = JoinSet::new();
+    let relay = Relay::new(db.clone(), store.clone());
+    tasks.spawn(relay.clone().run(shutdown.clone()));
+    tasks.spawn(
+        Reconciler::new(db.clone(), store.clone())
+            .retention(settings.terminal_retention)
+            .run(shutdown.clone()),
+    );
+    let (handle, task) = jobpulse_db::read_repair(db.clone(), store.clone(), ReadRepairConfig::default());
+    tasks.spawn(task.run(shutdown.clone()));
+    let on_miss: MissHook = Arc::new(move |key| {
+        handle.request(key.clone());
+    });
+    Background {
+        relay,
+        on_miss,
+        tasks,
+    }
+}
+
+/// Waits (bounded) for the background tasks after `shutdown` was cancelled.
+pub async fn drain(mut tasks: JoinSet<()>) {
+    let all = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(std::time::Duration::from_secs(10), all)
+        .await
+        .is_err()
+    {
+        tracing::warn!("background tasks did not stop within 10 s");
+    }
+}

@@ -1,0 +1,250 @@
+//! Per-worker work directories and the removal of dead workers' leftovers.
+//!
+//! A worker runs its attempts in `work_root/<worker id>/` (each attempt in a `TempDir` there,
+//! removed when the attempt ends however it ends — except when the whole process dies). At
+//! start a worker therefore removes, under `work_root`:
+//!
+//! - its own directory's old contents (a previous process with the same id, e.g. a restarted
+//!   container that kept its hostname and pid);
+//! - directories named `<this hostname>-<pid>` (the default worker id) whose process is gone
+//!   (`/proc/<pid>` absent; only where `/proc` exists);
+//! - any other directory in which nothing changed for 24 hours (other hosts sharing the
+//!   directory, custom worker ids).
+//!
+//! An ffmpeg orphaned by a killed worker (it runs in a process group of its own, so it may
+//! outlive its parent) fails at its next segment once its directory is gone.
+//!
+//! Directories of live workers of this process are registered, so two workers of one process
+//! can never share (and wipe) one directory.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use super::WorkerError;
+
+/// Work directories untouched for this long are presumed dead.
+const STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// Bounds the walk that finds a directory's newest change.
+const MAX_WALK: usize = 10_000;
+
+static ACTIVE: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+fn active() -> std::sync::MutexGuard<'static, BTreeSet<PathBuf>> {
+    ACTIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Marks a work directory as used by a live worker of this process until dropped.
+#[derive(Debug)]
+pub(super) struct Registration(PathBuf);
+
+impl Registration {
+    pub(super) fn new(dir: &Path) -> Result<Self, WorkerError> {
+        if active().insert(dir.to_path_buf()) {
+            Ok(Self(dir.to_path_buf()))
+        } else {
+            Err(WorkerError::WorkDirInUse(dir.to_path_buf()))
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        active().remove(&self.0);
+    }
+}
+
+/// A worker id as a single safe path component.
+pub(super) fn dir_name(worker_id: &str) -> String {
+    let name: String = worker_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() || name.chars().all(|c| c == '.') {
+        format!("w{name}")
+    } else {
+        name
+    }
+}
+
+/// This host's name (for default worker ids and recognising this host's directories).
+pub(super) fn hostname() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .chain(std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .find(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// Creates `own` under `root` after removing leftovers (see the module docs).
+pub(super) async fn prepare(root: &Path, own: &Path) -> Result<(), WorkerError> {
+    let (root, own) = (root.to_path_buf(), own.to_path_buf());
+    let result = tokio::task::spawn_blocking(move || prepare_blocking(&root, &own)).await;
+    match result {
+        Ok(r) => r,
+        Err(e) => Err(WorkerError::Task(format!(
+            "preparing the work directory: {e}"
+        ))),
+    }
+}
+
+fn prepare_blocking(root: &Path, own: &Path) -> Result<(), WorkerError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| WorkerError::WorkDir { path, source }
+    };
+    std::fs::create_dir_all(root).map_err(io(root))?;
+    let host = hostname();
+    let live = active().clone();
+    for entry in std::fs::read_dir(root).map_err(io(root))? {
+        let Ok(entry) = entry else { continue };
+        let path = entry.path();
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let stale = if path == own {
+            true
+        } else if live.contains(&path) {
+            false
+        } else {
+            is_stale(&path, &host)
+        };
+        if !stale {
+            continue;
+        }
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => tracing::info!(dir = %path.display(), "removed a stale work directory"),
+            Err(e) => tracing::warn!(
+                dir = %path.display(),
+                error = %e,
+                "cannot remove a stale work directory"
+            ),
+        }
+    }
+    std::fs::create_dir_all(own).map_err(io(own))
+}
+
+fn is_stale(dir: &Path, host: &str) -> bool {
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let pid = name
+        .strip_prefix(host)
+        .and_then(|r| r.strip_prefix('-'))
+        .and_then(|p| p.parse::<u32>().ok());
+    if let Some(pid) = pid
+        && Path::new("/proc/self").exists()
+    {
+        // Our own pid: an earlier worker of this process (live ones are registered).
+        if pid == std::process::id() || !Path::new(&format!("/proc/{pid}")).exists() {
+            return true;
+        }
+    }
+    newest_change(dir)
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .is_some_and(|age| age > STALE_AFTER)
+}
+
+/// The newest modification time of `dir` and everything under it (bounded walk).
+fn newest_change(dir: &Path) -> Option<SystemTime> {
+    let mut newest = std::fs::metadata(dir).and_then(|m| m.modified()).ok()?;
+    let mut stack = vec![dir.to_path_buf()];
+    let mut seen = 0usize;
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            seen += 1;
+            if seen > MAX_WALK {
+                return Some(newest);
+            }
+            let Ok(meta) = e.metadata() else { continue };
+            if let Ok(t) = meta.modified() {
+                newest = newest.max(t);
+            }
+            if meta.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    Some(newest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_ids_become_one_safe_path_component() {
+        assert_eq!(dir_name("vm-1234"), "vm-1234");
+        assert_eq!(dir_name("a/b c"), "a_b_c");
+        assert_eq!(dir_name(".."), "w..");
+        assert_eq!(dir_name("한"), "_");
+    }
+
+    #[test]
+    fn leftovers_of_dead_workers_are_removed_and_live_ones_kept() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let host = hostname();
+        let me = std::process::id();
+        // A pid that is certainly not running: above the kernel's pid_max limit.
+        let dead = root.path().join(format!("{host}-4194305"));
+        let alive = root.path().join(format!("{host}-1"));
+        let other_host = root.path().join("elsewhere-77");
+        let own = root.path().join("own");
+        let mine_earlier = root.path().join(format!("{host}-{me}"));
+        for d in [&dead, &alive, &other_host, &own, &mine_earlier] {
+            std::fs::create_dir_all(d.join("t1-v2-x")).expect("mkdir");
+            std::fs::write(d.join("t1-v2-x/source.mp4"), b"x").expect("write");
+        }
+        prepare_blocking(root.path(), &own).expect("prepared");
+        assert!(!dead.exists(), "a dead worker's directory is removed");
+        assert!(alive.exists(), "pid 1 runs: its directory stays");
+        assert!(
+            other_host.exists(),
+            "recent directories of other hosts stay"
+        );
+        assert!(
+            !mine_earlier.exists(),
+            "an unregistered directory of this pid"
+        );
+        assert!(own.exists());
+        assert_eq!(std::fs::read_dir(&own).expect("own").count(), 0);
+
+        // Registered directories of live workers of this process are never touched.
+        let live = root.path().join(format!("{host}-{me}"));
+        std::fs::create_dir_all(live.join("t1")).expect("mkdir");
+        let reg = Registration::new(&live).expect("free");
+        assert!(matches!(
+            Registration::new(&live),
+            Err(WorkerError::WorkDirInUse(_))
+        ));
+        prepare_blocking(root.path(), &own).expect("prepared");
+        assert!(live.join("t1").exists());
+        drop(reg);
+        assert!(Registration::new(&live).is_ok());
+
+        // Anything else is removed once nothing in it changed for a day.
+        let old = root.path().join("custom-id");
+        std::fs::create_dir_all(&old).expect("mkdir");
+        let file = old.join("seg.ts");
+        std::fs::write(&file, b"x").expect("write");
+        let day_ago = SystemTime::now() - STALE_AFTER - Duration::from_secs(60);
+        for p in [&file, &old] {
+            std::fs::File::open(p)
+                .and_then(|f| f.set_modified(day_ago))
+                .expect("set mtime");
+        }
+        prepare_blocking(root.path(), &own).expect("prepared");
+        assert!(!old.exists(), "untouched for a day");
+        assert!(other_host.exists(), "still recent");
+    }
+}
