@@ -10,13 +10,18 @@ use serde::Deserialize;
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClientArgs {
     /// Server base URL.
-    #[arg(long, env = "JOBPULSE_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "JOBPULSE_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     pub url: String,
     /// Access token (`jobpulse up` prints one; `jobpulse token` mints one).
-    #[arg(long, env = "JOBPULSE_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "JOBPULSE_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
     /// Print machine-readable JSON lines instead of progress bars.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
 }
 

@@ -65,6 +65,15 @@ pub struct CommonArgs {
     /// Also read the old system's `tenant:{tid}:…:status|progress` keys on a miss.
     #[arg(long, env = "JOBPULSE_LEGACY_READ", global = true)]
     pub legacy_read: Option<bool>,
+    /// Key for signed media URLs (shared by all API replicas); default: derived from the
+    /// HS256 secret.
+    #[arg(
+        long,
+        env = "JOBPULSE_MEDIA_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub media_secret: Option<String>,
 }
 
 /// The same settings from a TOML file.
@@ -86,6 +95,7 @@ pub struct FileConfig {
     pub live_ttl: Option<String>,
     pub terminal_retention: Option<String>,
     pub legacy_read: Option<bool>,
+    pub media_secret: Option<String>,
 }
 
 /// Resolved settings.
@@ -106,6 +116,10 @@ pub struct Settings {
     pub live_ttl: Duration,
     pub terminal_retention: Option<Duration>,
     pub legacy_read: bool,
+    pub media_secret: Option<String>,
+    /// The HS256 secret in use once [`Settings::auth`] resolved it (configured or from the
+    /// data dir); `None` with a public key.
+    pub hs256_secret: Option<String>,
 }
 
 fn duration(s: &str, what: &str) -> anyhow::Result<Duration> {
@@ -152,6 +166,8 @@ impl Settings {
                 .map(|s| duration(&s, "terminal_retention"))
                 .transpose()?,
             legacy_read: pick!(legacy_read).unwrap_or(false),
+            media_secret: pick!(media_secret),
+            hs256_secret: None,
         })
     }
 
@@ -163,7 +179,7 @@ impl Settings {
     /// The token verifier from the configured secret or public key; with `generate`, a missing
     /// secret is created in the data dir (embedded mode) so later runs and `jobpulse token`
     /// agree.
-    pub fn auth(&self, generate: bool) -> anyhow::Result<jobpulse_api::auth::AuthConfig> {
+    pub fn auth(&mut self, generate: bool) -> anyhow::Result<jobpulse_api::auth::AuthConfig> {
         use jobpulse_api::auth::AuthConfig;
         let mut cfg = if let Some(path) = &self.jwt_public_key {
             let pem = std::fs::read(path)
@@ -171,6 +187,7 @@ impl Settings {
             let alg = self.jwt_algorithm.as_deref().unwrap_or("RS256");
             AuthConfig::public_key(alg, &pem)?
         } else if let Some(secret) = &self.jwt_secret {
+            self.hs256_secret = Some(secret.clone());
             AuthConfig::hs256(secret.as_bytes()).context("JOBPULSE_JWT_SECRET")?
         } else {
             let file = self.secret_file();
@@ -185,8 +202,10 @@ impl Settings {
                     file.display()
                 ),
             };
-            AuthConfig::hs256(secret.as_bytes())
-                .with_context(|| format!("the secret in {}", file.display()))?
+            let cfg = AuthConfig::hs256(secret.as_bytes())
+                .with_context(|| format!("the secret in {}", file.display()))?;
+            self.hs256_secret = Some(secret);
+            cfg
         };
         cfg.audience = self.jwt_audience.clone();
         cfg.issuer = self.jwt_issuer.clone();

@@ -3,9 +3,12 @@
 //! Every subcommand lives in [`commands`] and is a few lines of wiring.
 
 mod bench;
+mod catalog;
 mod client;
 mod commands;
 mod config;
+mod http;
+mod services;
 mod wiring;
 
 use clap::{Parser, Subcommand};
@@ -24,8 +27,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Everything in one process with embedded defaults (SQLite + in-process store): API,
+    /// dashboard, video and AI workers. Prints the URL and a ready-made token.
+    Up(commands::up::UpArgs),
     /// Run the HTTP API (stateless; scale by replicas). Needs REDIS_URL.
     Serve(commands::serve::ServeArgs),
+    /// Run a job worker: `worker video` (transcoding) or `worker ai` (tool jobs).
+    Worker(commands::worker::WorkerArgs),
     /// Print a signed access token for a tenant/user/role (and nothing else) on stdout.
     Token(commands::token::TokenArgs),
     /// Upload a video or submit an excel import through the API (optionally --watch it).
@@ -68,7 +76,9 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         let settings = config::Settings::resolve(&cli.common)?;
         match cli.command {
+            Command::Up(args) => commands::up::run(settings, args).await,
             Command::Serve(args) => commands::serve::run(settings, args).await,
+            Command::Worker(args) => commands::worker::run(settings, args).await,
             Command::Token(args) => commands::token::run(settings, args),
             Command::Submit(args) => commands::submit::run(args).await,
             Command::Watch(args) => commands::watch::run(args).await,

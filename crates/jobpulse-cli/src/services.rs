@@ -12,15 +12,27 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 
 /// Handles to what [`start`] spawned.
-#[derive(Debug)]
 pub struct Background {
     pub relay: Relay,
     pub on_miss: MissHook,
     pub tasks: JoinSet<()>,
 }
 
+impl std::fmt::Debug for Background {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Background")
+            .field("tasks", &self.tasks.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Spawns relay, reconciler and read-repair; they stop with `shutdown`.
-pub fn start(settings: &Settings, db: &Db, store: &SharedStore, shutdown: &CancellationToken) -> Background {
+pub fn start(
+    settings: &Settings,
+    db: &Db,
+    store: &SharedStore,
+    shutdown: &CancellationToken,
+) -> Background {
     let mut tasks = JoinSet::new();
     let relay = Relay::new(db.clone(), store.clone());
     tasks.spawn(relay.clone().run(shutdown.clone()));
@@ -29,7 +41,8 @@ pub fn start(settings: &Settings, db: &Db, store: &SharedStore, shutdown: &Cance
             .retention(settings.terminal_retention)
             .run(shutdown.clone()),
     );
-    let (handle, task) = jobpulse_db::read_repair(db.clone(), store.clone(), ReadRepairConfig::default());
+    let (handle, task) =
+        jobpulse_db::read_repair(db.clone(), store.clone(), ReadRepairConfig::default());
     tasks.spawn(task.run(shutdown.clone()));
     let on_miss: MissHook = Arc::new(move |key| {
         handle.request(key.clone());

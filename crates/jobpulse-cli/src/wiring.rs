@@ -3,9 +3,14 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use jobpulse_db::Db;
+use jobpulse_api::auth::Verifier;
+use jobpulse_api::signing::MediaSigner;
+use jobpulse_api::state::{AppState, Limits};
+use jobpulse_db::{Db, Relay};
 use jobpulse_domain::keys::KeySpace;
+use jobpulse_media::{MediaStorage, Toolchain};
 use jobpulse_store::{MemoryStore, RedisStore, SharedStore};
+use jobpulse_worker::ai::{HandlerSettings, Registry};
 
 use crate::config::Settings;
 
@@ -46,6 +51,67 @@ pub async fn store(settings: &Settings, allow_memory: bool) -> anyhow::Result<Sh
              exists inside `jobpulse up`"
         ),
     }
+}
+
+/// Media storage on the local file system under the data dir.
+pub fn media(settings: &Settings) -> anyhow::Result<MediaStorage> {
+    let dir = settings.data_dir.join("media");
+    MediaStorage::local(&dir).with_context(|| format!("opening media storage at {}", dir.display()))
+}
+
+/// ffmpeg/ffprobe, or a clear warning when they are missing.
+pub fn toolchain() -> Option<Toolchain> {
+    match Toolchain::detect() {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::warn!(error = %e, "video transcoding is unavailable");
+            None
+        }
+    }
+}
+
+/// The key signing media URLs: `JOBPULSE_MEDIA_SECRET`, else derived from the HS256 secret,
+/// else random for this process (URLs then only work against this process).
+pub fn signer(settings: &Settings) -> MediaSigner {
+    if let Some(secret) = &settings.media_secret {
+        return MediaSigner::derived(secret.as_bytes());
+    }
+    if let Some(secret) = settings.hs256_secret.as_deref() {
+        return MediaSigner::derived(secret.as_bytes());
+    }
+    tracing::warn!(
+        "no JOBPULSE_MEDIA_SECRET and no HS256 secret: media URLs are signed with a random key \
+         and only work against this process"
+    );
+    let key: [u8; 32] = rand::random();
+    MediaSigner::new(&key)
+}
+
+/// The job handlers this build runs.
+pub fn registry() -> Registry {
+    Registry::standard(HandlerSettings::default())
+}
+
+/// State of the database-backed routes.
+pub fn app_state(
+    settings: &Settings,
+    db: &Db,
+    store: &SharedStore,
+    relay: &Relay,
+    verifier: &Arc<Verifier>,
+) -> anyhow::Result<AppState> {
+    Ok(AppState {
+        db: db.clone(),
+        store: store.clone(),
+        relay: relay.clone(),
+        storage: media(settings)?,
+        auth: verifier.clone(),
+        signer: signer(settings),
+        toolchain: toolchain(),
+        catalog: Arc::new(crate::catalog::RegistryCatalog(registry())),
+        limits: Limits::default(),
+        spool_dir: settings.data_dir.join("spool"),
+    })
 }
 
 /// A URL without its password, for messages.

@@ -4,4 +4,6 @@ pub mod admin;
 pub mod serve;
 pub mod submit;
 pub mod token;
+pub mod up;
 pub mod watch;
+pub mod worker;

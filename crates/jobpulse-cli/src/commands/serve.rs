@@ -1,67 +1,59 @@
-//! `jobpulse serve`: the API alone, stateless, against Redis (and the database when configured).
+//! `jobpulse serve`: the API alone — stateless, scale by replicas. Needs Redis; with a database
+//! configured it also serves the media/job routes and runs the relay and the reconciler.
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use clap::Args;
 use jobpulse_api::auth::Verifier;
-use jobpulse_api::{Application, HttpConfig, Parts, ReadState, RouterConfig};
-use jobpulse_domain::keys::KeySpace;
-use jobpulse_store::{RedisStore, SharedStore};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
+use crate::{http, services, wiring};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {}
 
-pub async fn run(settings: Settings, _args: ServeArgs) -> anyhow::Result<()> {
-    let Some(redis_url) = settings.redis_url.clone() else {
+pub async fn run(mut settings: Settings, _args: ServeArgs) -> anyhow::Result<()> {
+    if settings.redis_url.is_none() {
         anyhow::bail!(
             "`jobpulse serve` needs REDIS_URL (the shared read model); \
              for an all-in-one run without services use `jobpulse up`"
         );
-    };
-    let keys = KeySpace::new(&settings.key_prefix).context("--key-prefix")?;
-    let store: SharedStore = Arc::new(
-        RedisStore::connect(&redis_url, keys, settings.store_config())
-            .await
-            .context("connecting to Redis")?,
-    );
+    }
+    let store = wiring::store(&settings, false).await?;
     let verifier = Arc::new(Verifier::new(settings.auth(false)?));
-    let read = ReadState::new(store.clone(), verifier);
-    let ops = jobpulse_api::ops_state(store.clone(), Vec::new());
-    let router = jobpulse_api::router(
-        Parts {
-            read,
-            ops,
-            long_running: None,
-            extra: None,
-            app: None,
-        },
-        &RouterConfig {
-            cors: settings.cors(),
-            ..RouterConfig::default()
-        },
-    );
-    let app = Application::bind(
-        HttpConfig {
-            bind: settings.bind,
-            port: settings.port,
-            ..HttpConfig::default()
-        },
-        router,
+    let shutdown = CancellationToken::new();
+    http::cancel_on_signal(&shutdown);
+    let (db, background, app) = match &settings.database_url {
+        Some(_) => {
+            let db = wiring::database(&settings).await?;
+            let bg = services::start(&settings, &db, &store, &shutdown);
+            let app = wiring::app_state(&settings, &db, &store, &bg.relay, &verifier)?;
+            (Some(db), Some(bg), Some(app))
+        }
+        None => {
+            tracing::info!(
+                "no DATABASE_URL: serving progress reads only (media and job routes are off)"
+            );
+            (None, None, None)
+        }
+    };
+    let on_miss = background.as_ref().map(|b| b.on_miss.clone());
+    let server = http::bind(
+        &settings,
+        &store,
+        &verifier,
+        on_miss,
+        db.as_ref(),
+        app,
+        &shutdown,
     )
-    .await
-    .with_context(|| format!("binding {}:{}", settings.bind, settings.port))?;
-    tracing::info!(addr = %app.local_addr(), store = "redis", "jobpulse serve listening");
-    let stop = CancellationToken::new();
-    let signal = stop.clone();
-    tokio::spawn(async move {
-        jobpulse_api::shutdown_signal().await;
-        tracing::info!("shutting down");
-        signal.cancel();
-    });
-    app.run_until_stopped(stop).await?;
+    .await?;
+    tracing::info!(addr = %server.local_addr(), database = db.is_some(), "jobpulse serve listening");
+    server.run_until_stopped(shutdown.clone()).await?;
+    shutdown.cancel();
+    if let Some(bg) = background {
+        services::drain(bg.tasks).await;
+    }
     Ok(())
 }

@@ -25,7 +25,7 @@ pub struct TokenArgs {
     worker: bool,
 }
 
-pub fn run(settings: Settings, args: TokenArgs) -> anyhow::Result<()> {
+pub fn run(mut settings: Settings, args: TokenArgs) -> anyhow::Result<()> {
     let tenant = TenantId::new(args.tenant_id).map_err(|e| anyhow::anyhow!("--tenant-id: {e}"))?;
     let ttl_secs = parse_ttl(&args.ttl).map_err(|e| anyhow::anyhow!("--ttl: {e}"))?;
     let verifier = Verifier::new(settings.auth(false)?);

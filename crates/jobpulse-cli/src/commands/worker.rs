@@ -1,0 +1,76 @@
+//! `jobpulse worker video|ai`: job runners against the shared database and read model.
+
+use clap::{Args, ValueEnum};
+use jobpulse_media::TranscodeOptions;
+use jobpulse_worker::ai::{AiWorker, AiWorkerConfig};
+use jobpulse_worker::video::pipeline::PipelineContext;
+use jobpulse_worker::video::{VideoWorker, VideoWorkerConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::{http, services, wiring};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Kind {
+    Video,
+    Ai,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Which queue to work: video (transcoding) or ai (tool jobs).
+    kind: Kind,
+    /// Jobs run at once by this process.
+    #[arg(long)]
+    concurrency: Option<usize>,
+}
+
+pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {
+    if settings.database_url.is_none() || settings.redis_url.is_none() {
+        anyhow::bail!(
+            "`jobpulse worker` needs DATABASE_URL and REDIS_URL (shared with the API); \
+             for an all-in-one run use `jobpulse up`"
+        );
+    }
+    let db = wiring::database(&settings).await?;
+    let store = wiring::store(&settings, false).await?;
+    let storage = wiring::media(&settings)?;
+    let shutdown = CancellationToken::new();
+    http::cancel_on_signal(&shutdown);
+    let bg = services::start(&settings, &db, &store, &shutdown);
+    match args.kind {
+        Kind::Video => {
+            let toolchain = wiring::toolchain().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "ffmpeg and ffprobe are needed by the video worker: install them (e.g. \
+                     apt-get install ffmpeg) or set JOBPULSE_FFMPEG / JOBPULSE_FFPROBE"
+                )
+            })?;
+            let mut config = VideoWorkerConfig::new(settings.data_dir.join("work"));
+            if let Some(c) = args.concurrency {
+                config.concurrency = c;
+            }
+            let ctx = PipelineContext {
+                toolchain,
+                storage,
+                work_root: settings.data_dir.join("work"),
+                options: TranscodeOptions::default(),
+            };
+            VideoWorker::new(db, store, bg.relay.clone(), ctx, config)
+                .run(shutdown.clone())
+                .await?;
+        }
+        Kind::Ai => {
+            let mut config = AiWorkerConfig::default();
+            if let Some(c) = args.concurrency {
+                config.concurrency = c;
+            }
+            AiWorker::new(db, store, storage, wiring::registry(), config)
+                .run(shutdown.clone())
+                .await;
+        }
+    }
+    shutdown.cancel();
+    services::drain(bg.tasks).await;
+    Ok(())
+}
