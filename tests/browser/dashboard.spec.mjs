@@ -27,6 +27,8 @@ const env = {
   workbook: process.env.JOBPULSE_WORKBOOK || '',
   timeoutMs: Number(process.env.JOBPULSE_TIMEOUT || 300) * 1000,
   screenshot: process.env.DASHBOARD_SCREENSHOT || join(ROOT, 'docs/dashboard.png'),
+  // The README's picture is taken mid-encoding (steps and ETA visible) when the clip is long
+  // enough to catch it; otherwise the READY page is used.
 };
 
 let browser;
@@ -101,6 +103,8 @@ async function uploadClip() {
   log(`      video ${videoId}: ${r.status} at ${r.bar} %`);
 }
 
+let processingShot = null;
+
 async function watchToReady() {
   const seenSteps = [];
   const seenStatus = [];
@@ -112,6 +116,10 @@ async function watchToReady() {
     if (seenStatus.at(-1) !== r.status) seenStatus.push(r.status);
     if (r.step && seenSteps.at(-1) !== r.step.replace(/^\[\d+\/\d+\] /, '')) {
       seenSteps.push(r.step.replace(/^\[\d+\/\d+\] /, ''));
+    }
+    if (!processingShot && r.status === 'PROCESSING' && r.eta && r.bar != null && r.bar >= 30) {
+      await page.screenshot({ path: env.screenshot, fullPage: true });
+      processingShot = `${r.step} ${r.stepPercent} · ${r.eta}`;
     }
     const sameAttempt = last && last.status === r.status && last.attempt === r.attempt;
     if (sameAttempt && r.bar != null && last.bar != null) {
@@ -135,6 +143,12 @@ async function watchToReady() {
 }
 
 async function screenshot() {
+  if (processingShot) {
+    log(`      screenshot while encoding (${processingShot}): ${env.screenshot}`);
+    return;
+  }
+  // Let the bar's CSS transition finish before the picture.
+  await page.waitForTimeout(800);
   await page.screenshot({ path: env.screenshot, fullPage: true });
   log(`      screenshot: ${env.screenshot}`);
 }
