@@ -169,20 +169,86 @@ pub fn unique_prefix() -> String {
     format!("t-{:016x}", rand::random::<u64>())
 }
 
-/// A Redis read model under a key prefix of its own.
-pub async fn redis_store(config: StoreConfig) -> anyhow::Result<Arc<RedisStore>> {
-    let url = redis_url();
-    let keys = KeySpace::new(&unique_prefix()).context("prefix")?;
-    let store = RedisStore::connect(&url, keys, config).await.with_context(|| {
-        format!("Redis is not reachable at {url}; start it (scripts/test does) or set JOBPULSE_TEST_REDIS_URL")
-    })?;
-    Ok(Arc::new(store))
+/// Deletes every key under a prefix when dropped (terminal records have no TTL, so a test that
+/// did not clean up would leave them in the shared Redis for good).
+#[derive(Debug)]
+struct RedisGuard {
+    prefix: String,
 }
 
-/// The read model that goes with a backend: Redis for PostgreSQL, in-process for SQLite.
-pub async fn store_for(backend: Backend) -> anyhow::Result<jobpulse_store::SharedStore> {
+impl Drop for RedisGuard {
+    fn drop(&mut self) {
+        let prefix = self.prefix.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(client) = redis::Client::open(redis_url()) else {
+                return;
+            };
+            let Ok(mut con) = client.get_connection() else {
+                return;
+            };
+            let keys: Vec<String> = redis::cmd("SCAN")
+                .cursor_arg(0)
+                .arg("MATCH")
+                .arg(format!("{prefix}:*"))
+                .arg("COUNT")
+                .arg(1000)
+                .clone()
+                .iter(&mut con)
+                .map(|it| it.filter_map(Result::ok).collect())
+                .unwrap_or_default();
+            for chunk in keys.chunks(500) {
+                let _: Result<i64, _> = redis::cmd("DEL").arg(chunk).query(&mut con);
+            }
+        })
+        .join();
+    }
+}
+
+/// A Redis read model under a key prefix of its own, whose keys are deleted with it.
+#[derive(Debug)]
+pub struct TestRedis {
+    pub store: Arc<RedisStore>,
+    pub keys: KeySpace,
+    _guard: RedisGuard,
+}
+
+impl TestRedis {
+    pub async fn new(config: StoreConfig) -> anyhow::Result<TestRedis> {
+        let keys = KeySpace::new(&unique_prefix()).context("prefix")?;
+        Self::with_keys(keys, config).await
+    }
+
+    pub async fn with_keys(keys: KeySpace, config: StoreConfig) -> anyhow::Result<TestRedis> {
+        let url = redis_url();
+        let guard = RedisGuard {
+            prefix: keys.prefix().to_owned(),
+        };
+        let store = RedisStore::connect(&url, keys.clone(), config)
+            .await
+            .with_context(|| {
+                format!(
+                    "Redis is not reachable at {url}; start it (scripts/test does) or set \
+                     JOBPULSE_TEST_REDIS_URL"
+                )
+            })?;
+        Ok(TestRedis {
+            store: Arc::new(store),
+            keys,
+            _guard: guard,
+        })
+    }
+}
+
+/// The read model that goes with a backend — Redis for PostgreSQL, in-process for SQLite —
+/// and the guard that cleans the Redis keys up (keep it alive as long as the store).
+pub async fn store_for(
+    backend: Backend,
+) -> anyhow::Result<(jobpulse_store::SharedStore, Option<TestRedis>)> {
     Ok(match backend {
-        Backend::Postgres => redis_store(StoreConfig::default()).await?,
-        Backend::Sqlite => Arc::new(jobpulse_store::MemoryStore::default()),
+        Backend::Postgres => {
+            let r = TestRedis::new(StoreConfig::default()).await?;
+            (r.store.clone(), Some(r))
+        }
+        Backend::Sqlite => (Arc::new(jobpulse_store::MemoryStore::default()), None),
     })
 }

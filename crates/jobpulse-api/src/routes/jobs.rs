@@ -25,6 +25,7 @@ use utoipa::ToSchema;
 use crate::auth::{Audience, Principal};
 use crate::error::ApiError;
 use crate::routes::media::publish;
+use crate::routes::upload;
 use crate::state::{AppState, JobSpec};
 
 pub fn router(state: AppState) -> Router {
@@ -134,30 +135,24 @@ fn positive(s: &str, what: &str) -> Result<i64, ApiError> {
 
 async fn read_multipart(state: &AppState, mut mp: Multipart) -> Result<Submission, ApiError> {
     let limit = state.limits.job_file_bytes;
-    let bad = |e: axum::extract::multipart::MultipartError| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge(format!("the file is larger than {limit} bytes"))
-        } else {
-            ApiError::BadRequest(format!("malformed multipart body: {}", e.body_text()))
-        }
-    };
+    let bad = upload::multipart_error(limit);
     let mut sub = Submission {
         job_type: String::new(),
         payload: serde_json::json!({}),
         lecture_id: None,
         file: None,
     };
-    while let Some(mut field) = mp.next_field().await.map_err(bad)? {
+    while let Some(mut field) = mp.next_field().await.map_err(&bad)? {
         match field.name().unwrap_or_default() {
-            "job_type" => sub.job_type = field.text().await.map_err(bad)?.trim().to_owned(),
+            "job_type" => sub.job_type = field.text().await.map_err(&bad)?.trim().to_owned(),
             "lecture_id" => {
-                let t = field.text().await.map_err(bad)?;
+                let t = field.text().await.map_err(&bad)?;
                 if !t.trim().is_empty() {
                     sub.lecture_id = Some(positive(&t, "lecture_id")?);
                 }
             }
             "payload" => {
-                let t = field.text().await.map_err(bad)?;
+                let t = field.text().await.map_err(&bad)?;
                 if t.len() > 64 * 1024 {
                     return Err(ApiError::PayloadTooLarge("payload: at most 64 KiB".into()));
                 }
@@ -169,32 +164,7 @@ async fn read_multipart(state: &AppState, mut mp: Multipart) -> Result<Submissio
                     return Err(ApiError::BadRequest("send one file".into()));
                 }
                 let name = field.file_name().unwrap_or("input").to_owned();
-                tokio::fs::create_dir_all(&state.spool_dir)
-                    .await
-                    .map_err(ApiError::internal)?;
-                let spool = tempfile::Builder::new()
-                    .prefix("job-")
-                    .tempfile_in(&state.spool_dir)
-                    .map_err(ApiError::internal)?
-                    .into_temp_path();
-                let mut out = tokio::fs::File::create(&spool)
-                    .await
-                    .map_err(ApiError::internal)?;
-                let mut n = 0u64;
-                while let Some(chunk) = field.chunk().await.map_err(bad)? {
-                    n += chunk.len() as u64;
-                    if n > limit {
-                        return Err(ApiError::PayloadTooLarge(format!(
-                            "the file is larger than {limit} bytes"
-                        )));
-                    }
-                    tokio::io::AsyncWriteExt::write_all(&mut out, &chunk)
-                        .await
-                        .map_err(ApiError::internal)?;
-                }
-                if n == 0 {
-                    return Err(ApiError::Unprocessable("the file is empty".into()));
-                }
+                let (spool, _) = upload::spool(&mut field, &state.spool_dir, limit).await?;
                 sub.file = Some((spool, name));
             }
             other => {
@@ -331,17 +301,7 @@ async fn finish_submit(
     new.timeout = spec.timeout;
     let mut stored: Option<StorageKey> = None;
     if let Some((spool, name)) = &file {
-        let ext = name
-            .rsplit_once('.')
-            .map(|(_, e)| e.to_ascii_lowercase())
-            .filter(|e| (1..=5).contains(&e.len()) && e.bytes().all(|b| b.is_ascii_alphanumeric()))
-            .unwrap_or_else(|| "bin".into());
-        let key = StorageKey::parse(&format!(
-            "tenants/{}/jobs/uploads/{}/input.{ext}",
-            new.tenant,
-            random_token()
-        ))
-        .map_err(|e| ApiError::internal(e.0))?;
+        let key = upload::upload_key(new.tenant, "jobs", "input", &upload::extension_of(name))?;
         state.storage.put_file(&key, spool).await?;
         new.input_file_key = Some(key.as_str().to_owned());
         stored = Some(key);
@@ -394,14 +354,6 @@ async fn reject(state: &AppState, new: NewAiJob, message: String) -> Result<Resp
         }),
     )
         .into_response())
-}
-
-fn random_token() -> String {
-    use rand::RngExt;
-    let mut rng = rand::rng();
-    (0..16)
-        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
-        .collect()
 }
 
 /// Query of the job list.

@@ -17,14 +17,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use jobpulse_db::{OutboxEntry, Video, VideoFilter};
-use jobpulse_domain::{TenantId, VideoId, VideoStatus};
+use jobpulse_domain::{VideoId, VideoStatus};
 use jobpulse_media::{StorageKey, keys};
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
 use utoipa::ToSchema;
 
 use crate::auth::{Audience, Principal};
 use crate::error::ApiError;
+use crate::routes::upload;
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
@@ -141,74 +141,32 @@ struct Upload {
     session_id: Option<i64>,
 }
 
-fn extension_of(name: &str) -> String {
-    let ext = name
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
-    if (1..=5).contains(&ext.len()) && ext.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        ext
-    } else {
-        "bin".into()
-    }
-}
-
 /// Streams the multipart body: the `file` field to a spool file, small text fields to memory.
 async fn read_upload(state: &AppState, mut mp: Multipart) -> Result<Upload, ApiError> {
     let mut file: Option<(tempfile::TempPath, u64, String)> = None;
     let mut title = None;
     let mut session_id = None;
-    let bad = |e: axum::extract::multipart::MultipartError| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge(format!(
-                "the upload is larger than {} bytes",
-                state.limits.video_bytes
-            ))
-        } else {
-            ApiError::BadRequest(format!("malformed multipart body: {}", e.body_text()))
-        }
-    };
-    while let Some(mut field) = mp.next_field().await.map_err(bad)? {
+    let bad = upload::multipart_error(state.limits.video_bytes);
+    while let Some(mut field) = mp.next_field().await.map_err(&bad)? {
         match field.name().unwrap_or_default() {
             "file" => {
                 if file.is_some() {
                     return Err(ApiError::BadRequest("send one file".into()));
                 }
                 let filename = field.file_name().unwrap_or("upload").to_owned();
-                tokio::fs::create_dir_all(&state.spool_dir)
-                    .await
-                    .map_err(ApiError::internal)?;
-                let spool = tempfile::Builder::new()
-                    .prefix("upload-")
-                    .tempfile_in(&state.spool_dir)
-                    .map_err(ApiError::internal)?
-                    .into_temp_path();
-                let mut out = tokio::fs::File::create(&spool)
-                    .await
-                    .map_err(ApiError::internal)?;
-                let mut n: u64 = 0;
-                while let Some(chunk) = field.chunk().await.map_err(bad)? {
-                    n += chunk.len() as u64;
-                    if n > state.limits.video_bytes {
-                        return Err(ApiError::PayloadTooLarge(format!(
-                            "the upload is larger than {} bytes",
-                            state.limits.video_bytes
-                        )));
-                    }
-                    out.write_all(&chunk).await.map_err(ApiError::internal)?;
-                }
-                out.flush().await.map_err(ApiError::internal)?;
+                let (spool, n) =
+                    upload::spool(&mut field, &state.spool_dir, state.limits.video_bytes).await?;
                 file = Some((spool, n, filename));
             }
             "title" => {
-                let t = field.text().await.map_err(bad)?;
+                let t = field.text().await.map_err(&bad)?;
                 if t.chars().count() > 200 {
                     return Err(ApiError::BadRequest("title: at most 200 characters".into()));
                 }
                 title = Some(t).filter(|t| !t.trim().is_empty());
             }
             "session_id" => {
-                let t = field.text().await.map_err(bad)?;
+                let t = field.text().await.map_err(&bad)?;
                 let t = t.trim();
                 if !t.is_empty() {
                     let id = t.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| {
@@ -240,20 +198,6 @@ async fn read_upload(state: &AppState, mut mp: Multipart) -> Result<Upload, ApiE
         title,
         session_id,
     })
-}
-
-fn upload_key(tenant: TenantId, ext: &str) -> Result<StorageKey, ApiError> {
-    use rand::RngExt;
-    let token: String = {
-        let mut rng = rand::rng();
-        (0..16)
-            .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
-            .collect()
-    };
-    StorageKey::parse(&format!(
-        "tenants/{tenant}/video/uploads/{token}/source.{ext}"
-    ))
-    .map_err(|e| ApiError::internal(e.0))
 }
 
 fn title_from(filename: &str) -> String {
@@ -295,7 +239,12 @@ pub async fn upload(
         // ffprobe itself failed (not the file): let the worker decide.
         tracing::warn!(error = %e, "upload probe failed; leaving the check to the worker");
     }
-    let key = upload_key(p.tenant, &extension_of(&up.filename))?;
+    let key = upload::upload_key(
+        p.tenant,
+        "video",
+        "source",
+        &upload::extension_of(&up.filename),
+    )?;
     state.storage.put_file(&key, &up.spool).await?;
     let title = up.title.clone().unwrap_or_else(|| title_from(&up.filename));
     let committed = match state

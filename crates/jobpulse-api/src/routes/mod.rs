@@ -9,3 +9,4 @@ pub mod media;
 pub mod ops;
 pub mod progress;
 pub mod stream;
+mod upload;

@@ -190,6 +190,7 @@ pub struct DbApp {
     pub tdb: jobpulse_testkit::TestDatabase,
     pub state: jobpulse_api::state::AppState,
     pub dir: tempfile::TempDir,
+    _redis: Option<jobpulse_testkit::TestRedis>,
 }
 
 impl DbApp {
@@ -202,7 +203,7 @@ impl DbApp {
         limits: jobpulse_api::state::Limits,
     ) -> anyhow::Result<DbApp> {
         let tdb = jobpulse_testkit::TestDatabase::new(backend).await?;
-        let store = jobpulse_testkit::store_for(backend).await?;
+        let (store, redis) = jobpulse_testkit::store_for(backend).await?;
         let dir = tempfile::tempdir()?;
         let verifier = Arc::new(Verifier::new(AuthConfig::hs256(SECRET)?));
         let state = jobpulse_api::state::AppState {
@@ -255,6 +256,7 @@ impl DbApp {
             tdb,
             state,
             dir,
+            _redis: redis,
         })
     }
 

@@ -38,59 +38,6 @@ macro_rules! both {
 }
 pub(crate) use both;
 
-pub fn admin_url() -> String {
-    std::env::var("JOBPULSE_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// `url` with its database name replaced.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let prefix = match base.rfind('/') {
-        Some(i) if i > "postgres://".len() => &base[..i],
-        _ => base,
-    };
-    match query {
-        Some(q) => format!("{prefix}/{name}?{q}"),
-        None => format!("{prefix}/{name}"),
-    }
-}
-
-/// Drops the per-test database (or the temp dir) when the test ends, even when it panicked.
-#[derive(Debug)]
-enum Guard {
-    Postgres { name: String },
-    Sqlite(#[allow(dead_code)] tempfile::TempDir),
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Guard::Postgres { name } = self {
-            let name = name.clone();
-            // Best effort, on a thread of its own: the test's runtime may be shutting down.
-            let _ = std::thread::spawn(move || {
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return;
-                };
-                rt.block_on(async move {
-                    use sqlx::Connection;
-                    if let Ok(mut c) = sqlx::PgConnection::connect(&admin_url()).await {
-                        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await;
-                    }
-                });
-            })
-            .join();
-        }
-    }
-}
-
 /// A migrated database of its own, an in-process read model and the relay between them.
 #[derive(Debug)]
 pub struct TestDb {
@@ -100,7 +47,7 @@ pub struct TestDb {
     pub store: Arc<FlakyStore>,
     pub memory: Arc<MemoryStore>,
     pub relay: Relay,
-    _guard: Guard,
+    _database: jobpulse_testkit::TestDatabase,
 }
 
 pub fn test_options() -> DbOptions {
@@ -124,34 +71,15 @@ pub async fn test_db(backend: Backend) -> anyhow::Result<TestDb> {
 }
 
 pub async fn test_db_with(backend: Backend, options: DbOptions) -> anyhow::Result<TestDb> {
-    let (url, guard) = match backend {
-        Backend::Postgres => {
-            use sqlx::Connection;
-            let admin = admin_url();
-            let mut c = sqlx::PgConnection::connect(&admin).await.with_context(|| {
-                format!(
-                    "PostgreSQL is not reachable at {admin}; start it or set \
-                     JOBPULSE_TEST_DATABASE_URL"
-                )
-            })?;
-            let name = format!("jp_{:016x}", rand::random::<u64>());
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-                .execute(&mut c)
-                .await
-                .context("CREATE DATABASE")?;
-            c.close().await?;
-            (with_database(&admin, &name), Guard::Postgres { name })
-        }
-        Backend::Sqlite => {
-            let dir = tempfile::TempDir::new()?;
-            let url = format!("sqlite://{}/jobpulse.db", dir.path().display());
-            (url, Guard::Sqlite(dir))
-        }
-    };
-    let db = Db::connect_with(&url, options)
-        .await
-        .with_context(|| format!("connect {url}"))?;
-    db.migrate().await.context("migrate")?;
+    let database = jobpulse_testkit::TestDatabase::with_options(
+        match backend {
+            Backend::Postgres => jobpulse_testkit::Backend::Postgres,
+            Backend::Sqlite => jobpulse_testkit::Backend::Sqlite,
+        },
+        options,
+    )
+    .await?;
+    let (db, url) = (database.db.clone(), database.url.clone());
     let memory = Arc::new(MemoryStore::default());
     let store = Arc::new(FlakyStore::new(memory.clone()));
     let relay = Relay::new(db.clone(), store.clone() as SharedStore);
@@ -162,7 +90,7 @@ pub async fn test_db_with(backend: Backend, options: DbOptions) -> anyhow::Resul
         store,
         memory,
         relay,
-        _guard: guard,
+        _database: database,
     })
 }
 

@@ -42,78 +42,8 @@ macro_rules! both {
 }
 pub(crate) use both;
 
-fn admin_url() -> String {
-    std::env::var("JOBPULSE_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
 fn redis_url() -> String {
-    std::env::var("JOBPULSE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// `url` with its database name replaced.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let prefix = match base.rfind('/') {
-        Some(i) if i > "postgres://".len() => &base[..i],
-        _ => base,
-    };
-    match query {
-        Some(q) => format!("{prefix}/{name}?{q}"),
-        None => format!("{prefix}/{name}"),
-    }
-}
-
-/// Drops the test's database and Redis keys when the test ends, even when it panicked.
-#[derive(Debug, Default)]
-struct Guard {
-    pg_database: Option<String>,
-    redis_prefix: Option<String>,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(prefix) = self.redis_prefix.take()
-            && let Ok(client) = redis::Client::open(redis_url())
-            && let Ok(mut con) = client.get_connection()
-        {
-            let keys: Vec<String> = redis::cmd("SCAN")
-                .cursor_arg(0)
-                .arg("MATCH")
-                .arg(format!("{prefix}:*"))
-                .arg("COUNT")
-                .arg(1000)
-                .clone()
-                .iter(&mut con)
-                .map(|it| it.filter_map(Result::ok).collect())
-                .unwrap_or_default();
-            for chunk in keys.chunks(500) {
-                let _: Result<i64, _> = redis::cmd("DEL").arg(chunk).query(&mut con);
-            }
-        }
-        if let Some(name) = self.pg_database.take() {
-            // On a thread of its own: the test's runtime may be shutting down.
-            let _ = std::thread::spawn(move || {
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return;
-                };
-                rt.block_on(async move {
-                    use sqlx::Connection;
-                    if let Ok(mut c) = sqlx::PgConnection::connect(&admin_url()).await {
-                        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await;
-                    }
-                });
-            })
-            .join();
-        }
-    }
+    jobpulse_testkit::redis_url()
 }
 
 /// One test's world.
@@ -128,7 +58,9 @@ pub struct Env {
     pub storage: MediaStorage,
     pub seed: TenantSeed,
     _dir: tempfile::TempDir,
-    _guard: Guard,
+    // Dropped with the test: its database and its Redis keys go too.
+    _database: jobpulse_testkit::TestDatabase,
+    _redis: Option<jobpulse_testkit::TestRedis>,
 }
 
 pub fn db_options() -> DbOptions {
@@ -150,49 +82,34 @@ pub fn db_options() -> DbOptions {
 impl Env {
     pub async fn new(backend: Backend) -> anyhow::Result<Self> {
         let dir = tempfile::TempDir::new()?;
-        let mut guard = Guard::default();
-        let url = match backend {
+        let database = jobpulse_testkit::TestDatabase::with_options(
+            match backend {
+                Backend::PgRedis => jobpulse_testkit::Backend::Postgres,
+                Backend::SqliteMemory => jobpulse_testkit::Backend::Sqlite,
+            },
+            db_options(),
+        )
+        .await?;
+        let (db, url) = (database.db.clone(), database.url.clone());
+        let (store, redis, redis_keys, test_redis): (SharedStore, _, _, _) = match backend {
             Backend::PgRedis => {
-                use sqlx::Connection;
-                let admin = admin_url();
-                let mut c = sqlx::PgConnection::connect(&admin).await.with_context(|| {
-                    format!(
-                        "PostgreSQL is not reachable at {admin}; start it or set \
-                         JOBPULSE_TEST_DATABASE_URL"
-                    )
-                })?;
-                let name = format!("jp_ai_{:016x}", rand::random::<u64>());
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-                    .execute(&mut c)
-                    .await
-                    .context("CREATE DATABASE")?;
-                c.close().await?;
-                guard.pg_database = Some(name.clone());
-                with_database(&admin, &name)
+                let keys = KeySpace::new(&format!("t-ai-{:016x}", rand::random::<u64>()))?;
+                let r =
+                    jobpulse_testkit::TestRedis::with_keys(keys.clone(), StoreConfig::default())
+                        .await?;
+                (
+                    r.store.clone() as SharedStore,
+                    Some(r.store.clone()),
+                    Some(keys),
+                    Some(r),
+                )
             }
-            Backend::SqliteMemory => format!("sqlite://{}/jobpulse.db", dir.path().display()),
-        };
-        let db = Db::connect_with(&url, db_options())
-            .await
-            .with_context(|| format!("connect {url}"))?;
-        db.migrate().await.context("migrate")?;
-        let (store, redis, redis_keys): (SharedStore, _, _) = match backend {
-            Backend::PgRedis => {
-                let prefix = format!("t-ai-{:016x}", rand::random::<u64>());
-                guard.redis_prefix = Some(prefix.clone());
-                let keys = KeySpace::new(&prefix)?;
-                let r = RedisStore::connect(&redis_url(), keys.clone(), StoreConfig::default())
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "Redis is not reachable at {}; start it or set JOBPULSE_TEST_REDIS_URL",
-                            redis_url()
-                        )
-                    })?;
-                let r = Arc::new(r);
-                (r.clone(), Some(r), Some(keys))
-            }
-            Backend::SqliteMemory => (Arc::new(MemoryStore::default()), None, None),
+            Backend::SqliteMemory => (
+                Arc::new(MemoryStore::default()) as SharedStore,
+                None,
+                None,
+                None,
+            ),
         };
         let storage = MediaStorage::local(dir.path().join("media"))?;
         let seed = db.create_tenant("academy", "Academy").await?;
@@ -206,7 +123,8 @@ impl Env {
             storage,
             seed,
             _dir: dir,
-            _guard: guard,
+            _database: database,
+            _redis: test_redis,
         })
     }
 

@@ -51,81 +51,6 @@ macro_rules! both {
 }
 pub(crate) use both;
 
-pub fn database_url() -> String {
-    std::env::var("JOBPULSE_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-pub fn redis_url() -> String {
-    std::env::var("JOBPULSE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// `url` with its database name replaced.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let prefix = match base.rfind('/') {
-        Some(i) if i > "postgres://".len() => &base[..i],
-        _ => base,
-    };
-    match query {
-        Some(q) => format!("{prefix}/{name}?{q}"),
-        None => format!("{prefix}/{name}"),
-    }
-}
-
-/// Drops the per-test database / Redis keys when the test ends, even when it panicked.
-#[derive(Debug)]
-enum Cleanup {
-    Postgres { database: String, keys: KeySpace },
-    Sqlite,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let Cleanup::Postgres { database, keys } = self else {
-            return;
-        };
-        let (database, prefix) = (database.clone(), keys.prefix().to_owned());
-        // On a thread of its own: the test's runtime may be shutting down.
-        let _ = std::thread::spawn(move || {
-            if let Ok(client) = redis::Client::open(redis_url().as_str())
-                && let Ok(mut con) = client.get_connection()
-            {
-                let keys: Vec<String> = redis::cmd("SCAN")
-                    .cursor_arg(0)
-                    .arg("MATCH")
-                    .arg(format!("{prefix}:*"))
-                    .arg("COUNT")
-                    .arg(1000)
-                    .clone()
-                    .iter(&mut con)
-                    .map(|it| it.filter_map(Result::ok).collect())
-                    .unwrap_or_default();
-                for chunk in keys.chunks(500) {
-                    let _: Result<i64, _> = redis::cmd("DEL").arg(chunk).query(&mut con);
-                }
-            }
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                use sqlx::Connection;
-                if let Ok(mut c) = sqlx::PgConnection::connect(&database_url()).await {
-                    let sql = format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)");
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
 /// Queue settings of the tests: a 1 s retry backoff (long enough for a 50 ms poller to see
 /// RETRY_WAIT, short enough for quick tests), no jitter.
 pub fn db_options() -> DbOptions {
@@ -162,7 +87,9 @@ pub struct Env {
     dir: tempfile::TempDir,
     uploads: std::sync::atomic::AtomicI64,
     _relay_stop: DropGuard,
-    _cleanup: Cleanup,
+    // Dropped last: the database and the Redis keys go with them.
+    _database: jobpulse_testkit::TestDatabase,
+    _redis: Option<jobpulse_testkit::TestRedis>,
 }
 
 /// Logs of the code under test, captured with the test's output (shown when it fails);
@@ -181,53 +108,34 @@ impl Env {
     pub async fn new(backend: Backend) -> anyhow::Result<Env> {
         init_logs();
         let dir = tempfile::tempdir()?;
-        let (db_url, cleanup, redis_keys) = match backend {
+        let database = jobpulse_testkit::TestDatabase::with_options(
+            match backend {
+                Backend::Postgres => jobpulse_testkit::Backend::Postgres,
+                Backend::Sqlite => jobpulse_testkit::Backend::Sqlite,
+            },
+            db_options(),
+        )
+        .await?;
+        let (db, db_url) = (database.db.clone(), database.url.clone());
+        let (store, redis, memory, test_redis): (SharedStore, _, _, _) = match backend {
             Backend::Postgres => {
-                use sqlx::Connection;
-                let admin = database_url();
-                let mut c = sqlx::PgConnection::connect(&admin).await.with_context(|| {
-                    format!(
-                        "PostgreSQL is not reachable at {admin}; start it or set \
-                         JOBPULSE_TEST_DATABASE_URL"
-                    )
-                })?;
-                let name = format!("jpw_{:016x}", rand::random::<u64>());
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-                    .execute(&mut c)
-                    .await
-                    .context("CREATE DATABASE")?;
-                c.close().await?;
                 let keys = KeySpace::new(&format!("vw-{:016x}", rand::random::<u64>()))
                     .context("key prefix")?;
+                let r =
+                    jobpulse_testkit::TestRedis::with_keys(keys, StoreConfig::default()).await?;
                 (
-                    with_database(&admin, &name),
-                    Cleanup::Postgres {
-                        database: name,
-                        keys: keys.clone(),
-                    },
-                    Some(keys),
+                    r.store.clone() as SharedStore,
+                    Some(r.store.clone()),
+                    None,
+                    Some(r),
                 )
             }
-            Backend::Sqlite => (
-                format!("sqlite://{}/jobpulse.db", dir.path().display()),
-                Cleanup::Sqlite,
-                None,
-            ),
-        };
-        let db = Db::connect_with(&db_url, db_options())
-            .await
-            .with_context(|| format!("connect {db_url}"))?;
-        db.migrate().await.context("migrate")?;
-        let (store, redis, memory): (SharedStore, _, _) = match &redis_keys {
-            Some(keys) => {
-                let r = Arc::new(connect_redis(keys).await?);
-                (r.clone(), Some(r), None)
-            }
-            None => {
+            Backend::Sqlite => {
                 let m = Arc::new(MemoryStore::default());
-                (m.clone(), None, Some(m))
+                (m.clone() as SharedStore, None, Some(m), None)
             }
         };
+        let redis_keys = test_redis.as_ref().map(|r| r.keys.clone());
         let relay = Relay::new(db.clone(), store.clone());
         let relay_stop = CancellationToken::new();
         tokio::spawn(relay.clone().run(relay_stop.clone()));
@@ -248,7 +156,8 @@ impl Env {
             dir,
             uploads: std::sync::atomic::AtomicI64::new(0),
             _relay_stop: relay_stop.drop_guard(),
-            _cleanup: cleanup,
+            _database: database,
+            _redis: test_redis,
         })
     }
 
@@ -417,7 +326,7 @@ impl Env {
 }
 
 async fn connect_redis(keys: &KeySpace) -> anyhow::Result<RedisStore> {
-    let url = redis_url();
+    let url = jobpulse_testkit::redis_url();
     RedisStore::connect(&url, keys.clone(), StoreConfig::default())
         .await
         .with_context(|| {

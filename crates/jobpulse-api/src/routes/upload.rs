@@ -1,0 +1,104 @@
+//! Multipart helpers shared by the video upload and the job submit: spooling a file field to
+//! disk under a size limit, mapping multipart errors, and naming the stored upload.
+
+use axum::extract::multipart::{Field, MultipartError};
+use axum::http::StatusCode;
+use jobpulse_domain::TenantId;
+use jobpulse_media::StorageKey;
+use tokio::io::AsyncWriteExt;
+
+use crate::error::ApiError;
+
+/// Maps a multipart error to the client's fault, naming the limit when it was the size.
+pub(crate) fn multipart_error(limit: u64) -> impl Fn(MultipartError) -> ApiError {
+    move |e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(format!("the file is larger than {limit} bytes"))
+        } else {
+            ApiError::BadRequest(format!("malformed multipart body: {}", e.body_text()))
+        }
+    }
+}
+
+/// Streams a file field to a new spool file (never whole in memory), refusing more than
+/// `limit` bytes and an empty file. The spool file is removed when the returned path drops.
+pub(crate) async fn spool(
+    field: &mut Field<'_>,
+    spool_dir: &std::path::Path,
+    limit: u64,
+) -> Result<(tempfile::TempPath, u64), ApiError> {
+    tokio::fs::create_dir_all(spool_dir)
+        .await
+        .map_err(ApiError::internal)?;
+    let path = tempfile::Builder::new()
+        .prefix("upload-")
+        .tempfile_in(spool_dir)
+        .map_err(ApiError::internal)?
+        .into_temp_path();
+    let mut out = tokio::fs::File::create(&path)
+        .await
+        .map_err(ApiError::internal)?;
+    let bad = multipart_error(limit);
+    let mut n: u64 = 0;
+    while let Some(chunk) = field.chunk().await.map_err(&bad)? {
+        n += chunk.len() as u64;
+        if n > limit {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "the file is larger than {limit} bytes"
+            )));
+        }
+        out.write_all(&chunk).await.map_err(ApiError::internal)?;
+    }
+    out.flush().await.map_err(ApiError::internal)?;
+    if n == 0 {
+        return Err(ApiError::Unprocessable("the file is empty".into()));
+    }
+    Ok((path, n))
+}
+
+/// The lower-cased extension of a client file name when it is short and alphanumeric, else
+/// `bin` (the client's name never reaches a storage key).
+pub(crate) fn extension_of(name: &str) -> String {
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    if (1..=5).contains(&ext.len()) && ext.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        ext
+    } else {
+        "bin".into()
+    }
+}
+
+/// A fresh storage key for an upload: `tenants/{t}/{area}/uploads/{random}/{stem}.{ext}`.
+pub(crate) fn upload_key(
+    tenant: TenantId,
+    area: &str,
+    stem: &str,
+    ext: &str,
+) -> Result<StorageKey, ApiError> {
+    use rand::RngExt;
+    let token: String = {
+        let mut rng = rand::rng();
+        (0..16)
+            .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
+            .collect()
+    };
+    StorageKey::parse(&format!(
+        "tenants/{tenant}/{area}/uploads/{token}/{stem}.{ext}"
+    ))
+    .map_err(|e| ApiError::internal(e.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extensions_never_carry_client_text() {
+        assert_eq!(extension_of("a.MP4"), "mp4");
+        assert_eq!(extension_of("noext"), "bin");
+        assert_eq!(extension_of("x.../../etc"), "bin");
+        assert_eq!(extension_of("x.toolongext"), "bin");
+    }
+}
