@@ -55,5 +55,5 @@ pub use repair::{
     ReadRepair, ReadRepairConfig, ReadRepairTask, Reconciler, RepairReport, read_repair, repair,
 };
 pub use students::{ImportOutcome, ImportRow, NewCredentials, Student, StudentInput};
-pub use tenants::{DEMO_TENANT_CODE, DEMO_TENANT_ID, LectureSessions, SessionInfo};
+pub use tenants::{DEMO_TENANT_CODE, DEMO_TENANT_ID, LectureSessions};
 pub use videos::VideoFilter;

@@ -281,24 +281,19 @@ pub(crate) async fn lecture_in(
 pub struct LectureSessions {
     pub id: i64,
     pub title: String,
-    pub sessions: Vec<SessionInfo>,
-}
-
-/// One session of a lecture.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct SessionInfo {
-    pub id: i64,
-    pub title: String,
+    pub sessions: Vec<crate::model::Session>,
 }
 
 impl Db {
     /// The lectures of `tenant` with their sessions, oldest first (at most 500 lectures).
     pub async fn list_lectures(&self, tenant: TenantId) -> Result<Vec<LectureSessions>, DbError> {
         let mut conn = self.read().await?;
-        let rows: Vec<(i64, String, Option<i64>, Option<String>)> = dual!(conn.conn(), |c, d| {
+        type Row = (i64, String, Option<i64>, Option<String>, Option<i64>);
+        let rows: Vec<Row> = dual!(conn.conn(), |c, d| {
             sqlx::query(
                 "SELECT l.id AS lecture_id, l.title AS lecture_title, s.id AS session_id, \
-                 s.title AS session_title FROM (SELECT id, title FROM lectures WHERE tenant_id = $1 \
+                 s.title AS session_title, s.created_at AS session_created \
+                 FROM (SELECT id, title FROM lectures WHERE tenant_id = $1 \
                  ORDER BY id LIMIT 500) l LEFT JOIN sessions s ON s.lecture_id = l.id \
                  ORDER BY l.id, s.id",
             )
@@ -312,12 +307,13 @@ impl Db {
                     r.text("lecture_title")?,
                     r.opt_int("session_id")?,
                     r.opt_text("session_title")?,
+                    r.opt_int("session_created")?,
                 ))
             })
             .collect::<Result<Vec<_>, DbError>>()?
         });
         let mut out: Vec<LectureSessions> = Vec::new();
-        for (id, title, sid, stitle) in rows {
+        for (id, title, sid, stitle, screated) in rows {
             if out.last().is_none_or(|l| l.id != id) {
                 out.push(LectureSessions {
                     id,
@@ -326,9 +322,11 @@ impl Db {
                 });
             }
             if let (Some(sid), Some(stitle), Some(l)) = (sid, stitle, out.last_mut()) {
-                l.sessions.push(SessionInfo {
+                l.sessions.push(crate::model::Session {
                     id: sid,
+                    lecture_id: id,
                     title: stitle,
+                    created_at_ms: screated.unwrap_or_default(),
                 });
             }
         }

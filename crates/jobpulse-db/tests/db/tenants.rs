@@ -81,3 +81,25 @@ async fn lectures_are_listed_with_their_sessions(b: Backend) -> anyhow::Result<(
     Ok(())
 }
 both!(lectures_are_listed_with_their_sessions);
+
+async fn a_lectures_sessions_are_listed_for_its_tenant_only(b: Backend) -> anyhow::Result<()> {
+    let t = test_db(b).await?;
+    let a = t.db.create_tenant("a", "A").await?;
+    let other = t.db.create_tenant("b", "B").await?;
+    let sessions =
+        t.db.list_lecture_sessions(a.tenant_id, a.lecture_id)
+            .await?;
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(
+        (sessions[0].id, sessions[0].lecture_id),
+        (a.session_id, a.lecture_id)
+    );
+    assert!(
+        t.db.list_lecture_sessions(other.tenant_id, a.lecture_id)
+            .await?
+            .is_empty(),
+        "another tenant's lecture has no sessions for you"
+    );
+    Ok(())
+}
+both!(a_lectures_sessions_are_listed_for_its_tenant_only);
