@@ -281,7 +281,7 @@ pub(crate) async fn lecture_in(
 pub struct LectureSessions {
     pub id: i64,
     pub title: String,
-    pub sessions: Vec<crate::model::Session>,
+    pub sessions: Vec<Session>,
 }
 
 impl Db {
@@ -322,7 +322,7 @@ impl Db {
                 });
             }
             if let (Some(sid), Some(stitle), Some(l)) = (sid, stitle, out.last_mut()) {
-                l.sessions.push(crate::model::Session {
+                l.sessions.push(Session {
                     id: sid,
                     lecture_id: id,
                     title: stitle,
