@@ -143,7 +143,7 @@ pub async fn batch_post(
     body: Result<Json<BatchRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let principal = state.auth.authenticate(&headers, Audience::Browser)?;
-    let Json(req) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Json(req) = body?;
     check_len(req.videos.len() + req.jobs.len())?;
     let videos = req
         .videos

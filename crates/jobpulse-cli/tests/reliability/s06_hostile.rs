@@ -4,7 +4,8 @@
 //!
 //! Every request is invalid by construction (an id outside the grammar, a body that cannot
 //! parse or validate), so none of them may reach the read model. Pass: 0 panics (the process
-//! lives, no panic in its log), 0 answers ≥ 500, and no read-model command caused by them — the
+//! lives, no panic in its log), 0 answers ≥ 500 (and 413 for every body above the limit), and
+//! no read-model command caused by them — the
 //! own redis-server's `INFO commandstats` and the store's own counters in `/metrics` move only
 //! by the background sentinel checks. Also: no spool file is left behind.
 //!

@@ -12,7 +12,8 @@
 //! Pass: every slow-header and idle connection is closed by the server within its header-read
 //! timeout (10 s, + 2 s slack); the victims' p99 during the attack is at most 2× the baseline;
 //! the server lets go of every non-reader (its descriptors and the `jobpulse_sse_streams` gauge
-//! return to the baseline) with bounded memory (peak RSS growth < 256 MiB for 1 000 of them).
+//! return to the baseline) with bounded memory (peak RSS growth under 400 KiB per non-reader —
+//! hyper's own per-connection buffer bound — and released: the connections are closed).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

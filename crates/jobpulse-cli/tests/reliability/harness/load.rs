@@ -49,17 +49,30 @@ pub struct Seen {
     pub errors: u64,
     /// Latency of every answer, with when it was sent (since the pollers started).
     pub latencies: Vec<(Duration, Duration)>,
-    /// Terminal states seen, per task: once terminal, never anything else (same generation).
+    /// A non-terminal answer at a newer revision than a terminal one (the tests use one
+    /// generation per task).
     pub regressions: Vec<String>,
-    /// A percent that went down within one attempt of one task.
+    /// A percent that went down within one attempt of one task, between two revisions.
     pub backwards: Vec<String>,
     /// Statuses seen per task, in order (consecutive duplicates collapsed).
     pub history: HashMap<Task, Vec<String>>,
 }
 
-/// What the pollers last saw of a task: status, attempt, percent, and whether a terminal state
-/// was ever seen.
-type Last = (String, Option<u64>, i64, bool);
+/// One answer about a task, at the record's revision.
+#[derive(Debug, Clone, Default)]
+struct Last {
+    rev: u64,
+    status: String,
+    attempt: Option<u64>,
+    percent: i64,
+}
+
+/// What the pollers saw of a task: the newest answer, and the first terminal one.
+#[derive(Debug, Default)]
+struct Track {
+    newest: Option<Last>,
+    terminal: Option<Last>,
+}
 
 /// Pollers over a growing set of tasks; see [`Pollers::start`].
 #[derive(Debug)]
@@ -86,7 +99,7 @@ impl Pollers {
         let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
         let mut handles = tokio::task::JoinSet::new();
-        let last: Arc<Mutex<HashMap<Task, Last>>> = Arc::default();
+        let last: Arc<Mutex<HashMap<Task, Track>>> = Arc::default();
         for p in 0..n {
             let (api, tasks, seen, stop, last) = (
                 api.clone(),
@@ -139,20 +152,44 @@ impl Pollers {
                         if h.last() != Some(&status) {
                             h.push(status.clone());
                         }
+                        // Answers of concurrent polls arrive in any order: compare by the
+                        // record's revision (the ETag), never by arrival.
+                        let rev = r
+                            .headers
+                            .get("etag")
+                            .and_then(|e| e.to_str().ok())
+                            .and_then(|e| e.trim_matches('"').strip_prefix('r'))
+                            .and_then(|e| e.parse::<u64>().ok());
                         let mut l = last.lock().await;
-                        if status != "UNKNOWN" {
-                            if let Some((prev, prev_attempt, prev_percent, was_terminal)) = l.get(&task) {
-                                if *was_terminal && !terminal(&status) {
-                                    s.regressions.push(format!("{task:?}: {prev} → {status}"));
-                                }
-                                if *prev == status && *prev_attempt == attempt && attempt.is_some()
-                                    && percent >= 0 && percent < *prev_percent && !terminal(&status)
-                                {
-                                    s.backwards.push(format!("{task:?}: {status} attempt {attempt:?} {prev_percent} → {percent}"));
-                                }
+                        if let (Some(rev), true) = (rev, status != "UNKNOWN") {
+                            let now = Last { rev, status: status.clone(), attempt, percent };
+                            let entry = l.entry(task.clone()).or_default();
+                            if let Some(t) = &entry.terminal
+                                && rev > t.rev
+                                && !terminal(&status)
+                            {
+                                s.regressions.push(format!("{task:?}: {} (rev {}) → {status} (rev {rev})", t.status, t.rev));
                             }
-                            let was_terminal = l.get(&task).is_some_and(|x| x.3);
-                            l.insert(task.clone(), (status.clone(), attempt, percent, was_terminal || terminal(&status)));
+                            if let Some(prev) = &entry.newest
+                                && rev > prev.rev
+                                && prev.status == status
+                                && prev.attempt == attempt
+                                && attempt.is_some()
+                                && percent >= 0
+                                && percent < prev.percent
+                                && !terminal(&status)
+                            {
+                                s.backwards.push(format!(
+                                    "{task:?}: {status} attempt {attempt:?} {} (rev {}) → {percent} (rev {rev})",
+                                    prev.percent, prev.rev
+                                ));
+                            }
+                            if terminal(&status) && entry.terminal.as_ref().is_none_or(|t| rev < t.rev) {
+                                entry.terminal = Some(now.clone());
+                            }
+                            if entry.newest.as_ref().is_none_or(|p| rev > p.rev) {
+                                entry.newest = Some(now);
+                            }
                         }
                     }
                     drop(s);
