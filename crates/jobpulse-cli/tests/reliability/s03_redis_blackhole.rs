@@ -1,6 +1,7 @@
 //! Scenario 3 — Redis unreachable for 30 s: every process reaches Redis through the fault
 //! proxy, which blackholes it (connections accepted, nothing forwarded, nothing answered) while
-//! a video transcodes and excel imports run and new ones are submitted.
+//! a video transcodes and excel imports run and new ones are submitted. Before that, for 4 s,
+//! the proxy delays every chunk by 250 ms: a slow Redis, which must only slow polls down.
 //!
 //! Pass: the workers keep working (jobs finish in the database during the outage) and their
 //! state changes wait in the outbox; `/readyz` reports the outage (503); polls stay bounded in
@@ -98,6 +99,12 @@ async fn redis_unreachable_for_30_seconds() -> anyhow::Result<()> {
             .await?;
         pollers.add(t, Task::Job(id)).await;
     }
+    // First a slow Redis: every chunk through the proxy waits 250 ms (each way), for 4 s.
+    proxy.set(Mode::Delay(Duration::from_millis(250)));
+    let slow_from = pollers.started.elapsed();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    proxy.set(Mode::Pass);
+    let slow_to = pollers.started.elapsed();
     // Wait until the long video transcodes, then cut Redis off.
     eventually(
         "the long video transcodes",
@@ -224,6 +231,12 @@ async fn redis_unreachable_for_30_seconds() -> anyhow::Result<()> {
     let db = load::db_statuses(&pg).await?;
     let m = api.metrics().await?;
 
+    let slow: Vec<Duration> = seen
+        .latencies
+        .iter()
+        .filter(|(at, _)| *at >= slow_from && *at < slow_to)
+        .map(|x| x.1)
+        .collect();
     let during: Vec<Duration> = seen
         .latencies
         .iter()
@@ -252,6 +265,10 @@ async fn redis_unreachable_for_30_seconds() -> anyhow::Result<()> {
     );
     figure!(
         "s03 during the outage: {finished_during} tasks finished in the database ({pending_at_cut} pending at the cut, {created_during} created during it; all done {all_done_after:?} into it), outbox peaked at {max_outbox} rows"
+    );
+    figure!(
+        "s03 polls while Redis answered 250 ms late each way: {}",
+        Summary::of(&slow)
     );
     figure!(
         "s03 closed-loop polls during the outage: {}",
@@ -300,6 +317,12 @@ async fn redis_unreachable_for_30_seconds() -> anyhow::Result<()> {
     );
     anyhow::ensure!(max_outbox > 0, "no state change waited in the outbox");
     anyhow::ensure!(five == 0, "{five} 5xx or failed polls");
+    // Slow is not down: slow answers, not UNKNOWN ones from a tripped breaker.
+    let slow_s = Summary::of(&slow);
+    anyhow::ensure!(
+        slow_s.p50 >= Duration::from_millis(400) && slow_s.max < Duration::from_secs(2),
+        "polls against a slow Redis: {slow_s}"
+    );
     let bound = Duration::from_secs(6);
     let (closed, open_s) = (Summary::of(&during), Summary::of(&open_lat));
     anyhow::ensure!(

@@ -1,6 +1,6 @@
 //! Scenario 5 — a worker killed (SIGKILL) mid-transcode and mid-import.
 //!
-//! Video: a 720p clip transcodes on worker A (3 s lease); A is killed at step 4. Its ffmpeg runs
+//! Video: a 20 s 720p clip transcodes on worker A (3 s lease); A is killed at step 4. Its ffmpeg runs
 //! in a process group of its own and survives it: measured. A second worker B starts a little
 //! after the lease ran out. Import: a 1 500-student sheet imports on AI worker A (3 s lease);
 //! A is killed while enrolling; AI worker B starts.
@@ -31,7 +31,8 @@ async fn worker_killed_mid_transcode() -> anyhow::Result<()> {
     }];
     let server = c.serve(&[]).await?;
     let api = server.api.clone();
-    let clip = clip(c.dir.path(), 12.0, 1280, 720).await?;
+    // Long enough that A's ffmpeg still has seconds of work when B starts.
+    let clip = clip(c.dir.path(), 20.0, 1280, 720).await?;
     let mut a = c.worker("video", &["--lease", "3s"]).await?;
     let a_dir = c.work_dir_of(a.pid());
     let pollers = Pollers::start(&api, &tenants, 2, Duration::from_millis(20));
@@ -113,6 +114,10 @@ async fn worker_killed_mid_transcode() -> anyhow::Result<()> {
 
     ready?;
     let orphans_gone = orphans_gone?;
+    anyhow::ensure!(
+        orphans_alive > 0,
+        "A's ffmpeg had ended by itself before B started: nothing was measured"
+    );
     // B kills what A left running before it starts working (not: ffmpeg happens to die later).
     anyhow::ensure!(
         orphans_gone <= b_started + Duration::from_secs(1),
