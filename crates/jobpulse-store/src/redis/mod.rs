@@ -373,7 +373,8 @@ impl RedisStore {
                     tracing::warn!("Redis stopped answering; failing calls fast while probing it");
                 }
             }
-            // An answer, even an error reply: Redis is there.
+            // An answer (even an error reply) or a quick failure (a refused connection): callers
+            // do not wait, so there is nothing to fail fast for.
             Ok(_) | Err(StoreError::Protocol(_)) | Err(StoreError::Unavailable(_)) => {
                 if self.breaker.close() {
                     tracing::info!("Redis answers again");
