@@ -20,6 +20,9 @@ pub struct Proc {
     child: Child,
     log: PathBuf,
     reaped: bool,
+    /// Descendants left running by [`Proc::kill`] (a crash leaves them), killed on drop if
+    /// the test did not see to them.
+    orphans: Vec<u32>,
 }
 
 impl Proc {
@@ -36,6 +39,7 @@ impl Proc {
             child,
             log: log.to_path_buf(),
             reaped: false,
+            orphans: Vec::new(),
         })
     }
 
@@ -70,6 +74,7 @@ impl Proc {
         if self.reaped {
             return;
         }
+        self.orphans = self.descendants();
         let _ = kill(self.nix_pid(), Signal::SIGKILL);
         let _ = self.child.wait();
         self.reaped = true;
@@ -172,6 +177,11 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        for pid in std::mem::take(&mut self.orphans) {
+            if is_running(pid) {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+        }
         if self.reaped {
             return;
         }
