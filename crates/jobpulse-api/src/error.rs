@@ -125,6 +125,20 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    /// A JSON body the extractor refused: 413 when it was larger than the route's limit, 400
+    /// for everything else (malformed, wrong types, wrong content type).
+    fn from(e: axum::extract::rejection::JsonRejection) -> Self {
+        use axum::extract::rejection::JsonRejection as J;
+        match e {
+            J::BytesRejection(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::PayloadTooLarge("the request body is too large".into())
+            }
+            other => ApiError::BadRequest(other.body_text()),
+        }
+    }
+}
+
 impl From<jobpulse_domain::IdError> for ApiError {
     fn from(e: jobpulse_domain::IdError) -> Self {
         ApiError::BadRequest(e.to_string())

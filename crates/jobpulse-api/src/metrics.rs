@@ -35,6 +35,8 @@ pub struct ReadMetrics {
     pub hits: Counter,
     pub misses: Counter,
     pub not_modified: Counter,
+    /// Polls answered UNKNOWN because the read model could not be reached.
+    pub unavailable: Counter,
     pub video_latency: Histogram,
     pub job_latency: Histogram,
 }
@@ -48,6 +50,7 @@ impl ReadMetrics {
             hits: metrics::counter!("jobpulse_read_model_lookups_total", "result" => "hit"),
             misses: metrics::counter!("jobpulse_read_model_lookups_total", "result" => "miss"),
             not_modified: metrics::counter!("jobpulse_progress_not_modified_total"),
+            unavailable: metrics::counter!("jobpulse_progress_read_model_unavailable_total"),
             video_latency: metrics::histogram!("jobpulse_progress_request_seconds", "kind" => "video"),
             job_latency: metrics::histogram!("jobpulse_progress_request_seconds", "kind" => "job"),
         }

@@ -1,11 +1,18 @@
 //! The HTTP server: binds, serves with hardened connection settings, shuts down gracefully.
 //!
-//! We drive hyper directly (as `axum::serve` does internally) because two protections need
+//! We drive hyper directly (as `axum::serve` does internally) because three protections need
 //! connection-level settings axum does not expose: a header-read timeout, so a client that
-//! sends headers one byte at a time is cut off, and a cap on open connections.
+//! sends headers one byte at a time is cut off; a write-stall timeout ([`StallGuard`]), so a
+//! client that stops reading (an SSE stream it never drains, a download it never reads) is
+//! disconnected instead of holding its connection, its stream and its memory forever; and a
+//! cap on open connections.
 
+use std::future::Future;
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -15,8 +22,10 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -28,6 +37,9 @@ pub struct HttpConfig {
     pub port: u16,
     /// A client must finish sending request headers within this time.
     pub header_read_timeout: Duration,
+    /// A connection whose writes made no progress for this long (the client stopped reading)
+    /// is closed.
+    pub write_stall_timeout: Duration,
     /// Open connections beyond this wait in the kernel's accept queue.
     pub max_connections: usize,
     /// How long in-flight requests may take to finish after shutdown begins.
@@ -40,6 +52,7 @@ impl Default for HttpConfig {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: 8080,
             header_read_timeout: Duration::from_secs(10),
+            write_stall_timeout: Duration::from_secs(30),
             max_connections: 25_000,
             shutdown_grace: Duration::from_secs(10),
         }
@@ -56,7 +69,7 @@ pub struct Application {
 
 impl Application {
     /// Binds the listener. With `port: 0` the OS picks a free port; see [`Application::port`].
-    pub async fn bind(config: HttpConfig, router: Router) -> std::io::Result<Self> {
+    pub async fn bind(config: HttpConfig, router: Router) -> io::Result<Self> {
         let listener = TcpListener::bind(SocketAddr::new(config.bind, config.port)).await?;
         Ok(Self {
             listener,
@@ -77,7 +90,7 @@ impl Application {
 
     /// Serves until `shutdown` is cancelled, then stops accepting and drains in-flight requests
     /// for at most `shutdown_grace`.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> io::Result<()> {
         let Self {
             listener,
             router,
@@ -112,7 +125,7 @@ impl Application {
             };
             let _ = stream.set_nodelay(true);
             let conn = http.serve_connection(
-                TokioIo::new(stream),
+                TokioIo::new(StallGuard::new(stream, config.write_stall_timeout)),
                 TowerToHyperService::new(service.clone()),
             );
             let conn = graceful.watch(conn);
@@ -131,6 +144,122 @@ impl Application {
             }
         }
         Ok(())
+    }
+}
+
+/// An IO object whose writes fail once the client stopped reading: while writes are held
+/// back by the socket (a write that is pending, or only partly accepted), at least
+/// [`MIN_PROGRESS`] bytes must go out within `limit`.
+///
+/// hyper has no write timeout: when a client stops reading, the connection's task waits for
+/// the socket forever, and what it holds (an SSE stream's registration and queued events, a
+/// response body, hyper's write buffer) stays alive with it. Waiting for *no* progress at all
+/// is not enough: a client that never reads still lets a few hundred bytes through now and then
+/// (its kernel compacts the receive queue and reopens the window a crack), so the clock only
+/// restarts on real progress — a write accepted whole (no back-pressure), or `MIN_PROGRESS`
+/// bytes since the back-pressure began. While it waits, the guard also waits on a timer, so the
+/// connection's task is woken when the time is up even if the socket never becomes writable.
+#[derive(Debug)]
+pub struct StallGuard<IO> {
+    io: IO,
+    limit: Duration,
+    /// Since when writes are held back, and how much went out since.
+    stalled: Option<(Pin<Box<Sleep>>, usize)>,
+}
+
+/// Bytes that must go out within the stall limit once writes are held back.
+pub const MIN_PROGRESS: usize = 16 * 1024;
+
+impl<IO> StallGuard<IO> {
+    pub fn new(io: IO, limit: Duration) -> Self {
+        Self {
+            io,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// Applies the rule to the result of a write of `wanted` bytes.
+    fn check(
+        &mut self,
+        cx: &mut Context<'_>,
+        wanted: usize,
+        r: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match r {
+            Poll::Ready(Ok(n)) if n >= wanted => {
+                self.stalled = None;
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Ok(n)) => {
+                let limit = self.limit;
+                let (_, sent) = self
+                    .stalled
+                    .get_or_insert_with(|| (Box::pin(tokio::time::sleep(limit)), 0));
+                *sent += n;
+                if *sent >= MIN_PROGRESS {
+                    self.stalled = None;
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending => {
+                let limit = self.limit;
+                let (timer, _) = self
+                    .stalled
+                    .get_or_insert_with(|| (Box::pin(tokio::time::sleep(limit)), 0));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the client stopped reading",
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for StallGuard<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for StallGuard<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.check(cx, buf.len(), r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let wanted = bufs.iter().map(|b| b.len()).sum();
+        let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.check(cx, wanted, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

@@ -50,6 +50,22 @@ impl ReadState {
         self
     }
 
+    /// Reads one task for a poll. When the read model cannot be reached the poll is answered
+    /// as UNKNOWN (`None`), as the contract allows, instead of failing: a front end keeps
+    /// polling on UNKNOWN, and Redis going away must not become a storm of 5xx answers (readiness
+    /// reports the outage to operators, and `jobpulse_progress_read_model_unavailable_total`
+    /// counts these answers). `Err(())` tells the caller the store was not reached, so a miss
+    /// is not reported to read-repair.
+    pub(crate) async fn read(&self, key: &TaskKey) -> Result<Option<jobpulse_store::Snapshot>, ()> {
+        self.store.get(key).await.map_err(|e| self.unavailable(&e))
+    }
+
+    /// Counts (and logs at debug) a poll answered without the read model.
+    pub(crate) fn unavailable(&self, e: &jobpulse_store::StoreError) {
+        self.metrics.unavailable.increment(1);
+        tracing::debug!(error = %e, "read model unavailable; answering UNKNOWN");
+    }
+
     pub(crate) fn missed(&self, key: &TaskKey) {
         self.metrics.misses.increment(1);
         if let Some(hook) = &self.on_miss {

@@ -143,7 +143,7 @@ pub async fn batch_post(
     body: Result<Json<BatchRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let principal = state.auth.authenticate(&headers, Audience::Browser)?;
-    let Json(req) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Json(req) = body?;
     check_len(req.videos.len() + req.jobs.len())?;
     let videos = req
         .videos
@@ -184,10 +184,19 @@ async fn answer(
         .map(|v| TaskId::Video(*v))
         .chain(jobs.iter().cloned().map(TaskId::Job))
         .collect();
+    let mut reached = true;
     let snaps = if tasks.is_empty() {
         Vec::new()
     } else {
-        state.store.get_many(principal.tenant, &tasks).await?
+        // Unreachable read model: every id is unknown, as for the single reads.
+        match state.store.get_many(principal.tenant, &tasks).await {
+            Ok(s) => s,
+            Err(e) => {
+                state.unavailable(&e);
+                reached = false;
+                vec![None; tasks.len()]
+            }
+        }
     };
     let mut out = BatchResponse {
         videos: BTreeMap::new(),
@@ -211,11 +220,15 @@ async fn answer(
                     .insert(id.to_string(), raw(render::job(id, Some(&s)))?);
             }
             (TaskId::Video(id), _) => {
-                state.missed(&jobpulse_domain::TaskKey::video(principal.tenant, *id));
+                if reached {
+                    state.missed(&jobpulse_domain::TaskKey::video(principal.tenant, *id));
+                }
                 out.unknown.videos.push(id.get());
             }
             (TaskId::Job(id), _) => {
-                state.missed(&jobpulse_domain::TaskKey::job(principal.tenant, id.clone()));
+                if reached {
+                    state.missed(&jobpulse_domain::TaskKey::job(principal.tenant, id.clone()));
+                }
                 out.unknown.jobs.push(id.to_string());
             }
         }

@@ -232,9 +232,7 @@ pub async fn submit(
             .map_err(|e| ApiError::BadRequest(e.body_text()))?;
         read_multipart(&state, mp).await?
     } else if content_type.starts_with("application/json") {
-        let Json(body) = Json::<SubmitJson>::from_request(req, &())
-            .await
-            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        let Json(body) = Json::<SubmitJson>::from_request(req, &()).await?;
         Submission {
             job_type: body.job_type,
             payload: body.payload.unwrap_or_else(|| serde_json::json!({})),

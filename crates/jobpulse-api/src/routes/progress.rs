@@ -1,7 +1,8 @@
 //! The drop-in progress endpoints (CONTRACT.md §2–3), answered from the read model alone.
 //!
 //! Per request: one token check (usually a cache hit), one id parse, at most one store read,
-//! one small JSON render. No database, ever: [`ReadState`] has no handle to one.
+//! one small JSON render. No database, ever: [`ReadState`] has no handle to one. When the read
+//! model cannot be reached the answer is UNKNOWN, never a 5xx (see [`ReadState::read`]).
 //!
 //! Beyond the old contract, answers carry an `ETag` (the record's revision; `If-None-Match`
 //! gets 304), `Cache-Control` (terminal answers may be kept briefly, others `no-cache`) and a
@@ -112,13 +113,12 @@ fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError
     tag = "progress",
     params(("id" = i64, Path, description = "Video id (positive integer)")),
     responses(
-        (status = 200, description = "Known video, or UNKNOWN (also for another tenant's id)", body = render::VideoProgress,
+        (status = 200, description = "Known video, or UNKNOWN (also for another tenant's id, and while the read model is unreachable)", body = render::VideoProgress,
          headers(("Retry-After" = u32), ("ETag" = String), ("X-Poll-After" = String))),
         (status = 304, description = "Unchanged since the ETag sent in If-None-Match"),
         (status = 400, description = "Malformed id", body = crate::error::ErrorBody),
         (status = 401, description = "Missing, invalid or expired token", body = crate::error::ErrorBody),
         (status = 403, description = "X-Tenant-Code disagrees with the token", body = crate::error::ErrorBody),
-        (status = 503, description = "Read model unavailable", body = crate::error::ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -132,11 +132,16 @@ pub async fn video_progress(
     let principal = state.auth.authenticate(&headers, Audience::Browser)?;
     let id = VideoId::parse(&path_id(path)?)?;
     let key = TaskKey::video(principal.tenant, id);
-    let snap = state.store.get(&key).await?;
-    let snap = snap.filter(|s| matches!(s.state.status, Status::Video(_)));
+    let found = state.read(&key).await;
+    let reached = found.is_ok();
+    let snap = found
+        .ok()
+        .flatten()
+        .filter(|s| matches!(s.state.status, Status::Video(_)));
     match &snap {
         Some(_) => state.metrics.hits.increment(1),
-        None => state.missed(&key),
+        None if reached => state.missed(&key),
+        None => {}
     }
     let res = progress_response(&state, &headers, snap.as_ref(), || {
         render::video(id, snap.as_ref())
@@ -154,14 +159,13 @@ pub async fn video_progress(
     tag = "progress",
     params(("job_id" = String, Path, description = "Job id ([A-Za-z0-9_-]{1,64})")),
     responses(
-        (status = 200, description = "Known job, or UNKNOWN (also for another tenant's id)", body = render::JobProgress,
+        (status = 200, description = "Known job, or UNKNOWN (also for another tenant's id, and while the read model is unreachable)", body = render::JobProgress,
          headers(("Retry-After" = u32), ("ETag" = String), ("X-Poll-After" = String))),
         (status = 304, description = "Unchanged since the ETag sent in If-None-Match"),
         (status = 400, description = "Malformed id", body = crate::error::ErrorBody),
         (status = 401, description = "Missing, invalid or expired token", body = crate::error::ErrorBody),
         (status = 403, description = "X-Tenant-Code disagrees with the token", body = crate::error::ErrorBody),
         (status = 404, description = "Staff-only job type and a student/parent token", body = crate::error::ErrorBody),
-        (status = 503, description = "Read model unavailable", body = crate::error::ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -175,8 +179,12 @@ pub async fn job_progress(
     let principal = state.auth.authenticate(&headers, Audience::Browser)?;
     let id = JobId::parse(&path_id(path)?)?;
     let key = TaskKey::job(principal.tenant, id.clone());
-    let snap = state.store.get(&key).await?;
-    let snap = snap.filter(|s| matches!(s.state.status, Status::Job(_)));
+    let found = state.read(&key).await;
+    let reached = found.is_ok();
+    let snap = found
+        .ok()
+        .flatten()
+        .filter(|s| matches!(s.state.status, Status::Job(_)));
     match &snap {
         Some(s) => {
             state.metrics.hits.increment(1);
@@ -185,7 +193,8 @@ pub async fn job_progress(
                 return Err(ApiError::NotFound);
             }
         }
-        None => state.missed(&key),
+        None if reached => state.missed(&key),
+        None => {}
     }
     let res = progress_response(&state, &headers, snap.as_ref(), || {
         render::job(&id, snap.as_ref())

@@ -23,6 +23,10 @@ pub struct WorkerArgs {
     /// Jobs run at once by this process.
     #[arg(long)]
     concurrency: Option<usize>,
+    /// How long a claim or heartbeat holds a job (default 30s); a crashed worker's jobs are
+    /// retried this long after its last heartbeat. Heartbeats go every third of it.
+    #[arg(long, env = "JOBPULSE_WORKER_LEASE")]
+    lease: Option<String>,
 }
 
 pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {
@@ -32,6 +36,12 @@ pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {
              for an all-in-one run use `jobpulse up`"
         );
     }
+    let lease = args
+        .lease
+        .as_deref()
+        .map(|s| jobpulse_api::auth::parse_ttl(s).map(std::time::Duration::from_secs))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--lease: {e}"))?;
     let db = wiring::database(&settings).await?;
     let store = wiring::store(&settings, false).await?;
     let storage = wiring::media(&settings)?;
@@ -50,6 +60,9 @@ pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {
             if let Some(c) = args.concurrency {
                 config.concurrency = c;
             }
+            if let Some(lease) = lease {
+                config = config.with_lease(lease);
+            }
             let ctx = PipelineContext {
                 toolchain,
                 storage,
@@ -64,6 +77,9 @@ pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {
             let mut config = AiWorkerConfig::default();
             if let Some(c) = args.concurrency {
                 config.concurrency = c;
+            }
+            if let Some(lease) = lease {
+                config = config.with_lease(lease);
             }
             AiWorker::new(db, store, storage, wiring::registry(), config)
                 .run(shutdown.clone())

@@ -58,11 +58,19 @@
 //! together, so a blackholed Redis makes calls fail with [`StoreError::Unavailable`] within about
 //! 4 s (default options) instead of hanging. Unexpected replies are [`StoreError::Protocol`].
 //!
+//! A call that failed *slowly* (it waited a whole response timeout: a blackholed or frozen
+//! Redis, not a refused connection or an error reply such as `OOM`) opens a breaker: for the
+//! next second every call fails at once with [`StoreError::Unavailable`], then one call at a
+//! time probes Redis until one gets an answer. Without it every caller would wait its full
+//! deadline during such an outage — progress writes would stall the workers that make them,
+//! and polls would each hold a connection for seconds.
+//!
 //! At connect, `maxmemory-policy` is checked: `allkeys-*` policies can evict live and terminal
 //! records (and tombstones) silently and are refused; `volatile-*` ones may evict in-progress
 //! records and tombstones early and are logged as a warning; when `CONFIG` is disabled (managed
 //! Redis) we warn and continue.
 
+mod breaker;
 mod changes;
 mod legacy;
 mod listener;
@@ -78,6 +86,7 @@ use jobpulse_domain::keys::{KeySpace, legacy_keys};
 use jobpulse_domain::{Outcome, TaskId, TaskKey, TenantId, Write};
 use tokio::sync::broadcast;
 
+use self::breaker::{Admit, Breaker};
 use self::listener::Listener;
 use self::scripts::{Scripts, WriteContext};
 use crate::{
@@ -123,6 +132,9 @@ pub struct RedisStore {
     scripts: Scripts,
     listener: Listener,
     deadline: Duration,
+    /// A failed call that took at least this long waited out a timeout (see [`Breaker`]).
+    slow_failure: Duration,
+    breaker: Breaker,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -301,6 +313,8 @@ impl RedisStore {
             scripts,
             listener,
             deadline,
+            slow_failure: options.response_timeout.min(options.connect_timeout),
+            breaker: Breaker::default(),
         })
     }
 
@@ -330,13 +344,22 @@ impl RedisStore {
         }
     }
 
-    /// Counts the call, bounds it by the deadline and counts its failure.
+    /// Counts the call, bounds it by the deadline, passes it through the breaker and counts
+    /// its failure.
     async fn call<T>(
         &self,
         op: &'static str,
         fut: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         metrics::op(BACKEND, op);
+        let admit = self.breaker.admit();
+        if admit == Admit::Reject {
+            metrics::error(BACKEND, op);
+            return Err(StoreError::Unavailable(
+                "Redis stopped answering moments ago; not retried yet".into(),
+            ));
+        }
+        let started = tokio::time::Instant::now();
         let result = match tokio::time::timeout(self.deadline, fut).await {
             Ok(r) => r,
             Err(_) => Err(StoreError::Unavailable(format!(
@@ -344,6 +367,24 @@ impl RedisStore {
                 self.deadline
             ))),
         };
+        match &result {
+            Err(StoreError::Unavailable(_)) if started.elapsed() >= self.slow_failure => {
+                if self.breaker.trip() {
+                    tracing::warn!("Redis stopped answering; failing calls fast while probing it");
+                }
+            }
+            // An answer (even an error reply) or a quick failure (a refused connection): callers
+            // do not wait, so there is nothing to fail fast for.
+            Ok(_) | Err(StoreError::Protocol(_)) | Err(StoreError::Unavailable(_)) => {
+                if self.breaker.close() {
+                    tracing::info!("Redis answers again");
+                }
+            }
+            Err(StoreError::Config(_)) => {}
+        }
+        if admit == Admit::Probe {
+            self.breaker.probe_done();
+        }
         if result.is_err() {
             metrics::error(BACKEND, op);
         }

@@ -16,7 +16,7 @@
 //! | `HandlerError::Permanent`, a handler panic, a job type without a handler | `fail`, not retryable → FAILED |
 //! | `HandlerError::Transient`, the type's timeout | `fail`, retryable → RETRYING, FAILED after the last attempt |
 //! | heartbeat answers `CancelRequested` | `cancelled` → FAILED "cancelled" |
-//! | heartbeat answers `LeaseLost`, or the read model calls our progress stale | nothing (someone newer owns the job) |
+//! | heartbeat answers `LeaseLost`, the read model calls our progress stale, or no heartbeat got through for a whole lease | nothing (someone newer may own the job) |
 //! | the worker shuts down | `fail`, retryable: the job is given back and runs again |
 //!
 //! Each attempt counts once in `jobpulse_worker_attempts_total{queue="ai", outcome}`, outcome one
@@ -40,6 +40,7 @@ use jobpulse_domain::{JobStatus, State, WriteKind};
 use jobpulse_media::MediaStorage;
 use jobpulse_store::SharedStore;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{HandlerError, HandlerOutput, JobContext, Registry};
@@ -246,6 +247,8 @@ impl Inner {
         let c = &self.config;
         let mut claim_failing = false;
         while !shutdown.is_cancelled() {
+            // The lease runs from the claim statement, which happens after this instant.
+            let asked = Instant::now();
             match self
                 .db
                 .claim(Queue::Ai, &c.worker_id, c.lease, c.caps)
@@ -253,7 +256,7 @@ impl Inner {
             {
                 Ok(Some(claim)) => {
                     claim_failing = false;
-                    self.run_claim(claim, &shutdown).await;
+                    self.run_claim(claim, asked, &shutdown).await;
                 }
                 Ok(None) => {
                     tokio::select! {
@@ -285,7 +288,7 @@ impl Inner {
         }
     }
 
-    async fn run_claim(&self, claim: Claim, shutdown: &CancellationToken) {
+    async fn run_claim(&self, claim: Claim, claimed_at: Instant, shutdown: &CancellationToken) {
         self.publish(std::slice::from_ref(&claim.outbox)).await;
         let ClaimedTask::Ai(job) = &claim.task else {
             tracing::error!("the AI queue handed out a video job");
@@ -342,9 +345,14 @@ impl Inner {
             self.config.heartbeat_every,
             cancel.clone(),
             stop.clone(),
+            claimed_at,
         )));
 
         let timeout = handler.timeout();
+        tracing::info!(
+            tenant.id = %claim.tenant, job.id = %job.job_id, job.attempt = claim.attempt,
+            "job attempt started"
+        );
         let run = AssertUnwindSafe(tokio::time::timeout(timeout, handler.run(&ctx))).catch_unwind();
         let result = tokio::select! {
             biased;
@@ -354,6 +362,10 @@ impl Inner {
         drop(heartbeat);
         // Whatever the handler left running (threads, producers) watches this token.
         cancel.cancel();
+        tracing::info!(
+            tenant.id = %claim.tenant, job.id = %job.job_id, job.attempt = claim.attempt,
+            "job attempt stopped"
+        );
 
         let mut stop = stop.get().copied();
         if stop.is_none() && reporter.superseded() {
@@ -394,6 +406,10 @@ impl Inner {
             (None, Some(Ok(Ok(Err(e))))) => self.failed(&claim, &reporter, &e).await,
         };
         count(outcome);
+        tracing::info!(
+            tenant.id = %claim.tenant, job.id = %job.job_id, job.attempt = claim.attempt,
+            outcome, "job attempt ended"
+        );
     }
 
     /// The final write of a handler's error.
@@ -506,7 +522,11 @@ impl Inner {
 }
 
 /// Extends the lease every `every` until the attempt ends; stops the attempt on a cancel
-/// request or a lost lease.
+/// request or a lost lease — and, like the video worker, when no heartbeat got through for a
+/// whole lease (the database unreachable, a partition, a long pause): by then the lease may have
+/// expired and another worker may hold the job, so the attempt must not run on. Each heartbeat
+/// is bounded by the time left, and the deadline is checked on time, not only at ticks.
+/// `claimed_at` is an instant no later than the claim (the lease runs from the claim statement).
 async fn heartbeat(
     db: Db,
     claim: Claim,
@@ -514,28 +534,57 @@ async fn heartbeat(
     every: Duration,
     cancel: CancellationToken,
     stop: Arc<OnceLock<Stop>>,
+    claimed_at: Instant,
 ) {
     let halt = |why: Stop| {
         let _ = stop.set(why);
         cancel.cancel();
     };
+    // When the lease last got extended, as an instant no later than the database's clock read.
+    let mut extended_at = claimed_at;
     let mut failing = false;
     loop {
+        let deadline = extended_at + claim.lease;
         tokio::select! {
-            () = tokio::time::sleep(every) => {}
+            () = tokio::time::sleep_until((Instant::now() + every).min(deadline)) => {}
             () = cancel.cancelled() => return,
         }
-        match db.heartbeat(&claim).await {
-            Ok(Heartbeat::Continue) => failing = false,
-            Ok(Heartbeat::CancelRequested) => {
-                tracing::info!(tenant.id = %claim.tenant, attempt = claim.attempt, "cancel requested");
-                return halt(Stop::CancelRequested);
+        let sent = Instant::now();
+        if sent >= deadline {
+            tracing::warn!(
+                tenant.id = %claim.tenant, attempt = claim.attempt,
+                "no heartbeat got through for a whole lease; presuming the lease lost and \
+                 stopping the attempt"
+            );
+            return halt(Stop::LeaseLost);
+        }
+        let left = deadline - sent;
+        match tokio::time::timeout(every.min(left), db.heartbeat(&claim)).await {
+            Ok(Ok(beat)) => {
+                extended_at = sent;
+                if failing {
+                    tracing::info!(tenant.id = %claim.tenant, attempt = claim.attempt, "heartbeats get through again");
+                    failing = false;
+                }
+                match beat {
+                    Heartbeat::Continue => {}
+                    Heartbeat::CancelRequested => {
+                        tracing::info!(tenant.id = %claim.tenant, attempt = claim.attempt, "cancel requested");
+                        return halt(Stop::CancelRequested);
+                    }
+                    Heartbeat::LeaseLost => return halt(Stop::LeaseLost),
+                }
             }
-            Ok(Heartbeat::LeaseLost) => return halt(Stop::LeaseLost),
-            Err(e) => {
+            Ok(Err(e)) => {
                 // The lease may still hold; the next heartbeat tells.
                 if !failing {
                     tracing::warn!(error = %e, "heartbeat failed");
+                    failing = true;
+                }
+            }
+            Err(_) => {
+                if !failing {
+                    tracing::warn!("heartbeat timed out");
                     failing = true;
                 }
             }

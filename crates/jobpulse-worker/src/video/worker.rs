@@ -250,6 +250,8 @@ impl VideoWorker {
             }
             if Instant::now() >= next_reap {
                 shared.reap().await;
+                // What crashed workers on this host left: their directories and their ffmpegs.
+                workdir::sweep(&cfg.work_root, &shared.ctx.work_root).await;
                 next_reap = Instant::now() + cfg.reap_every;
             }
             while running.len() < cfg.concurrency && !shutdown.is_cancelled() {

@@ -7,12 +7,18 @@
 //! - its own directory's old contents (a previous process with the same id, e.g. a restarted
 //!   container that kept its hostname and pid);
 //! - directories named `<this hostname>-<pid>` (the default worker id) whose process is gone
-//!   (`/proc/<pid>` absent; only where `/proc` exists);
+//!   (`/proc/<pid>` absent or a zombie; only where `/proc` exists);
 //! - any other directory in which nothing changed for 24 hours (other hosts sharing the
 //!   directory, custom worker ids).
 //!
-//! An ffmpeg orphaned by a killed worker (it runs in a process group of its own, so it may
-//! outlive its parent) fails at its next segment once its directory is gone.
+//! Before a dead worker's directory is removed, the processes still working in it are killed:
+//! an ffmpeg runs in a process group of its own, so it outlives a worker killed with SIGKILL
+//! and would otherwise transcode to the end for nobody (hours, for a long lecture). They are
+//! found through `/proc` — any process with a command-line argument inside the directory — and
+//! killed with their process group. Nothing in the child can do this more directly: a
+//! parent-death signal needs `unsafe` code between fork and exec. A running worker repeats this
+//! sweep (without touching its own directory) every time it reaps leases, so a crashed worker's
+//! leftovers go as soon as any other video worker runs on the host.
 //!
 //! Directories of live workers of this process are registered, so two workers of one process
 //! can never share (and wipe) one directory.
@@ -97,22 +103,35 @@ pub(super) async fn prepare(root: &Path, own: &Path) -> Result<(), WorkerError> 
     }
 }
 
+/// Removes dead workers' directories under `root` (not `own`) and kills what still runs in
+/// them; for the periodic sweep of a running worker.
+pub(super) async fn sweep(root: &Path, own: &Path) {
+    let (root, own) = (root.to_path_buf(), own.to_path_buf());
+    let _ = tokio::task::spawn_blocking(move || remove_leftovers(&root, &own, false)).await;
+}
+
 fn prepare_blocking(root: &Path, own: &Path) -> Result<(), WorkerError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| WorkerError::WorkDir { path, source }
     };
     std::fs::create_dir_all(root).map_err(io(root))?;
+    remove_leftovers(root, own, true).map_err(io(root))?;
+    std::fs::create_dir_all(own).map_err(io(own))
+}
+
+/// See the module docs; `own` is wiped only with `wipe_own`.
+fn remove_leftovers(root: &Path, own: &Path, wipe_own: bool) -> std::io::Result<()> {
     let host = hostname();
     let live = active().clone();
-    for entry in std::fs::read_dir(root).map_err(io(root))? {
+    for entry in std::fs::read_dir(root)? {
         let Ok(entry) = entry else { continue };
         let path = entry.path();
         if !entry.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
         let stale = if path == own {
-            true
+            wipe_own
         } else if live.contains(&path) {
             false
         } else {
@@ -120,6 +139,14 @@ fn prepare_blocking(root: &Path, own: &Path) -> Result<(), WorkerError> {
         };
         if !stale {
             continue;
+        }
+        let killed = kill_processes_in(&path);
+        if killed > 0 {
+            tracing::warn!(
+                dir = %path.display(),
+                processes = killed,
+                "killed processes a dead worker left running"
+            );
         }
         match std::fs::remove_dir_all(&path) {
             Ok(()) => tracing::info!(dir = %path.display(), "removed a stale work directory"),
@@ -130,7 +157,73 @@ fn prepare_blocking(root: &Path, own: &Path) -> Result<(), WorkerError> {
             ),
         }
     }
-    std::fs::create_dir_all(own).map_err(io(own))
+    Ok(())
+}
+
+/// `(state, process group)` of a process, from `/proc/<pid>/stat`.
+fn proc_stat(pid: u32) -> Option<(char, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: parse after the last ')'.
+    let (_, rest) = stat.rsplit_once(") ")?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let pgrp = fields.nth(1)?.parse().ok()?;
+    Some((state, pgrp))
+}
+
+/// Whether a process runs: it exists and is not a zombie (a killed worker whose parent does not
+/// reap it stays a zombie, with a `/proc` entry, forever).
+fn runs(pid: u32) -> bool {
+    proc_stat(pid).is_some_and(|(state, _)| state != 'Z' && state != 'X')
+}
+
+/// Kills (SIGKILL) every process with a command-line argument inside `dir`, with its process
+/// group when it leads one; how many were found. Only where `/proc` exists.
+fn kill_processes_in(dir: &Path) -> usize {
+    use nix::sys::signal::{Signal, kill, killpg};
+    use nix::unistd::Pid;
+
+    let mut needles = vec![format!("{}/", dir.display())];
+    if let Ok(canonical) = dir.canonicalize() {
+        needles.push(format!("{}/", canonical.display()));
+    }
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut killed = 0;
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let inside = cmdline.split(|b| *b == 0).any(|arg| {
+            let arg = String::from_utf8_lossy(arg);
+            needles.iter().any(|n| arg.contains(n.as_str()))
+        });
+        let Some((state, pgrp)) = proc_stat(pid).filter(|_| inside) else {
+            continue;
+        };
+        if state == 'Z' || state == 'X' {
+            continue;
+        }
+        let Ok(raw) = i32::try_from(pid) else {
+            continue;
+        };
+        // ESRCH (gone meanwhile) and EPERM (not ours) are both fine to ignore.
+        if pgrp == raw {
+            let _ = killpg(Pid::from_raw(pgrp), Signal::SIGKILL);
+        } else {
+            let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
+        }
+        killed += 1;
+    }
+    killed
 }
 
 fn is_stale(dir: &Path, host: &str) -> bool {
@@ -143,7 +236,7 @@ fn is_stale(dir: &Path, host: &str) -> bool {
         && Path::new("/proc/self").exists()
     {
         // Our own pid: an earlier worker of this process (live ones are registered).
-        if pid == std::process::id() || !Path::new(&format!("/proc/{pid}")).exists() {
+        if pid == std::process::id() || !runs(pid) {
             return true;
         }
     }

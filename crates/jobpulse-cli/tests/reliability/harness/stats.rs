@@ -1,0 +1,121 @@
+//! Figures: latency summaries and Prometheus text.
+
+use std::time::Duration;
+
+/// Percentiles of a set of durations.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Summary {
+    pub n: usize,
+    pub mean: Duration,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+impl Summary {
+    pub fn of(samples: &[Duration]) -> Summary {
+        if samples.is_empty() {
+            return Summary::default();
+        }
+        let mut v = samples.to_vec();
+        v.sort();
+        let pick = |q: f64| {
+            let i = ((v.len() as f64 - 1.0) * q).round() as usize;
+            v[i.min(v.len() - 1)]
+        };
+        let total: Duration = v.iter().sum();
+        Summary {
+            n: v.len(),
+            mean: total / u32::try_from(v.len()).unwrap_or(u32::MAX),
+            p50: pick(0.50),
+            p99: pick(0.99),
+            max: v[v.len() - 1],
+        }
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        write!(
+            f,
+            "n={} mean={:.2}ms p50={:.2}ms p99={:.2}ms max={:.2}ms",
+            self.n,
+            ms(self.mean),
+            ms(self.p50),
+            ms(self.p99),
+            ms(self.max)
+        )
+    }
+}
+
+/// Sum of the samples of metric `name` whose labels contain every `label="value"` given.
+pub fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (metric, rest) = match series.split_once('{') {
+                Some((m, r)) => (m, r),
+                None => (series, ""),
+            };
+            (metric == name && labels.iter().all(|lab| rest.contains(lab)))
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
+}
+
+/// Welch's t statistic of two samples (seconds), and its degrees of freedom.
+pub fn welch(a: &[Duration], b: &[Duration]) -> (f64, f64) {
+    let stats = |v: &[Duration]| {
+        let n = v.len() as f64;
+        let mean = v.iter().map(Duration::as_secs_f64).sum::<f64>() / n;
+        let var = v
+            .iter()
+            .map(|d| (d.as_secs_f64() - mean).powi(2))
+            .sum::<f64>()
+            / (n - 1.0).max(1.0);
+        (n, mean, var)
+    };
+    let (na, ma, va) = stats(a);
+    let (nb, mb, vb) = stats(b);
+    let se2 = va / na + vb / nb;
+    let t = (ma - mb) / se2.sqrt().max(f64::MIN_POSITIVE);
+    let df = se2.powi(2)
+        / ((va / na).powi(2) / (na - 1.0).max(1.0) + (vb / nb).powi(2) / (nb - 1.0).max(1.0))
+            .max(f64::MIN_POSITIVE);
+    (t, df)
+}
+
+/// Mann–Whitney U test of two samples, normal approximation: the z score (|z| > 3 means the
+/// two distributions differ with high confidence) and the probability that a random sample of
+/// `a` is slower than one of `b` (0.5 = indistinguishable).
+pub fn mann_whitney(a: &[Duration], b: &[Duration]) -> (f64, f64) {
+    let mut all: Vec<(Duration, bool)> = a
+        .iter()
+        .map(|d| (*d, true))
+        .chain(b.iter().map(|d| (*d, false)))
+        .collect();
+    all.sort_by_key(|x| x.0);
+    // Average ranks over ties.
+    let mut rank_sum_a = 0.0;
+    let mut i = 0;
+    while i < all.len() {
+        let mut j = i;
+        while j + 1 < all.len() && all[j + 1].0 == all[i].0 {
+            j += 1;
+        }
+        let rank = (i + j) as f64 / 2.0 + 1.0;
+        rank_sum_a += rank * all[i..=j].iter().filter(|x| x.1).count() as f64;
+        i = j + 1;
+    }
+    let (n1, n2) = (a.len() as f64, b.len() as f64);
+    let u = rank_sum_a - n1 * (n1 + 1.0) / 2.0;
+    let mu = n1 * n2 / 2.0;
+    let sigma = (n1 * n2 * (n1 + n2 + 1.0) / 12.0).sqrt();
+    (
+        (u - mu) / sigma.max(f64::MIN_POSITIVE),
+        u / (n1 * n2).max(1.0),
+    )
+}
