@@ -65,6 +65,13 @@ pub struct CommonArgs {
     /// Also read the old system's `tenant:{tid}:…:status|progress` keys on a miss.
     #[arg(long, env = "JOBPULSE_LEGACY_READ", global = true)]
     pub legacy_read: Option<bool>,
+    /// Entries of the API's in-process read cache, kept exact by the change feed (0 turns it
+    /// off; default 100000).
+    #[arg(long, env = "JOBPULSE_READ_CACHE_ENTRIES", global = true)]
+    pub read_cache_entries: Option<usize>,
+    /// Longest a cached read is served before Redis is asked again, e.g. 60s (the default).
+    #[arg(long, env = "JOBPULSE_READ_CACHE_MAX_AGE", global = true)]
+    pub read_cache_max_age: Option<String>,
     /// Key for signed media URLs (shared by all API replicas); default: derived from the
     /// HS256 secret.
     #[arg(
@@ -95,6 +102,8 @@ pub struct FileConfig {
     pub live_ttl: Option<String>,
     pub terminal_retention: Option<String>,
     pub legacy_read: Option<bool>,
+    pub read_cache_entries: Option<usize>,
+    pub read_cache_max_age: Option<String>,
     pub media_secret: Option<String>,
 }
 
@@ -116,6 +125,8 @@ pub struct Settings {
     pub live_ttl: Duration,
     pub terminal_retention: Option<Duration>,
     pub legacy_read: bool,
+    /// The API's read cache (see `jobpulse_store::ReadCacheConfig`); `entries == 0` is off.
+    pub read_cache: jobpulse_store::ReadCacheConfig,
     pub media_secret: Option<String>,
     /// The HS256 secret in use once [`Settings::auth`] resolved it (configured or from the
     /// data dir); `None` with a public key.
@@ -166,6 +177,14 @@ impl Settings {
                 .map(|s| duration(&s, "terminal_retention"))
                 .transpose()?,
             legacy_read: pick!(legacy_read).unwrap_or(false),
+            read_cache: jobpulse_store::ReadCacheConfig {
+                entries: pick!(read_cache_entries)
+                    .unwrap_or(jobpulse_store::ReadCacheConfig::default().entries),
+                max_age: pick!(read_cache_max_age)
+                    .map(|s| duration(&s, "read_cache_max_age"))
+                    .transpose()?
+                    .unwrap_or(jobpulse_store::ReadCacheConfig::default().max_age),
+            },
             media_secret: pick!(media_secret),
             hs256_secret: None,
         })
@@ -212,12 +231,22 @@ impl Settings {
         Ok(cfg)
     }
 
+    /// The store settings of a process that writes (workers, admin commands): no read cache,
+    /// so it does not follow every change of every tenant.
     pub fn store_config(&self) -> jobpulse_store::StoreConfig {
         jobpulse_store::StoreConfig {
             live_ttl: self.live_ttl,
             terminal_retention: self.terminal_retention,
             legacy_read: self.legacy_read,
             ..jobpulse_store::StoreConfig::default()
+        }
+    }
+
+    /// The store settings of a process that answers polls: with the read cache.
+    pub fn serving_store_config(&self) -> jobpulse_store::StoreConfig {
+        jobpulse_store::StoreConfig {
+            read_cache: (self.read_cache.entries > 0).then_some(self.read_cache),
+            ..self.store_config()
         }
     }
 

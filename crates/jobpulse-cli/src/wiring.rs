@@ -35,12 +35,29 @@ pub async fn database(settings: &Settings) -> anyhow::Result<Db> {
     Ok(db)
 }
 
+/// What a process does with the read model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreUse {
+    /// Answers polls (`serve`, `up`): reads are cached, kept exact by the change feed.
+    Serve,
+    /// Writes and repairs (workers, admin commands): no cache.
+    Write,
+}
+
 /// The read model: Redis when `REDIS_URL` is set; the in-process store only when allowed.
-pub async fn store(settings: &Settings, allow_memory: bool) -> anyhow::Result<SharedStore> {
+pub async fn store(
+    settings: &Settings,
+    allow_memory: bool,
+    usage: StoreUse,
+) -> anyhow::Result<SharedStore> {
     match &settings.redis_url {
         Some(url) => {
             let keys = KeySpace::new(&settings.key_prefix).context("--key-prefix")?;
-            let store = RedisStore::connect(url, keys, settings.store_config())
+            let config = match usage {
+                StoreUse::Serve => settings.serving_store_config(),
+                StoreUse::Write => settings.store_config(),
+            };
+            let store = RedisStore::connect(url, keys, config)
                 .await
                 .with_context(|| format!("connecting to Redis ({})", redact(url)))?;
             Ok(Arc::new(store))

@@ -28,7 +28,7 @@ mod metrics;
 pub mod redis;
 
 pub use memory::MemoryStore;
-pub use redis::{RedisOptions, RedisStore};
+pub use redis::{ReadCacheConfig, RedisOptions, RedisStore};
 
 /// What a reader sees of one task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +85,9 @@ pub struct StoreConfig {
     /// Read the old system's `tenant:{tid}:video:{vid}:status|progress` keys on a miss (Redis
     /// only; off by default).
     pub legacy_read: bool,
+    /// An in-process cache of reads kept exact by the change feed (Redis only; off by
+    /// default, and always off with `legacy_read`). See `redis/cache.rs`.
+    pub read_cache: Option<ReadCacheConfig>,
 }
 
 impl Default for StoreConfig {
@@ -94,6 +97,7 @@ impl Default for StoreConfig {
             terminal_retention: None,
             tombstone_ttl: Duration::from_secs(24 * 3600),
             legacy_read: false,
+            read_cache: None,
         }
     }
 }

@@ -87,6 +87,8 @@ fn start_server(settings: &Settings, store_kind: &str, with_old: bool) -> anyhow
         .clone()
         .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let store_kind = store_kind.to_owned();
+    // As `jobpulse serve` would (read cache on unless JOBPULSE_READ_CACHE_ENTRIES=0).
+    let store_config = settings.serving_store_config();
     let stop = CancellationToken::new();
     let verifier = Arc::new(Verifier::new(AuthConfig::hs256(
         b"bench-secret-bench-secret-bench-secret",
@@ -116,7 +118,7 @@ fn start_server(settings: &Settings, store_kind: &str, with_old: bool) -> anyhow
                         RedisStore::connect(
                             &redis_url,
                             KeySpace::new(&format!("bench-{}", std::process::id()))?,
-                            jobpulse_store::StoreConfig::default(),
+                            store_config.clone(),
                         )
                         .await
                         .context("connecting to Redis")?,
@@ -213,8 +215,13 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
     let server = start_server(&settings, &args.store, with_old)?;
     let c = args.connections;
     println!(
-        "# jobpulse bench — store={}, connections={c}, duration={}s, warmup={}s, cpus={}",
+        "# jobpulse bench — store={}, read cache={}, connections={c}, duration={}s, warmup={}s, cpus={}",
         args.store,
+        if args.store == "redis" && settings.read_cache.entries > 0 {
+            format!("{} entries", settings.read_cache.entries)
+        } else {
+            "off".to_owned()
+        },
         duration.as_secs(),
         warmup.as_secs(),
         std::thread::available_parallelism().map_or(0, |n| n.get())

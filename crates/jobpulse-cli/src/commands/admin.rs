@@ -31,7 +31,7 @@ pub async fn repair(settings: Settings, args: RepairArgs) -> anyhow::Result<()> 
         .map_err(|e| anyhow::anyhow!("--retention: {e}"))?
         .or(settings.terminal_retention);
     let db = wiring::database(&settings).await?;
-    let store = wiring::store(&settings, false).await?;
+    let store = wiring::store(&settings, false, wiring::StoreUse::Write).await?;
     let report = jobpulse_db::repair(&db, store.as_ref(), retention)
         .await
         .context("repairing the read model")?;

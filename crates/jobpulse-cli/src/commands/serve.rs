@@ -20,7 +20,7 @@ pub async fn run(mut settings: Settings, _args: ServeArgs) -> anyhow::Result<()>
              for an all-in-one run without services use `jobpulse up`"
         );
     }
-    let store = wiring::store(&settings, false).await?;
+    let store = wiring::store(&settings, false, wiring::StoreUse::Serve).await?;
     let verifier = Arc::new(Verifier::new(settings.auth(false)?));
     let shutdown = CancellationToken::new();
     http::cancel_on_signal(&shutdown);

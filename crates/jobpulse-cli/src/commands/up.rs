@@ -36,7 +36,7 @@ pub async fn run(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e).context("creating the demo tenant"),
     };
-    let store = wiring::store(&settings, true).await?;
+    let store = wiring::store(&settings, true, wiring::StoreUse::Serve).await?;
     // An in-process read model starts empty: rebuild it from the database.
     let report = jobpulse_db::repair(&db, store.as_ref(), settings.terminal_retention)
         .await

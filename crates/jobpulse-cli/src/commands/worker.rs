@@ -43,7 +43,7 @@ pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {
         .transpose()
         .map_err(|e| anyhow::anyhow!("--lease: {e}"))?;
     let db = wiring::database(&settings).await?;
-    let store = wiring::store(&settings, false).await?;
+    let store = wiring::store(&settings, false, wiring::StoreUse::Write).await?;
     let storage = wiring::media(&settings)?;
     let shutdown = CancellationToken::new();
     http::cancel_on_signal(&shutdown);

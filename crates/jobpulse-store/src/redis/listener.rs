@@ -17,6 +17,7 @@ use futures::StreamExt;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
+use super::cache::ReadCache;
 use super::record::parse_change;
 use crate::{Change, Subscription};
 
@@ -44,6 +45,7 @@ pub(super) struct Listener {
     task: OnceLock<AbortOnDrop>,
     runtime: tokio::runtime::Handle,
     timeout: Duration,
+    cache: Option<Arc<ReadCache>>,
 }
 
 impl std::fmt::Debug for Listener {
@@ -66,6 +68,7 @@ impl Listener {
         changes: broadcast::Sender<Change>,
         timeout: Duration,
         runtime: tokio::runtime::Handle,
+        cache: Option<Arc<ReadCache>>,
     ) -> Self {
         Self {
             client,
@@ -76,6 +79,7 @@ impl Listener {
             task: OnceLock::new(),
             runtime,
             timeout,
+            cache,
         }
     }
 
@@ -89,6 +93,7 @@ impl Listener {
                 self.ready.clone(),
                 self.gaps.clone(),
                 self.timeout,
+                self.cache.clone(),
             )))
         });
         rx
@@ -122,6 +127,7 @@ async fn run(
     ready: Arc<watch::Sender<bool>>,
     gaps: Arc<watch::Sender<u64>>,
     timeout: Duration,
+    cache: Option<Arc<ReadCache>>,
 ) {
     let mut backoff = MIN_BACKOFF;
     let mut failing = false;
@@ -134,13 +140,19 @@ async fn run(
                 }
                 failing = false;
                 backoff = MIN_BACKOFF;
+                if let Some(cache) = &cache {
+                    cache.connected();
+                }
                 ready.send_replace(true);
                 if was_subscribed {
                     // Changes published while we were away are gone: tell watchers to resync.
                     gaps.send_modify(|n| *n += 1);
                 }
                 was_subscribed = true;
-                let why = forward(pubsub, &changes, timeout).await;
+                let why = forward(pubsub, &changes, timeout, cache.as_deref()).await;
+                if let Some(cache) = &cache {
+                    cache.lost();
+                }
                 ready.send_replace(false);
                 why
             }
@@ -163,7 +175,12 @@ async fn run(
 }
 
 /// Forwards messages until the connection ends; returns why it ended.
-async fn forward(pubsub: PubSub, changes: &broadcast::Sender<Change>, timeout: Duration) -> String {
+async fn forward(
+    pubsub: PubSub,
+    changes: &broadcast::Sender<Change>,
+    timeout: Duration,
+    cache: Option<&ReadCache>,
+) -> String {
     let (mut sink, mut stream) = pubsub.split();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -173,8 +190,19 @@ async fn forward(pubsub: PubSub, changes: &broadcast::Sender<Change>, timeout: D
             msg = stream.next() => match msg {
                 Some(msg) => match parse_change(msg.get_payload_bytes()) {
                     // No receivers is fine: nobody is watching right now.
-                    Some(change) => { let _ = changes.send(change); }
-                    None => tracing::debug!("ignoring an unreadable change message"),
+                    Some(change) => {
+                        if let Some(cache) = cache {
+                            cache.apply(&change);
+                        }
+                        let _ = changes.send(change);
+                    }
+                    None => {
+                        tracing::debug!("ignoring an unreadable change message");
+                        // A change the cache cannot apply: start over.
+                        if let Some(cache) = cache {
+                            cache.connected();
+                        }
+                    }
                 },
                 None => return "connection closed".to_owned(),
             },

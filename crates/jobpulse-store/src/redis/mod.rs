@@ -71,6 +71,7 @@
 //! Redis) we warn and continue.
 
 mod breaker;
+mod cache;
 mod changes;
 mod legacy;
 mod listener;
@@ -78,6 +79,7 @@ mod record;
 mod scripts;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -87,6 +89,8 @@ use jobpulse_domain::{Outcome, TaskId, TaskKey, TenantId, Write};
 use tokio::sync::broadcast;
 
 use self::breaker::{Admit, Breaker};
+use self::cache::ReadCache;
+pub use self::cache::ReadCacheConfig;
 use self::listener::Listener;
 use self::scripts::{Scripts, WriteContext};
 use crate::{
@@ -131,6 +135,8 @@ pub struct RedisStore {
     config: StoreConfig,
     scripts: Scripts,
     listener: Listener,
+    /// Present when reads are cached (see `cache.rs`); then the change feed runs from the start.
+    cache: Option<Arc<ReadCache>>,
     deadline: Duration,
     /// A failed call that took at least this long waited out a timeout (see [`Breaker`]).
     slow_failure: Duration,
@@ -305,13 +311,29 @@ impl RedisStore {
             .map_err(|_| unavailable())?
             .map_err(redis_error)?;
         let (changes, _) = broadcast::channel(CHANGE_CHANNEL_CAPACITY);
-        let listener = Listener::new(client, keys.changes_channel(), changes, deadline, runtime);
+        let cache = match config.read_cache {
+            Some(c) if c.entries > 0 && !config.legacy_read => Some(Arc::new(ReadCache::new(c))),
+            _ => None,
+        };
+        let listener = Listener::new(
+            client,
+            keys.changes_channel(),
+            changes,
+            deadline,
+            runtime,
+            cache.clone(),
+        );
+        if cache.is_some() {
+            // The cache serves only while the feed is subscribed: start it now.
+            drop(listener.subscribe());
+        }
         Ok(Self {
             conn,
             ctx: WriteContext::new(keys, &config),
             config,
             scripts,
             listener,
+            cache,
             deadline,
             slow_failure: options.response_timeout.min(options.connect_timeout),
             breaker: Breaker::default(),
@@ -341,6 +363,19 @@ impl RedisStore {
                 "the change feed did not subscribe within {:?}",
                 self.deadline
             )))
+        }
+    }
+
+    /// Read-your-writes in this process: drops cached entries of the tasks just written (even
+    /// after a failed call, which may have applied some), so the next read goes to Redis rather
+    /// than waiting for the announcement. Heartbeats change nothing a reader sees.
+    fn forget(&self, writes: &[Write]) {
+        if let Some(cache) = &self.cache {
+            for w in writes {
+                if !matches!(w.kind, jobpulse_domain::WriteKind::Heartbeat) {
+                    cache.forget(&w.key);
+                }
+            }
         }
     }
 
@@ -477,30 +512,50 @@ impl RedisStore {
 #[async_trait::async_trait]
 impl StatusStore for RedisStore {
     async fn apply(&self, write: &Write) -> Result<Outcome, StoreError> {
-        self.call("apply", async {
-            let mut outcomes = self.run_writes(std::slice::from_ref(write)).await?;
-            outcomes
-                .pop()
-                .ok_or_else(|| StoreError::Protocol("a write returned no reply".into()))
-        })
-        .await
+        let out = self
+            .call("apply", async {
+                let mut outcomes = self.run_writes(std::slice::from_ref(write)).await?;
+                outcomes
+                    .pop()
+                    .ok_or_else(|| StoreError::Protocol("a write returned no reply".into()))
+            })
+            .await;
+        self.forget(std::slice::from_ref(write));
+        out
     }
 
     async fn apply_many(&self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
         if writes.is_empty() {
             return Ok(Vec::new());
         }
-        self.call("apply_many", self.run_writes(writes)).await
+        let out = self.call("apply_many", self.run_writes(writes)).await;
+        self.forget(writes);
+        out
     }
 
     async fn get(&self, key: &TaskKey) -> Result<Option<Snapshot>, StoreError> {
-        self.call("get", async {
-            let mut found = self
-                .read(key.tenant, std::slice::from_ref(&key.task))
-                .await?;
-            Ok(found.pop().flatten())
-        })
-        .await
+        let ticket = match self.cache.as_deref().map(|c| c.lookup(key)) {
+            Some(Ok(cached)) => {
+                // Answered without I/O: still yield now and then, so a loop of cached reads
+                // cannot starve its runtime.
+                tokio::task::consume_budget().await;
+                return Ok(cached);
+            }
+            Some(Err(ticket)) => Some(ticket),
+            None => None,
+        };
+        let found = self
+            .call("get", async {
+                let mut found = self
+                    .read(key.tenant, std::slice::from_ref(&key.task))
+                    .await?;
+                Ok(found.pop().flatten())
+            })
+            .await?;
+        if let (Some(cache), Some(ticket)) = (&self.cache, ticket) {
+            cache.fill(key, ticket, &found);
+        }
+        Ok(found)
     }
 
     async fn get_many(
@@ -508,7 +563,36 @@ impl StatusStore for RedisStore {
         tenant: TenantId,
         tasks: &[TaskId],
     ) -> Result<Vec<Option<Snapshot>>, StoreError> {
-        self.call("get_many", self.read(tenant, tasks)).await
+        let Some(cache) = &self.cache else {
+            return self.call("get_many", self.read(tenant, tasks)).await;
+        };
+        // Served from the cache where it can; the rest in one round trip, filled afterwards.
+        let mut out = Vec::with_capacity(tasks.len());
+        let mut missing = Vec::new();
+        for task in tasks {
+            let key = TaskKey {
+                tenant,
+                task: task.clone(),
+            };
+            match cache.lookup(&key) {
+                Ok(cached) => out.push(cached),
+                Err(ticket) => {
+                    missing.push((out.len(), key, ticket));
+                    out.push(None);
+                }
+            }
+        }
+        if missing.is_empty() {
+            tokio::task::consume_budget().await;
+            return Ok(out);
+        }
+        let ids: Vec<TaskId> = missing.iter().map(|(_, k, _)| k.task.clone()).collect();
+        let found = self.call("get_many", self.read(tenant, &ids)).await?;
+        for ((i, key, ticket), snap) in missing.into_iter().zip(found) {
+            cache.fill(&key, ticket, &snap);
+            out[i] = snap;
+        }
+        Ok(out)
     }
 
     fn subscribe(&self) -> Subscription {
