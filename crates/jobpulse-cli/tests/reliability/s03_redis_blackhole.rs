@@ -100,11 +100,14 @@ async fn redis_unreachable_for_30_seconds() -> anyhow::Result<()> {
         pollers.add(t, Task::Job(id)).await;
     }
     // First a slow Redis: every chunk through the proxy waits 250 ms (each way), for 4 s.
+    let unknown_metric = "jobpulse_progress_read_model_unavailable_total";
+    let unknown_before = metric(&api.metrics().await?, unknown_metric, &[]);
     proxy.set(Mode::Delay(Duration::from_millis(250)));
     let slow_from = pollers.started.elapsed();
     tokio::time::sleep(Duration::from_secs(4)).await;
     proxy.set(Mode::Pass);
     let slow_to = pollers.started.elapsed();
+    let unknown_slow = metric(&api.metrics().await?, unknown_metric, &[]) - unknown_before;
     // Wait until the long video transcodes, then cut Redis off.
     eventually(
         "the long video transcodes",
@@ -267,7 +270,7 @@ async fn redis_unreachable_for_30_seconds() -> anyhow::Result<()> {
         "s03 during the outage: {finished_during} tasks finished in the database ({pending_at_cut} pending at the cut, {created_during} created during it; all done {all_done_after:?} into it), outbox peaked at {max_outbox} rows"
     );
     figure!(
-        "s03 polls while Redis answered 250 ms late each way: {}",
+        "s03 polls while Redis answered 250 ms late each way: {} ({unknown_slow} answered UNKNOWN for want of Redis)",
         Summary::of(&slow)
     );
     figure!(
@@ -317,11 +320,12 @@ async fn redis_unreachable_for_30_seconds() -> anyhow::Result<()> {
     );
     anyhow::ensure!(max_outbox > 0, "no state change waited in the outbox");
     anyhow::ensure!(five == 0, "{five} 5xx or failed polls");
-    // Slow is not down: slow answers, not UNKNOWN ones from a tripped breaker.
+    // Slow is not down: real answers (from the API's read cache, or slowly from Redis), not
+    // UNKNOWN ones from a tripped breaker.
     let slow_s = Summary::of(&slow);
     anyhow::ensure!(
-        slow_s.p50 >= Duration::from_millis(400) && slow_s.max < Duration::from_secs(2),
-        "polls against a slow Redis: {slow_s}"
+        unknown_slow == 0.0 && slow_s.max < Duration::from_secs(2),
+        "polls against a slow Redis: {slow_s}, {unknown_slow} answered UNKNOWN for want of Redis"
     );
     let bound = Duration::from_secs(6);
     let (closed, open_s) = (Summary::of(&during), Summary::of(&open_lat));
