@@ -25,7 +25,9 @@
 //! - Streams opened, then still open after `--hold` (client side), and the count the server's
 //!   hub holds.
 //! - Server RSS (`VmRSS` of this process) before the child connects and with every stream held;
-//!   memory per stream = delta / streams held. The child's RSS is printed separately.
+//!   memory per stream = delta / streams held. The child's RSS is printed separately, and so
+//!   is the kernel's TCP buffer memory (`/proc/net/sockstat`, machine-wide, both ends), which
+//!   no RSS includes.
 //! - Latency: `--sse-writes` progress writes to video 1 (one every 50 ms, each with a fresh
 //!   fence) through the server's own store; each write's sequence number travels in
 //!   `encoding_remaining_seconds` and its send instant (wall clock, shared by both processes)
@@ -39,6 +41,8 @@
 //! than failing.
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -167,20 +171,61 @@ pub fn path(first: i64) -> String {
     format!("/api/v1/progress/stream?videos={}", ids.join(","))
 }
 
-/// Resident memory of this process, kB.
-pub fn rss_kb() -> Option<u64> {
-    proc_field("/proc/self/status", "VmRSS:")
+/// `/proc` figures, from files opened once up front: a process out of file descriptors can
+/// still read them.
+#[derive(Debug)]
+pub struct Gauges {
+    status: Option<File>,
+    sockstat: Option<File>,
+}
+
+impl Gauges {
+    pub fn open() -> Self {
+        Self {
+            status: File::open("/proc/self/status").ok(),
+            sockstat: File::open("/proc/net/sockstat").ok(),
+        }
+    }
+
+    /// Resident memory of this process, kB.
+    pub fn rss_kb(&mut self) -> Option<u64> {
+        let text = reread(self.status.as_mut())?;
+        let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
+        line["VmRSS:".len()..]
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    /// Kernel memory of all TCP sockets on the machine, kB (`/proc/net/sockstat` counts pages
+    /// of 4 kB): socket buffers are in no process's RSS.
+    pub fn tcp_kernel_kb(&mut self) -> Option<u64> {
+        let text = reread(self.sockstat.as_mut())?;
+        let line = text.lines().find(|l| l.starts_with("TCP:"))?;
+        let mut words = line.split_whitespace();
+        words.find(|w| *w == "mem")?;
+        words.next()?.parse::<u64>().ok().map(|pages| pages * 4)
+    }
+}
+
+fn reread(file: Option<&mut File>) -> Option<String> {
+    let file = file?;
+    file.seek(SeekFrom::Start(0)).ok()?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 /// The soft open-files limit of this process.
 pub fn open_files_limit() -> Option<u64> {
-    proc_field("/proc/self/limits", "Max open files")
-}
-
-fn proc_field(file: &str, prefix: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(file).ok()?;
-    let line = text.lines().find(|l| l.starts_with(prefix))?;
-    line[prefix.len()..].split_whitespace().next()?.parse().ok()
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Now, as Unix nanoseconds (the clock both processes share).
@@ -328,7 +373,9 @@ pub async fn run(settings: &Settings, store_kind: &str, o: SseOptions) -> anyhow
         },
     )?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_before = rss_kb();
+    let mut gauges = Gauges::open();
+    let rss_before = gauges.rss_kb();
+    let tcp_before = gauges.tcp_kernel_kb();
     let mut client = ClientProcess::spawn()?;
     client
         .send(&Msg::Start(ClientConfig {
@@ -344,13 +391,14 @@ pub async fn run(settings: &Settings, store_kind: &str, o: SseOptions) -> anyhow
     let Msg::Opened(opened) = client.recv(open_budget).await? else {
         anyhow::bail!("the SSE client answered out of turn");
     };
-    let rss_open = rss_kb();
+    let rss_open = gauges.rss_kb();
     tokio::time::sleep(o.hold).await;
     client.send(&Msg::Check).await?;
     let Msg::Held(held) = client.recv(Duration::from_secs(30)).await? else {
         anyhow::bail!("the SSE client answered out of turn");
     };
-    let rss_held = rss_kb();
+    let rss_held = gauges.rss_kb();
+    let tcp_held = gauges.tcp_kernel_kb();
     let hub_streams = server.hub.as_ref().map_or(0, |h| h.streams());
 
     let (sent, base_ms) = write_and_watch(&server, o.writes).await?;
@@ -371,6 +419,7 @@ pub async fn run(settings: &Settings, store_kind: &str, o: SseOptions) -> anyhow
         held,
         hub_streams,
         rss: (rss_before, rss_open, rss_held),
+        tcp_kb: (tcp_before, tcp_held),
         base: Stats::of(base_ms),
         lat,
     };
@@ -387,6 +436,7 @@ struct Report<'a> {
     held: Held,
     hub_streams: usize,
     rss: (Option<u64>, Option<u64>, Option<u64>),
+    tcp_kb: (Option<u64>, Option<u64>),
     base: Stats,
     lat: Latency,
 }
@@ -442,18 +492,30 @@ impl Report<'_> {
             "| client process RSS (not in the figures above) | {} |",
             mb(self.held.rss_kb)
         );
+        println!(
+            "| kernel TCP buffers, whole machine, both ends (not in RSS): before / held | {} / {} |",
+            mb(self.tcp_kb.0),
+            mb(self.tcp_kb.1)
+        );
         if self.opened.failed > 0 || self.opened.fd_limited {
             println!(
-                "\n{} streams failed to open; first error: {}{}",
+                "\n{} of {} streams failed to open; first error: {}",
                 self.opened.failed,
-                self.opened.first_error.as_deref().unwrap_or("?"),
-                if self.opened.fd_limited {
-                    " — the client process hit its open-files limit (ulimit -n); raise it to \
-                     open more"
-                } else {
-                    ""
-                }
+                self.o.streams,
+                self.opened.first_error.as_deref().unwrap_or("?")
             );
+        }
+        let needed = self.o.streams as u64 + 100;
+        if let Some(limit) = self.limit.filter(|l| *l < needed) {
+            println!(
+                "BLOCKED by the open-files limit: ulimit -n is {limit} in both processes (the \
+                 server needs one descriptor per stream, and so does the client); reached {} \
+                 streams held by the server. Run with `ulimit -n {needed}` or more to measure \
+                 {} streams.",
+                self.hub_streams, self.o.streams
+            );
+        } else if self.opened.fd_limited {
+            println!("BLOCKED by the client process's open-files limit (ulimit -n).");
         }
         if let Some(why) = &self.held.first_end {
             println!("first stream that ended during the hold: {why}");

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use tokio::sync::{Semaphore, mpsc};
 
 use super::sse::{
-    ClientConfig, Held, Latency, Msg, Opened, PAGE, SEQ_BASE, Stats, layout, path, rss_kb, unix_ns,
+    ClientConfig, Gauges, Held, Latency, Msg, Opened, PAGE, SEQ_BASE, Stats, layout, path, unix_ns,
 };
 
 /// Stream opens in flight at once (keeps the server's accept backlog from overflowing).
@@ -82,14 +82,16 @@ pub async fn main() -> anyhow::Result<()> {
         anyhow::bail!("expected a start message");
     };
     let shared = Arc::new(Shared::default());
-    let opened = open_all(Arc::new(cfg), &shared).await;
+    let mut gauges = Gauges::open();
+    let mut opened = open_all(Arc::new(cfg), &shared).await;
+    opened.rss_kb = gauges.rss_kb();
     reply(&Msg::Opened(opened))?;
     while let Some(line) = lines.recv().await {
         match serde_json::from_str(&line).context("a line from the parent")? {
             Msg::Check => reply(&Msg::Held(Held {
                 open: shared.open.load(Ordering::Relaxed),
                 first_end: lock(&shared.first_end).clone(),
-                rss_kb: rss_kb(),
+                rss_kb: gauges.rss_kb(),
             }))?,
             Msg::Sent(sent) => reply(&Msg::Latency(latency(&shared, &sent)))?,
             other => anyhow::bail!("unexpected message {other:?}"),
@@ -193,7 +195,7 @@ async fn open_all(cfg: Arc<ClientConfig>, shared: &Arc<Shared>) -> Opened {
         first_error,
         fd_limited: shared.fd_limited.load(Ordering::Relaxed),
         secs: started.elapsed().as_secs_f64(),
-        rss_kb: rss_kb(),
+        rss_kb: None,
     }
 }
 
