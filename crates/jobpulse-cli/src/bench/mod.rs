@@ -549,3 +549,16 @@ async fn current_etag(addr: SocketAddr, token: &str) -> anyhow::Result<String> {
         .map(str::to_owned)
         .context("no ETag on the progress answer")
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_selects_known_scenarios_in_order() {
+        assert_eq!(
+            super::selected("pipeline, progress").ok(),
+            Some(vec!["progress", "pipeline"])
+        );
+        assert_eq!(super::selected("all").ok(), Some(super::SCENARIOS.to_vec()));
+        assert!(super::selected("progres").is_err());
+    }
+}

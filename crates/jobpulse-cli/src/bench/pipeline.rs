@@ -247,7 +247,7 @@ fn pct(over: f64, base: f64) -> f64 {
     (over / base - 1.0) * 100.0
 }
 
-fn describe(tools: &Toolchain, probe: &ProbeInfo, clip_secs: u32) -> String {
+fn describe(tools: &Toolchain, version: &str, probe: &ProbeInfo, clip_secs: u32) -> String {
     let job = HlsJob::from_probe("in", "out", probe, TranscodeOptions::default());
     let ladder: Vec<String> = job
         .renditions
@@ -256,7 +256,7 @@ fn describe(tools: &Toolchain, probe: &ProbeInfo, clip_secs: u32) -> String {
         .collect();
     format!(
         "clip: {clip_secs} s 1280x720 25 fps + AAC (testsrc2); renditions {}; preset {}; \
-         ffmpeg {}",
+         ffmpeg {version} ({})",
         ladder.join(", "),
         TranscodeOptions::default().preset.as_str(),
         tools.ffmpeg().display()
@@ -269,6 +269,7 @@ pub async fn run(clip_secs: u32, rounds: usize) -> anyhow::Result<()> {
     anyhow::ensure!(rounds >= 1, "--rounds must be at least 1");
     anyhow::ensure!(clip_secs >= 1, "--clip-secs must be at least 1");
     let tools = Toolchain::detect().context("this scenario needs ffmpeg and ffprobe")?;
+    let version = tools.verify().await.context("checking ffmpeg")?;
     let dir = tempfile::tempdir().context("creating a temp dir")?;
     let t = Instant::now();
     let clip = make_clip(&tools, dir.path(), clip_secs).await?;
@@ -277,7 +278,7 @@ pub async fn run(clip_secs: u32, rounds: usize) -> anyhow::Result<()> {
     println!("\n## video pipeline vs ffmpeg alone\n");
     println!(
         "{} (generated in {:.1} s)",
-        describe(&tools, &probe, clip_secs),
+        describe(&tools, &version, &probe, clip_secs),
         generated.as_secs_f64()
     );
     let env = Embedded::start(&tools, dir.path()).await?;

@@ -315,3 +315,17 @@ async fn follow(mut s: Open, watching: bool, shared: &Shared) {
     }
     lock(&shared.first_end).get_or_insert(why);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_event;
+
+    #[test]
+    fn events_and_heartbeats() {
+        assert_eq!(
+            parse_event("event: video\nid: 7\ndata: {\"id\":1}\n\n"),
+            Some(("video".into(), "{\"id\":1}".into()))
+        );
+        assert_eq!(parse_event(": hb\n\n"), None);
+    }
+}
