@@ -318,10 +318,15 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         return sse_client::main().await;
     }
     let only = selected(&args.only)?;
+    // `pipeline` always runs on the embedded backends; the others serve from `--store`.
+    let store = if only.iter().any(|s| *s != "pipeline") {
+        format!("store={}, ", args.store)
+    } else {
+        String::new()
+    };
     println!(
-        "# jobpulse bench — {}; store={}, cpus={}",
+        "# jobpulse bench — {}; {store}cpus={}",
         only.join(","),
-        args.store,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     if only

@@ -256,7 +256,8 @@ fn describe(tools: &Toolchain, version: &str, probe: &ProbeInfo, clip_secs: u32)
         .collect();
     format!(
         "clip: {clip_secs} s 1280x720 25 fps + AAC (testsrc2); renditions {}; preset {}; \
-         ffmpeg {version} ({})",
+         ffmpeg {version} ({}); pipeline: one VideoWorker (default config) on SQLite + the \
+         in-process store + local media storage, as `jobpulse up` runs it",
         ladder.join(", "),
         TranscodeOptions::default().preset.as_str(),
         tools.ffmpeg().display()
