@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 
 /// Streams one process holds per tenant.
-const SSE_PER_TENANT: usize = 2_000;
+pub(crate) const SSE_PER_TENANT: usize = 2_000;
 
 /// Builds the router and binds the listener.
 pub async fn bind(

@@ -9,12 +9,26 @@
 //!   membership lookup. Prints requests/s, p50/p99, (a)/(c) and (a)/(d).
 //! - `batch`: one batch read of 100 ids vs 100 single polls.
 //! - `etag`: bytes and requests/s of an unchanged poll with and without `If-None-Match`.
+//! - `sse` (opt-in): SSE fan-out — streams one process holds, server memory per stream, and
+//!   write-to-client latency with 1 000 streams watching, against the store's own change feed
+//!   (see [`sse`]; the streams come from a child process, `--streams`, `--watchers`,
+//!   `--tenants`, `--hold`, `--sse-writes`).
+//! - `pipeline` (opt-in): the video pipeline (a real `VideoWorker` on SQLite + the in-process
+//!   store) against the same ffmpeg commands run alone, on a generated clip (see [`pipeline`];
+//!   `--clip-secs`, `--rounds`). Needs ffmpeg/ffprobe; no server.
+//!
+//! The default is `progress,batch,etag`: `sse` opens 10 000 connections and `pipeline`
+//! transcodes for minutes, so they run only when named (`--only sse,pipeline`, or `--only all`).
 //!
 //! The server runs on its own runtime (2 threads) in this process; the load generator on
-//! another. Both share the machine, identically for every scenario.
+//! another (for `sse`, in another process). Both share the machine, identically for every
+//! scenario.
 
 mod load;
 mod old_way;
+mod pipeline;
+mod sse;
+mod sse_client;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +37,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use jobpulse_api::auth::{AuthConfig, TokenSpec, Verifier};
+use jobpulse_api::hub::Hub;
+use jobpulse_api::routes::stream::StreamState;
 use jobpulse_api::{Application, HttpConfig, Parts, ReadState, RouterConfig};
 use jobpulse_domain::keys::KeySpace;
 use jobpulse_domain::{Fence, TaskKey, TenantId, VideoId, Write};
@@ -46,20 +62,71 @@ pub struct BenchArgs {
     /// Read model to serve from: redis (REDIS_URL, default redis://127.0.0.1:6379) or memory.
     #[arg(long, default_value = "redis")]
     store: String,
-    /// Scenarios to run (comma-separated): progress, batch, etag.
+    /// Scenarios to run (comma-separated): progress, batch, etag, sse, pipeline; or `all`.
+    /// sse and pipeline are heavy and run only when named.
     #[arg(long, default_value = "progress,batch,etag")]
     only: String,
+    /// sse: streams to open (one connection each, from a child process).
+    #[arg(long, default_value_t = 10_000)]
+    streams: usize,
+    /// sse: streams of the latency group (tenant 1, watching the written video).
+    #[arg(long, default_value_t = 1_000)]
+    watchers: usize,
+    /// sse: tenants the streams are spread over (the latency group is tenant 1).
+    #[arg(long, default_value_t = 10)]
+    tenants: i64,
+    /// sse: how long every stream is held open before it is counted again, e.g. 10s.
+    #[arg(long, default_value = "10s")]
+    hold: String,
+    /// sse: progress writes for the latency figure (one every 50 ms).
+    #[arg(long, default_value_t = 200)]
+    sse_writes: u32,
+    /// pipeline: length of the generated 1280x720 clip, seconds.
+    #[arg(long, default_value_t = 60)]
+    clip_secs: u32,
+    /// pipeline: rounds of (ffmpeg alone, pipeline).
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// Internal: the SSE load client, run as a child process by `--only sse`.
+    #[arg(long, hide = true)]
+    sse_client: bool,
 }
 
+/// Every scenario, in the order they run.
+const SCENARIOS: [&str; 5] = ["progress", "batch", "etag", "sse", "pipeline"];
+
 const SEEDED: i64 = 1000;
-const TENANT: i64 = 1;
+
+/// What server a scenario needs.
+struct ServerSpec<'a> {
+    /// `redis` or `memory`.
+    store: &'a str,
+    /// Also serve the old way's routes (a fresh PostgreSQL database).
+    with_old: bool,
+    /// Serve the SSE route, with this per-tenant stream cap.
+    sse_cap: Option<usize>,
+    /// Tenants 1..=tenants get the seeded videos and a token.
+    tenants: i64,
+}
 
 struct Server {
     addr: SocketAddr,
     stop: CancellationToken,
     thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    /// Tenant 1's token.
     token: String,
+    /// Tenant `t`'s token at index `t - 1`.
+    tokens: Vec<String>,
+    /// The server's read model (writes to it reach the server's streams).
+    store: SharedStore,
+    /// The SSE hub, when the route is served.
+    hub: Option<Hub>,
+    /// The server's runtime (to run a task beside the server's own).
+    runtime: tokio::runtime::Handle,
 }
+
+/// What the server thread hands back once it listens.
+type Started = (SocketAddr, SharedStore, Option<Hub>, tokio::runtime::Handle);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -76,8 +143,41 @@ fn secs(s: &str, what: &str) -> anyhow::Result<Duration> {
         .map_err(|e| anyhow::anyhow!("--{what}: {e}"))
 }
 
+fn mint(verifier: &Verifier, tenant: i64) -> anyhow::Result<String> {
+    verifier
+        .mint(&TokenSpec {
+            tenant: TenantId::new(tenant)?,
+            tenant_code: None,
+            user_id: Some("7".into()),
+            role: Some("teacher".into()),
+            ttl_secs: 3600,
+            worker: false,
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+async fn open_store(
+    kind: &str,
+    redis_url: &str,
+    config: jobpulse_store::StoreConfig,
+) -> anyhow::Result<SharedStore> {
+    Ok(match kind {
+        "memory" => Arc::new(MemoryStore::default()),
+        "redis" => Arc::new(
+            RedisStore::connect(
+                redis_url,
+                KeySpace::new(&format!("bench-{}", std::process::id()))?,
+                config,
+            )
+            .await
+            .context("connecting to Redis")?,
+        ),
+        other => anyhow::bail!("--store must be redis or memory, not {other:?}"),
+    })
+}
+
 /// Starts the server on its own runtime with seeded data; returns once it listens.
-fn start_server(settings: &Settings, store_kind: &str, with_old: bool) -> anyhow::Result<Server> {
+fn start_server(settings: &Settings, spec: &ServerSpec<'_>) -> anyhow::Result<Server> {
     let redis_url = settings
         .redis_url
         .clone()
@@ -86,58 +186,45 @@ fn start_server(settings: &Settings, store_kind: &str, with_old: bool) -> anyhow
         .database_url
         .clone()
         .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let store_kind = store_kind.to_owned();
+    let store_kind = spec.store.to_owned();
     // As `jobpulse serve` would (read cache on unless JOBPULSE_READ_CACHE_ENTRIES=0).
     let store_config = settings.serving_store_config();
+    let (with_old, sse_cap, tenants) = (spec.with_old, spec.sse_cap, spec.tenants);
     let stop = CancellationToken::new();
     let verifier = Arc::new(Verifier::new(AuthConfig::hs256(
         b"bench-secret-bench-secret-bench-secret",
     )?));
-    let token = verifier
-        .mint(&TokenSpec {
-            tenant: TenantId::new(TENANT)?,
-            tenant_code: None,
-            user_id: Some("7".into()),
-            role: Some("teacher".into()),
-            ttl_secs: 3600,
-            worker: false,
-        })
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let (tx, rx) = std::sync::mpsc::channel::<anyhow::Result<SocketAddr>>();
+    let tokens = (1..=tenants)
+        .map(|t| mint(&verifier, t))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let token = tokens.first().cloned().context("at least one tenant")?;
+    let (tx, rx) = std::sync::mpsc::channel::<anyhow::Result<Started>>();
     let stop2 = stop.clone();
     let thread = std::thread::spawn(move || -> anyhow::Result<()> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()?;
+        let handle = rt.handle().clone();
         rt.block_on(async move {
             let setup = async {
-                let store: SharedStore = match store_kind.as_str() {
-                    "memory" => Arc::new(MemoryStore::default()),
-                    "redis" => Arc::new(
-                        RedisStore::connect(
-                            &redis_url,
-                            KeySpace::new(&format!("bench-{}", std::process::id()))?,
-                            store_config.clone(),
-                        )
-                        .await
-                        .context("connecting to Redis")?,
-                    ),
-                    other => anyhow::bail!("--store must be redis or memory, not {other:?}"),
-                };
-                seed(&store).await?;
+                let store = open_store(&store_kind, &redis_url, store_config).await?;
+                seed(&store, tenants).await?;
                 let old = if with_old {
                     Some(old_way::OldWay::create(&database_url, 1, SEEDED).await?)
                 } else {
                     None
                 };
                 let read = ReadState::new(store.clone(), verifier.clone());
+                let stream =
+                    sse_cap.map(|cap| StreamState::start(read.clone(), cap, stop2.clone()));
+                let hub = stream.as_ref().map(|s| s.hub.clone());
                 let ops = jobpulse_api::ops_state(store.clone(), Vec::new());
                 let router = jobpulse_api::router(
                     Parts {
                         read,
                         ops,
-                        long_running: None,
+                        long_running: stream.map(jobpulse_api::routes::stream::router),
                         extra: old.as_ref().map(|o| o.router(verifier.clone())),
                         app: None,
                     },
@@ -151,11 +238,11 @@ fn start_server(settings: &Settings, store_kind: &str, with_old: bool) -> anyhow
                     router,
                 )
                 .await?;
-                anyhow::Ok((app, old))
+                anyhow::Ok((app, old, store, hub))
             };
             match setup.await {
-                Ok((app, old)) => {
-                    let _ = tx.send(Ok(app.local_addr()));
+                Ok((app, old, store, hub)) => {
+                    let _ = tx.send(Ok((app.local_addr(), store, hub, handle)));
                     app.run_until_stopped(stop2).await?;
                     if let Some(old) = old {
                         old.drop_database().await?;
@@ -169,7 +256,7 @@ fn start_server(settings: &Settings, store_kind: &str, with_old: bool) -> anyhow
             }
         })
     });
-    let addr = rx
+    let (addr, store, hub, runtime) = rx
         .recv()
         .map_err(|_| anyhow::anyhow!("the bench server thread died"))??;
     Ok(Server {
@@ -177,18 +264,25 @@ fn start_server(settings: &Settings, store_kind: &str, with_old: bool) -> anyhow
         stop,
         thread: Some(thread),
         token,
+        tokens,
+        store,
+        hub,
+        runtime,
     })
 }
 
-async fn seed(store: &SharedStore) -> anyhow::Result<()> {
+/// Videos 1..=SEEDED of every tenant, PROCESSING at 57 %.
+async fn seed(store: &SharedStore, tenants: i64) -> anyhow::Result<()> {
     let mut writes = Vec::new();
-    for v in 1..=SEEDED {
-        let key = TaskKey::video(TenantId::new(TENANT)?, VideoId::new(v)?);
-        let mut s = jobpulse_domain::State::video(jobpulse_domain::VideoStatus::Processing);
-        s.percent = jobpulse_domain::Percent::new(57)?;
-        s.step = Some(jobpulse_domain::steps::VIDEO.step(4, 0.4));
-        s.remaining_seconds = Some(84);
-        writes.push(Write::set(key, Fence::new(1, 1, 1)?, s)?);
+    for t in 1..=tenants {
+        for v in 1..=SEEDED {
+            let key = TaskKey::video(TenantId::new(t)?, VideoId::new(v)?);
+            let mut s = jobpulse_domain::State::video(jobpulse_domain::VideoStatus::Processing);
+            s.percent = jobpulse_domain::Percent::new(57)?;
+            s.step = Some(jobpulse_domain::steps::VIDEO.step(4, 0.4));
+            s.remaining_seconds = Some(84);
+            writes.push(Write::set(key, Fence::new(1, 1, 1)?, s)?);
+        }
     }
     for chunk in writes.chunks(200) {
         store.apply_many(chunk).await?;
@@ -206,25 +300,91 @@ fn row(name: &str, r: &LoadResult) -> String {
     )
 }
 
+/// The scenarios `--only` names, checked; `all` is every one.
+fn selected(only: &str) -> anyhow::Result<Vec<&'static str>> {
+    let names: Vec<&str> = only.split(',').map(str::trim).collect();
+    if names.contains(&"all") {
+        return Ok(SCENARIOS.to_vec());
+    }
+    if let Some(bad) = names.iter().find(|n| !SCENARIOS.contains(n)) {
+        anyhow::bail!(
+            "--only: unknown scenario {bad:?}; pick from {} or all",
+            SCENARIOS.join(", ")
+        );
+    }
+    Ok(SCENARIOS
+        .into_iter()
+        .filter(|s| names.contains(s))
+        .collect())
+}
+
 #[allow(clippy::print_stdout)] // The report is this command's output.
 pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
-    let duration = secs(&args.duration, "duration")?;
-    let warmup = secs(&args.warmup, "warmup")?;
-    let only: Vec<&str> = args.only.split(',').map(str::trim).collect();
-    let with_old = only.contains(&"progress");
-    let server = start_server(&settings, &args.store, with_old)?;
-    let c = args.connections;
-    println!(
-        "# jobpulse bench — store={}, read cache={}, connections={c}, duration={}s, warmup={}s, cpus={}",
-        args.store,
-        if args.store == "redis" && settings.read_cache.entries > 0 {
+    if args.sse_client {
+        return sse_client::main().await;
+    }
+    let only = selected(&args.only)?;
+    // `pipeline` always runs on the embedded backends; the others serve from `--store`.
+    let store = if only.iter().any(|s| *s != "pipeline") {
+        let cache = if args.store == "redis" && settings.read_cache.entries > 0 {
             format!("{} entries", settings.read_cache.entries)
         } else {
             "off".to_owned()
-        },
-        duration.as_secs(),
-        warmup.as_secs(),
+        };
+        format!("store={}, read cache={cache}, ", args.store)
+    } else {
+        String::new()
+    };
+    println!(
+        "# jobpulse bench — {}; {store}cpus={}",
+        only.join(","),
         std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    if only
+        .iter()
+        .any(|s| ["progress", "batch", "etag"].contains(s))
+    {
+        http_scenarios(&settings, &args, &only).await?;
+    }
+    if only.contains(&"sse") {
+        let options = sse::SseOptions {
+            streams: args.streams,
+            watchers: args.watchers,
+            tenants: args.tenants,
+            hold: secs(&args.hold, "hold")?,
+            writes: args.sse_writes,
+        };
+        sse::run(&settings, &args.store, options).await?;
+    }
+    if only.contains(&"pipeline") {
+        pipeline::run(args.clip_secs, args.rounds).await?;
+    }
+    Ok(())
+}
+
+/// The request/response scenarios: progress, batch, etag.
+#[allow(clippy::print_stdout)]
+async fn http_scenarios(
+    settings: &Settings,
+    args: &BenchArgs,
+    only: &[&str],
+) -> anyhow::Result<()> {
+    let duration = secs(&args.duration, "duration")?;
+    let warmup = secs(&args.warmup, "warmup")?;
+    let server = start_server(
+        settings,
+        &ServerSpec {
+            store: &args.store,
+            with_old: only.contains(&"progress"),
+            sse_cap: None,
+            tenants: 1,
+        },
+    )?;
+    let c = args.connections;
+    println!(
+        "\nconnections={c}, duration={}s, warmup={}s",
+        duration.as_secs(),
+        warmup.as_secs()
     );
     let token = server.token.clone();
     let path_for = |p: String| -> MakeRequest {
@@ -404,4 +564,17 @@ async fn current_etag(addr: SocketAddr, token: &str) -> anyhow::Result<String> {
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .context("no ETag on the progress answer")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_selects_known_scenarios_in_order() {
+        assert_eq!(
+            super::selected("pipeline, progress").ok(),
+            Some(vec!["progress", "pipeline"])
+        );
+        assert_eq!(super::selected("all").ok(), Some(super::SCENARIOS.to_vec()));
+        assert!(super::selected("progres").is_err());
+    }
 }
