@@ -21,17 +21,31 @@ use crate::conn::Dialect;
 
 type Embedded = (i64, &'static str, &'static str);
 
-pub(crate) const POSTGRES: &[Embedded] = &[(
-    1,
-    "init",
-    include_str!("../migrations/postgres/0001_init.sql"),
-)];
+pub(crate) const POSTGRES: &[Embedded] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "ai_claim_order",
+        include_str!("../migrations/postgres/0002_ai_claim_order.sql"),
+    ),
+];
 
-pub(crate) const SQLITE: &[Embedded] = &[(
-    1,
-    "init",
-    include_str!("../migrations/sqlite/0001_init.sql"),
-)];
+pub(crate) const SQLITE: &[Embedded] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "ai_claim_order",
+        include_str!("../migrations/sqlite/0002_ai_claim_order.sql"),
+    ),
+];
 
 pub(crate) fn migrator(dialect: Dialect) -> Migrator {
     let list = match dialect {

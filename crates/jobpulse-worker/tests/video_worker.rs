@@ -149,11 +149,11 @@ async fn an_upload_becomes_ready_with_forward_only_progress(b: Backend) -> anyho
         ],
         "{seen:?}"
     );
+    // How many PROCESSING snapshots a 100 ms poller catches depends on how fast ffmpeg runs
+    // (it reports every 0.5 s); step detail must be there. Every step is checked on the feed.
     assert!(
         seen.iter()
-            .filter(|s| status(s) == VideoStatus::Processing)
-            .count()
-            >= 3,
+            .any(|s| status(s) == VideoStatus::Processing && s.state.step.is_some()),
         "a poller sees progress: {seen:?}"
     );
     // Every write the read model applied: steps 1..7 in order, then READY.

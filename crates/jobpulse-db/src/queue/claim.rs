@@ -39,8 +39,10 @@ macro_rules! video_claim_sql {
     };
 }
 
+/// `$order`: the insertion-order tie-breaker for jobs created in the same millisecond
+/// (PostgreSQL `queue_seq`, SQLite `rowid`; migration 0002).
 macro_rules! ai_claim_sql {
-    ($lock:literal) => {
+    ($lock:literal, $order:literal) => {
         concat!(
             "UPDATE ai_jobs SET status = 'RUNNING', attempt = attempt + 1, \
              fence_attempt = attempt + 1, fence_seq = 1, lease_owner = $1, lease_until = $2, \
@@ -54,7 +56,9 @@ macro_rules! ai_claim_sql {
                   AND r.lease_until > $3 AND r.tenant_id = j.tenant_id) < $4) \
              AND ($5 IS NULL OR (SELECT COUNT(*) FROM ai_jobs r WHERE r.status = 'RUNNING' \
                   AND r.lease_until > $3) < $5) \
-             ORDER BY j.created_at, j.job_id LIMIT 1 ",
+             ORDER BY j.created_at, ",
+            $order,
+            " LIMIT 1 ",
             $lock,
             ") RETURNING job_id"
         )
@@ -245,7 +249,10 @@ async fn claim_video_row(c: Conn<'_>, p: &Params<'_>) -> Result<Option<VideoJob>
 
 async fn claim_ai_row(c: Conn<'_>, p: &Params<'_>) -> Result<Option<JobId>, DbError> {
     dual!(c, |c, d| {
-        let sql = d.pick(ai_claim_sql!("FOR UPDATE SKIP LOCKED"), ai_claim_sql!(""));
+        let sql = d.pick(
+            ai_claim_sql!("FOR UPDATE SKIP LOCKED", "j.queue_seq"),
+            ai_claim_sql!("", "j.rowid"),
+        );
         sqlx::query(sql)
             .bind(p.worker)
             .bind(p.now.saturating_add(ms(p.lease)))
@@ -276,7 +283,7 @@ mod tests {
             .filter(|s| s.can_transition(JobStatus::Running))
             .collect();
         assert_eq!(may_run, AI_CLAIMABLE);
-        let sql = ai_claim_sql!("");
+        let sql = ai_claim_sql!("", "j.rowid");
         for s in AI_CLAIMABLE {
             assert!(sql.contains(&format!("'{}'", s.as_str())), "{s:?}");
         }
