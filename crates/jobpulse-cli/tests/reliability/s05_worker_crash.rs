@@ -1,6 +1,6 @@
 //! Scenario 5 — a worker killed (SIGKILL) mid-transcode and mid-import.
 //!
-//! Video: a 20 s 720p clip transcodes on worker A (3 s lease); A is killed at step 4. Its ffmpeg runs
+//! Video: a 45 s 720p clip transcodes on worker A (3 s lease); A is killed at step 4. Its ffmpeg runs
 //! in a process group of its own and survives it: measured. A second worker B starts a little
 //! after the lease ran out. Import: a 1 500-student sheet imports on AI worker A (3 s lease);
 //! A is killed while enrolling; AI worker B starts.
@@ -31,8 +31,9 @@ async fn worker_killed_mid_transcode() -> anyhow::Result<()> {
     }];
     let server = c.serve(&[]).await?;
     let api = server.api.clone();
-    // Long enough that A's ffmpeg still has seconds of work when B starts.
-    let clip = clip(c.dir.path(), 20.0, 1280, 720).await?;
+    // Long enough that A's orphaned ffmpeg is still transcoding when B starts 4 s after the
+    // kill, even on a quiet machine (a 20 s clip finished first there, so nothing was measured).
+    let clip = clip(c.dir.path(), 45.0, 1280, 720).await?;
     let mut a = c.worker("video", &["--lease", "3s"]).await?;
     let a_dir = c.work_dir_of(a.pid());
     let pollers = Pollers::start(&api, &tenants, 2, Duration::from_millis(20));
