@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use jobpulse_db::{CancelOutcome, VideoJobState};
-use jobpulse_domain::{Status, VideoStatus};
+use jobpulse_domain::{Status, VideoId, VideoStatus};
 use jobpulse_media::testing::write_corrupt_file;
 use jobpulse_media::{Toolchain, keys};
 use jobpulse_store::Snapshot;
@@ -84,6 +84,46 @@ fn statuses(seen: &[Snapshot]) -> Vec<VideoStatus> {
         }
     }
     out
+}
+
+/// What a poller and the job rows show of a video that failed its first attempt (with
+/// `reason`) and succeeded on the second: forward only, RETRY_WAIT with attempt 1 in between.
+async fn retried_once(
+    env: &Env,
+    video: VideoId,
+    seen: &[Snapshot],
+    reason: &str,
+) -> anyhow::Result<()> {
+    check_forward_only(seen);
+    assert_eq!(
+        statuses(seen),
+        [
+            VideoStatus::Uploaded,
+            VideoStatus::Processing,
+            VideoStatus::RetryWait,
+            VideoStatus::Processing,
+            VideoStatus::Ready
+        ]
+    );
+    let waiting = seen
+        .iter()
+        .find(|s| status(s) == VideoStatus::RetryWait)
+        .context("RETRY_WAIT seen")?;
+    assert_eq!(waiting.state.attempt, Some(1));
+    assert!(
+        waiting
+            .state
+            .error
+            .as_ref()
+            .is_some_and(|e| e.as_str().contains(reason)),
+        "{waiting:?}"
+    );
+    let jobs = env.jobs(video).await?;
+    assert_eq!(
+        (jobs[0].state, jobs[0].attempt),
+        (VideoJobState::Succeeded, 2)
+    );
+    Ok(())
 }
 
 async fn an_upload_becomes_ready_with_forward_only_progress(b: Backend) -> anyhow::Result<()> {
@@ -231,35 +271,7 @@ async fn a_killed_worker_s_job_is_finished_by_another(b: Backend) -> anyhow::Res
 
     assert_eq!(row.attempt, 2);
     env.valid_hls(video.id).await?;
-    check_forward_only(&seen);
-    assert_eq!(
-        statuses(&seen),
-        [
-            VideoStatus::Uploaded,
-            VideoStatus::Processing,
-            VideoStatus::RetryWait,
-            VideoStatus::Processing,
-            VideoStatus::Ready
-        ]
-    );
-    let waiting = seen
-        .iter()
-        .find(|s| status(s) == VideoStatus::RetryWait)
-        .context("RETRY_WAIT seen")?;
-    assert_eq!(waiting.state.attempt, Some(1));
-    assert!(
-        waiting
-            .state
-            .error
-            .as_ref()
-            .is_some_and(|e| e.as_str().contains("lease expired")),
-        "{waiting:?}"
-    );
-    let jobs = env.jobs(video.id).await?;
-    assert_eq!(
-        (jobs[0].state, jobs[0].attempt),
-        (VideoJobState::Succeeded, 2)
-    );
+    retried_once(&env, video.id, &seen, "lease expired").await?;
     assert!(entries(&rescuer_dir).is_empty(), "temp files left");
     assert!(pids_with(&doomed_dir).is_empty());
     Ok(())
@@ -474,35 +486,7 @@ async fn a_transient_failure_is_retried(b: Backend) -> anyhow::Result<()> {
     worker.shutdown().await?;
 
     assert_eq!(row.attempt, 2);
-    check_forward_only(&seen);
-    assert_eq!(
-        statuses(&seen),
-        [
-            VideoStatus::Uploaded,
-            VideoStatus::Processing,
-            VideoStatus::RetryWait,
-            VideoStatus::Processing,
-            VideoStatus::Ready
-        ]
-    );
-    let waiting = seen
-        .iter()
-        .find(|s| status(s) == VideoStatus::RetryWait)
-        .context("RETRY_WAIT seen")?;
-    assert_eq!(waiting.state.attempt, Some(1));
-    assert!(
-        waiting
-            .state
-            .error
-            .as_ref()
-            .is_some_and(|e| e.as_str().contains("simulated encoder crash")),
-        "{waiting:?}"
-    );
-    let jobs = env.jobs(video.id).await?;
-    assert_eq!(
-        (jobs[0].state, jobs[0].attempt),
-        (VideoJobState::Succeeded, 2)
-    );
+    retried_once(&env, video.id, &seen, "simulated encoder crash").await?;
     env.valid_hls(video.id).await?;
     Ok(())
 }
