@@ -18,6 +18,8 @@ use sqlx::postgres::{PgListener, PgPool};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::queue::Queue;
+
 /// PostgreSQL channels (see the triggers in `migrations/postgres`).
 pub(crate) const VIDEO_CHANNEL: &str = "jobpulse_video";
 pub(crate) const AI_CHANNEL: &str = "jobpulse_ai";
@@ -57,6 +59,29 @@ impl Signals {
             return;
         };
         *slot = Some(rt.spawn(listen(pool.clone(), Arc::clone(self))));
+    }
+
+    /// The wake-up of `queue`'s idle workers.
+    pub(crate) fn queue(&self, queue: Queue) -> &Notify {
+        match queue {
+            Queue::Video => &self.video,
+            Queue::Ai => &self.ai,
+        }
+    }
+
+    /// Wakes one idle worker of `queue` after `delay`: when a job's backoff ends, so its retry
+    /// starts then rather than at the next `max_wait` poll. In process only — the process that
+    /// scheduled the retry (a worker of that queue, or its reaper) is the one most likely to be
+    /// waiting; other processes still find the job when they poll.
+    pub(crate) fn wake_after(self: &Arc<Self>, queue: Queue, delay: Duration) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let signals = Arc::clone(self);
+        rt.spawn(async move {
+            tokio::time::sleep(delay).await;
+            signals.queue(queue).notify_one();
+        });
     }
 
     pub(crate) fn stop_listener(&self) {

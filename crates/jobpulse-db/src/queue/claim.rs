@@ -23,10 +23,7 @@ macro_rules! video_claim_sql {
             "UPDATE video_jobs SET state = 'RUNNING', attempt = attempt + 1, lease_owner = $1, \
              lease_until = $2, heartbeat_at = $3, updated_at = $3 \
              WHERE id = (SELECT j.id FROM video_jobs j \
-             WHERE (j.state = 'QUEUED' \
-               OR (j.state = 'RETRY_WAIT' AND j.run_after <= $3) \
-               OR (j.state = 'RUNNING' AND j.lease_until <= $3 AND j.attempt < j.max_attempts \
-                   AND NOT j.cancel_requested)) \
+             WHERE (j.state = 'QUEUED' OR (j.state = 'RETRY_WAIT' AND j.run_after <= $3)) \
              AND ($4 IS NULL OR (SELECT COUNT(*) FROM video_jobs r WHERE r.state = 'RUNNING' \
                   AND r.lease_until > $3 AND r.tenant_id = j.tenant_id) < $4) \
              AND ($5 IS NULL OR (SELECT COUNT(*) FROM video_jobs r WHERE r.state = 'RUNNING' \
@@ -48,10 +45,7 @@ macro_rules! ai_claim_sql {
              fence_attempt = attempt + 1, fence_seq = 1, lease_owner = $1, lease_until = $2, \
              heartbeat_at = $3, updated_at = $3 \
              WHERE job_id = (SELECT j.job_id FROM ai_jobs j \
-             WHERE (j.status = 'PENDING' \
-               OR (j.status = 'RETRYING' AND j.run_after <= $3) \
-               OR (j.status = 'RUNNING' AND j.lease_until <= $3 AND j.attempt < j.max_attempts \
-                   AND NOT j.cancel_requested)) \
+             WHERE (j.status = 'PENDING' OR (j.status = 'RETRYING' AND j.run_after <= $3)) \
              AND ($4 IS NULL OR (SELECT COUNT(*) FROM ai_jobs r WHERE r.status = 'RUNNING' \
                   AND r.lease_until > $3 AND r.tenant_id = j.tenant_id) < $4) \
              AND ($5 IS NULL OR (SELECT COUNT(*) FROM ai_jobs r WHERE r.status = 'RUNNING' \
@@ -114,10 +108,7 @@ impl Db {
                         "job claimed"
                     );
                     // Pass the baton: if more work is waiting, another idle worker should look.
-                    match queue {
-                        Queue::Video => self.signals().video.notify_one(),
-                        Queue::Ai => self.signals().ai.notify_one(),
-                    }
+                    self.signals().queue(queue).notify_one();
                     return Ok(Some(*claim));
                 }
                 Attempt::Empty => return Ok(None),
@@ -272,33 +263,32 @@ mod tests {
 
     use super::*;
 
-    /// The statuses the claim statement takes a job from.
-    const AI_CLAIMABLE: [JobStatus; 3] =
-        [JobStatus::Pending, JobStatus::Running, JobStatus::Retrying];
+    /// The statuses the claim statement takes a job from: those that may start running, except
+    /// RUNNING itself — a RUNNING job whose lease expired waits for the reaper (module docs).
+    const AI_CLAIMABLE: [JobStatus; 2] = [JobStatus::Pending, JobStatus::Retrying];
 
     #[test]
     fn claimable_statuses_are_exactly_those_that_may_start_running() {
-        let may_run: Vec<JobStatus> = JobStatus::ALL
+        let may_start: Vec<JobStatus> = JobStatus::ALL
             .into_iter()
-            .filter(|s| s.can_transition(JobStatus::Running))
+            .filter(|s| *s != JobStatus::Running && s.can_transition(JobStatus::Running))
             .collect();
-        assert_eq!(may_run, AI_CLAIMABLE);
+        assert_eq!(may_start, AI_CLAIMABLE);
         let sql = ai_claim_sql!("", "j.rowid");
-        for s in AI_CLAIMABLE {
-            assert!(sql.contains(&format!("'{}'", s.as_str())), "{s:?}");
+        let taken_from = &sql[sql.find("WHERE (").expect("a WHERE")..];
+        let taken_from = &taken_from[..taken_from.find(')').expect("closed")];
+        for s in JobStatus::ALL {
+            assert_eq!(
+                taken_from.contains(&format!("'{}'", s.as_str())),
+                AI_CLAIMABLE.contains(&s),
+                "{s:?} in {taken_from}"
+            );
         }
-        let may_process: Vec<VideoStatus> = VideoStatus::ALL
-            .into_iter()
-            .filter(|s| s.can_transition(VideoStatus::Processing))
-            .collect();
-        assert_eq!(
-            may_process,
-            [
-                VideoStatus::Uploaded,
-                VideoStatus::Processing,
-                VideoStatus::RetryWait
-            ],
-            "a claimed video job's video is UPLOADED, RETRY_WAIT, or PROCESSING (re-claim)"
+        let video_sql = video_claim_sql!("");
+        let taken_from = &video_sql[video_sql.find("WHERE (").expect("a WHERE")..];
+        assert!(
+            !taken_from[..taken_from.find("AND (").expect("caps")].contains("'RUNNING'"),
+            "an expired lease is never re-claimed without the reaper: {taken_from}"
         );
     }
 }

@@ -3,6 +3,8 @@
 //! Each call is one transaction that first re-checks the lease (`attempt`, `lease_owner`,
 //! RUNNING) and fails with [`DbError::LeaseLost`] — writing nothing — when it no longer holds.
 
+use std::time::Duration;
+
 use jobpulse_domain::{Fence, JobResult, JobStatus, Text, VideoStatus};
 
 use super::{Claim, ClaimedTask, FailOutcome};
@@ -295,6 +297,11 @@ impl Db {
             }
         };
         self.commit(tx, true).await?;
+        if let FailOutcome::Retrying { run_after_ms } = outcome {
+            let left = run_after_ms.saturating_sub(now_ms()).max(0);
+            let left = Duration::from_millis(u64::try_from(left).unwrap_or(0));
+            self.signals().wake_after(claim.queue(), left);
+        }
         let result = if retry { "retry" } else { "dead" };
         metrics::counter!(
             "jobpulse_queue_failures_total",

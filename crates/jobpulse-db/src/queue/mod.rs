@@ -16,14 +16,18 @@
 //!                      └─ release (worker shutdown) ─▶ RETRY_WAIT, runnable at once, max_attempts + 1
 //! ```
 //!
-//! A RUNNING job whose lease expired is runnable too (re-claimed with attempt + 1). AI jobs use
-//! their contract status as the queue state: PENDING and RETRYING wait, RUNNING runs, a terminal
-//! status ends (FAILED for dead or cancelled).
+//! A RUNNING job whose lease expired is *not* claimable: the reaper ([`Db::reap_expired`], run by
+//! every worker) first moves it to RETRY_WAIT / RETRYING with the reason "the worker stopped
+//! responding" and the same backoff as a failed attempt (or to DEAD after the last attempt), and
+//! only then may a claim take it, with attempt + 1. So every lost attempt is visible to the
+//! people watching, and a job that keeps crashing its workers backs off instead of being grabbed
+//! again at once. AI jobs use their contract status as the queue state: PENDING and RETRYING
+//! wait, RUNNING runs, a terminal status ends (FAILED for dead or cancelled).
 //!
 //! # Claiming
 //!
-//! [`Db::claim`] takes the oldest runnable job — QUEUED/PENDING, RETRY_WAIT/RETRYING whose
-//! `run_after` has passed, or RUNNING whose lease expired (and that has attempts left) — sets it
+//! [`Db::claim`] takes the oldest runnable job — QUEUED/PENDING, or RETRY_WAIT/RETRYING whose
+//! `run_after` has passed — sets it
 //! RUNNING with `attempt + 1` and a lease, and commits the PROCESSING/RUNNING state change with its
 //! outbox row, all in one transaction. PostgreSQL picks with `FOR UPDATE SKIP LOCKED` (claimers
 //! never wait for each other); SQLite runs the same single `UPDATE … WHERE id = (SELECT … LIMIT 1)
@@ -280,15 +284,12 @@ impl Db {
 
     /// Waits until work may be available in `queue` (a job was enqueued, here or — on
     /// PostgreSQL — in any process) or `max_wait` passed. Returns `true` when woken early.
-    /// Jobs whose backoff ends later are not announced: workers find them on their next poll,
-    /// so `max_wait` bounds how late a retry may start.
+    /// A job whose backoff ends later wakes a waiter of the process that scheduled the retry
+    /// when the backoff ends; workers of other processes find it on their next poll, so
+    /// `max_wait` bounds how late a retry may start there.
     pub async fn wait_for_work(&self, queue: Queue, max_wait: Duration) -> bool {
         self.ensure_listener();
-        let signal = match queue {
-            Queue::Video => &self.signals().video,
-            Queue::Ai => &self.signals().ai,
-        };
-        tokio::time::timeout(max_wait, signal.notified())
+        tokio::time::timeout(max_wait, self.signals().queue(queue).notified())
             .await
             .is_ok()
     }

@@ -89,6 +89,7 @@ impl Db {
         let jobs = expired_video_jobs(tx.conn(), now).await?;
         let mut report = ReapReport::default();
         let mut wrote = false;
+        let mut soonest: Option<Duration> = None;
         for job in jobs {
             let v = verdict(job.attempt, job.max_attempts, job.cancel_requested);
             let video = lock_video(tx.conn(), job.video_id)
@@ -100,7 +101,8 @@ impl Db {
                 (Verdict::Dead, _) => (VideoJobState::Dead, "lease_expired"),
                 (Verdict::Cancelled, _) => (VideoJobState::Cancelled, "cancelled"),
             };
-            let run_after = now.saturating_add(ms(self.options().queue.backoff.delay(job.attempt)));
+            let delay = self.options().queue.backoff.delay(job.attempt);
+            let run_after = now.saturating_add(ms(delay));
             if !reap_video_job(tx.conn(), &job, to, run_after, code, now).await? {
                 continue;
             }
@@ -123,7 +125,10 @@ impl Db {
             apply_video_change(tx.conn(), &cur, &next).await?;
             wrote = true;
             match v {
-                Verdict::Retry => report.retrying += 1,
+                Verdict::Retry => {
+                    report.retrying += 1;
+                    soonest = Some(soonest.map_or(delay, |s: Duration| s.min(delay)));
+                }
                 Verdict::Dead => report.dead += 1,
                 Verdict::Cancelled => report.cancelled += 1,
             }
@@ -136,6 +141,9 @@ impl Db {
             );
         }
         self.commit(tx, wrote).await?;
+        if let Some(delay) = soonest {
+            self.signals().wake_after(Queue::Video, delay);
+        }
         Ok(report)
     }
 
@@ -145,6 +153,7 @@ impl Db {
         let ids = expired_ai_jobs(tx.conn(), now).await?;
         let mut report = ReapReport::default();
         let mut wrote = false;
+        let mut soonest: Option<Duration> = None;
         for id in ids {
             let Some(cur) = lock_ai_job(tx.conn(), &id).await? else {
                 continue;
@@ -170,7 +179,10 @@ impl Db {
             apply_job_change(tx.conn(), &cur, &next).await?;
             wrote = true;
             match v {
-                Verdict::Retry => report.retrying += 1,
+                Verdict::Retry => {
+                    report.retrying += 1;
+                    soonest = Some(soonest.map_or(delay, |s: Duration| s.min(delay)));
+                }
                 Verdict::Dead => report.dead += 1,
                 Verdict::Cancelled => report.cancelled += 1,
             }
@@ -183,6 +195,9 @@ impl Db {
             );
         }
         self.commit(tx, wrote).await?;
+        if let Some(delay) = soonest {
+            self.signals().wake_after(Queue::Ai, delay);
+        }
         Ok(report)
     }
 }

@@ -167,10 +167,7 @@ impl Db {
         }
         self.commit(tx, true).await?;
         if outcome == ReleaseOutcome::Released {
-            match queue {
-                Queue::Video => self.signals().video.notify_one(),
-                Queue::Ai => self.signals().ai.notify_one(),
-            }
+            self.signals().queue(queue).notify_one();
         }
         metrics::counter!(
             "jobpulse_queue_released_total",

@@ -3,10 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use jobpulse_db::{Db, NewAiJob, Queue};
+use anyhow::Context as _;
+use jobpulse_db::{Backoff, Caps, Db, DbOptions, FailOutcome, NewAiJob, Queue, QueueConfig};
 use jobpulse_domain::JobType;
 
-use crate::helpers::{Backend, test_db};
+use crate::helpers::{Backend, both, test_db, test_db_with, test_options};
 
 /// Consumes stored wake-ups so the next wait really waits.
 async fn settle(db: &Db, queue: Queue) {
@@ -104,3 +105,86 @@ async fn sqlite_wakes_in_process_and_polls_across_processes() -> anyhow::Result<
     );
     Ok(())
 }
+
+/// Waits like a worker (`max_wait` 30 s) and claims when woken; the time from `since` to the
+/// claim. Fails after 10 s — long before a worker's next poll would find the job.
+async fn claim_when_woken(db: &Db, since: Instant) -> anyhow::Result<Duration> {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(c) = db
+                .claim(Queue::Video, "w", Duration::from_secs(30), Caps::default())
+                .await?
+            {
+                anyhow::ensure!(c.attempt == 2, "attempt {}", c.attempt);
+                return Ok(since.elapsed());
+            }
+            db.wait_for_work(Queue::Video, Duration::from_secs(30))
+                .await;
+        }
+    })
+    .await
+    .context("not woken when the backoff ended")?
+}
+
+/// A job waiting out its backoff — after a failed attempt, or after the reaper found a lost
+/// one — wakes an idle worker of this process when the backoff ends; it does not wait for the
+/// worker's next poll.
+async fn a_retry_wakes_a_worker_when_its_backoff_ends(b: Backend) -> anyhow::Result<()> {
+    const BACKOFF: Duration = Duration::from_millis(500);
+    let options = DbOptions {
+        queue: QueueConfig {
+            backoff: Backoff {
+                base: BACKOFF,
+                cap: BACKOFF,
+                jitter: 0.0,
+            },
+            default_max_attempts: 5,
+        },
+        ..test_options()
+    };
+    let t = test_db_with(b, options).await?;
+    let a = t.db.create_tenant("a", "A").await?;
+
+    // A failed attempt.
+    t.db.create_video(a.tenant_id, None, "v", "k").await?;
+    let c =
+        t.db.claim(Queue::Video, "w", Duration::from_secs(30), Caps::default())
+            .await?
+            .context("claim")?;
+    settle(&t.db, Queue::Video).await;
+    let failed = Instant::now();
+    let outcome = t.db.fail(&c, "flaky", true).await?.value;
+    assert!(
+        matches!(outcome, FailOutcome::Retrying { .. }),
+        "{outcome:?}"
+    );
+    let took = claim_when_woken(&t.db, failed).await?;
+    assert!(
+        took >= BACKOFF - Duration::from_millis(50),
+        "claimed after {took:?}"
+    );
+
+    // A lost attempt, found by the reaper.
+    t.db.create_video(a.tenant_id, None, "w", "k").await?;
+    let lost =
+        t.db.claim(
+            Queue::Video,
+            "lost",
+            Duration::from_millis(100),
+            Caps::default(),
+        )
+        .await?
+        .context("claim")?;
+    assert_eq!(lost.attempt, 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    settle(&t.db, Queue::Video).await;
+    let reaped = Instant::now();
+    assert_eq!(t.db.reap_expired(Queue::Video).await?.retrying, 1);
+    let took = claim_when_woken(&t.db, reaped).await?;
+    assert!(
+        took >= BACKOFF - Duration::from_millis(50),
+        "claimed after {took:?}"
+    );
+    Ok(())
+}
+both!(a_retry_wakes_a_worker_when_its_backoff_ends);

@@ -140,10 +140,19 @@ async fn an_expired_lease_is_reclaimed_and_the_zombie_cannot_commit(
         );
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let fresh =
+    // An expired lease is not claimable until the reaper has made the loss visible.
+    assert!(
         t.db.claim(Queue::Video, "fresh", LEASE, Caps::default())
             .await?
-            .context("reclaim")?;
+            .is_none(),
+        "claimed straight from PROCESSING"
+    );
+    assert_eq!(t.db.reap_expired(Queue::Video).await?.retrying, 1);
+    assert_eq!(
+        t.video(a.tenant_id, v.id).await?.status,
+        VideoStatus::RetryWait
+    );
+    let fresh = claim_soon(&t.db, Queue::Video, "fresh", LEASE).await?;
     assert_eq!(fresh.attempt, 2, "re-claimed with attempt + 1");
     assert_eq!(video_job_id(&fresh), video_job_id(&zombie));
     let before = t.video(a.tenant_id, v.id).await?;
@@ -196,10 +205,14 @@ async fn an_expired_lease_is_reclaimed_and_the_zombie_cannot_commit(
             .await?
             .context("job")?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let fresh =
+    assert!(
         t.db.claim(Queue::Ai, "fresh", LEASE, Caps::default())
             .await?
-            .context("reclaim")?;
+            .is_none(),
+        "claimed straight from RUNNING"
+    );
+    assert_eq!(t.db.reap_expired(Queue::Ai).await?.retrying, 1);
+    let fresh = claim_soon(&t.db, Queue::Ai, "fresh", LEASE).await?;
     assert_eq!(fresh.attempt, 2);
     let outcome = AiOutcome::done(
         serde_json::json!({"secret": "zombie"}),

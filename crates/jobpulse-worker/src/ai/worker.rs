@@ -4,8 +4,9 @@
 //! commits RUNNING with its outbox row, published at once so pollers see RUNNING), start a
 //! heartbeat task, run the job type's handler under its timeout, then write the attempt's one
 //! state change (with [`Reporter::next_seq`] for a success, so it outranks every progress tick)
-//! and publish it. A reaper task turns jobs whose lease expired (a crashed worker's) into
-//! RETRYING or FAILED.
+//! and publish it. A reaper task (every `reap_every`) turns jobs whose lease expired (a crashed
+//! worker's) into RETRYING or FAILED; claims never take an expired job themselves, so the retry
+//! of a lost attempt is always visible.
 //!
 //! How an attempt ends:
 //!

@@ -4,8 +4,8 @@
 //! # The loop ([`VideoWorker::run`])
 //!
 //! - Reaps expired leases of the video queue every `reap_every` (RETRY_WAIT becomes visible even
-//!   when no other worker runs), always *before* it claims, so this worker never silently
-//!   re-claims a lost worker's job that the read model still shows as PROCESSING.
+//!   when no other worker runs), *before* it claims. Claims never take an expired job
+//!   themselves, so a lost worker's job always shows RETRY_WAIT before its next attempt.
 //! - Claims up to `concurrency` attempts at once; when nothing is runnable it sleeps in
 //!   [`Db::wait_for_work`] (LISTEN/NOTIFY on PostgreSQL) for at most `idle_wait`.
 //! - Each claim's PROCESSING write is published at once (`Relay::publish_now`), so the state
