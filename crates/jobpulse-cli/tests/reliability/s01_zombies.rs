@@ -353,6 +353,11 @@ async fn stale_and_zombie_writers_change_nothing() -> anyhow::Result<()> {
         seen.regressions
     );
     anyhow::ensure!(
+        seen.older.is_empty(),
+        "a poller was answered with an older revision than it had seen: {:?}",
+        seen.older
+    );
+    anyhow::ensure!(
         seen.backwards.is_empty(),
         "percent went back within an attempt: {:?}",
         seen.backwards

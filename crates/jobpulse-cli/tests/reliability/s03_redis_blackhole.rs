@@ -356,6 +356,11 @@ async fn redis_unreachable_for_30_seconds() -> anyhow::Result<()> {
         seen.regressions
     );
     anyhow::ensure!(
+        seen.older.is_empty(),
+        "a poller was answered with an older revision than it had seen: {:?}",
+        seen.older
+    );
+    anyhow::ensure!(
         seen.backwards.is_empty(),
         "percent went back: {:?}",
         seen.backwards

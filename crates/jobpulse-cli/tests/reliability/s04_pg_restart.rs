@@ -405,5 +405,10 @@ async fn postgres_restart_mid_run() -> anyhow::Result<()> {
         "terminal regressions: {:?}",
         seen.regressions
     );
+    anyhow::ensure!(
+        seen.older.is_empty(),
+        "a poller was answered with an older revision than it had seen: {:?}",
+        seen.older
+    );
     Ok(())
 }

@@ -139,10 +139,11 @@ async fn worker_killed_mid_transcode() -> anyhow::Result<()> {
     );
     anyhow::ensure!(b_left.is_empty(), "B left files: {b_left:?}");
     anyhow::ensure!(
-        seen.regressions.is_empty() && seen.backwards.is_empty(),
-        "pollers saw {:?} {:?}",
+        seen.regressions.is_empty() && seen.backwards.is_empty() && seen.older.is_empty(),
+        "pollers saw {:?} {:?} {:?}",
         seen.regressions,
-        seen.backwards
+        seen.backwards,
+        seen.older
     );
     Ok(())
 }
@@ -250,10 +251,11 @@ async fn worker_killed_mid_import() -> anyhow::Result<()> {
     );
     anyhow::ensure!(spool.is_empty(), "spool files left: {spool:?}");
     anyhow::ensure!(
-        seen.regressions.is_empty() && seen.backwards.is_empty(),
-        "pollers saw {:?} {:?}",
+        seen.regressions.is_empty() && seen.backwards.is_empty() && seen.older.is_empty(),
+        "pollers saw {:?} {:?} {:?}",
         seen.regressions,
-        seen.backwards
+        seen.backwards,
+        seen.older
     );
     Ok(())
 }

@@ -16,7 +16,18 @@
 //!   and then fills the entry — but an announcement may have arrived while it waited, and its
 //!   reply may be older than that announcement. So each read takes a [`Ticket`] first: the
 //!   change counter of the key's slot (a counter per slot, bumped by every announcement for a
-//!   key in that slot) and the feed session. The fill is dropped if either moved.
+//!   key in that slot) and the feed session. The fill is dropped if either moved — except when
+//!   the entry and the read both hold a snapshot: then the one with the greater fence stays,
+//!   so a poller answered from Redis is never answered with something older from the cache
+//!   next.
+//! - **An announcement never overwrites a newer read.** The other way round: a read may return
+//!   a write whose announcement — and the announcements before it — are still on their way
+//!   (the read and the feed use different connections). An announcement that then arrives is
+//!   older than the filled entry, and applying it would show a poller, say, PROCESSING after
+//!   READY. So while an entry holds a fill, an announcement whose fence is older than the
+//!   fill's is skipped (fences of one task only grow — the store's first rule — and survive a
+//!   flush and repair, unlike revisions). The first announcement at or past the fill's fence
+//!   replaces it, and from then on feed order rules again.
 //! - **Nothing is served while the feed is down.** Changes published while the subscription is
 //!   lost are gone (pub/sub keeps nothing), so losing it clears the cache and starts a new
 //!   session; until the feed is subscribed again every read goes to Redis. An announcement the
@@ -69,6 +80,8 @@ impl Default for ReadCacheConfig {
 struct Entry {
     snap: Option<Snapshot>,
     at: Instant,
+    /// From a read of Redis, and no announcement has replaced it yet.
+    filled: bool,
 }
 
 /// What a read must show to fill the cache with its reply (see the module docs).
@@ -160,14 +173,37 @@ impl ReadCache {
         // Checked under the shard's lock: `apply` bumps the stamp before it takes this lock.
         if !self.live.load(Ordering::Acquire)
             || self.session.load(Ordering::Acquire) != ticket.session
-            || self.stamps[ticket.slot].load(Ordering::Acquire) != ticket.stamp
         {
             return;
         }
-        self.insert(&mut map, key.clone(), snap.clone());
+        if let (
+            Some(Entry {
+                snap: Some(held), ..
+            }),
+            Some(read),
+        ) = (map.get(key), snap)
+        {
+            // Both are snapshots of one task: the greater fence is the newer, whatever arrived
+            // first. Keeping the newer one means a poller that was just answered from Redis is
+            // never answered with something older from here next.
+            if read.fence > held.fence {
+                self.insert(&mut map, key.clone(), snap.clone(), true);
+            }
+            return;
+        }
+        if self.stamps[ticket.slot].load(Ordering::Acquire) != ticket.stamp {
+            return;
+        }
+        self.insert(&mut map, key.clone(), snap.clone(), true);
     }
 
-    fn insert(&self, map: &mut HashMap<TaskKey, Entry>, key: TaskKey, snap: Option<Snapshot>) {
+    fn insert(
+        &self,
+        map: &mut HashMap<TaskKey, Entry>,
+        key: TaskKey,
+        snap: Option<Snapshot>,
+        filled: bool,
+    ) {
         if map.len() >= self.per_shard && !map.contains_key(&key) {
             map.clear();
         }
@@ -176,6 +212,7 @@ impl ReadCache {
             Entry {
                 snap,
                 at: Instant::now(),
+                filled,
             },
         );
     }
@@ -190,7 +227,18 @@ impl ReadCache {
         let mut map = self.shards[shard]
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.insert(&mut map, change.key.clone(), change.snapshot.clone());
+        if let Some(Entry {
+            snap: Some(read),
+            filled: true,
+            ..
+        }) = map.get(&change.key)
+            && let Some(announced) = &change.snapshot
+            && announced.fence < read.fence
+        {
+            // Published before the write the fill read; the fill is newer (module docs).
+            return;
+        }
+        self.insert(&mut map, change.key.clone(), change.snapshot.clone(), false);
     }
 
     /// Drops `key`'s entry and voids reads of it in flight (this process just wrote it).
@@ -295,6 +343,45 @@ mod tests {
         c.apply(&change(1, 2));
         c.fill(&key(1), t, &snap(1));
         assert_eq!(c.lookup(&key(1)).expect("cached"), snap(2));
+    }
+
+    #[test]
+    fn an_announcement_older_than_a_fill_does_not_overwrite_it() {
+        let c = cache();
+        let t = c.lookup(&key(1)).expect_err("not cached");
+        // The read returns rev 6 while the announcements of revs 5 and 6 are still on their way.
+        c.fill(&key(1), t, &snap(6));
+        c.apply(&change(1, 5));
+        assert_eq!(
+            c.lookup(&key(1)).expect("cached"),
+            snap(6),
+            "went back to rev 5"
+        );
+        c.apply(&change(1, 6));
+        assert_eq!(c.lookup(&key(1)).expect("cached"), snap(6));
+        // Once an announcement caught up with the fill, feed order rules: every later one applies.
+        c.apply(&change(1, 7));
+        assert_eq!(c.lookup(&key(1)).expect("cached"), snap(7));
+    }
+
+    #[test]
+    fn a_read_newer_than_the_announced_entry_replaces_it() {
+        let c = cache();
+        c.apply(&change(1, 4));
+        // A read started before an entry existed returns rev 6; the announcement of rev 5
+        // arrived meanwhile, that of rev 6 has not yet.
+        c.forget(&key(1));
+        let t = c.lookup(&key(1)).expect_err("not cached");
+        c.apply(&change(1, 5));
+        c.fill(&key(1), t, &snap(6));
+        assert_eq!(
+            c.lookup(&key(1)).expect("cached"),
+            snap(6),
+            "older than Redis"
+        );
+        c.apply(&change(1, 6));
+        c.apply(&change(1, 7));
+        assert_eq!(c.lookup(&key(1)).expect("cached"), snap(7));
     }
 
     #[test]

@@ -54,8 +54,12 @@ pub struct Seen {
     pub regressions: Vec<String>,
     /// A percent that went down within one attempt of one task, between two revisions.
     pub backwards: Vec<String>,
-    /// Statuses seen per task, in order (consecutive duplicates collapsed).
+    /// Statuses seen per task, in revision order (consecutive duplicates collapsed).
     pub history: HashMap<Task, Vec<String>>,
+    /// Answers older (by revision) than one the same poller had already been given: a user
+    /// would see time go backwards. Revisions restart when Redis loses its data, so scenarios
+    /// that flush Redis cannot use this.
+    pub older: Vec<String>,
 }
 
 /// One answer about a task, at the record's revision.
@@ -111,6 +115,7 @@ impl Pollers {
             let tokens: Vec<String> = tenants.iter().map(|t| t.token.clone()).collect();
             handles.spawn(async move {
                 let mut i = p;
+                let mut mine: HashMap<Task, u64> = HashMap::new();
                 while !stop.load(Ordering::Relaxed) {
                     let pick = {
                         let t = tasks.lock().await;
@@ -148,10 +153,6 @@ impl Pollers {
                             Task::Job(_) => v["progress"]["percent"].as_i64().unwrap_or(-1),
                         };
                         let attempt = v["attempt"].as_u64();
-                        let h = s.history.entry(task.clone()).or_default();
-                        if h.last() != Some(&status) {
-                            h.push(status.clone());
-                        }
                         // Answers of concurrent polls arrive in any order: compare by the
                         // record's revision (the ETag), never by arrival.
                         let rev = r
@@ -160,6 +161,15 @@ impl Pollers {
                             .and_then(|e| e.to_str().ok())
                             .and_then(|e| e.trim_matches('"').strip_prefix('r'))
                             .and_then(|e| e.parse::<u64>().ok());
+                        if let Some(rev) = rev {
+                            let seen_rev = mine.entry(task.clone()).or_default();
+                            if rev < *seen_rev {
+                                s.older.push(format!(
+                                    "poller {p}: {task:?} rev {rev} ({status}) after rev {seen_rev}"
+                                ));
+                            }
+                            *seen_rev = (*seen_rev).max(rev);
+                        }
                         let mut l = last.lock().await;
                         if let (Some(rev), true) = (rev, status != "UNKNOWN") {
                             let now = Last { rev, status: status.clone(), attempt, percent };
@@ -188,6 +198,12 @@ impl Pollers {
                                 entry.terminal = Some(now.clone());
                             }
                             if entry.newest.as_ref().is_none_or(|p| rev > p.rev) {
+                                // In revision order, not arrival order: answers of the two
+                                // pollers' concurrent requests may arrive swapped.
+                                let h = s.history.entry(task.clone()).or_default();
+                                if h.last() != Some(&status) {
+                                    h.push(status.clone());
+                                }
                                 entry.newest = Some(now);
                             }
                         }
