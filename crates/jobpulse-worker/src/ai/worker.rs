@@ -18,7 +18,7 @@
 //! | `HandlerError::Transient`, the type's timeout | `fail`, retryable → RETRYING, FAILED after the last attempt |
 //! | heartbeat answers `CancelRequested` | `cancelled` → FAILED "cancelled" |
 //! | heartbeat answers `LeaseLost`, the read model calls our progress stale, or no heartbeat got through for a whole lease | nothing (someone newer may own the job) |
-//! | the worker shuts down | `fail`, retryable: the job is given back and runs again |
+//! | the worker shuts down | `release`: RETRYING, runnable at once, no attempt used up (a cancel requested meanwhile wins) |
 //!
 //! Each attempt counts once in `jobpulse_worker_attempts_total{queue="ai", outcome}`, outcome one
 //! of `done`, `other_terminal`, `rejected`, `failed`, `retry`, `cancelled`, `requeued`,
@@ -35,7 +35,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use jobpulse_db::{
     AiOutcome, Caps, Claim, ClaimedTask, Committed, Db, DbError, FailOutcome, Heartbeat,
-    OutboxEntry, Queue, Relay,
+    OutboxEntry, Queue, Relay, ReleaseOutcome,
 };
 use jobpulse_domain::{JobStatus, State, WriteKind};
 use jobpulse_media::MediaStorage;
@@ -387,13 +387,7 @@ impl Inner {
                 }
                 Err(e) => self.final_write_failed(&claim, e),
             },
-            (Some(Stop::Shutdown), _) | (None, None) => {
-                let message = "interrupted: the worker stopped before the job finished";
-                match self.fail(&claim, message, true).await {
-                    Some(_) => "requeued",
-                    None => "lost",
-                }
-            }
+            (Some(Stop::Shutdown), _) | (None, None) => self.release(&claim).await,
             (None, Some(Err(_panic))) => {
                 tracing::error!(job.id = %job.job_id, "job.type" = %job.job_type, "handler panicked");
                 let e = HandlerError::Permanent("internal error".to_owned());
@@ -507,6 +501,29 @@ impl Inner {
                     self.final_write_failed(claim, e);
                     return None;
                 }
+            }
+        }
+    }
+
+    /// Gives the job back after a shutdown without using up an attempt ([`Db::release`]): a
+    /// deploy is not the job's fault, so even a job on its last attempt runs again.
+    async fn release(&self, claim: &Claim) -> &'static str {
+        let message = "interrupted: the worker stopped before the job finished";
+        let mut tries = 0;
+        loop {
+            match self.db.release(claim, message).await {
+                Ok(Committed { value, outbox }) => {
+                    self.publish(&outbox).await;
+                    return match value {
+                        ReleaseOutcome::Released => "requeued",
+                        ReleaseOutcome::Cancelled => "cancelled",
+                    };
+                }
+                Err(e) if e.is_transient() && tries < 3 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(500 * tries)).await;
+                }
+                Err(e) => return self.final_write_failed(claim, e),
             }
         }
     }

@@ -196,6 +196,11 @@ fn sleepy_registry() -> Registry {
             timeout: Duration::from_secs(600),
             max_attempts: 3,
         })
+        .with(Sleeper {
+            job_type: "last_nap_test",
+            timeout: Duration::from_secs(600),
+            max_attempts: 1,
+        })
 }
 
 async fn a_timeout_is_retried_then_fails(b: Backend) -> anyhow::Result<()> {
@@ -249,13 +254,15 @@ async fn a_timeout_is_retried_then_fails(b: Backend) -> anyhow::Result<()> {
 }
 both!(a_timeout_is_retried_then_fails);
 
+/// A shutdown gives the job back without using up an attempt — here the job's only one, which
+/// `fail` would have turned into FAILED.
 async fn shutdown_gives_running_jobs_back(b: Backend) -> anyhow::Result<()> {
     let env = Env::new(b).await?;
     let registry = sleepy_registry();
     let job = env
         .submit(
             &registry,
-            NewAiJob::new(env.tenant(), JobType::parse("napper_test")?),
+            NewAiJob::new(env.tenant(), JobType::parse("last_nap_test")?),
         )
         .await?;
     let worker = env.worker(registry.clone(), env.config("w1")).spawn();
@@ -273,7 +280,17 @@ async fn shutdown_gives_running_jobs_back(b: Backend) -> anyhow::Result<()> {
     assert_eq!(state.attempt, Some(1));
     let error = state.error.context("why")?;
     assert!(error.as_str().contains("worker stopped"), "{error:?}");
-    // Another worker picks it up.
+    let row = env
+        .db
+        .get_ai_job(env.tenant(), &job)
+        .await?
+        .context("row")?;
+    assert_eq!(
+        (row.attempt, row.max_attempts),
+        (1, 2),
+        "no attempt used up by the shutdown"
+    );
+    // Another worker picks it up at once (no backoff).
     let next = env.worker(registry, env.config("w2")).spawn();
     env.wait_for(&job, LONG, "attempt 2 running", |s| {
         job_status(s) == Some(JobStatus::Running) && s.attempt == Some(2)
