@@ -247,7 +247,9 @@ function start(claims) {
     const { body } = await request(`/api/v1/jobs/${encodeURIComponent(id)}/result/`);
     const creds = body && Array.isArray(body.credentials) ? body.credentials : [];
     if (!creds.length) {
-      notice('This import has no credentials to download.');
+      notice(body && body.credentials_purged
+        ? 'The initial passwords of this import were removed after the retention period.'
+        : 'This import has no credentials to download.');
       return;
     }
     const blob = new Blob([credentialsCsv(creds)], { type: 'text/csv;charset=utf-8' });

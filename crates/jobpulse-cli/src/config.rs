@@ -72,6 +72,10 @@ pub struct CommonArgs {
     /// Longest a cached read is served before Redis is asked again, e.g. 60s (the default).
     #[arg(long, env = "JOBPULSE_READ_CACHE_MAX_AGE", global = true)]
     pub read_cache_max_age: Option<String>,
+    /// How long workers keep the initial passwords of a finished import for staff to
+    /// download, e.g. 7d (the default); `off` keeps them.
+    #[arg(long, env = "JOBPULSE_CREDENTIALS_RETENTION", global = true)]
+    pub credentials_retention: Option<String>,
     /// Key for signed media URLs (shared by all API replicas); default: derived from the
     /// HS256 secret.
     #[arg(
@@ -104,6 +108,7 @@ pub struct FileConfig {
     pub legacy_read: Option<bool>,
     pub read_cache_entries: Option<usize>,
     pub read_cache_max_age: Option<String>,
+    pub credentials_retention: Option<String>,
     pub media_secret: Option<String>,
 }
 
@@ -127,6 +132,8 @@ pub struct Settings {
     pub legacy_read: bool,
     /// The API's read cache (see `jobpulse_store::ReadCacheConfig`); `entries == 0` is off.
     pub read_cache: jobpulse_store::ReadCacheConfig,
+    /// How long initial passwords of finished imports are kept (`None`: forever).
+    pub credentials_retention: Option<Duration>,
     pub media_secret: Option<String>,
     /// The HS256 secret in use once [`Settings::auth`] resolved it (configured or from the
     /// data dir); `None` with a public key.
@@ -184,6 +191,11 @@ impl Settings {
                     .map(|s| duration(&s, "read_cache_max_age"))
                     .transpose()?
                     .unwrap_or(jobpulse_store::ReadCacheConfig::default().max_age),
+            },
+            credentials_retention: match pick!(credentials_retention) {
+                Some(s) if s.trim().eq_ignore_ascii_case("off") => None,
+                Some(s) => Some(duration(&s, "credentials_retention")?),
+                None => Some(jobpulse_worker::ai::DEFAULT_CREDENTIALS_RETENTION),
             },
             media_secret: pick!(media_secret),
             hs256_secret: None,

@@ -37,6 +37,7 @@ pub mod outbox;
 pub mod queue;
 pub mod relay;
 pub mod repair;
+pub mod retention;
 pub mod students;
 pub mod tenants;
 pub mod videos;

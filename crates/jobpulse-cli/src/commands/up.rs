@@ -98,7 +98,10 @@ pub async fn run(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
         store.clone(),
         storage,
         wiring::registry(),
-        AiWorkerConfig::default(),
+        AiWorkerConfig {
+            credentials_retention: settings.credentials_retention,
+            ..AiWorkerConfig::default()
+        },
     );
     workers.spawn(ai.run(shutdown.clone()));
 

@@ -74,7 +74,10 @@ pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {
                 .await?;
         }
         Kind::Ai => {
-            let mut config = AiWorkerConfig::default();
+            let mut config = AiWorkerConfig {
+                credentials_retention: settings.credentials_retention,
+                ..AiWorkerConfig::default()
+            };
             if let Some(c) = args.concurrency {
                 config.concurrency = c;
             }

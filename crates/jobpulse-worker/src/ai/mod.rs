@@ -39,7 +39,7 @@ pub mod worker;
 pub use attendance_export::{AttendanceExportHandler, ExportSettings};
 pub use excel_import::{ExcelImportHandler, ExcelImportSettings};
 pub use registry::{HandlerSettings, JobTypeInfo, Registry};
-pub use worker::{AiWorker, AiWorkerConfig, AiWorkerHandle};
+pub use worker::{AiWorker, AiWorkerConfig, AiWorkerHandle, DEFAULT_CREDENTIALS_RETENTION};
 
 /// Attempts of a job type that does not say otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;

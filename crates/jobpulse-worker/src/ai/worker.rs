@@ -67,7 +67,15 @@ pub struct AiWorkerConfig {
     pub reap_every: Duration,
     /// Least time between two progress writes of one attempt (step changes always go through).
     pub progress_interval: Duration,
+    /// How long the initial passwords of a finished import are kept for staff to download
+    /// (`None`: forever). See `jobpulse_db::retention`.
+    pub credentials_retention: Option<Duration>,
+    /// How often the worker purges expired initial passwords.
+    pub purge_every: Duration,
 }
+
+/// Initial passwords of a finished import are kept this long (7 days) by default.
+pub const DEFAULT_CREDENTIALS_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl Default for AiWorkerConfig {
     fn default() -> Self {
@@ -80,6 +88,8 @@ impl Default for AiWorkerConfig {
             idle_wait: Duration::from_secs(5),
             reap_every: Duration::from_secs(5),
             progress_interval: Duration::from_secs(1),
+            credentials_retention: Some(DEFAULT_CREDENTIALS_RETENTION),
+            purge_every: Duration::from_secs(3600),
         }
     }
 }
@@ -218,6 +228,11 @@ impl AiWorker {
             let db = self.inner.db.clone();
             let (every, stop) = (c.reap_every, shutdown.clone());
             tasks.spawn(async move { db.run_reaper(Queue::Ai, every, stop).await });
+        }
+        if let Some(keep) = c.credentials_retention {
+            let db = self.inner.db.clone();
+            let (every, stop) = (c.purge_every, shutdown.clone());
+            tasks.spawn(async move { purge_credentials(db, keep, every, stop).await });
         }
         for _ in 0..c.concurrency.max(1) {
             let inner = self.inner.clone();
@@ -536,6 +551,28 @@ impl Inner {
             tracing::error!(tenant.id = %claim.tenant, attempt = claim.attempt, error = %e, "final write failed");
         }
         "lost"
+    }
+}
+
+/// Purges the initial passwords of imports that ended more than `keep` ago, every `every`,
+/// until `shutdown` (several workers doing it is harmless: each pass is one transaction).
+async fn purge_credentials(db: Db, keep: Duration, every: Duration, shutdown: CancellationToken) {
+    const BATCH: u32 = 100;
+    loop {
+        loop {
+            match db.purge_credentials(keep, BATCH).await {
+                Ok(n) if n >= BATCH => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "purging expired initial passwords failed");
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.cancelled() => return,
+        }
     }
 }
 

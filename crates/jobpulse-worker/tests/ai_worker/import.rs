@@ -437,3 +437,46 @@ async fn large_result_goes_through_result_url(b: Backend) -> anyhow::Result<()> 
     Ok(())
 }
 both!(large_result_goes_through_result_url);
+
+/// After the retention period the initial passwords are gone from the ledger and the stored
+/// result (the result says so); the accounts keep working; a younger job is left alone.
+async fn credentials_are_purged_after_the_retention(b: Backend) -> anyhow::Result<()> {
+    let env = Env::new(b).await?;
+    let g = generate_students_workbook(&WorkbookSpec {
+        seed: 11,
+        ..WorkbookSpec::valid_rows(5)
+    })?;
+    let registry = Registry::standard(HandlerSettings::default());
+    let worker = env.standard_worker("w1").spawn();
+    let job = env.submit_excel(&registry, g.bytes).await?;
+    let last = env.wait_terminal(&job, LONG).await?;
+    worker.shutdown().await;
+    assert_eq!(job_status(&last), Some(JobStatus::Done), "{last:?}");
+    let before = full_report(&env, &job).await?;
+    assert_eq!(before.credentials.len(), 5);
+    let in_ledger = "SELECT COUNT(*) FROM import_rows WHERE initial_password IS NOT NULL";
+    assert_eq!(env.sql_int(in_ledger).await?, 5);
+
+    // Ended just now: a day's retention keeps everything.
+    let day = Duration::from_secs(24 * 3600);
+    assert_eq!(env.db.purge_credentials(day, 100).await?, 0);
+    assert_eq!(full_report(&env, &job).await?.credentials.len(), 5);
+
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let keep = Duration::from_millis(10);
+    assert_eq!(env.db.purge_credentials(keep, 100).await?, 1);
+    assert_eq!(env.sql_int(in_ledger).await?, 0);
+    let full = env
+        .db
+        .get_ai_result(env.tenant(), &job)
+        .await?
+        .context("result")?;
+    assert_eq!(full.get("credentials"), None, "{full}");
+    assert_eq!(full["credentials_purged"], true);
+    assert_eq!(full["created"], 5, "the rest of the result stays");
+    // The students' own password hashes are not touched: the handed-out passwords still work.
+    check_hashes(&env, &before, 5).await?;
+    assert_eq!(env.db.purge_credentials(keep, 100).await?, 0, "done once");
+    Ok(())
+}
+both!(credentials_are_purged_after_the_retention);

@@ -1,0 +1,114 @@
+//! Retention of the initial passwords an import issued.
+//!
+//! An `excel_parsing` import creates student accounts and hands their initial passwords to staff
+//! through the result endpoint. Until they are handed out, they live in clear in two places: the
+//! import's ledger (`import_rows.initial_password`, so a retried attempt can report what an
+//! earlier attempt issued) and the stored full result (`ai_results.result`, its `credentials`
+//! array). The read model never holds them.
+//!
+//! [`Db::purge_credentials`] removes both once the job has ended more than a retention period
+//! ago: the ledger's passwords become NULL, and the result loses its `credentials` and gains
+//! `"credentials_purged": true`, so the result endpoint (and the dashboard) can say why there is
+//! nothing to download. Students' password hashes are untouched: the accounts keep working.
+//! Workers run it periodically (`AiWorkerConfig::credentials_retention`).
+
+use std::time::Duration;
+
+use crate::conn::{RowExt, dual, ms, now_ms};
+use crate::{Db, DbError};
+
+/// The key a purged result carries instead of `credentials`.
+pub const PURGED_KEY: &str = "credentials_purged";
+
+impl Db {
+    /// Removes the initial passwords of at most `batch` jobs that ended before `older_than` ago
+    /// (see the module docs); returns how many jobs it purged. Call again while it returns
+    /// `batch`. Running jobs are never touched: a retry may still need its ledger.
+    pub async fn purge_credentials(
+        &self,
+        older_than: Duration,
+        batch: u32,
+    ) -> Result<u32, DbError> {
+        let cutoff = now_ms().saturating_sub(ms(older_than));
+        let mut tx = self.begin().await?;
+        let ids: Vec<String> = dual!(tx.conn(), |c, d| {
+            sqlx::query(
+                "SELECT j.job_id FROM ai_jobs j \
+                 WHERE j.status NOT IN ('PENDING', 'RUNNING', 'RETRYING') AND j.updated_at < $1 \
+                 AND EXISTS (SELECT 1 FROM import_rows r \
+                             WHERE r.job_id = j.job_id AND r.initial_password IS NOT NULL) \
+                 ORDER BY j.updated_at LIMIT $2",
+            )
+            .bind(cutoff)
+            .bind(i64::from(batch))
+            .fetch_all(&mut *c)
+            .await?
+            .iter()
+            .map(|r| r.text("job_id"))
+            .collect::<Result<_, _>>()?
+        });
+        for id in &ids {
+            let result: Option<String> = dual!(tx.conn(), |c, d| {
+                sqlx::query(
+                    "UPDATE import_rows SET initial_password = NULL \
+                     WHERE job_id = $1 AND initial_password IS NOT NULL",
+                )
+                .bind(id)
+                .execute(&mut *c)
+                .await?;
+                sqlx::query("SELECT result FROM ai_results WHERE job_id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *c)
+                    .await?
+                    .map(|r| r.opt_text("result"))
+                    .transpose()?
+                    .flatten()
+            });
+            let Some(purged) = result.as_deref().and_then(without_credentials) else {
+                continue;
+            };
+            dual!(tx.conn(), |c, d| {
+                sqlx::query("UPDATE ai_results SET result = $1 WHERE job_id = $2")
+                    .bind(&purged)
+                    .bind(id)
+                    .execute(&mut *c)
+                    .await?;
+            });
+        }
+        tx.commit().await?;
+        let n = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+        if n > 0 {
+            metrics::counter!("jobpulse_credentials_purged_jobs_total").increment(u64::from(n));
+            tracing::info!(jobs = n, "purged the initial passwords of finished imports");
+        }
+        Ok(n)
+    }
+}
+
+/// `result` without its `credentials`, marked as purged; `None` when it has none (or is not a
+/// JSON object), so there is nothing to rewrite.
+fn without_credentials(result: &str) -> Option<String> {
+    let mut v: serde_json::Value = serde_json::from_str(result).ok()?;
+    let obj = v.as_object_mut()?;
+    obj.remove("credentials")?;
+    obj.insert(PURGED_KEY.to_owned(), serde_json::Value::Bool(true));
+    serde_json::to_string(&v).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_credentials_go() {
+        let r = r#"{"created":2,"credentials":[{"name":"김","login_id":"a","password":"p"}],"failed":[]}"#;
+        let out: serde_json::Value =
+            serde_json::from_str(&without_credentials(r).expect("rewritten")).expect("json");
+        assert_eq!(
+            out,
+            serde_json::json!({"created": 2, "failed": [], "credentials_purged": true})
+        );
+        assert_eq!(without_credentials(r#"{"created":0}"#), None);
+        assert_eq!(without_credentials("not json"), None);
+    }
+}
