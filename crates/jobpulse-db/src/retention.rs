@@ -30,8 +30,10 @@ impl Db {
         batch: u32,
     ) -> Result<u32, DbError> {
         let cutoff = now_ms().saturating_sub(ms(older_than));
-        let mut tx = self.begin().await?;
-        let ids: Vec<String> = dual!(tx.conn(), |c, d| {
+        // Looked up outside a write transaction: most passes find nothing, and on SQLite a
+        // write transaction would hold off every other writer meanwhile.
+        let mut conn = self.read().await?;
+        let ids: Vec<String> = dual!(conn.conn(), |c, d| {
             sqlx::query(
                 "SELECT j.job_id FROM ai_jobs j \
                  WHERE j.status NOT IN ('PENDING', 'RUNNING', 'RETRYING') AND j.updated_at < $1 \
@@ -47,6 +49,12 @@ impl Db {
             .map(|r| r.text("job_id"))
             .collect::<Result<_, _>>()?
         });
+        drop(conn);
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        // Every statement below is idempotent, so a concurrent purge of the same job is harmless.
+        let mut tx = self.begin().await?;
         for id in &ids {
             let result: Option<String> = dual!(tx.conn(), |c, d| {
                 sqlx::query(

@@ -66,6 +66,21 @@ pub fn test_options() -> DbOptions {
     }
 }
 
+/// [`test_options`] with a jitter-free retry backoff of `base`, doubling up to `cap`.
+pub fn backoff_options(base: Duration, cap: Duration) -> DbOptions {
+    DbOptions {
+        queue: QueueConfig {
+            backoff: Backoff {
+                base,
+                cap,
+                jitter: 0.0,
+            },
+            default_max_attempts: 5,
+        },
+        ..test_options()
+    }
+}
+
 pub async fn test_db(backend: Backend) -> anyhow::Result<TestDb> {
     test_db_with(backend, test_options()).await
 }

@@ -4,10 +4,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use jobpulse_db::{Backoff, Caps, Db, DbOptions, FailOutcome, NewAiJob, Queue, QueueConfig};
+use jobpulse_db::{Caps, Db, FailOutcome, NewAiJob, Queue};
 use jobpulse_domain::JobType;
 
-use crate::helpers::{Backend, both, test_db, test_db_with, test_options};
+use crate::helpers::{Backend, backoff_options, both, test_db, test_db_with};
 
 /// Consumes stored wake-ups so the next wait really waits.
 async fn settle(db: &Db, queue: Queue) {
@@ -131,18 +131,7 @@ async fn claim_when_woken(db: &Db, since: Instant) -> anyhow::Result<Duration> {
 /// worker's next poll.
 async fn a_retry_wakes_a_worker_when_its_backoff_ends(b: Backend) -> anyhow::Result<()> {
     const BACKOFF: Duration = Duration::from_millis(500);
-    let options = DbOptions {
-        queue: QueueConfig {
-            backoff: Backoff {
-                base: BACKOFF,
-                cap: BACKOFF,
-                jitter: 0.0,
-            },
-            default_max_attempts: 5,
-        },
-        ..test_options()
-    };
-    let t = test_db_with(b, options).await?;
+    let t = test_db_with(b, backoff_options(BACKOFF, BACKOFF)).await?;
     let a = t.db.create_tenant("a", "A").await?;
 
     // A failed attempt.

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use jobpulse_db::{
-    AiOutcome, Backoff, CancelOutcome, Caps, Claim, ClaimedTask, Db, DbError, DbOptions,
-    FailOutcome, Heartbeat, NewAiJob, Queue, QueueConfig, ReleaseOutcome, VideoJobState,
+    AiOutcome, CancelOutcome, Caps, Claim, ClaimedTask, Db, DbError, FailOutcome, Heartbeat,
+    NewAiJob, Queue, ReleaseOutcome, VideoJobState,
 };
 use jobpulse_domain::{Fence, JobResult, JobStatus, JobType, VideoStatus};
 
-use crate::helpers::{Backend, both, test_db, test_db_with, test_options};
+use crate::helpers::{Backend, backoff_options, both, test_db, test_db_with, test_options};
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -429,17 +429,7 @@ async fn the_last_attempt_ends_in_failed(b: Backend) -> anyhow::Result<()> {
 both!(the_last_attempt_ends_in_failed);
 
 async fn backoff_delays_the_next_claim(b: Backend) -> anyhow::Result<()> {
-    let options = DbOptions {
-        queue: QueueConfig {
-            backoff: Backoff {
-                base: Duration::from_millis(400),
-                cap: Duration::from_secs(10),
-                jitter: 0.0,
-            },
-            default_max_attempts: 5,
-        },
-        ..test_options()
-    };
+    let options = backoff_options(Duration::from_millis(400), Duration::from_secs(10));
     let t = test_db_with(b, options).await?;
     let a = t.db.create_tenant("a", "A").await?;
     t.db.create_video(a.tenant_id, None, "v", "k").await?;

@@ -475,7 +475,7 @@ impl Inner {
             .await
     }
 
-    /// `complete_ai_job` (retrying a transient database error a few times) and publish.
+    /// `complete_ai_job` and publish.
     async fn finish(
         &self,
         claim: &Claim,
@@ -483,27 +483,48 @@ impl Inner {
         seq: u64,
         label: &'static str,
     ) -> &'static str {
-        let mut tries = 0;
-        loop {
-            match self.db.complete_ai_job(claim, outcome.clone(), seq).await {
-                Ok(c) => {
-                    self.publish(&c.outbox).await;
-                    return label;
-                }
-                Err(e) if e.is_transient() && tries < 3 => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(500 * tries)).await;
-                }
-                Err(e) => return self.final_write_failed(claim, e),
-            }
+        match self
+            .final_write(claim, || {
+                self.db.complete_ai_job(claim, outcome.clone(), seq)
+            })
+            .await
+        {
+            Some(_) => label,
+            None => "lost",
         }
     }
 
     /// `fail` and publish; `None` when the lease was lost (nothing written).
     async fn fail(&self, claim: &Claim, message: &str, retryable: bool) -> Option<FailOutcome> {
+        self.final_write(claim, || self.db.fail(claim, message, retryable))
+            .await
+    }
+
+    /// Gives the job back after a shutdown without using up an attempt ([`Db::release`]): a
+    /// deploy is not the job's fault, so even a job on its last attempt runs again.
+    async fn release(&self, claim: &Claim) -> &'static str {
+        let message = "interrupted: the worker stopped before the job finished";
+        match self
+            .final_write(claim, || self.db.release(claim, message))
+            .await
+        {
+            Some(ReleaseOutcome::Released) => "requeued",
+            Some(ReleaseOutcome::Cancelled) => "cancelled",
+            None => "lost",
+        }
+    }
+
+    /// An attempt's one final write: retried a few times on a transient database error, then
+    /// published. `None` when it did not commit (logged; the lease runs out and the reaper
+    /// retries the job, or someone newer owns it).
+    async fn final_write<T, F, Fut>(&self, claim: &Claim, mut write: F) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Committed<T>, DbError>>,
+    {
         let mut tries = 0;
         loop {
-            match self.db.fail(claim, message, retryable).await {
+            match write().await {
                 Ok(Committed { value, outbox }) => {
                     self.publish(&outbox).await;
                     return Some(value);
@@ -516,29 +537,6 @@ impl Inner {
                     self.final_write_failed(claim, e);
                     return None;
                 }
-            }
-        }
-    }
-
-    /// Gives the job back after a shutdown without using up an attempt ([`Db::release`]): a
-    /// deploy is not the job's fault, so even a job on its last attempt runs again.
-    async fn release(&self, claim: &Claim) -> &'static str {
-        let message = "interrupted: the worker stopped before the job finished";
-        let mut tries = 0;
-        loop {
-            match self.db.release(claim, message).await {
-                Ok(Committed { value, outbox }) => {
-                    self.publish(&outbox).await;
-                    return match value {
-                        ReleaseOutcome::Released => "requeued",
-                        ReleaseOutcome::Cancelled => "cancelled",
-                    };
-                }
-                Err(e) if e.is_transient() && tries < 3 => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(500 * tries)).await;
-                }
-                Err(e) => return self.final_write_failed(claim, e),
             }
         }
     }

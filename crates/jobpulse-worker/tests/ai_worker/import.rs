@@ -158,6 +158,19 @@ fn check_report(report: &ImportReport, expected: &Expected, seeded: &Seeded) -> 
     Ok(())
 }
 
+/// Imports a generated sheet on a standard worker, which must end DONE: the job and its last
+/// state.
+async fn import_to_done(env: &Env, spec: &WorkbookSpec) -> anyhow::Result<(JobId, State)> {
+    let g = generate_students_workbook(spec)?;
+    let registry = Registry::standard(HandlerSettings::default());
+    let worker = env.standard_worker("w1").spawn();
+    let job = env.submit_excel(&registry, g.bytes).await?;
+    let last = env.wait_terminal(&job, LONG).await?;
+    worker.shutdown().await;
+    ensure!(job_status(&last) == Some(JobStatus::Done), "{last:?}");
+    Ok((job, last))
+}
+
 /// The full result stored with the job (database only).
 async fn full_report(env: &Env, job: &JobId) -> anyhow::Result<ImportReport> {
     let full = env
@@ -409,14 +422,7 @@ async fn large_result_goes_through_result_url(b: Backend) -> anyhow::Result<()> 
         duplicates: 600,
         ..WorkbookSpec::valid_rows(1)
     };
-    let g = generate_students_workbook(&spec)?;
-    let registry = Registry::standard(HandlerSettings::default());
-    let worker = env.standard_worker("w1").spawn();
-    let job = env.submit_excel(&registry, g.bytes).await?;
-    let last = env.wait_terminal(&job, LONG).await?;
-    worker.shutdown().await;
-
-    assert_eq!(job_status(&last), Some(JobStatus::Done), "{last:?}");
+    let (job, last) = import_to_done(&env, &spec).await?;
     let report = full_report(&env, &job).await?;
     assert_eq!(report.created, 1);
     assert_eq!(report.duplicates.len(), 600);
@@ -442,16 +448,11 @@ both!(large_result_goes_through_result_url);
 /// result (the result says so); the accounts keep working; a younger job is left alone.
 async fn credentials_are_purged_after_the_retention(b: Backend) -> anyhow::Result<()> {
     let env = Env::new(b).await?;
-    let g = generate_students_workbook(&WorkbookSpec {
+    let spec = WorkbookSpec {
         seed: 11,
         ..WorkbookSpec::valid_rows(5)
-    })?;
-    let registry = Registry::standard(HandlerSettings::default());
-    let worker = env.standard_worker("w1").spawn();
-    let job = env.submit_excel(&registry, g.bytes).await?;
-    let last = env.wait_terminal(&job, LONG).await?;
-    worker.shutdown().await;
-    assert_eq!(job_status(&last), Some(JobStatus::Done), "{last:?}");
+    };
+    let (job, _) = import_to_done(&env, &spec).await?;
     let before = full_report(&env, &job).await?;
     assert_eq!(before.credentials.len(), 5);
     let in_ledger = "SELECT COUNT(*) FROM import_rows WHERE initial_password IS NOT NULL";
