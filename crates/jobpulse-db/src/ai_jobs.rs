@@ -75,7 +75,7 @@ fn lock_sql(d: Dialect) -> &'static str {
             "SELECT ",
             ai_job_cols!(),
             " FROM ai_jobs j LEFT JOIN ai_results r ON r.job_id = j.job_id \
-             WHERE j.job_id = $1 FOR UPDATE OF j"
+             WHERE j.job_id = $1 FOR NO KEY UPDATE OF j"
         ),
         concat!(
             "SELECT ",

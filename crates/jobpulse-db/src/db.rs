@@ -36,6 +36,14 @@ pub struct DbOptions {
     pub busy_timeout: Duration,
     /// Retry backoff and defaults of the job queue.
     pub queue: QueueConfig,
+    /// PostgreSQL: a session that stays idle inside a transaction this long is ended by the
+    /// server (`idle_in_transaction_session_timeout`), which rolls the transaction back and
+    /// frees its locks. Every transaction here runs its statements back to back, so only a
+    /// client that went silent — a partitioned or frozen worker — is ever ended. Without it such
+    /// a worker's open transaction (a foreign key's `FOR KEY SHARE` lock on its job row is
+    /// enough) hides the job from the reaper's `SKIP LOCKED` until the server notices the
+    /// client is gone, which can take hours. `None` leaves the server's setting.
+    pub idle_in_transaction_timeout: Option<Duration>,
 }
 
 impl Default for DbOptions {
@@ -45,6 +53,7 @@ impl Default for DbOptions {
             acquire_timeout: Duration::from_secs(10),
             busy_timeout: Duration::from_secs(10),
             queue: QueueConfig::default(),
+            idle_in_transaction_timeout: Some(Duration::from_secs(5)),
         }
     }
 }
@@ -92,7 +101,11 @@ impl Db {
     /// SQLite file (and its directory) is created. Does not migrate: call [`Db::migrate`].
     pub async fn connect_with(url: &str, options: DbOptions) -> Result<Self, DbError> {
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let opts = PgConnectOptions::from_str(url)?;
+            let mut opts = PgConnectOptions::from_str(url)?;
+            if let Some(t) = options.idle_in_transaction_timeout {
+                let ms = t.as_millis().max(1).to_string();
+                opts = opts.options([("idle_in_transaction_session_timeout", ms.as_str())]);
+            }
             let pool = PgPoolOptions::new()
                 .max_connections(options.max_connections.max(2))
                 .acquire_timeout(options.acquire_timeout)
@@ -220,5 +233,42 @@ impl Db {
         if let Backend::Postgres(pool) = &self.inner.backend {
             self.inner.signals.start_listener(pool);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pool's sessions carry the timeout: a transaction left idle past it is ended by the
+    /// server (against the test PostgreSQL, `JOBPULSE_TEST_DATABASE_URL`).
+    #[tokio::test]
+    async fn postgres_ends_a_transaction_left_idle() -> Result<(), DbError> {
+        let url = std::env::var("JOBPULSE_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let options = DbOptions {
+            idle_in_transaction_timeout: Some(Duration::from_millis(300)),
+            ..DbOptions::default()
+        };
+        let db = Db::connect_with(&url, options).await?;
+        let one = |mut tx: Tx| async move {
+            let r = crate::conn::dual!(tx.conn(), |c, d| {
+                sqlx::query("SELECT 1").execute(&mut *c).await.map(|_| ())
+            });
+            (tx, r)
+        };
+        // Statements back to back are not idle.
+        let (tx, r) = one(db.begin().await?).await;
+        r?;
+        let (tx, r) = one(tx).await;
+        r?;
+        tx.commit().await?;
+        // Silent for longer than the timeout: the server ended the session and the transaction.
+        let (tx, r) = one(db.begin().await?).await;
+        r?;
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        let (_tx, r) = one(tx).await;
+        assert!(r.is_err(), "the transaction outlived the timeout");
+        Ok(())
     }
 }

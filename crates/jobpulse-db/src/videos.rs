@@ -40,7 +40,7 @@ pub(crate) async fn lock_video(c: Conn<'_>, id: VideoId) -> Result<Option<Video>
             concat!(
                 "SELECT ",
                 video_cols!(),
-                " FROM videos WHERE id = $1 FOR UPDATE"
+                " FROM videos WHERE id = $1 FOR NO KEY UPDATE"
             ),
             concat!("SELECT ", video_cols!(), " FROM videos WHERE id = $1"),
         );
@@ -133,7 +133,7 @@ pub(crate) async fn active_video_job(
                 "SELECT ",
                 video_job_cols!(),
                 " FROM video_jobs WHERE video_id = $1 \
-                 AND state IN ('QUEUED', 'RUNNING', 'RETRY_WAIT') FOR UPDATE"
+                 AND state IN ('QUEUED', 'RUNNING', 'RETRY_WAIT') FOR NO KEY UPDATE"
             ),
             concat!(
                 "SELECT ",

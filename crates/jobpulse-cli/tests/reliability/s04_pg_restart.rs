@@ -268,6 +268,29 @@ async fn postgres_restart_mid_run() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     own.set(Mode::Blackhole);
     let partitioned = Instant::now();
+    // Sessions left inside a transaction by the cut-off worker hold row locks (an import row's
+    // foreign key takes FOR KEY SHARE on the job row) that hide the job from the reaper's
+    // SKIP LOCKED until the server ends them (idle_in_transaction_session_timeout, 5 s).
+    let stuck_sessions = {
+        let pg = pg.clone();
+        tokio::spawn(async move {
+            let mut counts = Vec::new();
+            for _ in 0..4 {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                // The oldest open transaction of another session, in seconds.
+                let age: f64 = sqlx::query_scalar(
+                    "SELECT COALESCE(MAX(EXTRACT(EPOCH FROM now() - xact_start)), 0)::float8 \
+                     FROM pg_stat_activity WHERE datname = current_database() \
+                     AND pid <> pg_backend_pid() AND xact_start IS NOT NULL",
+                )
+                .fetch_one(&pg)
+                .await
+                .unwrap_or(-1.0);
+                counts.push(format!("{age:.1}"));
+            }
+            counts
+        })
+    };
     let taken_over = eventually(
         "the other AI worker takes the big import over",
         Duration::from_secs(20),
@@ -281,6 +304,25 @@ async fn postgres_restart_mid_run() -> anyhow::Result<()> {
         },
     )
     .await;
+    let stuck_sessions = stuck_sessions.await?;
+    if taken_over.is_err() {
+        let row: (String, i64, Option<String>, Option<i64>) = sqlx::query_as(
+            "SELECT status, attempt, lease_owner, lease_until FROM ai_jobs WHERE job_id = $1",
+        )
+        .bind(&big)
+        .fetch_one(&pg)
+        .await?;
+        figure!(
+            "s04 partition: no takeover; the big import's row (status, attempt, owner, lease_until ms): {row:?}"
+        );
+        figure!(
+            "s04 partition: the other worker's log:\n{}",
+            ai2.log_tail(40)
+        );
+    }
+    figure!(
+        "s04 partition: oldest open transaction of another session at 2, 4, 6, 8 s: {stuck_sessions:?} s"
+    );
     let remaining = Duration::from_secs(8).saturating_sub(partitioned.elapsed());
     tokio::time::sleep(remaining).await;
     own.set(Mode::Pass);

@@ -16,7 +16,8 @@ const VIDEO_CLAIM_LOCK: i64 = 0x6a70_7671;
 const AI_CLAIM_LOCK: i64 = 0x6a70_6171;
 
 /// The claim statement: `$1` owner, `$2` lease end, `$3` now, `$4` per-tenant cap, `$5` global
-/// cap (NULL = none). `$lock` is `FOR UPDATE SKIP LOCKED` on PostgreSQL.
+/// cap (NULL = none). `$lock` is `FOR NO KEY UPDATE SKIP LOCKED` on PostgreSQL (see the
+/// `queue` module docs on locks).
 macro_rules! video_claim_sql {
     ($lock:literal) => {
         concat!(
@@ -222,7 +223,7 @@ fn cap(v: Option<u32>) -> Option<i64> {
 async fn claim_video_row(c: Conn<'_>, p: &Params<'_>) -> Result<Option<VideoJob>, DbError> {
     dual!(c, |c, d| {
         let sql = d.pick(
-            video_claim_sql!("FOR UPDATE SKIP LOCKED"),
+            video_claim_sql!("FOR NO KEY UPDATE SKIP LOCKED"),
             video_claim_sql!(""),
         );
         sqlx::query(sql)
@@ -241,7 +242,7 @@ async fn claim_video_row(c: Conn<'_>, p: &Params<'_>) -> Result<Option<VideoJob>
 async fn claim_ai_row(c: Conn<'_>, p: &Params<'_>) -> Result<Option<JobId>, DbError> {
     dual!(c, |c, d| {
         let sql = d.pick(
-            ai_claim_sql!("FOR UPDATE SKIP LOCKED", "j.queue_seq"),
+            ai_claim_sql!("FOR NO KEY UPDATE SKIP LOCKED", "j.queue_seq"),
             ai_claim_sql!("", "j.rowid"),
         );
         sqlx::query(sql)

@@ -29,7 +29,7 @@
 //! [`Db::claim`] takes the oldest runnable job — QUEUED/PENDING, or RETRY_WAIT/RETRYING whose
 //! `run_after` has passed — sets it
 //! RUNNING with `attempt + 1` and a lease, and commits the PROCESSING/RUNNING state change with its
-//! outbox row, all in one transaction. PostgreSQL picks with `FOR UPDATE SKIP LOCKED` (claimers
+//! outbox row, all in one transaction. PostgreSQL picks with `FOR NO KEY UPDATE SKIP LOCKED` (claimers
 //! never wait for each other); SQLite runs the same single `UPDATE … WHERE id = (SELECT … LIMIT 1)
 //! RETURNING …` inside `BEGIN IMMEDIATE`, which serializes writers.
 //!
@@ -38,6 +38,20 @@
 //! could both see "one slot left", so when any cap is set a claim first takes a per-queue
 //! transaction-scoped advisory lock: claims of that queue then run one at a time (a few
 //! milliseconds each), which keeps caps exact; without caps nothing is serialized.
+//!
+//! # Locks
+//!
+//! Job, video and video-job rows are locked `FOR NO KEY UPDATE`, never `FOR UPDATE`: nothing
+//! here changes their keys or deletes them, and the weaker lock does not conflict with the
+//! `FOR KEY SHARE` lock a foreign key check takes. An import writes its ledger rows
+//! (`import_rows.job_id` references the job) in transactions of its own; with `FOR UPDATE` a
+//! worker cut off in the middle of one of them — its session idle in the transaction, its locks
+//! held until the server notices — hid its job from every claim and reaper (`SKIP LOCKED`), so
+//! nobody could take it over (the explanation that fits reliability scenario 4's failure in
+//! CI on 2026-11-26; `queue::postgres_a_foreign_key_lock_does_not_hide_a_job` shows the lock
+//! conflict itself). As a
+//! backstop for other locks, PostgreSQL sessions end a transaction left idle for 5 s
+//! (`DbOptions::idle_in_transaction_timeout`).
 //!
 //! # Leases and fencing
 //!

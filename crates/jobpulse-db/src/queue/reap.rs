@@ -209,7 +209,7 @@ async fn expired_video_jobs(c: Conn<'_>, now: i64) -> Result<Vec<VideoJob>, DbEr
                 "SELECT ",
                 video_job_cols!(),
                 " FROM video_jobs WHERE state = 'RUNNING' AND lease_until <= $1 \
-                 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
+                 ORDER BY id LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED"
             ),
             concat!(
                 "SELECT ",
@@ -234,7 +234,7 @@ async fn expired_ai_jobs(c: Conn<'_>, now: i64) -> Result<Vec<jobpulse_domain::J
         let sql = match d {
             Dialect::Postgres => {
                 "SELECT job_id FROM ai_jobs WHERE status = 'RUNNING' AND lease_until <= $1 \
-                 ORDER BY job_id LIMIT $2 FOR UPDATE SKIP LOCKED"
+                 ORDER BY job_id LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED"
             }
             Dialect::Sqlite => {
                 "SELECT job_id FROM ai_jobs WHERE status = 'RUNNING' AND lease_until <= $1 \

@@ -63,6 +63,7 @@ pub fn test_options() -> DbOptions {
             },
             default_max_attempts: 5,
         },
+        ..DbOptions::default()
     }
 }
 

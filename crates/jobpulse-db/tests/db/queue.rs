@@ -239,6 +239,50 @@ async fn an_expired_lease_is_reclaimed_and_the_zombie_cannot_commit(
 }
 both!(an_expired_lease_is_reclaimed_and_the_zombie_cannot_commit);
 
+/// A transaction left open by a cut-off worker after it wrote a ledger row (whose foreign key
+/// holds `FOR KEY SHARE` on the job row) does not hide the job from the reaper and the next
+/// claim. With `FOR UPDATE` locks it did: `SKIP LOCKED` skipped the job until the server ended
+/// the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_foreign_key_lock_does_not_hide_a_job() -> anyhow::Result<()> {
+    use sqlx::Connection as _;
+    let t = test_db(Backend::Postgres).await?;
+    let a = t.db.create_tenant("a", "A").await?;
+    let job =
+        t.db.submit_ai_job(NewAiJob::new(a.tenant_id, job_type()))
+            .await?
+            .value
+            .job;
+    let lost =
+        t.db.claim(
+            Queue::Ai,
+            "lost",
+            Duration::from_millis(100),
+            Caps::default(),
+        )
+        .await?
+        .context("job")?;
+    // The cut-off worker's last transaction: a ledger row written, never committed.
+    let mut zombie = sqlx::PgConnection::connect(&t.url).await?;
+    let mut open = zombie.begin().await?;
+    sqlx::query(
+        "INSERT INTO import_rows (job_id, row_number, tenant_id, outcome, created_at) \
+         VALUES ($1, 1, $2, 'failed', 0)",
+    )
+    .bind(job.job_id.as_str())
+    .bind(a.tenant_id.get())
+    .execute(&mut *open)
+    .await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let report = t.db.reap_expired(Queue::Ai).await?;
+    assert_eq!(report.retrying, 1, "the reaper skipped the locked job");
+    let next = claim_soon(&t.db, Queue::Ai, "next", LEASE).await?;
+    assert_eq!((next.attempt, lost.attempt), (2, 1));
+    open.rollback().await?;
+    Ok(())
+}
+
 async fn the_reaper_makes_a_lost_worker_visible(b: Backend) -> anyhow::Result<()> {
     let t = test_db(b).await?;
     let a = t.db.create_tenant("a", "A").await?;

@@ -66,6 +66,7 @@ pub fn db_options() -> DbOptions {
             },
             default_max_attempts: 5,
         },
+        ..DbOptions::default()
     }
 }
 
