@@ -8,6 +8,8 @@
 //! | `tenants/3/video/thumbnails/321.jpg` | the poster frame ([`thumbnail_key`]) |
 //! | `tenants/3/jobs/a1b2/input.xlsx` | an AI job's input ([`job_input_key`]) |
 //! | `tenants/3/jobs/a1b2/output/result.json` | an AI job's output files ([`job_output_key`]) |
+//! | `multipart/0123…cdef/upload.json`, `…/part-00001` | file storage's staged multipart upload ([`multipart_staging_prefix`]) |
+//! | `jobpulse-check/probe-….txt` | the storage check's probe object, deleted at once ([`storage_probe_key`]) |
 //!
 //! The tenant is the first segment so one tenant's data can be listed, exported or deleted by
 //! prefix. The raw upload keeps only an extension from an allowlist of video containers (the
@@ -19,6 +21,12 @@ use std::fmt;
 use jobpulse_domain::{JobId, TenantId, VideoId};
 
 use crate::transcode::MASTER_PLAYLIST;
+
+mod internal;
+pub use internal::{
+    multipart_meta_key, multipart_part_key, multipart_staging_prefix, multipart_staging_root,
+    storage_probe_key,
+};
 
 /// A key or relative path that is not a plain `[A-Za-z0-9._-]` path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

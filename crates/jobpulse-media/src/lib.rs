@@ -14,8 +14,12 @@
 //! - [`thumbnail`]: [`Toolchain::thumbnail`], one JPEG frame, max 640 wide.
 //! - [`hls`]: [`validate_hls`], checking an output directory before it is published.
 //! - [`keys`]: storage key naming from validated domain ids, and `Content-Type` by extension.
-//! - [`storage`]: [`MediaStorage`] over `object_store` (local directory by default), streaming
-//!   uploads with a byte limit, downloads, range reads, prefix deletion.
+//! - [`storage`]: [`MediaStorage`] over `object_store`, opened from a storage URL
+//!   (`file:///path` or `s3://bucket[/prefix]` with the standard `AWS_*` variables): streaming
+//!   uploads with a byte limit, downloads, range reads, prefix deletion; direct uploads from the
+//!   browser (presigned PUT and multipart part URLs on S3, the same multipart contract staged on
+//!   file storage), upload verification, stale-upload cleanup, and the storage check (access and
+//!   the bucket's CORS rule). See docs/storage.md.
 //! - [`error`]: [`MediaError`] (ffmpeg side); storage has its own [`StorageError`].
 //! - `testing` (feature `testing`): clip generators for tests.
 //!
@@ -40,12 +44,17 @@ pub use error::MediaError;
 pub use hls::{HlsSummary, VariantSummary, validate_hls};
 pub use keys::{
     KeyError, StorageKey, StoragePrefix, content_type_for, hls_master_key, hls_prefix,
-    job_input_key, job_output_key, job_prefix, raw_key, raw_prefix, thumbnail_key,
+    job_input_key, job_output_key, job_prefix, raw_key, raw_prefix, storage_probe_key,
+    thumbnail_key,
 };
 pub use ladder::{Rendition, ladder};
 pub use probe::ProbeInfo;
 pub use progress::{ProgressParser, ProgressTracker, TranscodeProgress};
-pub use storage::{MediaStorage, ObjectInfo, StorageError, StoredObject};
+pub use storage::{
+    CompletedPart, CorsCheck, MAX_PRESIGN_EXPIRY, MIN_PART_SIZE, MediaStorage, ObjectInfo,
+    PendingUpload, S3Options, StorageCheck, StorageError, StorageUrl, StoredObject, UploadedPart,
+    Written,
+};
 pub use thumbnail::thumbnail_time;
 pub use toolchain::Toolchain;
 pub use transcode::{HlsJob, Preset, TranscodeOptions, TranscodeOutcome, hls_args};

@@ -1,96 +1,29 @@
-//! Media storage through the `object_store` crate: [`MediaStorage`].
+//! Object operations of [`MediaStorage`] on every backend: streamed uploads with a byte limit
+//! (aborted, leaving nothing, when over it), streamed reads, range reads, metadata, deletion, and
+//! the check of a directly uploaded object.
 //!
-//! The default backend is the local file system rooted at a directory ([`MediaStorage::local`]);
-//! [`MediaStorage::new`] takes any `Arc<dyn ObjectStore>`, so an S3-compatible store can be
-//! plugged in by configuration without touching callers.
-//!
-//! Uploads stream: [`MediaStorage::put_stream`] feeds the body into a multipart upload
-//! (`object_store::WriteMultipart`) part by part, so memory stays at a few parts however large the
-//! file is, and the byte limit is checked *before* each part is accepted. Over the limit, the
-//! upload is aborted — the local store deletes its staging file, S3 discards the parts — and
-//! [`StorageError::TooLarge`] is returned; nothing is visible under the key, because a multipart
-//! upload only appears when completed. If the caller drops the future mid-upload (a client hung
-//! up), the local staging file is removed as well; on S3 the incomplete upload is left to the
-//! bucket's abort-incomplete-multipart lifecycle rule.
-//!
-//! Reads stream too ([`MediaStorage::get_stream`], [`MediaStorage::download_to`]);
-//! [`MediaStorage::get_range`] serves HTTP range requests. Keys are [`StorageKey`]s built in
-//! [`crate::keys`].
+//! If the caller drops an upload future mid-way (a client hung up), the local staging file is
+//! removed; on S3 the incomplete upload is left for [`MediaStorage::abort_stale_multipart`] or
+//! the bucket's abort-incomplete-multipart lifecycle rule.
 
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
-use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use object_store::{ObjectStoreExt, WriteMultipart};
 use tokio::io::AsyncWriteExt;
 
+use super::{MediaStorage, StorageError};
 use crate::keys::{KeyError, StorageKey, StoragePrefix, content_type_for};
 
-/// Default multipart part size: S3's minimum, and small enough to keep per-upload memory low.
-pub const DEFAULT_PART_SIZE: usize = 5 * 1024 * 1024;
 /// Parts uploaded concurrently per upload.
 const PART_CONCURRENCY: usize = 2;
 /// Files uploaded concurrently by [`MediaStorage::put_files`].
 const FILE_CONCURRENCY: usize = 4;
-
-/// Storage failures.
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    /// No object under this key.
-    #[error("object {key} not found")]
-    NotFound {
-        /// The key looked up.
-        key: String,
-    },
-    /// The upload went over its byte limit and was aborted.
-    #[error("the upload is larger than the limit of {limit} bytes")]
-    TooLarge {
-        /// The limit in bytes.
-        limit: u64,
-    },
-    /// The body stream given to [`MediaStorage::put_stream`] failed (e.g. the client hung up).
-    #[error("reading the upload failed: {0}")]
-    Body(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// A key or relative path was refused.
-    #[error(transparent)]
-    Key(#[from] KeyError),
-    /// Local file I/O.
-    #[error("{context}: {source}")]
-    Io {
-        /// What was being done, with the path.
-        context: String,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The backend failed (disk, network, permissions).
-    #[error("storage error: {0}")]
-    Backend(#[source] object_store::Error),
-}
-
-impl StorageError {
-    fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        StorageError::Io {
-            context: context.into(),
-            source,
-        }
-    }
-
-    fn backend(key: &str, e: object_store::Error) -> Self {
-        match e {
-            object_store::Error::NotFound { .. } => StorageError::NotFound {
-                key: key.to_owned(),
-            },
-            other => StorageError::Backend(other),
-        }
-    }
-}
 
 /// Metadata of a stored object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +32,7 @@ pub struct ObjectInfo {
     pub size: u64,
     /// Last modification time, seconds since the Unix epoch.
     pub last_modified_unix: i64,
-    /// The backend's entity tag, when it has one.
+    /// The backend's entity tag, quoted (`"…"`), when it has one.
     pub e_tag: Option<String>,
     /// `Content-Type` by extension ([`content_type_for`]).
     pub content_type: &'static str,
@@ -121,45 +54,17 @@ impl fmt::Debug for StoredObject {
     }
 }
 
-/// Media storage over any `object_store` backend. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct MediaStorage {
-    store: Arc<dyn ObjectStore>,
-    part_size: usize,
+/// What [`MediaStorage::write`] stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// Bytes stored.
+    pub size: u64,
+    /// The backend's entity tag of the new object, quoted as in an HTTP `ETag` header
+    /// (`"…"`), when the backend gives one (local files and S3 do).
+    pub e_tag: Option<String>,
 }
 
 impl MediaStorage {
-    /// Storage over an existing backend (local, S3, in-memory, …).
-    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Self {
-            store,
-            part_size: DEFAULT_PART_SIZE,
-        }
-    }
-
-    /// Local file-system storage rooted at `dir`, created if missing. Deleting objects also
-    /// removes directories left empty.
-    pub fn local(dir: impl AsRef<Path>) -> Result<Self, StorageError> {
-        let dir = dir.as_ref();
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StorageError::io(format!("creating {}", dir.display()), e))?;
-        let fs = LocalFileSystem::new_with_prefix(dir)
-            .map_err(StorageError::Backend)?
-            .with_automatic_cleanup(true);
-        Ok(Self::new(Arc::new(fs)))
-    }
-
-    /// Uses parts of `bytes` for multipart uploads (at least 64 KiB; S3 requires 5 MiB).
-    pub fn with_part_size(mut self, bytes: usize) -> Self {
-        self.part_size = bytes.max(64 * 1024);
-        self
-    }
-
-    /// The backend, for operations this type does not wrap.
-    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
-    }
-
     /// Streams `body` to `key` without buffering it whole, refusing more than `max_bytes`
     /// ([`StorageError::TooLarge`], nothing left behind). Returns the stored size.
     pub async fn put_stream<S, E>(
@@ -168,6 +73,21 @@ impl MediaStorage {
         body: S,
         max_bytes: u64,
     ) -> Result<u64, StorageError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        Ok(self.write(key, body, max_bytes).await?.size)
+    }
+
+    /// [`MediaStorage::put_stream`] returning the new object's ETag as well: what the API's own
+    /// upload URL answers on file storage (`ETag` header of the PUT).
+    pub async fn write<S, E>(
+        &self,
+        key: &StorageKey,
+        body: S,
+        max_bytes: u64,
+    ) -> Result<Written, StorageError>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -188,7 +108,7 @@ impl MediaStorage {
         let shown = path.display().to_string();
         let body = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024)
             .map_err(move |e| StorageError::io(format!("reading {shown}"), e));
-        self.upload(key, body, u64::MAX).await
+        Ok(self.upload(key, body, u64::MAX).await?.size)
     }
 
     /// Uploads `files` (paths relative to `dir`, `/`-separated, as in
@@ -218,12 +138,12 @@ impl MediaStorage {
         Ok(bytes)
     }
 
-    async fn upload(
+    pub(super) async fn upload(
         &self,
         key: &StorageKey,
         body: impl Stream<Item = Result<Bytes, StorageError>> + Send,
         max_bytes: u64,
-    ) -> Result<u64, StorageError> {
+    ) -> Result<Written, StorageError> {
         let location = object_path(key)?;
         let upload = self
             .store
@@ -254,11 +174,14 @@ impl MediaStorage {
             }
             return Err(e);
         }
-        writer
+        let put = writer
             .finish()
             .await
             .map_err(|e| StorageError::backend(key.as_str(), e))?;
-        Ok(size)
+        Ok(Written {
+            size,
+            e_tag: put.e_tag.map(|t| quoted(&t)),
+        })
     }
 
     /// Streams the object at `key` into the local file `path` (parent directories created),
@@ -352,6 +275,27 @@ impl MediaStorage {
         }
     }
 
+    /// Checks an object a client uploaded directly: it exists, is not empty and is at most
+    /// `max_bytes`. [`StorageError::NotFound`] / [`StorageError::Empty`] are the API's
+    /// `source_not_found_or_empty`; [`StorageError::TooLarge`] means the client sent more than
+    /// it announced (delete it). Readability by ffprobe is the worker's check, not this one.
+    pub async fn verify_upload(
+        &self,
+        key: &StorageKey,
+        max_bytes: u64,
+    ) -> Result<ObjectInfo, StorageError> {
+        let info = self.head(key).await?;
+        if info.size == 0 {
+            return Err(StorageError::Empty {
+                key: key.to_string(),
+            });
+        }
+        if info.size > max_bytes {
+            return Err(StorageError::TooLarge { limit: max_bytes });
+        }
+        Ok(info)
+    }
+
     /// Deletes the object at `key`; deleting a missing object is not an error.
     pub async fn delete(&self, key: &StorageKey) -> Result<(), StorageError> {
         let location = object_path(key)?;
@@ -386,7 +330,16 @@ impl MediaStorage {
     }
 }
 
-fn object_path(key: &StorageKey) -> Result<ObjectPath, StorageError> {
+/// `t` as an HTTP entity tag: wrapped in double quotes unless it already is.
+pub(super) fn quoted(t: &str) -> String {
+    if t.len() >= 2 && t.starts_with('"') && t.ends_with('"') {
+        t.to_owned()
+    } else {
+        format!("\"{t}\"")
+    }
+}
+
+pub(super) fn object_path(key: &StorageKey) -> Result<ObjectPath, StorageError> {
     ObjectPath::parse(key.as_str()).map_err(|_| StorageError::Key(KeyError(key.to_string())))
 }
 
@@ -394,7 +347,7 @@ fn info_of(key: &StorageKey, meta: &object_store::ObjectMeta) -> ObjectInfo {
     ObjectInfo {
         size: meta.size,
         last_modified_unix: meta.last_modified.timestamp(),
-        e_tag: meta.e_tag.clone(),
+        e_tag: meta.e_tag.as_deref().map(quoted),
         content_type: content_type_for(key.as_str()),
     }
 }
