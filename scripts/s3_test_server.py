@@ -14,6 +14,8 @@ moto's blanket CORS (every answer allows every origin) is switched off, so only 
 CORS rule decides what a browser may do, as on real S3. Two more moto gaps are closed here:
 - a preflight (`OPTIONS`) for an object that already exists is refused by moto's anonymous-read
   check (preflights carry no credentials); S3 answers it from the CORS rule, and so does this.
+- completing or uploading a part of an upload that is gone (aborted, or never created) makes
+  moto fail with 500; S3 answers 404 NoSuchUpload, and so does this.
 - ListMultipartUploads reports every upload as initiated on 2010-11-10; this records when each
   upload was created and puts that time in the listing, so "abort uploads older than N" can be
   tested both ways.
@@ -35,6 +37,15 @@ from botocore.auth import S3SigV4QueryAuth  # noqa: E402
 from botocore.awsrequest import AWSRequest  # noqa: E402
 from botocore.credentials import Credentials  # noqa: E402
 from moto.moto_server.werkzeug_app import create_backend_app  # noqa: E402
+from moto.s3.exceptions import NoSuchUpload  # noqa: E402
+from moto.s3.models import MultipartDict  # noqa: E402
+
+
+def _no_such_upload(self, upload_id):
+    raise NoSuchUpload(upload_id=upload_id)
+
+
+MultipartDict.__missing__ = _no_such_upload
 from werkzeug.serving import make_server  # noqa: E402
 
 ACCESS_KEY = os.environ.get("JOBPULSE_TEST_S3_ACCESS_KEY", "jobpulse-test")

@@ -10,6 +10,8 @@
 //!        -c:v libx264 -preset ultrafast -pix_fmt yuv420p -g 2*FPS [-c:a aac -b:a 64k] out.mp4
 //! ```
 //!
+//! [`s3`] gives tests a fresh bucket on the S3-compatible test server (`scripts/s3-test-server`).
+//!
 //! A rotated clip (a phone's portrait recording: landscape pixels plus a display rotation) is
 //! remuxed with `-metadata:s:v:0 rotate=R`, which ffmpeg 5.x turns into a display matrix; newer
 //! ffmpeg ignores that tag, so `-display_rotation` is tried next and the result is verified.
@@ -20,6 +22,8 @@ use std::time::Duration;
 use crate::process::{command, run_to_end};
 use crate::toolchain::FFMPEG_ENV;
 use crate::{MediaError, Toolchain};
+
+pub mod s3;
 
 const GENERATE_TIMEOUT: Duration = Duration::from_secs(300);
 

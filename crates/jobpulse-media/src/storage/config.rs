@@ -67,6 +67,11 @@ impl StorageUrl {
                         "bucket names are 3-63 characters of a-z, 0-9, '.' and '-'",
                     ));
                 }
+                // The URL parser resolves `..`; the raw text must not have it in the first place.
+                let raw_path = input.trim().splitn(4, '/').nth(3).unwrap_or_default();
+                if raw_path.split('/').any(|seg| seg == "." || seg == "..") {
+                    return Err(bad("no '.' or '..' segments in the prefix"));
+                }
                 let prefix = url.path().trim_matches('/').to_owned();
                 let ok = prefix.is_empty()
                     || prefix.split('/').all(|seg| {

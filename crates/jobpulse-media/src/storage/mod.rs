@@ -67,7 +67,7 @@ pub use presign::{MAX_PRESIGN_EXPIRY, MIN_PART_SIZE};
 pub use s3::CorsRuleXml;
 
 /// 32 random lower-case hex digits (upload ids on file storage, probe names).
-fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     rand::random::<[u8; 16]>()
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -210,9 +210,11 @@ impl MediaStorage {
 
     /// Completes upload `upload_id` of `key` from the client's part list (any order; sorted
     /// here; it must be exactly parts 1..=n with the ETags their PUTs answered). The object
-    /// appears whole or not at all. A second call answers [`StorageError::NoSuchUpload`] (the
-    /// object stays); a bad list answers [`StorageError::InvalidParts`] and the upload stays
-    /// open, so the client may fix the list or abort.
+    /// appears whole or not at all. Completing a completed upload changes nothing: S3 answers
+    /// it with the object again (`CompleteMultipartUpload` is idempotent there), file storage
+    /// with [`StorageError::NoSuchUpload`]; callers keep their own "completed" state (the
+    /// video row) to answer repeats. A bad list answers [`StorageError::InvalidParts`] and the
+    /// upload stays open, so the client may fix the list or abort.
     pub async fn complete_multipart(
         &self,
         key: &StorageKey,

@@ -132,12 +132,14 @@ impl S3Backend {
     ) -> Result<Option<String>, StorageError> {
         let url = self.sign_bucket(method.clone(), query).await?;
         let mut req = self.http.request(method, url);
-        if let Some((bytes, headers)) = body {
-            for (name, value) in headers {
-                req = req.header(name, value);
-            }
-            req = req.body(bytes);
+        let (bytes, headers) = body.unwrap_or_default();
+        for (name, value) in headers {
+            req = req.header(name, value);
         }
+        // S3 wants a length even on a bodiless PUT; hyper leaves `Content-Length: 0` out.
+        req = req
+            .header(http::header::CONTENT_LENGTH, bytes.len())
+            .body(bytes);
         let what = query.first().map(|(k, _)| *k).unwrap_or("bucket");
         let resp = req.send().await.map_err(|e| {
             StorageError::S3(format!("{what} request to bucket {}: {e}", self.bucket))

@@ -125,3 +125,55 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A storage under test and, for file storage, its directory (for checks on the files).
+pub struct Store {
+    pub storage: jobpulse_media::MediaStorage,
+    pub root: Option<tempfile::TempDir>,
+}
+
+impl Store {
+    /// File storage in a new temporary directory.
+    pub fn file() -> Self {
+        let root = tempdir();
+        let storage = jobpulse_media::MediaStorage::local(root.path()).expect("file storage");
+        Self {
+            storage,
+            root: Some(root),
+        }
+    }
+
+    /// S3 storage on a new bucket of the test server, keys under a prefix.
+    pub async fn s3() -> Self {
+        Self {
+            storage: jobpulse_media::testing::s3::fresh_storage("jp/test").await,
+            root: None,
+        }
+    }
+
+    /// Files left in the storage directory (file storage), to prove nothing was left behind.
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.root
+            .as_ref()
+            .map(|r| files_under(r.path()))
+            .unwrap_or_default()
+    }
+}
+
+/// Runs the async test body `$name(Store)` once on file storage and once on S3, as
+/// `$name::file` and `$name::s3`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn file() {
+                super::$name($crate::helpers::Store::file()).await;
+            }
+            #[tokio::test]
+            async fn s3() {
+                super::$name($crate::helpers::Store::s3().await).await;
+            }
+        }
+    )*};
+}

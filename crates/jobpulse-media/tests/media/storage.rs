@@ -1,3 +1,6 @@
+//! The object operations on both backends: file storage and S3 (the test server, a fresh bucket
+//! and a key prefix per test).
+
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -7,7 +10,14 @@ use jobpulse_media::{
     MediaStorage, StorageError, hls_prefix, job_output_key, raw_key, thumbnail_key,
 };
 
-use crate::helpers::{files_under, tempdir};
+use crate::helpers::{Store, tempdir};
+
+crate::on_both_backends!(
+    streamed_upload_round_trips_through_download_and_reads,
+    over_the_limit_is_too_large_and_leaves_nothing,
+    delete_prefix_removes_one_video_and_only_it,
+    missing_objects_are_not_found,
+);
 
 const MIB: usize = 1024 * 1024;
 
@@ -27,10 +37,9 @@ fn expected(n: usize, size: usize) -> Vec<u8> {
     (0..n).flat_map(|i| vec![i as u8; size]).collect()
 }
 
-#[tokio::test]
-async fn streamed_upload_round_trips_through_download_and_reads() {
+async fn streamed_upload_round_trips_through_download_and_reads(store: Store) {
+    let storage = &store.storage;
     let root = tempdir();
-    let storage = MediaStorage::local(root.path().join("media")).expect("storage");
     let (t, v) = ids(321);
     let key = raw_key(t, v, "clip.mp4");
 
@@ -44,6 +53,10 @@ async fn streamed_upload_round_trips_through_download_and_reads() {
     let info = storage.head(&key).await.expect("head");
     assert_eq!(info.size, size);
     assert_eq!(info.content_type, "video/mp4");
+    assert!(
+        info.e_tag.as_deref().is_some_and(|t| t.starts_with('"')),
+        "{info:?}"
+    );
 
     let local = root.path().join("work/deep/source.mp4");
     assert_eq!(
@@ -77,10 +90,8 @@ async fn streamed_upload_round_trips_through_download_and_reads() {
     );
 }
 
-#[tokio::test]
-async fn over_the_limit_is_too_large_and_leaves_nothing() {
-    let root = tempdir();
-    let storage = MediaStorage::local(root.path()).expect("storage");
+async fn over_the_limit_is_too_large_and_leaves_nothing(store: Store) {
+    let storage = &store.storage;
     let (t, v) = ids(7);
     let key = raw_key(t, v, "big.mov");
     let err = storage
@@ -93,9 +104,14 @@ async fn over_the_limit_is_too_large_and_leaves_nothing() {
     );
     assert!(!storage.exists(&key).await.expect("exists"));
     assert_eq!(
-        files_under(root.path()),
+        store.files(),
         Vec::<std::path::PathBuf>::new(),
         "no staging files"
+    );
+    assert_eq!(
+        storage.list_multipart_uploads().await.expect("list"),
+        [],
+        "the aborted upload is gone on S3 too"
     );
 
     // A body that fails midway (client hung up) leaves nothing either.
@@ -112,7 +128,9 @@ async fn over_the_limit_is_too_large_and_leaves_nothing() {
         .expect_err("body error");
     assert!(matches!(err, StorageError::Body(_)), "{err:?}");
     assert!(err.to_string().contains("client went away"));
-    assert_eq!(files_under(root.path()), Vec::<std::path::PathBuf>::new());
+    assert_eq!(store.files(), Vec::<std::path::PathBuf>::new());
+    assert!(!storage.exists(&key).await.expect("exists"));
+    assert_eq!(storage.list_multipart_uploads().await.expect("list"), []);
 }
 
 #[tokio::test]
@@ -136,10 +154,8 @@ async fn the_constructor_takes_any_object_store() {
     assert_eq!(storage.head(&key).await.expect("head").size, 500_000);
 }
 
-#[tokio::test]
-async fn delete_prefix_removes_one_video_and_only_it() {
-    let root = tempdir();
-    let storage = MediaStorage::local(root.path()).expect("storage");
+async fn delete_prefix_removes_one_video_and_only_it(store: Store) {
+    let storage = &store.storage;
     let (t, v321) = ids(321);
     let (_, v3210) = ids(3210);
     let src = tempdir();
@@ -186,10 +202,12 @@ async fn delete_prefix_removes_one_video_and_only_it() {
         4
     );
     assert!(!storage.exists(&seg).await.expect("exists"));
-    assert!(
-        !root.path().join("tenants/3/video/hls/321").exists(),
-        "empty directories cleaned"
-    );
+    if let Some(root) = &store.root {
+        assert!(
+            !root.path().join("tenants/3/video/hls/321").exists(),
+            "empty directories cleaned"
+        );
+    }
     let other = hls_prefix(t, v3210).join("master.m3u8").expect("key");
     assert!(
         storage.exists(&other).await.expect("exists"),
@@ -204,10 +222,9 @@ async fn delete_prefix_removes_one_video_and_only_it() {
     );
 }
 
-#[tokio::test]
-async fn missing_objects_are_not_found() {
+async fn missing_objects_are_not_found(store: Store) {
+    let storage = &store.storage;
     let root = tempdir();
-    let storage = MediaStorage::local(root.path()).expect("storage");
     let key = job_output_key(
         TenantId::new(1).expect("valid"),
         &JobId::parse("j1").expect("valid"),
@@ -228,4 +245,44 @@ async fn missing_objects_are_not_found() {
         .delete(&key)
         .await
         .expect("deleting a missing object is fine");
+}
+
+#[tokio::test]
+async fn s3_keys_live_under_the_url_prefix() {
+    use jobpulse_media::StorageUrl;
+    use jobpulse_media::testing::s3::{fresh_bucket, options};
+
+    let bucket = fresh_bucket().await;
+    let url = format!("s3://{bucket}/prod/jp");
+    let storage =
+        MediaStorage::open(&StorageUrl::parse(&url).expect("url"), &options()).expect("open");
+    assert!(storage.presigns());
+    assert!(
+        storage.describe().starts_with(&url),
+        "{}",
+        storage.describe()
+    );
+    let (t, v) = ids(5);
+    let key = raw_key(t, v, "a.mp4");
+    storage
+        .put_stream(&key, body(1, 1000), 1000)
+        .await
+        .expect("put");
+
+    let whole = MediaStorage::open(
+        &StorageUrl::parse(&format!("s3://{bucket}")).expect("url"),
+        &options(),
+    )
+    .expect("open");
+    let listed: Vec<String> = whole
+        .object_store()
+        .list(None)
+        .map(|m| m.expect("meta").location.to_string())
+        .collect()
+        .await;
+    assert_eq!(listed, ["prod/jp/tenants/3/video/raw/5/source.mp4"]);
+    assert!(
+        !whole.exists(&key).await.expect("exists"),
+        "not at the bucket root"
+    );
 }
