@@ -261,7 +261,7 @@ mod tests {
             &["*"],
             &["ETag"],
         );
-        assert!(cors_problems(&[good.clone()], &app).is_empty());
+        assert!(cors_problems(std::slice::from_ref(&good), &app).is_empty());
         let wild = rule(
             &["https://*.example"],
             &["GET", "PUT", "HEAD"],
@@ -270,7 +270,7 @@ mod tests {
         );
         assert!(cors_problems(&[wild], &app).is_empty());
         // Any origin needs a "*" rule.
-        assert_eq!(cors_problems(&[good.clone()], &[]).len(), 3);
+        assert_eq!(cors_problems(std::slice::from_ref(&good), &[]).len(), 3);
         assert!(
             cors_problems(
                 &[rule(&["*"], &["GET", "PUT", "HEAD"], &["*"], &["ETag"])],

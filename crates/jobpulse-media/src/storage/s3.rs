@@ -127,7 +127,7 @@ impl S3Backend {
         &self,
         method: Method,
         query: &[(&str, &str)],
-        body: Option<(Vec<u8>, Vec<(&'static str, String)>)>,
+        body: Option<RequestBody>,
         not_found_code: Option<&str>,
     ) -> Result<Option<String>, StorageError> {
         let url = self.sign_bucket(method.clone(), query).await?;
@@ -253,6 +253,9 @@ impl S3Backend {
         }
     }
 }
+
+/// A request body and the headers that describe it.
+type RequestBody = (Vec<u8>, Vec<(&'static str, String)>);
 
 fn error_code(xml: &str) -> Option<String> {
     let start = xml.find("<Code>")? + "<Code>".len();
