@@ -42,6 +42,7 @@
 //! exposed, with the rule to set (`aws s3api put-bucket-cors` JSON) when not.
 
 mod check;
+mod client;
 mod config;
 mod error;
 mod multipart;
@@ -140,7 +141,7 @@ impl MediaStorage {
         match url {
             StorageUrl::File(dir) => Self::local(dir),
             StorageUrl::S3 { bucket, prefix } => {
-                let (client, resolved) = config::build_s3(bucket, s3)?;
+                let (client, resolved) = client::build_s3(bucket, s3)?;
                 let backend = s3::S3Backend::new(client, bucket.clone(), prefix.clone(), resolved);
                 let raw: Arc<dyn ObjectStore> = Arc::clone(&backend.s3) as Arc<dyn ObjectStore>;
                 let store: Arc<dyn ObjectStore> = if prefix.is_empty() {

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::StorageError;
-use super::config::S3Resolved;
+use super::client::S3Resolved;
 use crate::keys::{KeyError, StorageKey};
 
 /// How long the presigned bucket requests this module sends itself stay valid.
