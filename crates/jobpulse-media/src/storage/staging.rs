@@ -10,11 +10,14 @@
 //!   aborts that upload (nothing appears) and leaves the staged parts for a corrected retry.
 //!   Afterwards the staging directory is removed, so a second completion finds no upload.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use md5::{Digest, Md5};
-use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 
 use super::multipart::{CompletedPart, PendingUpload, UploadedPart, bare_etag, now_unix};
@@ -119,35 +122,9 @@ impl MediaStorage {
         parts: &[CompletedPart],
     ) -> Result<(), StorageError> {
         let (staging, _) = self.staging_of(key, upload_id).await?;
-        let last = parts.len();
-        let store = &self.store;
-        let staged = &staging;
         // One stream of every part's bytes in order; a part that is missing, too small or not
         // the bytes its ETag names ends the stream with an error, which aborts the upload.
-        let body = futures::stream::iter(parts.iter().cloned().enumerate())
-            .then(move |(i, part)| {
-                async move {
-                    let part_key = multipart_part_key(staged, part.part_number);
-                    let got = store.get(&object_path(&part_key)?).await.map_err(|e| match e {
-                        object_store::Error::NotFound { .. } => StorageError::InvalidParts(
-                            format!("part {} was never uploaded", part.part_number),
-                        ),
-                        e => StorageError::Backend(e),
-                    })?;
-                    if i + 1 < last && got.meta.size < MIN_PART_SIZE {
-                        return Err(StorageError::InvalidParts(format!(
-                            "part {} has {} bytes; every part but the last needs at least {MIN_PART_SIZE}",
-                            part.part_number, got.meta.size
-                        )));
-                    }
-                    Ok::<_, StorageError>((part, got.into_stream()))
-                }
-            })
-            .map(|opened| match opened {
-                Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
-                Ok((part, stream)) => checked_part(part, stream).boxed(),
-            })
-            .flatten();
+        let body = assembled(Arc::clone(&self.store), staging.clone(), parts.to_vec());
         self.upload(key, body, u64::MAX).await?;
         self.delete_prefix(&staging).await?;
         Ok(())
@@ -194,11 +171,54 @@ impl MediaStorage {
     }
 }
 
+/// The parts' bytes in order, each checked by [`open_part`] and [`checked_part`].
+fn assembled(
+    store: Arc<dyn ObjectStore>,
+    staging: StoragePrefix,
+    parts: Vec<CompletedPart>,
+) -> BoxStream<'static, Result<Bytes, StorageError>> {
+    let last = parts.len();
+    futures::stream::iter(parts.into_iter().enumerate())
+        .then(move |(i, part)| open_part(Arc::clone(&store), staging.clone(), part, i + 1 == last))
+        .flat_map(|opened| match opened {
+            Ok(stream) => stream,
+            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+        })
+        .boxed()
+}
+
+/// Opens a staged part for assembly: it must exist, and be at least [`MIN_PART_SIZE`] unless
+/// it is the last.
+async fn open_part(
+    store: Arc<dyn ObjectStore>,
+    staging: StoragePrefix,
+    part: CompletedPart,
+    is_last: bool,
+) -> Result<BoxStream<'static, Result<Bytes, StorageError>>, StorageError> {
+    let part_key = multipart_part_key(&staging, part.part_number);
+    let got = store
+        .get(&object_path(&part_key)?)
+        .await
+        .map_err(|e| match e {
+            object_store::Error::NotFound { .. } => {
+                StorageError::InvalidParts(format!("part {} was never uploaded", part.part_number))
+            }
+            e => StorageError::Backend(e),
+        })?;
+    if !is_last && got.meta.size < MIN_PART_SIZE {
+        return Err(StorageError::InvalidParts(format!(
+            "part {} has {} bytes; every part but the last needs at least {MIN_PART_SIZE}",
+            part.part_number, got.meta.size
+        )));
+    }
+    Ok(checked_part(part, got.into_stream()).boxed())
+}
+
 /// The part's bytes, then an error if their MD5 is not the ETag the client gave for it.
 fn checked_part(
     part: CompletedPart,
-    stream: futures::stream::BoxStream<'static, Result<Bytes, object_store::Error>>,
-) -> impl Stream<Item = Result<Bytes, StorageError>> + Send {
+    stream: BoxStream<'static, Result<Bytes, object_store::Error>>,
+) -> impl Stream<Item = Result<Bytes, StorageError>> + Send + 'static {
     let state = (Some(stream), Md5::new(), part);
     futures::stream::unfold(state, |(stream, mut hasher, part)| async move {
         let mut stream = stream?;

@@ -485,3 +485,20 @@ async fn file_storage_has_no_presigned_urls_but_writes_with_an_etag() {
         .expect_err("no part 1");
     assert!(matches!(err, StorageError::InvalidParts(_)), "{err:?}");
 }
+
+/// The API calls these from axum handlers and spawned tasks: their futures must be `Send`.
+#[test]
+fn direct_upload_futures_are_send() {
+    fn send<T: Send>(_: T) {}
+    let storage = MediaStorage::new(std::sync::Arc::new(object_store::memory::InMemory::new()));
+    let key = video_key(1);
+    send(storage.write(&key, once(Bytes::new()), 1));
+    send(storage.presign_put(&key, Duration::from_secs(1), None));
+    send(storage.create_multipart(&key));
+    send(storage.put_part(&key, "id", 1, once(Bytes::new()), 1));
+    send(storage.complete_multipart(&key, "id", Vec::new()));
+    send(storage.abort_multipart(&key, "id"));
+    send(storage.abort_stale_multipart(Duration::from_secs(1)));
+    send(storage.verify_upload(&key, 1));
+    send(storage.check(&[]));
+}
