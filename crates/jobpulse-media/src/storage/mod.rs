@@ -28,7 +28,7 @@
 //! | single PUT URL | [`MediaStorage::presign_put`] | the API mints its own signed URL and streams the body with [`MediaStorage::write`] |
 //! | multipart create | [`MediaStorage::create_multipart`] | same call: parts are staged under `multipart/{upload_id}/` |
 //! | part URL | [`MediaStorage::presign_part`] | the API's own URL, body through [`MediaStorage::put_part`] (works on S3 too) |
-//! | complete | [`MediaStorage::complete_multipart`] with the client's `{PartNumber, ETag}` in any order | same call: ETags checked, parts assembled in order, staging removed |
+//! | complete | [`MediaStorage::complete_multipart`] with the client's `{PartNumber, ETag}` in any order | same call: ETags checked first, parts assembled in order (file copies on a local directory), staging removed |
 //! | abort | [`MediaStorage::abort_multipart`] | same call |
 //! | clean up abandoned ones | [`MediaStorage::abort_stale_multipart`] | same call |
 //!
@@ -52,7 +52,7 @@ mod s3;
 mod staging;
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use object_store::ObjectStore;
@@ -85,6 +85,8 @@ pub struct MediaStorage {
     part_size: usize,
     /// Set on S3: presigning, native multipart, bucket requests.
     s3: Option<Arc<s3::S3Backend>>,
+    /// Set on a local directory: multipart completion copies files directly.
+    local_root: Option<PathBuf>,
     description: String,
 }
 
@@ -106,6 +108,7 @@ impl MediaStorage {
             store,
             part_size: DEFAULT_PART_SIZE,
             s3: None,
+            local_root: None,
             description,
         }
     }
@@ -121,6 +124,7 @@ impl MediaStorage {
             .with_automatic_cleanup(true);
         let mut storage = Self::new(Arc::new(fs));
         storage.description = format!("file://{}", dir.display());
+        storage.local_root = Some(dir.to_path_buf());
         Ok(storage)
     }
 
@@ -157,6 +161,7 @@ impl MediaStorage {
                         backend.resolved.bucket_endpoint, backend.resolved.region
                     ),
                     s3: Some(Arc::new(backend)),
+                    local_root: None,
                 })
             }
         }

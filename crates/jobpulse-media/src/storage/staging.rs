@@ -3,19 +3,22 @@
 //!
 //! - `upload.json` records the target key and the creation time; an upload id only works with
 //!   the key it was created for.
-//! - `part-00001` … hold the parts; each part's ETag is the quoted hex MD5 of its bytes (as on
-//!   S3), so the client's list can be checked without storing ETags.
-//! - Completing streams the parts in order into one upload of the target key, checking each
-//!   part's MD5 against the client's ETag and the minimum part size on the way; a mismatch
-//!   aborts that upload (nothing appears) and leaves the staged parts for a corrected retry.
-//!   Afterwards the staging directory is removed, so a second completion finds no upload.
+//! - `part-00001` … hold the parts. A part's ETag is the entity tag the store gives the part
+//!   object (on local files: inode, modification time and size), so it changes whenever the part
+//!   is sent again, and checking the client's list needs neither hashing nor stored ETags.
+//! - Completing checks every listed part (present, its current ETag, the minimum size but for
+//!   the last) before anything is written, then assembles them in order into the target key:
+//!   on a local directory with kernel-side file copies into a temporary file renamed into place,
+//!   elsewhere by streaming them into one upload. Either way the object appears whole or not at
+//!   all. Afterwards the staging directory is removed, so a second completion finds no upload;
+//!   a refused list leaves everything for a corrected retry.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use futures::{Stream, StreamExt};
-use md5::{Digest, Md5};
+use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
@@ -33,10 +36,6 @@ use crate::keys::{
 struct UploadRecord {
     key: String,
     created_unix: i64,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl MediaStorage {
@@ -98,19 +97,15 @@ impl MediaStorage {
         max_bytes: u64,
     ) -> Result<UploadedPart, StorageError> {
         let (staging, _) = self.staging_of(key, upload_id).await?;
-        let mut hasher = Md5::new();
-        let body = body.map(|chunk| {
-            if let Ok(bytes) = &chunk {
-                hasher.update(bytes);
-            }
-            chunk
-        });
         let written = self
             .upload(&multipart_part_key(&staging, part_number), body, max_bytes)
             .await?;
+        let e_tag = written.e_tag.ok_or(StorageError::Unsupported(
+            "this store gives objects no ETag; multipart uploads need one",
+        ))?;
         Ok(UploadedPart {
             part_number,
-            e_tag: format!("\"{}\"", hex(&hasher.finalize())),
+            e_tag,
             size: written.size,
         })
     }
@@ -122,10 +117,38 @@ impl MediaStorage {
         parts: &[CompletedPart],
     ) -> Result<(), StorageError> {
         let (staging, _) = self.staging_of(key, upload_id).await?;
-        // One stream of every part's bytes in order; a part that is missing, too small or not
-        // the bytes its ETag names ends the stream with an error, which aborts the upload.
-        let body = assembled(Arc::clone(&self.store), staging.clone(), parts.to_vec());
-        self.upload(key, body, u64::MAX).await?;
+        let mut keys = Vec::with_capacity(parts.len());
+        for (i, part) in parts.iter().enumerate() {
+            let part_key = multipart_part_key(&staging, part.part_number);
+            let info = self.head(&part_key).await.map_err(|e| match e {
+                StorageError::NotFound { .. } => StorageError::InvalidParts(format!(
+                    "part {} was never uploaded",
+                    part.part_number
+                )),
+                e => e,
+            })?;
+            let current = info.e_tag.as_deref().map(|t| t.trim_matches('"'));
+            if current != Some(bare_etag(&part.e_tag)?) {
+                return Err(StorageError::InvalidParts(format!(
+                    "the ETag given for part {} is not the part's (sent again since?)",
+                    part.part_number
+                )));
+            }
+            if i + 1 < parts.len() && info.size < MIN_PART_SIZE {
+                return Err(StorageError::InvalidParts(format!(
+                    "part {} has {} bytes; every part but the last needs at least {MIN_PART_SIZE}",
+                    part.part_number, info.size
+                )));
+            }
+            keys.push(part_key);
+        }
+        match &self.local_root {
+            Some(root) => assemble_files(root, &staging, &keys, key).await?,
+            None => {
+                let body = concatenated(Arc::clone(&self.store), keys);
+                self.upload(key, body, u64::MAX).await?;
+            }
+        }
         self.delete_prefix(&staging).await?;
         Ok(())
     }
@@ -171,76 +194,64 @@ impl MediaStorage {
     }
 }
 
-/// The parts' bytes in order, each checked by [`open_part`] and [`checked_part`].
-fn assembled(
+/// The objects at `keys`, one after the other.
+fn concatenated(
     store: Arc<dyn ObjectStore>,
-    staging: StoragePrefix,
-    parts: Vec<CompletedPart>,
+    keys: Vec<StorageKey>,
 ) -> BoxStream<'static, Result<Bytes, StorageError>> {
-    let last = parts.len();
-    futures::stream::iter(parts.into_iter().enumerate())
-        .then(move |(i, part)| open_part(Arc::clone(&store), staging.clone(), part, i + 1 == last))
-        .flat_map(|opened| match opened {
-            Ok(stream) => stream,
-            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
-        })
+    futures::stream::iter(keys)
+        .then(move |k| open(Arc::clone(&store), k))
+        .try_flatten()
         .boxed()
 }
 
-/// Opens a staged part for assembly: it must exist, and be at least [`MIN_PART_SIZE`] unless
-/// it is the last.
-async fn open_part(
+async fn open(
     store: Arc<dyn ObjectStore>,
-    staging: StoragePrefix,
-    part: CompletedPart,
-    is_last: bool,
+    key: StorageKey,
 ) -> Result<BoxStream<'static, Result<Bytes, StorageError>>, StorageError> {
-    let part_key = multipart_part_key(&staging, part.part_number);
     let got = store
-        .get(&object_path(&part_key)?)
+        .get(&object_path(&key)?)
         .await
-        .map_err(|e| match e {
-            object_store::Error::NotFound { .. } => {
-                StorageError::InvalidParts(format!("part {} was never uploaded", part.part_number))
-            }
-            e => StorageError::Backend(e),
-        })?;
-    if !is_last && got.meta.size < MIN_PART_SIZE {
-        return Err(StorageError::InvalidParts(format!(
-            "part {} has {} bytes; every part but the last needs at least {MIN_PART_SIZE}",
-            part.part_number, got.meta.size
-        )));
-    }
-    Ok(checked_part(part, got.into_stream()).boxed())
+        .map_err(|e| StorageError::backend(key.as_str(), e))?;
+    Ok(got
+        .into_stream()
+        .map_err(move |e| StorageError::backend(key.as_str(), e))
+        .boxed())
 }
 
-/// The part's bytes, then an error if their MD5 is not the ETag the client gave for it.
-fn checked_part(
-    part: CompletedPart,
-    stream: BoxStream<'static, Result<Bytes, object_store::Error>>,
-) -> impl Stream<Item = Result<Bytes, StorageError>> + Send + 'static {
-    let state = (Some(stream), Md5::new(), part);
-    futures::stream::unfold(state, |(stream, mut hasher, part)| async move {
-        let mut stream = stream?;
-        match stream.next().await {
-            Some(Ok(bytes)) => {
-                hasher.update(&bytes);
-                Some((Ok(bytes), (Some(stream), hasher, part)))
+/// Concatenates the part files into `staging/assembled` (kernel-side copies), then renames it
+/// to the target's path: the object appears whole or not at all.
+async fn assemble_files(
+    root: &Path,
+    staging: &StoragePrefix,
+    parts: &[StorageKey],
+    target: &StorageKey,
+) -> Result<(), StorageError> {
+    let tmp = root.join(staging.as_str()).join("assembled");
+    let sources: Vec<PathBuf> = parts.iter().map(|k| root.join(k.as_str())).collect();
+    let dest = root.join(target.as_str());
+    let done = tokio::task::spawn_blocking(move || {
+        let result = (|| {
+            let mut out = std::fs::File::create(&tmp)
+                .map_err(|e| StorageError::io(format!("creating {}", tmp.display()), e))?;
+            for src in &sources {
+                let mut part = std::fs::File::open(src)
+                    .map_err(|e| StorageError::io(format!("opening {}", src.display()), e))?;
+                std::io::copy(&mut part, &mut out)
+                    .map_err(|e| StorageError::io(format!("copying {}", src.display()), e))?;
             }
-            Some(Err(e)) => Some((Err(StorageError::Backend(e)), (None, hasher, part))),
-            None => {
-                let actual = hex(&hasher.clone().finalize());
-                let given = bare_etag(&part.e_tag).unwrap_or_default();
-                if actual == given {
-                    None
-                } else {
-                    let err = StorageError::InvalidParts(format!(
-                        "the ETag given for part {} does not match the part stored",
-                        part.part_number
-                    ));
-                    Some((Err(err), (None, hasher, part)))
-                }
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| StorageError::io(format!("creating {}", parent.display()), e))?;
             }
+            std::fs::rename(&tmp, &dest)
+                .map_err(|e| StorageError::io(format!("renaming to {}", dest.display()), e))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
         }
+        result
     })
+    .await;
+    done.map_err(|e| StorageError::io("assembling a multipart upload", std::io::Error::other(e)))?
 }

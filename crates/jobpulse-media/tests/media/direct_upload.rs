@@ -502,3 +502,43 @@ fn direct_upload_futures_are_send() {
     send(storage.verify_upload(&key, 1));
     send(storage.check(&[]));
 }
+
+/// File storage's multipart on a local directory (file copies) and on any other store
+/// (streamed): a part sent again gets a new ETag, and only the current one completes.
+#[tokio::test]
+async fn staged_parts_sent_again_need_their_new_etag() {
+    let file = Store::file();
+    let memory = MediaStorage::new(std::sync::Arc::new(object_store::memory::InMemory::new()));
+    for storage in [&file.storage, &memory] {
+        let key = video_key(20);
+        let id = storage.create_multipart(&key).await.expect("create");
+        let p2 = upload_part(storage, &key, &id, 2, part_bytes(2, 333)).await;
+        let first = upload_part(storage, &key, &id, 1, part_bytes(9, MIN_PART_SIZE as usize)).await;
+        let again = upload_part(storage, &key, &id, 1, part_bytes(1, MIN_PART_SIZE as usize)).await;
+        assert_ne!(first, again, "{storage:?}");
+        let part = |n, e: &String| CompletedPart {
+            part_number: n,
+            e_tag: e.clone(),
+        };
+        let err = storage
+            .complete_multipart(&key, &id, vec![part(2, &p2), part(1, &first)])
+            .await
+            .expect_err("stale ETag");
+        assert!(matches!(err, StorageError::InvalidParts(_)), "{err:?}");
+        assert!(!storage.exists(&key).await.expect("exists"));
+        storage
+            .complete_multipart(&key, &id, vec![part(2, &p2), part(1, &again)])
+            .await
+            .expect("complete");
+        let want: Vec<u8> = [part_bytes(1, MIN_PART_SIZE as usize), part_bytes(2, 333)].concat();
+        assert_eq!(read_all(storage, &key).await, want, "{storage:?}");
+        assert_eq!(storage.list_multipart_uploads().await.expect("list"), []);
+    }
+    assert!(
+        file.files()
+            .iter()
+            .all(|f| f.to_string_lossy().contains("tenants/4/video/raw/20")),
+        "only the object is left: {:?}",
+        file.files()
+    );
+}
