@@ -10,7 +10,7 @@
 //! - [`MediaStorage::local`] is file storage at a directory; [`MediaStorage::new`] wraps any
 //!   `Arc<dyn ObjectStore>` (in-memory in tests) and gets file storage's direct-upload variant.
 //!
-//! # Objects ([`objects`](self) — every backend)
+//! # Objects (every backend)
 //!
 //! [`MediaStorage::put_stream`] / [`MediaStorage::write`] stream a body into a multipart upload
 //! part by part, checking the byte limit *before* each part is accepted: over the limit the
@@ -32,7 +32,7 @@
 //! | abort | [`MediaStorage::abort_multipart`] | same call |
 //! | clean up abandoned ones | [`MediaStorage::abort_stale_multipart`] | same call |
 //!
-//! [`MediaStorage::presigns`] tells which column applies. Keys are [`StorageKey`]s built in
+//! [`MediaStorage::presigns`] tells which column applies. Keys are [`StorageKey`](crate::StorageKey)s built in
 //! [`crate::keys`]; presigned URLs expire after 1 s … 7 days (S3's SigV4 limit).
 //!
 //! # Check ([`MediaStorage::check`])
