@@ -13,7 +13,9 @@
 //! - At most `per_tenant_cap` streams per tenant per process (429 beyond); slow readers are
 //!   dropped (see [`crate::hub`]).
 //! - Browsers' `EventSource` cannot send headers, so the token may also come as `access_token`
-//!   in the query (prefer the header; query strings end up in access logs).
+//!   in the query (prefer the header; query strings end up in access logs), and a client that
+//!   opens a new `EventSource` to resume passes its position as `last_event_id` (the header
+//!   wins when both are sent).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
@@ -72,12 +74,14 @@ struct Query {
     watch: Watch,
     ids: Vec<TaskId>,
     token: Option<String>,
+    last_event_id: Option<String>,
 }
 
 fn parse(raw: Option<&str>) -> Result<Query, ApiError> {
     let mut ids = Vec::new();
     let mut all = false;
     let mut token = None;
+    let mut last_event_id = None;
     for pair in raw.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         match k {
@@ -103,6 +107,7 @@ fn parse(raw: Option<&str>) -> Result<Query, ApiError> {
             }
             "all" => all = matches!(v, "true" | "1"),
             "access_token" => token = Some(v.to_owned()),
+            "last_event_id" => last_event_id = Some(v.to_owned()),
             other => {
                 return Err(ApiError::BadRequest(format!(
                     "unknown query parameter {:?}; use videos=, jobs=, all=true",
@@ -128,7 +133,12 @@ fn parse(raw: Option<&str>) -> Result<Query, ApiError> {
     } else {
         Watch::Tasks(Arc::new(ids.iter().cloned().collect()))
     };
-    Ok(Query { watch, ids, token })
+    Ok(Query {
+        watch,
+        ids,
+        token,
+        last_event_id,
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/progress/stream", tag = "progress",
@@ -136,6 +146,7 @@ fn parse(raw: Option<&str>) -> Result<Query, ApiError> {
            ("jobs" = Option<String>, Query, description = "Comma-separated job ids"),
            ("all" = Option<bool>, Query, description = "Every task of the tenant (staff only)"),
            ("access_token" = Option<String>, Query, description = "Token, for EventSource clients that cannot send headers"),
+           ("last_event_id" = Option<String>, Query, description = "Resume after this event, for clients that cannot send Last-Event-ID"),
            ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event")),
     responses((status = 200, description = "text/event-stream of `video` and `job` events", content_type = "text/event-stream"),
               (status = 400, body = crate::error::ErrorBody),
@@ -181,8 +192,9 @@ pub async fn stream(
     let last_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|s| !s.is_empty() && s.len() <= 64)
-        .map(str::to_owned);
+        .map(str::to_owned)
+        .or(q.last_event_id)
+        .filter(|s| !s.is_empty() && s.len() <= 64);
     match last_id {
         Some(id) => conn.catch_up(&id).await?,
         None => conn.snapshot_all().await?,
