@@ -348,7 +348,8 @@ class Watcher implements Watch {
       this.fallBack(null);
       return;
     }
-    this.setMode('connecting');
+    // While polling covers the tasks, a reopen attempt does not change what the user sees.
+    if (!this.polling) this.setMode('connecting');
     const url = `${this.o.baseUrl || ''}${streamPath(scope, tokenOf(this.conn()), this.lastEventId)}`;
     const es = new this.ES(url);
     this.es = es;

@@ -494,7 +494,7 @@ var Watcher = class {
       this.fallBack(null);
       return;
     }
-    this.setMode("connecting");
+    if (!this.polling) this.setMode("connecting");
     const url = `${this.o.baseUrl || ""}${streamPath(scope, tokenOf(this.conn()), this.lastEventId)}`;
     const es = new this.ES(url);
     this.es = es;
