@@ -134,6 +134,7 @@ class Watcher implements Watch {
   private started = false;
   private stopped = false;
   private currentMode: Mode = 'idle';
+  private announced = false;
   private readonly onVisibility = () => this.visibilityChanged();
 
   constructor(onUpdate: OnUpdate, options: WatchOptions) {
@@ -234,7 +235,8 @@ class Watcher implements Watch {
   }
 
   private setMode(mode: Mode): void {
-    if (mode === this.currentMode) return;
+    if (mode === this.currentMode && this.announced) return;
+    this.announced = true;
     this.currentMode = mode;
     this.o.onMode?.(mode);
   }

@@ -302,6 +302,7 @@ var Watcher = class {
     this.started = false;
     this.stopped = false;
     this.currentMode = "idle";
+    this.announced = false;
     this.onVisibility = () => this.visibilityChanged();
     this.o = options;
     this.onUpdate = onUpdate;
@@ -392,7 +393,8 @@ var Watcher = class {
     this.o.onError?.(err);
   }
   setMode(mode) {
-    if (mode === this.currentMode) return;
+    if (mode === this.currentMode && this.announced) return;
+    this.announced = true;
     this.currentMode = mode;
     this.o.onMode?.(mode);
   }

@@ -46,6 +46,6 @@ test('a watch with nothing to watch is idle and sends nothing; stop() ends it', 
   assert.equal(w.mode, 'idle');
   w.stop();
   assert.equal(w.mode, 'stopped');
-  assert.deepEqual(modes, ['stopped']);
+  assert.deepEqual(modes, ['idle', 'stopped']);
   assert.equal(fetched, 0);
 });
