@@ -1,0 +1,291 @@
+//! A lean HTTP/1.1 connection for the event stream (`GET /api/v1/progress/stream`).
+//!
+//! hyper keeps two 8 KiB buffers for every connection's whole life: the read buffer (kept for
+//! the next request) and the response-head buffer. For a stream that sends a few hundred bytes
+//! now and then, those two buffers were most of its memory (docs/benchmarks.md, SSE fan-out).
+//! So the accept loop ([`crate::server`]) peeks at a new connection's first bytes and hands a
+//! stream request to [`serve`] instead of hyper:
+//!
+//! - the request head is read into a temporary buffer (dropped once parsed, at most
+//!   [`MAX_HEAD`] bytes, within the header-read timeout) and parsed with `httparse`;
+//! - the request goes through the same router as every other request (authentication, CORS,
+//!   error bodies, the stream handler itself);
+//! - an event-stream answer is written with chunked encoding straight to the socket, each body
+//!   frame in one write, behind the same write-stall guard as hyper's connections; any other
+//!   answer (an error) is written whole. The connection closes when the answer ends: a stream
+//!   connection is never reused for another request (`Connection: close`).
+//!
+//! While a stream is open the connection is also read (a few bytes at a time, discarded) so a
+//! client that goes away ends it at once, and shutdown ends it too.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderValue, Request, Response, StatusCode, Version, header};
+use futures::StreamExt;
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::server::StallGuard;
+
+/// The request line prefix served here.
+pub const STREAM_REQUEST: &[u8] = b"GET /api/v1/progress/stream";
+/// Largest request head accepted on this path (the token may ride in the query).
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Largest non-stream answer (an error envelope) written by this path.
+const MAX_PLAIN_BODY: usize = 64 * 1024;
+
+/// Whether the connection's first request is a stream request, by peeking at its first bytes
+/// (nothing is consumed). False on anything else, a closed connection, or no bytes in time.
+pub async fn is_stream_request(stream: &TcpStream, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; STREAM_REQUEST.len() + 1];
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            _ => return false,
+        };
+        if n == 0
+            || buf[..n.min(STREAM_REQUEST.len())] != STREAM_REQUEST[..n.min(STREAM_REQUEST.len())]
+        {
+            return false;
+        }
+        if n > STREAM_REQUEST.len() {
+            return matches!(buf[STREAM_REQUEST.len()], b'?' | b' ');
+        }
+        // A prefix so far (a client sending its request line in pieces): peek again shortly.
+        if tokio::time::timeout_at(deadline, tokio::time::sleep(Duration::from_millis(5)))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+    }
+}
+
+/// Settings of [`serve`].
+#[derive(Debug, Clone, Copy)]
+pub struct ConnConfig {
+    pub header_read_timeout: Duration,
+    pub write_stall_timeout: Duration,
+}
+
+/// Serves one stream request on `stream` (see the module docs), then closes it.
+pub async fn serve(
+    mut stream: TcpStream,
+    router: Router,
+    config: ConnConfig,
+    shutdown: CancellationToken,
+) {
+    let request =
+        match tokio::time::timeout(config.header_read_timeout, read_request(&mut stream)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(status)) => {
+                let _ = write_plain(&mut stream, plain(status), Version::HTTP_11).await;
+                return;
+            }
+            // Too slow to send its headers: dropped, as hyper does.
+            Err(_) => return,
+        };
+    let version = request.version();
+    let response = match router.oneshot(request).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    let is_stream = response.status() == StatusCode::OK
+        && response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if !is_stream {
+        let _ = write_plain(&mut stream, response, version).await;
+        return;
+    }
+    let _ = write_stream(&mut stream, response, version, config, shutdown).await;
+}
+
+/// Reads and parses the request head; the error is the status to answer with.
+async fn read_request(stream: &mut TcpStream) -> Result<Request<Body>, StatusCode> {
+    let mut head = Vec::with_capacity(1024);
+    let end = loop {
+        let mut chunk = [0u8; 1024];
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|_| StatusCode::BAD_REQUEST)?;
+        if n == 0 {
+            return Err(StatusCode::BAD_REQUEST);
+        }
+        let from = head.len().saturating_sub(3);
+        head.extend_from_slice(&chunk[..n]);
+        if let Some(i) = head[from..].windows(4).position(|w| w == b"\r\n\r\n") {
+            break from + i + 4;
+        }
+        if head.len() > MAX_HEAD {
+            return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        }
+    };
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut parsed = httparse::Request::new(&mut headers);
+    match parsed.parse(&head[..end]) {
+        Ok(httparse::Status::Complete(_)) => {}
+        _ => return Err(StatusCode::BAD_REQUEST),
+    }
+    let version = match parsed.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let mut builder = Request::builder()
+        .method(parsed.method.unwrap_or("GET"))
+        .uri(parsed.path.unwrap_or("/"))
+        .version(version);
+    for h in parsed.headers.iter() {
+        // A request body is not expected on a GET; one that announces it is refused.
+        if h.name.eq_ignore_ascii_case("content-length") && h.value != b"0"
+            || h.name.eq_ignore_ascii_case("transfer-encoding")
+        {
+            return Err(StatusCode::BAD_REQUEST);
+        }
+        builder = builder.header(h.name, h.value);
+    }
+    builder
+        .body(Body::empty())
+        .map_err(|_| StatusCode::BAD_REQUEST)
+}
+
+fn plain(status: StatusCode) -> Response<Body> {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = status;
+    r
+}
+
+/// The status line and headers, plus ours: `Date`, `Connection: close` and the framing.
+fn head(response: &Response<Body>, version: Version, framing: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    let status = response.status();
+    out.extend_from_slice(if version == Version::HTTP_10 {
+        b"HTTP/1.0 "
+    } else {
+        b"HTTP/1.1 "
+    });
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in response.headers() {
+        if matches!(
+            *name,
+            header::CONNECTION | header::CONTENT_LENGTH | header::TRANSFER_ENCODING | header::DATE
+        ) {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let date = HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now()))
+        .unwrap_or(HeaderValue::from_static(""));
+    out.extend_from_slice(b"date: ");
+    out.extend_from_slice(date.as_bytes());
+    out.extend_from_slice(b"\r\nconnection: close\r\n");
+    out.extend_from_slice(framing.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// A whole (short) answer, then the connection closes.
+async fn write_plain(
+    stream: &mut TcpStream,
+    response: Response<Body>,
+    version: Version,
+) -> std::io::Result<()> {
+    let (parts, body) = response.into_parts();
+    let response = Response::from_parts(parts, Body::empty());
+    let bytes = match http_body_util::Limited::new(body, MAX_PLAIN_BODY)
+        .collect()
+        .await
+    {
+        Ok(c) => c.to_bytes(),
+        Err(_) => bytes::Bytes::new(),
+    };
+    let mut out = head(
+        &response,
+        version,
+        &format!("content-length: {}\r\n", bytes.len()),
+    );
+    out.extend_from_slice(&bytes);
+    stream.write_all(&out).await?;
+    stream.shutdown().await
+}
+
+/// An event stream: chunked (HTTP/1.1) or close-delimited (HTTP/1.0), one write per frame,
+/// until the body ends, the client goes away, a write stalls, or shutdown.
+async fn write_stream(
+    stream: &mut TcpStream,
+    response: Response<Body>,
+    version: Version,
+    config: ConnConfig,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let chunked = version == Version::HTTP_11;
+    let framing = if chunked {
+        "transfer-encoding: chunked\r\n"
+    } else {
+        ""
+    };
+    let (parts, body) = response.into_parts();
+    let out = head(
+        &Response::from_parts(parts, Body::empty()),
+        version,
+        framing,
+    );
+    let (mut rd, wr) = stream.split();
+    let mut wr = StallGuard::new(wr, config.write_stall_timeout);
+    wr.write_all(&out).await?;
+    drop(out);
+    let mut frames = body.into_data_stream();
+    let mut probe = [0u8; 16];
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            r = rd.read(&mut probe) => match r {
+                // The client went away (or broke the connection): the stream ends here.
+                Ok(0) | Err(_) => return Ok(()),
+                // Bytes after the request (pipelining is not served here): ignored.
+                Ok(_) => {}
+            },
+            frame = frames.next() => match frame {
+                Some(Ok(data)) if !data.is_empty() => write_frame(&mut wr, &data, chunked).await?,
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break,
+            },
+        }
+    }
+    if chunked {
+        wr.write_all(b"0\r\n\r\n").await?;
+    }
+    wr.shutdown().await
+}
+
+/// One body frame in one write: `{len:x}\r\n{data}\r\n` when chunked.
+async fn write_frame<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    data: &[u8],
+    chunked: bool,
+) -> std::io::Result<()> {
+    if !chunked {
+        return wr.write_all(data).await;
+    }
+    let mut buf = Vec::with_capacity(data.len() + 12);
+    buf.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    buf.extend_from_slice(data);
+    buf.extend_from_slice(b"\r\n");
+    wr.write_all(&buf).await
+}
