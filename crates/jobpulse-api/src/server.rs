@@ -141,7 +141,8 @@ impl Application {
                         TokioIo::new(StallGuard::new(stream, lean.write_stall_timeout)),
                         TowerToHyperService::new(service),
                     );
-                    if let Err(e) = watcher.watch(conn).await {
+                    // Boxed: a stream connection's task must not carry room for hyper's state.
+                    if let Err(e) = Box::pin(watcher.watch(conn)).await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 }

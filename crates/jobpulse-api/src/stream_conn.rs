@@ -82,18 +82,22 @@ pub async fn serve(
     config: ConnConfig,
     shutdown: CancellationToken,
 ) {
-    let request =
-        match tokio::time::timeout(config.header_read_timeout, read_request(&mut stream)).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(status)) => {
-                let _ = write_plain(&mut stream, plain(status), Version::HTTP_11).await;
-                return;
-            }
-            // Too slow to send its headers: dropped, as hyper does.
-            Err(_) => return,
-        };
+    // The steps before the stream are boxed: the task keeps only what the stream needs.
+    let reading = Box::pin(tokio::time::timeout(
+        config.header_read_timeout,
+        read_request(&mut stream),
+    ));
+    let request = match reading.await {
+        Ok(Ok(r)) => r,
+        Ok(Err(status)) => {
+            let _ = Box::pin(write_plain(&mut stream, plain(status), Version::HTTP_11)).await;
+            return;
+        }
+        // Too slow to send its headers: dropped, as hyper does.
+        Err(_) => return,
+    };
     let version = request.version();
-    let response = match router.oneshot(request).await {
+    let response = match Box::pin(router.oneshot(request)).await {
         Ok(r) => r,
         Err(never) => match never {},
     };
@@ -103,7 +107,7 @@ pub async fn serve(
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     if !is_stream {
-        let _ = write_plain(&mut stream, response, version).await;
+        let _ = Box::pin(write_plain(&mut stream, response, version)).await;
         return;
     }
     let _ = write_stream(&mut stream, response, version, config, shutdown).await;

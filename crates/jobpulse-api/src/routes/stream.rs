@@ -19,7 +19,8 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -72,7 +73,6 @@ pub fn router(state: StreamState) -> Router {
 
 struct Query {
     watch: Watch,
-    ids: Vec<TaskId>,
     token: Option<String>,
     last_event_id: Option<String>,
 }
@@ -131,11 +131,10 @@ fn parse(raw: Option<&str>) -> Result<Query, ApiError> {
     let watch = if all {
         Watch::All
     } else {
-        Watch::Tasks(Arc::new(ids.iter().cloned().collect()))
+        Watch::Tasks(ids.into())
     };
     Ok(Query {
         watch,
-        ids,
         token,
         last_event_id,
     })
@@ -179,14 +178,17 @@ pub async fn stream(
         .hub
         .register(principal.tenant, q.watch.clone())
         .map_err(|_| ApiError::TooManyRequests("too many open streams for this tenant"))?;
+    let sent = match &q.watch {
+        Watch::All => Sent::All(HashMap::new()),
+        Watch::Tasks(ids) => Sent::Tasks(vec![0; ids.len()].into_boxed_slice()),
+    };
     let mut conn = Conn {
         reg,
         store: state.read.store.clone(),
         principal,
         watch: q.watch,
-        ids: q.ids,
         cursor: None,
-        sent: HashMap::new(),
+        sent,
         pending: VecDeque::new(),
     };
     let last_id = headers
@@ -213,18 +215,25 @@ pub async fn stream(
     Ok(res)
 }
 
-/// One open stream.
+/// One open stream. Held for as long as the client stays, so it is kept small (see
+/// docs/benchmarks.md, SSE fan-out): the watched ids are the hub's shared slice, the revisions
+/// sent are one number per id, and the snapshot's queue is freed once sent.
 struct Conn {
     reg: Registration,
     store: SharedStore,
     principal: Principal,
     watch: Watch,
-    ids: Vec<TaskId>,
     /// Newest change-log position delivered.
     cursor: Option<String>,
     /// Revision last sent per task, so a late notification never sends an older state.
-    sent: HashMap<TaskId, u64>,
+    sent: Sent,
     pending: VecDeque<Event>,
+}
+
+/// Revisions sent: `rev + 1` per watched id (0: nothing yet), or a map for a tenant watch.
+enum Sent {
+    Tasks(Box<[u64]>),
+    All(HashMap<TaskId, u64>),
 }
 
 const MAX_TRACKED: usize = 10_000;
@@ -245,14 +254,28 @@ impl Conn {
 
     /// Records `rev` for `task`; false when something as new was already sent.
     fn fresh(&mut self, task: &TaskId, rev: u64) -> bool {
-        if self.sent.get(task).is_some_and(|r| *r >= rev) {
-            return false;
+        match &mut self.sent {
+            Sent::Tasks(revs) => {
+                let Some(slot) = self.watch.position(task).and_then(|i| revs.get_mut(i)) else {
+                    return false;
+                };
+                if *slot > rev {
+                    return false;
+                }
+                *slot = rev.saturating_add(1);
+                true
+            }
+            Sent::All(map) => {
+                if map.get(task).is_some_and(|r| *r >= rev) {
+                    return false;
+                }
+                if map.len() >= MAX_TRACKED {
+                    map.clear();
+                }
+                map.insert(task.clone(), rev);
+                true
+            }
         }
-        if self.sent.len() >= MAX_TRACKED {
-            self.sent.clear();
-        }
-        self.sent.insert(task.clone(), rev);
-        true
     }
 
     fn render(task: &TaskId, snap: Option<&Snapshot>) -> (&'static str, String) {
@@ -299,7 +322,9 @@ impl Conn {
     }
 
     async fn snapshot_all(&mut self) -> Result<(), ApiError> {
-        let ids = self.ids.clone();
+        let Watch::Tasks(ids) = self.watch.clone() else {
+            return Ok(());
+        };
         self.send_current(&ids, true).await
     }
 
@@ -369,20 +394,32 @@ impl Conn {
         Some(self.event(name, data))
     }
 
+    /// Re-reads what a lagging stream missed. Rare, so boxed: the state an open stream keeps
+    /// between events stays small.
+    fn resync(&mut self) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + '_>> {
+        Box::pin(async move {
+            match self.cursor.clone() {
+                Some(c) => self.catch_up(&c).await,
+                None => match self.watch {
+                    Watch::All => Ok(()),
+                    Watch::Tasks(_) => self.snapshot_all().await,
+                },
+            }
+        })
+    }
+
     async fn next_event(&mut self) -> Option<Event> {
         loop {
             if let Some(ev) = self.pending.pop_front() {
+                if self.pending.is_empty() {
+                    // The snapshot's queue would otherwise keep its capacity for the stream's life.
+                    self.pending = VecDeque::new();
+                }
                 return Some(ev);
             }
             if self.reg.signal.lagged.swap(false, Ordering::AcqRel) {
                 metrics::counter!("jobpulse_sse_resync_total", "kind" => "lagged").increment(1);
-                let result = match self.cursor.clone() {
-                    Some(c) => self.catch_up(&c).await,
-                    None => match self.watch {
-                        Watch::All => Ok(()),
-                        Watch::Tasks(_) => self.snapshot_all().await,
-                    },
-                };
+                let result = self.resync().await;
                 if result.is_err() {
                     // The store is unreachable: end the stream; the client reconnects with its
                     // Last-Event-ID and resumes from there.
