@@ -23,12 +23,12 @@ pub const QUEUE_LEN: usize = 64;
 /// A connection whose queue stays full this long is dropped.
 pub const SLOW_READER_LIMIT: Duration = Duration::from_secs(30);
 
-/// A change plus its rendered SSE payload, computed at most once however many connections
-/// receive it.
+/// A change plus its SSE event as sent (the id is the change's, so the bytes are the same for
+/// every stream), rendered at most once however many connections receive it.
 #[derive(Debug)]
 pub struct Dispatched {
     pub change: Change,
-    pub rendered: OnceLock<(&'static str, String)>,
+    pub frame: OnceLock<bytes::Bytes>,
 }
 
 /// Which tasks a connection watches.
@@ -197,7 +197,7 @@ impl Hub {
         };
         let event = Arc::new(Dispatched {
             change,
-            rendered: OnceLock::new(),
+            frame: OnceLock::new(),
         });
         let mut dropped = Vec::new();
         for (id, sub) in subs.iter_mut() {

@@ -25,11 +25,12 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bytes::Bytes;
 use futures::StreamExt;
 use jobpulse_domain::{JobId, Status, TaskId, TenantId, VideoId};
 use jobpulse_store::{ChangesSince, SharedStore, Snapshot};
@@ -190,6 +191,8 @@ pub async fn stream(
         cursor: None,
         sent,
         pending: VecDeque::new(),
+        heartbeat: Box::pin(tokio::time::sleep(state.heartbeat)),
+        heartbeat_every: state.heartbeat,
     };
     let last_id = headers
         .get("last-event-id")
@@ -207,11 +210,14 @@ pub async fn stream(
             .map(|e| (Ok::<_, Infallible>(e), conn))
     })
     .take_until(state.shutdown.cancelled_owned());
-    let mut res = Sse::new(body)
-        .keep_alive(KeepAlive::new().interval(state.heartbeat).text("hb"))
-        .into_response();
-    res.headers_mut()
-        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    let mut res = Body::from_stream(body).into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(res)
 }
 
@@ -227,7 +233,27 @@ struct Conn {
     cursor: Option<String>,
     /// Revision last sent per task, so a late notification never sends an older state.
     sent: Sent,
-    pending: VecDeque<Event>,
+    pending: VecDeque<Bytes>,
+    /// The next `: hb` comment (a fixed cadence: no timer work per event).
+    heartbeat: Pin<Box<tokio::time::Sleep>>,
+    heartbeat_every: Duration,
+}
+
+const HEARTBEAT: &[u8] = b": hb\n\n";
+
+/// One SSE event as sent: `event:`, `data:` (our JSON has no line breaks) and `id:` lines.
+fn frame(name: &str, data: &[u8], id: Option<&str>) -> Bytes {
+    let mut b = Vec::with_capacity(name.len() + data.len() + id.map_or(0, str::len) + 24);
+    b.extend_from_slice(b"event: ");
+    b.extend_from_slice(name.as_bytes());
+    b.extend_from_slice(b"\ndata: ");
+    b.extend_from_slice(data);
+    if let Some(id) = id {
+        b.extend_from_slice(b"\nid: ");
+        b.extend_from_slice(id.as_bytes());
+    }
+    b.extend_from_slice(b"\n\n");
+    Bytes::from(b)
 }
 
 /// Revisions sent: `rev + 1` per watched id (0: nothing yet), or a map for a tenant watch.
@@ -278,23 +304,11 @@ impl Conn {
         }
     }
 
-    fn render(task: &TaskId, snap: Option<&Snapshot>) -> (&'static str, String) {
-        let bytes = match task {
-            TaskId::Video(v) => render::video(*v, snap),
-            TaskId::Job(j) => render::job(j, snap),
-        };
-        let name = match task {
-            TaskId::Video(_) => "video",
-            TaskId::Job(_) => "job",
-        };
-        (name, String::from_utf8(bytes).unwrap_or_default())
-    }
-
-    fn event(&self, name: &'static str, data: &str) -> Event {
-        let e = Event::default().event(name).data(data);
-        match &self.cursor {
-            Some(c) => e.id(c.as_str()),
-            None => e,
+    /// The event of `task` in state `snap`, with `id` as its position.
+    fn event(task: &TaskId, snap: Option<&Snapshot>, id: Option<&str>) -> Bytes {
+        match task {
+            TaskId::Video(v) => frame("video", &render::video(*v, snap), id),
+            TaskId::Job(j) => frame("job", &render::job(j, snap), id),
         }
     }
 
@@ -313,8 +327,7 @@ impl Conn {
                     None if !include_unknown => continue,
                     _ => {}
                 }
-                let (name, data) = Self::render(task, snap.as_ref());
-                let ev = self.event(name, &data);
+                let ev = Self::event(task, snap.as_ref(), self.cursor.as_deref());
                 self.pending.push_back(ev);
             }
         }
@@ -363,11 +376,11 @@ impl Conn {
                         .increment(1);
                     return match self.watch {
                         Watch::All => {
-                            self.pending.push_back(
-                                Event::default()
-                                    .event("resync")
-                                    .data(r#"{"reason":"history expired; reload the task list"}"#),
-                            );
+                            self.pending.push_back(frame(
+                                "resync",
+                                br#"{"reason":"history expired; reload the task list"}"#,
+                                None,
+                            ));
                             Ok(())
                         }
                         Watch::Tasks(_) => self.snapshot_all().await,
@@ -377,7 +390,7 @@ impl Conn {
         }
     }
 
-    fn live(&mut self, d: &Dispatched) -> Option<Event> {
+    fn live(&mut self, d: &Dispatched) -> Option<Bytes> {
         let c = &d.change;
         if let Some(s) = &c.snapshot
             && (!self.visible(s) || !kind_matches(&c.key.task, s))
@@ -388,10 +401,12 @@ impl Conn {
             return None;
         }
         self.cursor = Some(c.cursor.clone());
-        let (name, data) = d
-            .rendered
-            .get_or_init(|| Self::render(&c.key.task, c.snapshot.as_ref()));
-        Some(self.event(name, data))
+        // The same bytes for every stream that gets this change: its id is the change's.
+        Some(
+            d.frame
+                .get_or_init(|| Self::event(&c.key.task, c.snapshot.as_ref(), Some(&c.cursor)))
+                .clone(),
+        )
     }
 
     /// Re-reads what a lagging stream missed. Rare, so boxed: the state an open stream keeps
@@ -408,7 +423,7 @@ impl Conn {
         })
     }
 
-    async fn next_event(&mut self) -> Option<Event> {
+    async fn next_event(&mut self) -> Option<Bytes> {
         loop {
             if let Some(ev) = self.pending.pop_front() {
                 if self.pending.is_empty() {
@@ -440,6 +455,11 @@ impl Conn {
                     None => return None,
                 },
                 _ = signal.wake.notified() => {}
+                _ = self.heartbeat.as_mut() => {
+                    let next = tokio::time::Instant::now() + self.heartbeat_every;
+                    self.heartbeat.as_mut().reset(next);
+                    return Some(Bytes::from_static(HEARTBEAT));
+                }
             }
         }
     }
