@@ -255,10 +255,14 @@ async fn write_stream(
     drop(out);
     let mut frames = body.into_data_stream();
     let mut probe = [0u8; 16];
+    // Registered once: every stream shares the token, and a registration per event would make
+    // them all take turns on its lock.
+    let stop = shutdown.cancelled();
+    tokio::pin!(stop);
     loop {
         tokio::select! {
             biased;
-            _ = shutdown.cancelled() => break,
+            _ = &mut stop => break,
             r = rd.read(&mut probe) => match r {
                 // The client went away (or broke the connection): the stream ends here.
                 Ok(0) | Err(_) => return Ok(()),

@@ -85,6 +85,11 @@ pub struct BenchArgs {
     /// next begins, or the figure measures a queue).
     #[arg(long, default_value = "50ms")]
     sse_write_every: String,
+    /// sse: open each stream as the second request of its connection (after a GET /healthz),
+    /// as a browser reusing a keep-alive connection may: such streams are served by hyper, not
+    /// the lean stream path (for comparison).
+    #[arg(long)]
+    sse_reuse_connection: bool,
     /// pipeline: length of the generated 1280x720 clip, seconds.
     #[arg(long, default_value_t = 60)]
     clip_secs: u32,
@@ -370,6 +375,7 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
             hold: secs(&args.hold, "hold")?,
             writes: args.sse_writes,
             write_every: millis(&args.sse_write_every, "sse-write-every")?,
+            reuse_connection: args.sse_reuse_connection,
         };
         sse::run(&settings, &args.store, options).await?;
     }

@@ -72,6 +72,8 @@ pub struct SseOptions {
     pub writes: u32,
     /// Interval of the latency writes.
     pub write_every: Duration,
+    /// Open each stream after a first request on its connection (hyper's path).
+    pub reuse_connection: bool,
 }
 
 /// What the child is told at start.
@@ -84,6 +86,9 @@ pub struct ClientConfig {
     pub watchers: usize,
     pub tenants: i64,
     pub open_timeout_secs: u64,
+    /// Send `GET /healthz` first on each connection.
+    #[serde(default)]
+    pub reuse_connection: bool,
 }
 
 /// One line between the processes.
@@ -387,6 +392,7 @@ pub async fn run(settings: &Settings, store_kind: &str, o: SseOptions) -> anyhow
             watchers,
             tenants: o.tenants,
             open_timeout_secs: 30,
+            reuse_connection: o.reuse_connection,
         }))
         .await?;
     let open_budget = Duration::from_secs(120 + o.streams as u64 / 50);
@@ -450,12 +456,17 @@ impl Report<'_> {
         println!(
             "{} streams requested, one keep-alive connection each, from a separate client \
              process: {} in tenant 1 watching videos 1–20, the rest round-robin over tenants \
-             2..={} on other pages of 20; hub cap {} per tenant; ulimit -n {}.\n",
+             2..={} on other pages of 20; hub cap {} per tenant; ulimit -n {}; {}.\n",
             o.streams,
             self.watchers,
             o.tenants,
             self.cap,
-            self.limit.map_or("?".into(), |l| l.to_string())
+            self.limit.map_or("?".into(), |l| l.to_string()),
+            if o.reuse_connection {
+                "each stream is its connection's second request (served by hyper)"
+            } else {
+                "each stream is its connection's first request (the lean stream path)"
+            }
         );
         self.print_streams();
         self.print_latency();
