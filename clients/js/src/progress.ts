@@ -186,7 +186,11 @@ export function fold(
     // Terminal states absorb later writes of their run: nothing new can follow.
     return { next: prev, deliver: false };
   }
-  if (prev && !prev.gaveUp && JSON.stringify(prev.body) === JSON.stringify(body)) {
+  if (prev && prev.gaveUp && status === 'UNKNOWN') {
+    // Given up on, and still unknown: nothing new.
+    return { next: prev, deliver: false };
+  }
+  if (prev && JSON.stringify(prev.body) === JSON.stringify(body)) {
     return { next: prev, deliver: false };
   }
   const attempt = num(field(body, 'attempt'));

@@ -174,7 +174,7 @@ class Watcher implements Watch {
         e.since = now;
         e.nextPollAt = 0;
         e.readSeq = this.nextSeq();
-        if (e.state) e.state = { ...e.state, terminal: false, gaveUp: false };
+        if (e.state) e.state = { ...e.state, terminal: false, gaveUp: false, unknownSince: null };
       }
       e.final = terminal;
     }

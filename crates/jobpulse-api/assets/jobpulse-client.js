@@ -219,7 +219,10 @@ function fold(prev, kind, id, body, source, now) {
   if (prev && prev.terminal && terminal) {
     return { next: prev, deliver: false };
   }
-  if (prev && !prev.gaveUp && JSON.stringify(prev.body) === JSON.stringify(body)) {
+  if (prev && prev.gaveUp && status === "UNKNOWN") {
+    return { next: prev, deliver: false };
+  }
+  if (prev && JSON.stringify(prev.body) === JSON.stringify(body)) {
     return { next: prev, deliver: false };
   }
   const attempt = num(field(body, "attempt"));
@@ -341,7 +344,7 @@ var Watcher = class {
         e.since = now;
         e.nextPollAt = 0;
         e.readSeq = this.nextSeq();
-        if (e.state) e.state = { ...e.state, terminal: false, gaveUp: false };
+        if (e.state) e.state = { ...e.state, terminal: false, gaveUp: false, unknownSince: null };
       }
       e.final = terminal;
     }

@@ -86,8 +86,12 @@ test('UNKNOWN keeps what was shown and starts the give-up clock once', () => {
   assert.equal(r[3].state.unknownSince, null);
   const g = gaveUp(r[2].state, 5000);
   assert.equal(g.gaveUp, true);
-  // A task given up on that shows up again is news.
-  assert.equal(fold(g, 'video', '7', unknownBody('video', '7'), 'poll', 6000).deliver, true);
+  // Still unknown after the give-up: nothing new; known again: news.
+  assert.equal(fold(g, 'video', '7', unknownBody('video', '7'), 'poll', 6000).deliver, false);
+  const back = fold(g, 'video', '7', processing(60), 'poll', 7000);
+  assert.equal(back.deliver, true);
+  assert.equal(back.next.gaveUp, false);
+  assert.equal(back.next.percent, 60);
   const never = run('job', [unknownBody('job', 'a1')]);
   assert.equal(never[0].state.percent, null, 'nothing known: no percent');
   assert.equal(never[0].state.terminal, false);
