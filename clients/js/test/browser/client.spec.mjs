@@ -9,7 +9,8 @@
 // Env: JOBPULSE_BIN (default target/debug/jobpulse under CARGO_TARGET_DIR or the repository),
 // CHROMIUM_PATH (default /usr/bin/chromium). Prints one line per phase and `N passed, N failed`.
 
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { createHmac } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -190,9 +191,11 @@ async function realVideo() {
   const dir = mkdtempSync(join(tmpdir(), 'jobpulse-clip-'));
   try {
     const clip = join(dir, 'clip.mp4');
-    const ff = spawnSync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=25',
-      '-f', 'lavfi', '-i', 'sine', '-t', '6', '-shortest', '-pix_fmt', 'yuv420p', clip], { encoding: 'utf8' });
-    check(ff.status === 0, `ffmpeg could not make a clip (apt-get install ffmpeg): ${ff.stderr}`);
+    // Asynchronously: a blocked event loop would keep Node's HTTP client from noticing that
+    // the server closed an idle keep-alive connection, and the upload would go out on it.
+    await promisify(execFile)('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=25',
+      '-f', 'lavfi', '-i', 'sine', '-t', '6', '-shortest', '-pix_fmt', 'yuv420p', clip])
+      .catch((e) => check(false, `ffmpeg could not make a clip (apt-get install ffmpeg): ${e.stderr || e.message}`));
     const id = await up.upload(clip);
     await page.evaluate(([o, v]) => window.startWatch('video', { videos: [v] }, o), [options(), id]);
     const ready = await waitUpdate('video', (u) => u.status === 'READY', 180_000, `video ${id} READY`);
