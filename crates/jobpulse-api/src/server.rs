@@ -31,6 +31,8 @@ use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::stream_conn::Peek;
+
 /// Listener and connection settings.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
@@ -134,19 +136,34 @@ impl Application {
             let (http, service, watcher) = (http.clone(), service.clone(), graceful.watcher());
             let (router, stop) = (streams_router.clone(), shutdown.clone());
             tokio::spawn(async move {
-                if crate::stream_conn::is_stream_request(&stream, lean.header_read_timeout).await {
-                    crate::stream_conn::serve(stream, router, lean, stop).await;
-                } else {
-                    let conn = http.serve_connection(
-                        TokioIo::new(StallGuard::new(stream, lean.write_stall_timeout)),
-                        TowerToHyperService::new(service),
-                    );
-                    // Boxed: a stream connection's task must not carry room for hyper's state.
-                    if let Err(e) = Box::pin(watcher.watch(conn)).await {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                let _permit = permit;
+                let mut http = http;
+                // A slow request line keeps its deadline: what comes next gets what is left.
+                let spent = match crate::stream_conn::peek(&stream, lean.header_read_timeout).await
+                {
+                    Peek::Gone => return,
+                    Peek::Stream(spent) => {
+                        let left = lean.header_read_timeout.saturating_sub(spent);
+                        let config = crate::stream_conn::ConnConfig {
+                            header_read_timeout: left,
+                            ..lean
+                        };
+                        crate::stream_conn::serve(stream, router, config, stop).await;
+                        return;
                     }
+                    Peek::Other(spent) => spent,
+                };
+                if spent > Duration::from_millis(100) {
+                    http.header_read_timeout(lean.header_read_timeout.saturating_sub(spent));
                 }
-                drop(permit);
+                let conn = http.serve_connection(
+                    TokioIo::new(StallGuard::new(stream, lean.write_stall_timeout)),
+                    TowerToHyperService::new(service),
+                );
+                // Boxed: a stream connection's task must not carry room for hyper's state.
+                if let Err(e) = Box::pin(watcher.watch(conn)).await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
             });
         }
         drop(listener);

@@ -40,30 +40,48 @@ pub const MAX_HEAD: usize = 16 * 1024;
 /// Largest non-stream answer (an error envelope) written by this path.
 const MAX_PLAIN_BODY: usize = 64 * 1024;
 
-/// Whether the connection's first request is a stream request, by peeking at its first bytes
-/// (nothing is consumed). False on anything else, a closed connection, or no bytes in time.
-pub async fn is_stream_request(stream: &TcpStream, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
+/// What the first bytes of a connection say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peek {
+    /// A stream request, told apart after this long: serve it with [`serve`].
+    Stream(Duration),
+    /// Anything else, told apart after this long (a client sending its request line slowly):
+    /// hyper gets what is left of the header-read timeout.
+    Other(Duration),
+    /// Closed, or not even the request line's start within the header-read timeout: drop it.
+    Gone,
+}
+
+/// Looks at the connection's first bytes without consuming them.
+pub async fn peek(stream: &TcpStream, within: Duration) -> Peek {
+    let started = Instant::now();
+    let deadline = started + within;
     let mut buf = [0u8; STREAM_REQUEST.len() + 1];
     loop {
         let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
             Ok(Ok(n)) => n,
-            _ => return false,
+            _ => return Peek::Gone,
         };
-        if n == 0
-            || buf[..n.min(STREAM_REQUEST.len())] != STREAM_REQUEST[..n.min(STREAM_REQUEST.len())]
-        {
-            return false;
+        let m = n.min(STREAM_REQUEST.len());
+        if n == 0 {
+            return Peek::Gone;
+        }
+        if buf[..m] != STREAM_REQUEST[..m] {
+            return Peek::Other(started.elapsed());
         }
         if n > STREAM_REQUEST.len() {
-            return matches!(buf[STREAM_REQUEST.len()], b'?' | b' ');
+            return if matches!(buf[STREAM_REQUEST.len()], b'?' | b' ') {
+                Peek::Stream(started.elapsed())
+            } else {
+                Peek::Other(started.elapsed())
+            };
         }
         // A prefix so far (a client sending its request line in pieces): peek again shortly.
         if tokio::time::timeout_at(deadline, tokio::time::sleep(Duration::from_millis(5)))
             .await
             .is_err()
         {
-            return false;
+            return Peek::Gone;
         }
     }
 }
