@@ -31,7 +31,7 @@ use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::stream_conn::Peek;
+use crate::stream_conn::{Prefixed, Sniffed};
 
 /// Listener and connection settings.
 #[derive(Debug, Clone)]
@@ -139,25 +139,30 @@ impl Application {
                 let _permit = permit;
                 let mut http = http;
                 // A slow request line keeps its deadline: what comes next gets what is left.
-                let spent = match crate::stream_conn::peek(&stream, lean.header_read_timeout).await
-                {
-                    Peek::Gone => return,
-                    Peek::Stream(spent) => {
+                let mut stream = stream;
+                let (sniffed, prefix) =
+                    crate::stream_conn::sniff(&mut stream, lean.header_read_timeout).await;
+                let spent = match sniffed {
+                    Sniffed::Gone => return,
+                    Sniffed::Stream(spent) => {
                         let left = lean.header_read_timeout.saturating_sub(spent);
                         let config = crate::stream_conn::ConnConfig {
                             header_read_timeout: left,
                             ..lean
                         };
-                        crate::stream_conn::serve(stream, router, config, stop).await;
+                        crate::stream_conn::serve(stream, prefix, router, config, stop).await;
                         return;
                     }
-                    Peek::Other(spent) => spent,
+                    Sniffed::Other(spent) => spent,
                 };
                 if spent > Duration::from_millis(100) {
                     http.header_read_timeout(lean.header_read_timeout.saturating_sub(spent));
                 }
                 let conn = http.serve_connection(
-                    TokioIo::new(StallGuard::new(stream, lean.write_stall_timeout)),
+                    TokioIo::new(StallGuard::new(
+                        Prefixed::new(prefix, stream),
+                        lean.write_stall_timeout,
+                    )),
                     TowerToHyperService::new(service),
                 );
                 // Boxed: a stream connection's task must not carry room for hyper's state.

@@ -3,8 +3,9 @@
 //! hyper keeps two 8 KiB buffers for every connection's whole life: the read buffer (kept for
 //! the next request) and the response-head buffer. For a stream that sends a few hundred bytes
 //! now and then, those two buffers were most of its memory (docs/benchmarks.md, SSE fan-out).
-//! So the accept loop ([`crate::server`]) peeks at a new connection's first bytes and hands a
-//! stream request to [`serve`] instead of hyper:
+//! So the accept loop ([`crate::server`]) reads a new connection's first bytes ([`sniff`]) and
+//! hands a stream request to [`serve`] instead of hyper (anything else goes to hyper with those
+//! bytes replayed, [`Prefixed`]):
 //!
 //! - the request head is read into a temporary buffer (dropped once parsed, at most
 //!   [`MAX_HEAD`] bytes, within the header-read timeout) and parsed with `httparse`;
@@ -25,7 +26,10 @@ use axum::body::Body;
 use axum::http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use futures::StreamExt;
 use http_body_util::BodyExt;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -40,9 +44,12 @@ pub const MAX_HEAD: usize = 16 * 1024;
 /// Largest non-stream answer (an error envelope) written by this path.
 const MAX_PLAIN_BODY: usize = 64 * 1024;
 
+/// Bytes read to tell a stream request from anything else.
+const SNIFF: usize = STREAM_REQUEST.len() + 1;
+
 /// What the first bytes of a connection say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Peek {
+pub enum Sniffed {
     /// A stream request, told apart after this long: serve it with [`serve`].
     Stream(Duration),
     /// Anything else, told apart after this long (a client sending its request line slowly):
@@ -52,37 +59,109 @@ pub enum Peek {
     Gone,
 }
 
-/// Looks at the connection's first bytes without consuming them.
-pub async fn peek(stream: &TcpStream, within: Duration) -> Peek {
+/// The first bytes of a connection, read (not peeked: waiting for more bytes must not spin)
+/// and kept to be replayed by [`Prefixed`].
+#[derive(Debug, Clone, Copy)]
+pub struct Prefix {
+    bytes: [u8; SNIFF],
+    len: usize,
+}
+
+impl Prefix {
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// Reads up to [`SNIFF`] bytes, stopping as soon as they cannot be a stream request.
+pub async fn sniff(stream: &mut TcpStream, within: Duration) -> (Sniffed, Prefix) {
     let started = Instant::now();
     let deadline = started + within;
-    let mut buf = [0u8; STREAM_REQUEST.len() + 1];
+    let mut p = Prefix {
+        bytes: [0; SNIFF],
+        len: 0,
+    };
     loop {
-        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
-            Ok(Ok(n)) => n,
-            _ => return Peek::Gone,
-        };
-        let m = n.min(STREAM_REQUEST.len());
-        if n == 0 {
-            return Peek::Gone;
+        let read = tokio::time::timeout_at(deadline, stream.read(&mut p.bytes[p.len..])).await;
+        match read {
+            Ok(Ok(n)) if n > 0 => p.len += n,
+            _ => return (Sniffed::Gone, p),
         }
-        if buf[..m] != STREAM_REQUEST[..m] {
-            return Peek::Other(started.elapsed());
+        let m = p.len.min(STREAM_REQUEST.len());
+        if p.bytes[..m] != STREAM_REQUEST[..m] {
+            return (Sniffed::Other(started.elapsed()), p);
         }
-        if n > STREAM_REQUEST.len() {
-            return if matches!(buf[STREAM_REQUEST.len()], b'?' | b' ') {
-                Peek::Stream(started.elapsed())
+        if p.len == SNIFF {
+            let stream_request = matches!(p.bytes[STREAM_REQUEST.len()], b'?' | b' ');
+            let spent = started.elapsed();
+            let sniffed = if stream_request {
+                Sniffed::Stream(spent)
             } else {
-                Peek::Other(started.elapsed())
+                Sniffed::Other(spent)
             };
+            return (sniffed, p);
         }
-        // A prefix so far (a client sending its request line in pieces): peek again shortly.
-        if tokio::time::timeout_at(deadline, tokio::time::sleep(Duration::from_millis(5)))
-            .await
-            .is_err()
-        {
-            return Peek::Gone;
+    }
+}
+
+/// An IO that first replays the bytes [`sniff`] read, then reads from the connection.
+#[derive(Debug)]
+pub struct Prefixed<IO> {
+    prefix: Prefix,
+    pos: usize,
+    io: IO,
+}
+
+impl<IO> Prefixed<IO> {
+    pub fn new(prefix: Prefix, io: IO) -> Self {
+        Self { prefix, pos: 0, io }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Prefixed<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let rest = &self.prefix.as_slice()[self.pos..];
+        if !rest.is_empty() {
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            self.pos += n;
+            return Poll::Ready(Ok(()));
         }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -96,6 +175,7 @@ pub struct ConnConfig {
 /// Serves one stream request on `stream` (see the module docs), then closes it.
 pub async fn serve(
     mut stream: TcpStream,
+    prefix: Prefix,
     router: Router,
     config: ConnConfig,
     shutdown: CancellationToken,
@@ -103,7 +183,7 @@ pub async fn serve(
     // The steps before the stream are boxed: the task keeps only what the stream needs.
     let reading = Box::pin(tokio::time::timeout(
         config.header_read_timeout,
-        read_request(&mut stream),
+        read_request(&mut stream, prefix),
     ));
     let request = match reading.await {
         Ok(Ok(r)) => r,
@@ -132,8 +212,9 @@ pub async fn serve(
 }
 
 /// Reads and parses the request head; the error is the status to answer with.
-async fn read_request(stream: &mut TcpStream) -> Result<Request<Body>, StatusCode> {
+async fn read_request(stream: &mut TcpStream, prefix: Prefix) -> Result<Request<Body>, StatusCode> {
     let mut head = Vec::with_capacity(1024);
+    head.extend_from_slice(prefix.as_slice());
     let end = loop {
         let mut chunk = [0u8; 1024];
         let n = stream
