@@ -161,12 +161,3 @@ export function upload(path, form, onProgress) {
     xhr.send(form);
   });
 }
-
-/** The SSE URL: EventSource cannot send headers, so the token rides in the query. */
-export function streamUrl(query) {
-  const q = new URLSearchParams(query);
-  const t = token();
-  if (t) q.set('access_token', t);
-  // The server splits ids on literal commas.
-  return `/api/v1/progress/stream?${q.toString().replace(/%2C/gi, ',')}`;
-}

@@ -1,5 +1,10 @@
 // The dashboard's entry point: sign-in (pasted token or a `#token=` link), hydrating the work
 // box from the list endpoints, live updates, and the actions on tasks.
+//
+// Live progress is @jobpulse/client (`jobpulse-client.js`, the package in clients/js bundled
+// and committed): one Server-Sent Events stream for the page — staff watch the whole tenant
+// (`all`), others the ids on screen — with polling of the batch route as the fallback. The
+// dashboard only draws what it delivers.
 
 import {
   ApiError, getOptional, getToken, request, setToken, setUnauthorizedHandler,
@@ -8,7 +13,7 @@ import {
   credentialsCsv, decodeToken, isStaff, isTerminal, tokenFromHash,
 } from './format.js';
 import { fillLectures, wireImport, wireUpload } from './forms.js';
-import { Live } from './live.js';
+import { watch } from './jobpulse-client.js';
 import { play } from './player.js';
 import { WorkBox } from './workbox.js';
 
@@ -183,10 +188,10 @@ function start(claims) {
         row.body = { id: Number(id), status: 'UPLOADED', progress: 0, encoding_progress: 0 };
         box.render(row);
       }
-      live.track('video', id, { status: 'UPLOADED' });
+      track('video', id, { status: 'UPLOADED' });
     }),
     remove: (kind, id) => act('Delete', () => request(`/api/v1/media/videos/${encodeURIComponent(id)}/`, { method: 'DELETE' }), null, () => {
-      live.forget(kind, id);
+      live.remove(kind, id);
       box.remove(kind, id);
     }),
     cancel: (id) => act('Cancel', () => request(`/api/v1/jobs/${encodeURIComponent(id)}/cancel/`, { method: 'POST' }), 'Cancel requested.'),
@@ -194,19 +199,33 @@ function start(claims) {
     downloadCsv: (id) => act('Downloading the credentials', async () => downloadCredentials(id)),
     needDetail: (kind, id, why) => loadDetail(kind, id, why),
     needResult: (id) => loadResult(id),
-    evicted: (kind, id) => live.forget(kind, id),
+    evicted: (kind, id) => live.remove(kind, id),
   }, staff);
 
-  const live = new Live({
+  const live = watch({}, (task) => box.apply(task.kind, task.id, task.body, task.percent), {
     all: staff,
-    onBody: (kind, id, body) => box.apply(kind, id, body),
+    token: () => getToken(),
+    autoStart: false,
     onResync: () => hydrate(),
     onMode: (mode) => {
       ui.connection.textContent = MODE_TEXT[mode] || mode;
       ui.connection.dataset.state = mode;
     },
+    onError: (e) => {
+      if (e.status === 401) signOut(`Signed out: the server refused the token (${e.message}). Sign in again.`);
+      else notice(`Live updates stopped: ${e.message}`);
+    },
   });
   session = { claims, staff, box, live };
+
+  /** Watches a task; ids that are not valid (a tampered session store) are skipped. */
+  function track(kind, id, hint) {
+    try {
+      live.add(kind, id, hint);
+    } catch {
+      // Not an id this server could know: nothing to watch.
+    }
+  }
 
   async function act(what, fn, okText, after) {
     try {
@@ -316,7 +335,7 @@ function start(claims) {
     }
     for (const row of box.rows.values()) {
       const status = row.body?.status || row.meta.status;
-      live.track(row.kind, row.id, status ? { status } : null);
+      track(row.kind, row.id, status ? { status } : null);
     }
     await refreshAll();
   }
@@ -338,7 +357,7 @@ function start(claims) {
       if (jobs.length) q.set('jobs', jobs.join(','));
       try {
         const { body } = await request(`/api/v1/progress/?${q.toString().replace(/%2C/gi, ',')}`);
-        live.deliverBatch(body);
+        live.deliver(body);
       } catch (e) {
         if (!(e instanceof ApiError && e.status === 401)) notice(`Could not read progress: ${e.message}`);
       }
@@ -352,7 +371,7 @@ function start(claims) {
     const id = String(video.id);
     box.upsert('video', id, { ...videoMeta(video), created_at: Date.now() });
     box.apply('video', id, { id: video.id, status: video.status || 'UPLOADED', progress: 0, encoding_progress: 0 });
-    live.track('video', id, { status: video.status || 'UPLOADED' });
+    track('video', id, { status: video.status || 'UPLOADED' });
   };
   session.jobCreated = (job, fileName) => {
     if (!job.job_id) return;
@@ -361,7 +380,7 @@ function start(claims) {
       job_type: job.job_type || 'excel_parsing', status: job.status, label: fileName,
       created_at: Date.now(), error_message: job.error_message,
     });
-    live.track('job', job.job_id, { status: job.status });
+    track('job', job.job_id, { status: job.status });
     if (isTerminal('job', job.status)) box.apply('job', job.job_id, job);
   };
   session.hydrate = hydrate;

@@ -1,17 +1,14 @@
-// Pure helpers of the dashboard: the front end's display rules (bar percent, steps, ETA words,
-// polling cadence), token decoding and the credentials CSV. No DOM, no network: Node's test
-// runner imports this file directly (tests/browser/format.test.mjs).
+// Pure helpers of the dashboard: the front end's display rules (bar percent, steps, ETA words),
+// token decoding and the credentials CSV. No DOM, no network: Node's test runner imports this
+// file directly (tests/browser/format.test.mjs).
 
-export const VIDEO_TERMINAL = new Set(['READY', 'FAILED']);
-export const JOB_TERMINAL = new Set([
-  'DONE', 'FAILED', 'REJECTED_BAD_INPUT', 'FALLBACK_TO_GPU', 'REVIEW_REQUIRED',
-]);
 export const STAFF_ROLES = new Set(['owner', 'admin', 'teacher', 'staff']);
 
-/** True when no further change is expected (CONTRACT §2–4); UNKNOWN keeps being watched. */
-export function isTerminal(kind, status) {
-  return kind === 'video' ? VIDEO_TERMINAL.has(status) : JOB_TERMINAL.has(status);
-}
+// The contract's rules that live progress also needs (terminal states, the bar's percent, the
+// polling cadence) have one implementation: the client's.
+export {
+  VIDEO_TERMINAL, JOB_TERMINAL, isTerminal, displayPercent as barPercent, frontEndCadence as pollDelay,
+} from './jobpulse-client.js';
 
 /** Terminal or still going, the outcome that picks the badge colour and the row's look. */
 export function outcome(kind, body) {
@@ -31,36 +28,6 @@ export function outcome(kind, body) {
 function clamp(n, lo, hi) {
   const v = Number.isFinite(n) ? n : lo;
   return Math.min(hi, Math.max(lo, Math.round(v)));
-}
-
-/**
- * The percent the bar shows, by the front end's rules: a video UPLOADED is drawn at 10 %,
- * PROCESSING at max(1, min(99, progress)), READY at 100. States without a number (a job that is
- * retrying, a failure) keep what was shown before. `null` means "no idea" (indeterminate bar).
- */
-export function barPercent(kind, body, previous = null) {
-  const s = body && body.status;
-  if (kind === 'video') {
-    switch (s) {
-      case 'UPLOADED': return 10;
-      case 'PROCESSING':
-        return clamp(body.encoding_progress ?? body.progress, 1, 99);
-      // Between attempts the bar stays where the failed attempt left it.
-      case 'RETRY_WAIT': return previous ?? clamp(body.encoding_progress ?? body.progress, 1, 99);
-      case 'READY': return 100;
-      case 'FAILED': return previous ?? clamp(body.progress, 0, 100);
-      default: return previous;
-    }
-  }
-  switch (s) {
-    case 'PENDING': return 0;
-    case 'RUNNING':
-      return body.progress && typeof body.progress === 'object'
-        ? clamp(body.progress.percent, 1, 99) : (previous ?? 1);
-    case 'DONE': return body.error_message ? (previous ?? 100) : 100;
-    case 'UNKNOWN': return previous;
-    default: return previous;
-  }
 }
 
 /** `{text: "[4/7] 인코딩", percent: 40}` while a step is known, else null. */
@@ -101,13 +68,6 @@ export function etaWords(seconds) {
   const h = Math.floor(seconds / 3600);
   const m = Math.round((seconds - h * 3600) / 60);
   return m ? `about ${h} h ${m} min left` : `about ${h} h left`;
-}
-
-/** Milliseconds to the next poll for a task watched for `ageMs`: 5 s, then 15 s, then 30 s. */
-export function pollDelay(ageMs) {
-  if (ageMs < 60_000) return 5_000;
-  if (ageMs < 10 * 60_000) return 15_000;
-  return 30_000;
 }
 
 function b64urlDecode(part) {

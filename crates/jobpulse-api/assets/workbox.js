@@ -70,8 +70,11 @@ export class WorkBox {
     return row;
   }
 
-  /** A task's progress body arrived. */
-  apply(kind, id, body) {
+  /**
+   * A task's progress body arrived, with the percent to draw when the live client computed it
+   * (it never goes back within an attempt).
+   */
+  apply(kind, id, body, percent) {
     const k = `${kind}:${id}`;
     if (this.gone.has(k) || !body) return;
     let row = this.rows.get(k);
@@ -81,6 +84,7 @@ export class WorkBox {
       this.actions.needDetail(kind, String(id), 'label');
     }
     row.body = body;
+    row.percent = percent;
     this.render(row);
   }
 
@@ -199,7 +203,7 @@ export class WorkBox {
     row.el.dataset.status = status;
     row.el.dataset.outcome = out;
 
-    const pct = barPercent(kind, body, row.shown);
+    const pct = body === row.body && row.percent !== undefined ? row.percent : barPercent(kind, body, row.shown);
     row.shown = pct;
     if (pct == null) {
       p.bar.removeAttribute('value');

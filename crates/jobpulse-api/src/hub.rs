@@ -8,7 +8,7 @@
 //! from the tenant's change log, so intermediate progress may be coalesced but a final state is
 //! never lost. A connection that stays full for [`SLOW_READER_LIMIT`] is dropped.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -23,26 +23,34 @@ pub const QUEUE_LEN: usize = 64;
 /// A connection whose queue stays full this long is dropped.
 pub const SLOW_READER_LIMIT: Duration = Duration::from_secs(30);
 
-/// A change plus its rendered SSE payload, computed at most once however many connections
-/// receive it.
+/// A change plus its SSE event as sent (the id is the change's, so the bytes are the same for
+/// every stream), rendered at most once however many connections receive it.
 #[derive(Debug)]
 pub struct Dispatched {
     pub change: Change,
-    pub rendered: OnceLock<(&'static str, String)>,
+    pub frame: OnceLock<bytes::Bytes>,
 }
 
 /// Which tasks a connection watches.
 #[derive(Debug, Clone)]
 pub enum Watch {
     All,
-    Tasks(Arc<HashSet<TaskId>>),
+    /// Sorted and without duplicates (a binary search is as fast as a hash lookup for the 200
+    /// ids at most, and the slice costs a tenth of a hash set's memory); shared by the hub's
+    /// registration and the connection.
+    Tasks(Arc<[TaskId]>),
 }
 
 impl Watch {
     pub fn wants(&self, task: &TaskId) -> bool {
+        self.position(task).is_some()
+    }
+
+    /// Where `task` is in the watched list (0 for every task of an `All` watch).
+    pub fn position(&self, task: &TaskId) -> Option<usize> {
         match self {
-            Watch::All => true,
-            Watch::Tasks(set) => set.contains(task),
+            Watch::All => Some(0),
+            Watch::Tasks(ids) => ids.binary_search(task).ok(),
         }
     }
 }
@@ -189,7 +197,7 @@ impl Hub {
         };
         let event = Arc::new(Dispatched {
             change,
-            rendered: OnceLock::new(),
+            frame: OnceLock::new(),
         });
         let mut dropped = Vec::new();
         for (id, sub) in subs.iter_mut() {

@@ -11,6 +11,7 @@
 //! - [`metrics`]: the Prometheus recorder and hot-path handles.
 //! - [`hub`]: fan-out of read-model changes to SSE connections.
 //! - [`server`]: binding, connection hardening, graceful shutdown.
+//! - [`stream_conn`]: the lean HTTP/1.1 connection of event streams (no hyper buffers).
 //! - [`error`]: the one error type and its JSON envelope.
 //!
 //! [`router`] assembles the whole application from its parts, with the cross-cutting layers
@@ -37,6 +38,7 @@ pub mod routes;
 pub mod server;
 pub mod signing;
 pub mod state;
+pub mod stream_conn;
 
 pub use server::{Application, HttpConfig, shutdown_signal};
 pub use state::{MissHook, ReadState};

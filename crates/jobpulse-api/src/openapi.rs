@@ -36,6 +36,8 @@ use crate::routes;
         routes::ops::metrics,
         routes::ops::openapi,
     ),
+    // The UNKNOWN bodies are named so typed clients (clients/js) can tell the two shapes apart.
+    components(schemas(crate::render::VideoUnknown, crate::render::JobUnknown<'static>)),
     modifiers(&BearerAuth),
     tags(
         (name = "progress", description = "Drop-in progress polling (CONTRACT.md §2–3)"),

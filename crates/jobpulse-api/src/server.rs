@@ -5,7 +5,9 @@
 //! sends headers one byte at a time is cut off; a write-stall timeout ([`StallGuard`]), so a
 //! client that stops reading (an SSE stream it never drains, a download it never reads) is
 //! disconnected instead of holding its connection, its stream and its memory forever; and a
-//! cap on open connections.
+//! cap on open connections. Event-stream requests take a leaner path than hyper
+//! ([`crate::stream_conn`]): a connection whose first bytes are `GET /api/v1/progress/stream`
+//! is served there, without hyper's two 8 KiB per-connection buffers.
 
 use std::future::Future;
 use std::io;
@@ -28,6 +30,8 @@ use tokio::sync::Semaphore;
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+
+use crate::stream_conn::{Prefixed, Sniffed};
 
 /// Listener and connection settings.
 #[derive(Debug, Clone)]
@@ -102,6 +106,11 @@ impl Application {
             .keep_alive(true);
         let graceful = GracefulShutdown::new();
         let permits = Arc::new(Semaphore::new(config.max_connections));
+        let lean = crate::stream_conn::ConnConfig {
+            header_read_timeout: config.header_read_timeout,
+            write_stall_timeout: config.write_stall_timeout,
+        };
+        let streams_router = router.clone();
         let service = router.map_request(|req: Request<Incoming>| req.map(Body::new));
         loop {
             let permit = tokio::select! {
@@ -124,16 +133,42 @@ impl Application {
                 },
             };
             let _ = stream.set_nodelay(true);
-            let conn = http.serve_connection(
-                TokioIo::new(StallGuard::new(stream, config.write_stall_timeout)),
-                TowerToHyperService::new(service.clone()),
-            );
-            let conn = graceful.watch(conn);
+            let (http, service, watcher) = (http.clone(), service.clone(), graceful.watcher());
+            let (router, stop) = (streams_router.clone(), shutdown.clone());
             tokio::spawn(async move {
-                if let Err(e) = conn.await {
+                let _permit = permit;
+                let mut http = http;
+                // A slow request line keeps its deadline: what comes next gets what is left.
+                let mut stream = stream;
+                let (sniffed, prefix) =
+                    crate::stream_conn::sniff(&mut stream, lean.header_read_timeout).await;
+                let spent = match sniffed {
+                    Sniffed::Gone => return,
+                    Sniffed::Stream(spent) => {
+                        let left = lean.header_read_timeout.saturating_sub(spent);
+                        let config = crate::stream_conn::ConnConfig {
+                            header_read_timeout: left,
+                            ..lean
+                        };
+                        crate::stream_conn::serve(stream, prefix, router, config, stop).await;
+                        return;
+                    }
+                    Sniffed::Other(spent) => spent,
+                };
+                if spent > Duration::from_millis(100) {
+                    http.header_read_timeout(lean.header_read_timeout.saturating_sub(spent));
+                }
+                let conn = http.serve_connection(
+                    TokioIo::new(StallGuard::new(
+                        Prefixed::new(prefix, stream),
+                        lean.write_stall_timeout,
+                    )),
+                    TowerToHyperService::new(service),
+                );
+                // Boxed: a stream connection's task must not carry room for hyper's state.
+                if let Err(e) = Box::pin(watcher.watch(conn)).await {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
-                drop(permit);
             });
         }
         drop(listener);

@@ -48,6 +48,8 @@ enum Command {
     Repair(commands::admin::RepairArgs),
     /// Manage tenants.
     Tenant(commands::admin::TenantArgs),
+    /// Print the OpenAPI document (what `/api/openapi.json` serves) without starting a server.
+    Openapi,
 }
 
 fn init_logging() {
@@ -62,6 +64,10 @@ fn init_logging() {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Openapi) {
+        // Needs no configuration, runtime or service: the document is compiled in.
+        return commands::admin::openapi();
+    }
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -86,6 +92,7 @@ fn main() -> std::process::ExitCode {
             Command::Migrate => commands::admin::migrate(settings).await,
             Command::Repair(args) => commands::admin::repair(settings, args).await,
             Command::Tenant(args) => commands::admin::tenant(settings, args).await,
+            Command::Openapi => Ok(()),
         }
     });
     match result {

@@ -5,17 +5,24 @@
 //! holds one map per kind (id → the same body the single endpoint returns) and the ids the read
 //! model does not know under `unknown` — which, as everywhere, includes other tenants' ids, and
 //! staff-only jobs when the caller is a student or parent.
+//!
+//! Like the single endpoints, an answer carries an `ETag` (over every requested task's revision
+//! and visibility; `If-None-Match` gets 304) and `X-Poll-After` (the most urgent hint of its
+//! tasks: `stop` only when every known task is terminal), so a poller of many tasks pays one
+//! small conditional request per round.
 
 use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use jobpulse_domain::{JobId, Status, TaskId, VideoId};
+use jobpulse_store::Snapshot;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
@@ -117,7 +124,9 @@ fn check_len(n: usize) -> Result<(), ApiError> {
 #[utoipa::path(get, path = "/api/v1/progress/", tag = "progress",
     params(("videos" = Option<String>, Query, description = "Comma-separated video ids"),
            ("jobs" = Option<String>, Query, description = "Comma-separated job ids")),
-    responses((status = 200, body = BatchResponse),
+    responses((status = 200, body = BatchResponse,
+               headers(("ETag" = String), ("X-Poll-After" = String), ("Retry-After" = u32))),
+              (status = 304, description = "Nothing changed since the ETag sent in If-None-Match"),
               (status = 400, description = "Malformed id or more than 200 ids", body = crate::error::ErrorBody),
               (status = 401, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
@@ -128,12 +137,14 @@ pub async fn batch_get(
 ) -> Result<Response, ApiError> {
     let principal = state.auth.authenticate(&headers, Audience::Browser)?;
     let (videos, jobs) = parse_query(raw.as_deref())?;
-    answer(&state, &principal, videos, jobs).await
+    answer(&state, &headers, &principal, videos, jobs).await
 }
 
 #[utoipa::path(post, path = "/api/v1/progress/", tag = "progress",
     request_body = BatchRequest,
-    responses((status = 200, body = BatchResponse),
+    responses((status = 200, body = BatchResponse,
+               headers(("ETag" = String), ("X-Poll-After" = String), ("Retry-After" = u32))),
+              (status = 304, description = "Nothing changed since the ETag sent in If-None-Match"),
               (status = 400, description = "Malformed body or id, or more than 200 ids", body = crate::error::ErrorBody),
               (status = 401, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
@@ -161,7 +172,7 @@ pub async fn batch_post(
         .iter()
         .map(|j| parse_job(j))
         .collect::<Result<Vec<_>, _>>()?;
-    answer(&state, &principal, videos, jobs).await
+    answer(&state, &headers, &principal, videos, jobs).await
 }
 
 fn raw(bytes: Vec<u8>) -> Result<Box<RawValue>, ApiError> {
@@ -169,8 +180,33 @@ fn raw(bytes: Vec<u8>) -> Result<Box<RawValue>, ApiError> {
     RawValue::from_string(s).map_err(ApiError::internal)
 }
 
+/// The batch's validator and poll hint: a hash over each requested task and what the caller may
+/// see of it (its revision, or unknown), and the most urgent of the single endpoints' hints.
+fn validators(
+    tasks: &[TaskId],
+    shown: &[Option<&Snapshot>],
+    staff: bool,
+) -> (HeaderValue, &'static str) {
+    let mut h = DefaultHasher::new();
+    staff.hash(&mut h);
+    let mut hint = "stop";
+    for (task, snap) in tasks.iter().zip(shown) {
+        task.hash(&mut h);
+        snap.map(|s| s.rev).hash(&mut h);
+        hint = match (hint, super::progress::poll_hint(*snap)) {
+            ("2", _) | (_, "2") => "2",
+            ("5", _) | (_, "5") => "5",
+            _ => "stop",
+        };
+    }
+    let tag = HeaderValue::from_str(&format!("\"b{:016x}\"", h.finish()))
+        .unwrap_or(HeaderValue::from_static("\"b\""));
+    (tag, hint)
+}
+
 async fn answer(
     state: &ReadState,
+    headers: &HeaderMap,
     principal: &Principal,
     mut videos: Vec<VideoId>,
     mut jobs: Vec<JobId>,
@@ -198,26 +234,44 @@ async fn answer(
             }
         }
     };
+    // What the caller may see of each task: the snapshot, or nothing (answered as unknown).
+    let shown: Vec<Option<&Snapshot>> = tasks
+        .iter()
+        .zip(&snaps)
+        .map(|(task, snap)| {
+            snap.as_ref().filter(|s| match (task, s.state.status) {
+                (TaskId::Video(_), Status::Video(_)) => true,
+                (TaskId::Job(_), Status::Job(_)) => {
+                    principal.is_staff()
+                        || !s.state.job_type.as_ref().is_some_and(|t| t.is_staff_only())
+                }
+                _ => false,
+            })
+        })
+        .collect();
+    let (tag, hint) = validators(&tasks, &shown, principal.is_staff());
+    if inm_matches(headers, &tag) {
+        state.metrics.not_modified.increment(1);
+        let mut res = StatusCode::NOT_MODIFIED.into_response();
+        cache_headers(res.headers_mut(), tag, hint);
+        return Ok(res);
+    }
     let mut out = BatchResponse {
         videos: BTreeMap::new(),
         jobs: BTreeMap::new(),
         unknown: Unknown::default(),
     };
-    for (task, snap) in tasks.iter().zip(snaps) {
+    for (task, snap) in tasks.iter().zip(shown) {
         match (task, snap) {
-            (TaskId::Video(id), Some(s)) if matches!(s.state.status, Status::Video(_)) => {
+            (TaskId::Video(id), Some(s)) => {
                 state.metrics.hits.increment(1);
                 out.videos
-                    .insert(id.to_string(), raw(render::video(*id, Some(&s)))?);
+                    .insert(id.to_string(), raw(render::video(*id, Some(s)))?);
             }
-            (TaskId::Job(id), Some(s))
-                if matches!(s.state.status, Status::Job(_))
-                    && (principal.is_staff()
-                        || !s.state.job_type.as_ref().is_some_and(|t| t.is_staff_only())) =>
-            {
+            (TaskId::Job(id), Some(s)) => {
                 state.metrics.hits.increment(1);
                 out.jobs
-                    .insert(id.to_string(), raw(render::job(id, Some(&s)))?);
+                    .insert(id.to_string(), raw(render::job(id, Some(s)))?);
             }
             (TaskId::Video(id), _) => {
                 if reached {
@@ -240,9 +294,30 @@ async fn answer(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    cache_headers(h, tag, hint);
+    Ok(res)
+}
+
+fn inm_matches(headers: &HeaderMap, tag: &HeaderValue) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|inm| {
+            inm.split(',')
+                .map(|t| t.trim().trim_start_matches("W/"))
+                .any(|t| t.as_bytes() == tag.as_bytes())
+        })
+}
+
+fn cache_headers(h: &mut HeaderMap, tag: HeaderValue, hint: &'static str) {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(header::RETRY_AFTER, HeaderValue::from_static("3"));
-    Ok(res)
+    h.insert(header::ETAG, tag);
+    h.insert("x-poll-after", HeaderValue::from_static(hint));
+    h.insert(
+        header::VARY,
+        HeaderValue::from_static("Authorization, X-Tenant-Code"),
+    );
 }
 
 #[cfg(test)]

@@ -56,7 +56,7 @@ static ASSETS: &[Asset] = &[
     asset!("app.js", JS),
     asset!("api.js", JS),
     asset!("format.js", JS),
-    asset!("live.js", JS),
+    asset!("jobpulse-client.js", JS),
     asset!("workbox.js", JS),
     asset!("forms.js", JS),
     asset!("player.js", JS),

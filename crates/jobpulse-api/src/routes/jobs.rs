@@ -366,7 +366,7 @@ pub struct ListQuery {
     pub before: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/jobs/", tag = "jobs", params(ListQuery),
+#[utoipa::path(get, operation_id = "list_jobs", path = "/api/v1/jobs/", tag = "jobs", params(ListQuery),
     responses((status = 200, body = JobPage), (status = 400, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
@@ -429,7 +429,7 @@ pub async fn list(
     Ok(Json(JobPage { results, next }).into_response())
 }
 
-#[utoipa::path(get, path = "/api/v1/jobs/{job_id}/", tag = "jobs",
+#[utoipa::path(get, operation_id = "job_detail", path = "/api/v1/jobs/{job_id}/", tag = "jobs",
     params(("job_id" = String, Path)),
     responses((status = 200, body = JobRecord), (status = 404, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]

@@ -276,7 +276,7 @@ pub struct ListQuery {
     pub before: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/api/v1/media/videos/", tag = "media", params(ListQuery),
+#[utoipa::path(get, operation_id = "list_videos", path = "/api/v1/media/videos/", tag = "media", params(ListQuery),
     responses((status = 200, body = VideoPage), (status = 400, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
@@ -325,7 +325,7 @@ pub async fn list(
     Ok(Json(VideoPage { results, next }).into_response())
 }
 
-#[utoipa::path(get, path = "/api/v1/media/videos/{id}/", tag = "media",
+#[utoipa::path(get, operation_id = "video_detail", path = "/api/v1/media/videos/{id}/", tag = "media",
     params(("id" = i64, Path)),
     responses((status = 200, body = VideoRecord), (status = 404, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]

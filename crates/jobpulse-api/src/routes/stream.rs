@@ -13,20 +13,24 @@
 //! - At most `per_tenant_cap` streams per tenant per process (429 beyond); slow readers are
 //!   dropped (see [`crate::hub`]).
 //! - Browsers' `EventSource` cannot send headers, so the token may also come as `access_token`
-//!   in the query (prefer the header; query strings end up in access logs).
+//!   in the query (prefer the header; query strings end up in access logs), and a client that
+//!   opens a new `EventSource` to resume passes its position as `last_event_id` (the header
+//!   wins when both are sent).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bytes::Bytes;
 use futures::StreamExt;
 use jobpulse_domain::{JobId, Status, TaskId, TenantId, VideoId};
 use jobpulse_store::{ChangesSince, SharedStore, Snapshot};
@@ -70,14 +74,15 @@ pub fn router(state: StreamState) -> Router {
 
 struct Query {
     watch: Watch,
-    ids: Vec<TaskId>,
     token: Option<String>,
+    last_event_id: Option<String>,
 }
 
 fn parse(raw: Option<&str>) -> Result<Query, ApiError> {
     let mut ids = Vec::new();
     let mut all = false;
     let mut token = None;
+    let mut last_event_id = None;
     for pair in raw.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         match k {
@@ -103,6 +108,7 @@ fn parse(raw: Option<&str>) -> Result<Query, ApiError> {
             }
             "all" => all = matches!(v, "true" | "1"),
             "access_token" => token = Some(v.to_owned()),
+            "last_event_id" => last_event_id = Some(v.to_owned()),
             other => {
                 return Err(ApiError::BadRequest(format!(
                     "unknown query parameter {:?}; use videos=, jobs=, all=true",
@@ -126,9 +132,13 @@ fn parse(raw: Option<&str>) -> Result<Query, ApiError> {
     let watch = if all {
         Watch::All
     } else {
-        Watch::Tasks(Arc::new(ids.iter().cloned().collect()))
+        Watch::Tasks(ids.into())
     };
-    Ok(Query { watch, ids, token })
+    Ok(Query {
+        watch,
+        token,
+        last_event_id,
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/progress/stream", tag = "progress",
@@ -136,6 +146,7 @@ fn parse(raw: Option<&str>) -> Result<Query, ApiError> {
            ("jobs" = Option<String>, Query, description = "Comma-separated job ids"),
            ("all" = Option<bool>, Query, description = "Every task of the tenant (staff only)"),
            ("access_token" = Option<String>, Query, description = "Token, for EventSource clients that cannot send headers"),
+           ("last_event_id" = Option<String>, Query, description = "Resume after this event, for clients that cannot send Last-Event-ID"),
            ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event")),
     responses((status = 200, description = "text/event-stream of `video` and `job` events", content_type = "text/event-stream"),
               (status = 400, body = crate::error::ErrorBody),
@@ -168,21 +179,27 @@ pub async fn stream(
         .hub
         .register(principal.tenant, q.watch.clone())
         .map_err(|_| ApiError::TooManyRequests("too many open streams for this tenant"))?;
+    let sent = match &q.watch {
+        Watch::All => Sent::All(HashMap::new()),
+        Watch::Tasks(ids) => Sent::Tasks(vec![0; ids.len()].into_boxed_slice()),
+    };
     let mut conn = Conn {
         reg,
         store: state.read.store.clone(),
         principal,
         watch: q.watch,
-        ids: q.ids,
         cursor: None,
-        sent: HashMap::new(),
+        sent,
         pending: VecDeque::new(),
+        heartbeat: Box::pin(tokio::time::sleep(state.heartbeat)),
+        heartbeat_every: state.heartbeat,
     };
     let last_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|s| !s.is_empty() && s.len() <= 64)
-        .map(str::to_owned);
+        .map(str::to_owned)
+        .or(q.last_event_id)
+        .filter(|s| !s.is_empty() && s.len() <= 64);
     match last_id {
         Some(id) => conn.catch_up(&id).await?,
         None => conn.snapshot_all().await?,
@@ -193,26 +210,56 @@ pub async fn stream(
             .map(|e| (Ok::<_, Infallible>(e), conn))
     })
     .take_until(state.shutdown.cancelled_owned());
-    let mut res = Sse::new(body)
-        .keep_alive(KeepAlive::new().interval(state.heartbeat).text("hb"))
-        .into_response();
-    res.headers_mut()
-        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    let mut res = Body::from_stream(body).into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(res)
 }
 
-/// One open stream.
+/// One open stream. Held for as long as the client stays, so it is kept small (see
+/// docs/benchmarks.md, SSE fan-out): the watched ids are the hub's shared slice, the revisions
+/// sent are one number per id, and the snapshot's queue is freed once sent.
 struct Conn {
     reg: Registration,
     store: SharedStore,
     principal: Principal,
     watch: Watch,
-    ids: Vec<TaskId>,
     /// Newest change-log position delivered.
     cursor: Option<String>,
     /// Revision last sent per task, so a late notification never sends an older state.
-    sent: HashMap<TaskId, u64>,
-    pending: VecDeque<Event>,
+    sent: Sent,
+    pending: VecDeque<Bytes>,
+    /// The next `: hb` comment (a fixed cadence: no timer work per event).
+    heartbeat: Pin<Box<tokio::time::Sleep>>,
+    heartbeat_every: Duration,
+}
+
+const HEARTBEAT: &[u8] = b": hb\n\n";
+
+/// One SSE event as sent: `event:`, `data:` (our JSON has no line breaks) and `id:` lines.
+fn frame(name: &str, data: &[u8], id: Option<&str>) -> Bytes {
+    let mut b = Vec::with_capacity(name.len() + data.len() + id.map_or(0, str::len) + 24);
+    b.extend_from_slice(b"event: ");
+    b.extend_from_slice(name.as_bytes());
+    b.extend_from_slice(b"\ndata: ");
+    b.extend_from_slice(data);
+    if let Some(id) = id {
+        b.extend_from_slice(b"\nid: ");
+        b.extend_from_slice(id.as_bytes());
+    }
+    b.extend_from_slice(b"\n\n");
+    Bytes::from(b)
+}
+
+/// Revisions sent: `rev + 1` per watched id (0: nothing yet), or a map for a tenant watch.
+enum Sent {
+    Tasks(Box<[u64]>),
+    All(HashMap<TaskId, u64>),
 }
 
 const MAX_TRACKED: usize = 10_000;
@@ -233,33 +280,35 @@ impl Conn {
 
     /// Records `rev` for `task`; false when something as new was already sent.
     fn fresh(&mut self, task: &TaskId, rev: u64) -> bool {
-        if self.sent.get(task).is_some_and(|r| *r >= rev) {
-            return false;
+        match &mut self.sent {
+            Sent::Tasks(revs) => {
+                let Some(slot) = self.watch.position(task).and_then(|i| revs.get_mut(i)) else {
+                    return false;
+                };
+                if *slot > rev {
+                    return false;
+                }
+                *slot = rev.saturating_add(1);
+                true
+            }
+            Sent::All(map) => {
+                if map.get(task).is_some_and(|r| *r >= rev) {
+                    return false;
+                }
+                if map.len() >= MAX_TRACKED {
+                    map.clear();
+                }
+                map.insert(task.clone(), rev);
+                true
+            }
         }
-        if self.sent.len() >= MAX_TRACKED {
-            self.sent.clear();
-        }
-        self.sent.insert(task.clone(), rev);
-        true
     }
 
-    fn render(task: &TaskId, snap: Option<&Snapshot>) -> (&'static str, String) {
-        let bytes = match task {
-            TaskId::Video(v) => render::video(*v, snap),
-            TaskId::Job(j) => render::job(j, snap),
-        };
-        let name = match task {
-            TaskId::Video(_) => "video",
-            TaskId::Job(_) => "job",
-        };
-        (name, String::from_utf8(bytes).unwrap_or_default())
-    }
-
-    fn event(&self, name: &'static str, data: &str) -> Event {
-        let e = Event::default().event(name).data(data);
-        match &self.cursor {
-            Some(c) => e.id(c.as_str()),
-            None => e,
+    /// The event of `task` in state `snap`, with `id` as its position.
+    fn event(task: &TaskId, snap: Option<&Snapshot>, id: Option<&str>) -> Bytes {
+        match task {
+            TaskId::Video(v) => frame("video", &render::video(*v, snap), id),
+            TaskId::Job(j) => frame("job", &render::job(j, snap), id),
         }
     }
 
@@ -278,8 +327,7 @@ impl Conn {
                     None if !include_unknown => continue,
                     _ => {}
                 }
-                let (name, data) = Self::render(task, snap.as_ref());
-                let ev = self.event(name, &data);
+                let ev = Self::event(task, snap.as_ref(), self.cursor.as_deref());
                 self.pending.push_back(ev);
             }
         }
@@ -287,7 +335,9 @@ impl Conn {
     }
 
     async fn snapshot_all(&mut self) -> Result<(), ApiError> {
-        let ids = self.ids.clone();
+        let Watch::Tasks(ids) = self.watch.clone() else {
+            return Ok(());
+        };
         self.send_current(&ids, true).await
     }
 
@@ -326,11 +376,11 @@ impl Conn {
                         .increment(1);
                     return match self.watch {
                         Watch::All => {
-                            self.pending.push_back(
-                                Event::default()
-                                    .event("resync")
-                                    .data(r#"{"reason":"history expired; reload the task list"}"#),
-                            );
+                            self.pending.push_back(frame(
+                                "resync",
+                                br#"{"reason":"history expired; reload the task list"}"#,
+                                None,
+                            ));
                             Ok(())
                         }
                         Watch::Tasks(_) => self.snapshot_all().await,
@@ -340,7 +390,7 @@ impl Conn {
         }
     }
 
-    fn live(&mut self, d: &Dispatched) -> Option<Event> {
+    fn live(&mut self, d: &Dispatched) -> Option<Bytes> {
         let c = &d.change;
         if let Some(s) = &c.snapshot
             && (!self.visible(s) || !kind_matches(&c.key.task, s))
@@ -351,26 +401,40 @@ impl Conn {
             return None;
         }
         self.cursor = Some(c.cursor.clone());
-        let (name, data) = d
-            .rendered
-            .get_or_init(|| Self::render(&c.key.task, c.snapshot.as_ref()));
-        Some(self.event(name, data))
+        // The same bytes for every stream that gets this change: its id is the change's.
+        Some(
+            d.frame
+                .get_or_init(|| Self::event(&c.key.task, c.snapshot.as_ref(), Some(&c.cursor)))
+                .clone(),
+        )
     }
 
-    async fn next_event(&mut self) -> Option<Event> {
+    /// Re-reads what a lagging stream missed. Rare, so boxed: the state an open stream keeps
+    /// between events stays small.
+    fn resync(&mut self) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + '_>> {
+        Box::pin(async move {
+            match self.cursor.clone() {
+                Some(c) => self.catch_up(&c).await,
+                None => match self.watch {
+                    Watch::All => Ok(()),
+                    Watch::Tasks(_) => self.snapshot_all().await,
+                },
+            }
+        })
+    }
+
+    async fn next_event(&mut self) -> Option<Bytes> {
         loop {
             if let Some(ev) = self.pending.pop_front() {
+                if self.pending.is_empty() {
+                    // The snapshot's queue would otherwise keep its capacity for the stream's life.
+                    self.pending = VecDeque::new();
+                }
                 return Some(ev);
             }
             if self.reg.signal.lagged.swap(false, Ordering::AcqRel) {
                 metrics::counter!("jobpulse_sse_resync_total", "kind" => "lagged").increment(1);
-                let result = match self.cursor.clone() {
-                    Some(c) => self.catch_up(&c).await,
-                    None => match self.watch {
-                        Watch::All => Ok(()),
-                        Watch::Tasks(_) => self.snapshot_all().await,
-                    },
-                };
+                let result = self.resync().await;
                 if result.is_err() {
                     // The store is unreachable: end the stream; the client reconnects with its
                     // Last-Event-ID and resumes from there.
@@ -391,6 +455,11 @@ impl Conn {
                     None => return None,
                 },
                 _ = signal.wake.notified() => {}
+                _ = self.heartbeat.as_mut() => {
+                    let next = tokio::time::Instant::now() + self.heartbeat_every;
+                    self.heartbeat.as_mut().reset(next);
+                    return Some(Bytes::from_static(HEARTBEAT));
+                }
             }
         }
     }

@@ -117,7 +117,7 @@ async fn every_asset_the_page_references_exists_with_its_type() {
     }
     for module in [
         "/assets/api.js",
-        "/assets/live.js",
+        "/assets/jobpulse-client.js",
         "/assets/workbox.js",
         "/assets/player.js",
     ] {

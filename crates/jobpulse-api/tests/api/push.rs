@@ -381,3 +381,171 @@ async fn stream_rejects_bad_queries() {
         .expect("sent");
     assert_eq!(res.status(), 200);
 }
+
+#[tokio::test]
+async fn batch_answers_carry_an_etag_and_a_poll_hint() {
+    let app = TestApp::spawn().await;
+    app.put(video_key(1, 1), fence(1, 1, 1), processing(20, None, None))
+        .await;
+    let token = app.token(1, "teacher");
+    let path = "/api/v1/progress/?videos=1,2";
+    let first = app.get(path, Some(&token)).await;
+    assert_eq!(first.status(), 200);
+    let tag = first.headers()["etag"].to_str().expect("ascii").to_owned();
+    assert_eq!(
+        first.headers()["x-poll-after"],
+        "2",
+        "an active task: poll soon"
+    );
+    let again = app
+        .client
+        .get(format!("{}{path}", app.base))
+        .bearer_auth(&token)
+        .header("if-none-match", &tag)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(again.status(), 304, "nothing changed");
+    assert_eq!(again.headers()["etag"], tag.as_str());
+    // A change of one task changes the batch's tag.
+    app.put(video_key(1, 1), fence(1, 1, 2), processing(30, None, None))
+        .await;
+    let changed = app
+        .client
+        .get(format!("{}{path}", app.base))
+        .bearer_auth(&token)
+        .header("if-none-match", &tag)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(changed.status(), 200);
+    assert_ne!(changed.headers()["etag"], tag.as_str());
+    // The same ids for another role (which may see less) never share a tag.
+    let student = app.get(path, Some(&app.token(1, "student"))).await;
+    assert_ne!(student.headers()["etag"], changed.headers()["etag"]);
+    // Every task finished: stop.
+    app.put(
+        video_key(1, 1),
+        fence(1, 1, 3),
+        State::video(VideoStatus::Ready),
+    )
+    .await;
+    let done = app.get("/api/v1/progress/?videos=1", Some(&token)).await;
+    assert_eq!(done.headers()["x-poll-after"], "stop");
+}
+
+/// Sends `head` over a raw connection, in `pieces` writes, and reads what comes back within
+/// `wait` (the stream path closes the connection only when the answer ends).
+async fn raw(app: &TestApp, head: &str, pieces: usize, wait: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .expect("connects");
+    let bytes = head.as_bytes();
+    let step = bytes.len().div_ceil(pieces);
+    for part in bytes.chunks(step) {
+        s.write_all(part).await.expect("writes");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, async {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn streams_are_served_without_hyper_with_chunked_frames_and_closing_errors() {
+    let app = TestApp::spawn().await;
+    app.put(video_key(1, 1), fence(1, 1, 1), processing(20, None, None))
+        .await;
+    let token = app.token(1, "teacher");
+    // A request line sent in pieces still takes the stream path.
+    let head = format!(
+        "GET /api/v1/progress/stream?videos=1 HTTP/1.1\r\nHost: x\r\nOrigin: http://app.example\r\n\
+         Authorization: Bearer {token}\r\n\r\n"
+    );
+    let got = raw(&app, &head, 4, Duration::from_millis(800)).await;
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    let lower = got.to_ascii_lowercase();
+    for h in [
+        "content-type: text/event-stream",
+        "transfer-encoding: chunked",
+        "connection: close",
+        "access-control-allow-origin: *",
+        "date: ",
+    ] {
+        assert!(lower.contains(h), "{h} in {got}");
+    }
+    assert!(
+        got.contains("event: video") && got.contains("\"id\":1"),
+        "the snapshot, chunked: {got}"
+    );
+    // An error is written whole, with its length, and the connection closes.
+    let err = raw(
+        &app,
+        "GET /api/v1/progress/stream?videos=1 HTTP/1.1\r\nHost: x\r\n\r\n",
+        1,
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(err.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{err}");
+    assert!(
+        err.to_ascii_lowercase().contains("content-length: "),
+        "{err}"
+    );
+    assert!(
+        err.ends_with('}'),
+        "the whole JSON envelope, then close: {err}"
+    );
+    // HTTP/1.0: no chunked framing (close-delimited).
+    let old = raw(
+        &app,
+        &format!(
+            "GET /api/v1/progress/stream?videos=1 HTTP/1.0\r\nAuthorization: Bearer {token}\r\n\r\n"
+        ),
+        1,
+        Duration::from_millis(800),
+    )
+    .await;
+    assert!(old.starts_with("HTTP/1.0 200 OK\r\n"), "{old}");
+    assert!(
+        !old.to_ascii_lowercase().contains("transfer-encoding"),
+        "{old}"
+    );
+    assert!(
+        old.contains("\n\nevent: video") || old.contains("\r\n\r\nevent: video"),
+        "{old}"
+    );
+    // Garbage and oversized heads get a clear 4xx.
+    let bad = raw(
+        &app,
+        "GET /api/v1/progress/stream?videos=1 HTTP/1.1\r\nBad Header\r\n\r\n",
+        1,
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+    let huge = format!(
+        "GET /api/v1/progress/stream?videos=1 HTTP/1.1\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let big = raw(&app, &huge, 1, Duration::from_secs(3)).await;
+    assert!(big.starts_with("HTTP/1.1 431"), "{big}");
+    // Other paths that start alike are hyper's (404 with keep-alive framing).
+    let other = raw(
+        &app,
+        "GET /api/v1/progress/streams HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        1,
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+}

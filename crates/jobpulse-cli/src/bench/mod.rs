@@ -78,9 +78,18 @@ pub struct BenchArgs {
     /// sse: how long every stream is held open before it is counted again, e.g. 10s.
     #[arg(long, default_value = "10s")]
     hold: String,
-    /// sse: progress writes for the latency figure (one every 50 ms).
+    /// sse: progress writes for the latency figure.
     #[arg(long, default_value_t = 200)]
     sse_writes: u32,
+    /// sse: interval of those writes, e.g. 50ms (one write's fan-out should end before the
+    /// next begins, or the figure measures a queue).
+    #[arg(long, default_value = "50ms")]
+    sse_write_every: String,
+    /// sse: open each stream as the second request of its connection (after a GET /healthz),
+    /// as a browser reusing a keep-alive connection may: such streams are served by hyper, not
+    /// the lean stream path (for comparison).
+    #[arg(long)]
+    sse_reuse_connection: bool,
     /// pipeline: length of the generated 1280x720 clip, seconds.
     #[arg(long, default_value_t = 60)]
     clip_secs: u32,
@@ -134,6 +143,18 @@ impl Drop for Server {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// `50ms`, or anything [`secs`] takes.
+fn millis(s: &str, what: &str) -> anyhow::Result<Duration> {
+    match s.strip_suffix("ms") {
+        Some(ms) => ms
+            .trim()
+            .parse()
+            .map(Duration::from_millis)
+            .map_err(|_| anyhow::anyhow!("--{what}: e.g. 50ms or 1s")),
+        None => secs(s, what),
     }
 }
 
@@ -353,6 +374,8 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
             tenants: args.tenants,
             hold: secs(&args.hold, "hold")?,
             writes: args.sse_writes,
+            write_every: millis(&args.sse_write_every, "sse-write-every")?,
+            reuse_connection: args.sse_reuse_connection,
         };
         sse::run(&settings, &args.store, options).await?;
     }

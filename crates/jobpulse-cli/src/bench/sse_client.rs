@@ -217,6 +217,21 @@ async fn open(cfg: &ClientConfig, i: usize) -> Result<Open, OpenError> {
         .await
         .map_err(|e| OpenError::new(format!("handshake: {e}")))?;
     tokio::spawn(conn);
+    if cfg.reuse_connection {
+        // A first request on the connection: the stream then rides a connection hyper serves.
+        let first = hyper::Request::get("/healthz")
+            .header("host", "bench")
+            .body(Empty::new())
+            .map_err(|e| OpenError::new(e.to_string()))?;
+        let res = send
+            .send_request(first)
+            .await
+            .map_err(|e| OpenError::new(format!("first request: {e}")))?;
+        res.into_body()
+            .collect()
+            .await
+            .map_err(|e| OpenError::new(format!("first request's body: {e}")))?;
+    }
     let req = hyper::Request::get(path(first))
         .header("host", "bench")
         .header("authorization", format!("Bearer {token}"))

@@ -1,4 +1,4 @@
-//! Operations commands: `migrate`, `repair`, `tenant add`.
+//! Operations commands: `migrate`, `repair`, `tenant add`, `openapi`.
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -87,4 +87,16 @@ pub async fn tenant(settings: Settings, args: TenantArgs) -> anyhow::Result<()> 
         }
     }
     Ok(())
+}
+
+/// `jobpulse openapi`: the OpenAPI document on stdout (the JS client's types are generated from
+/// it, see `clients/js`).
+pub fn openapi() -> std::process::ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not worth a panic: report it through the exit code.
+    match writeln!(out, "{}", jobpulse_api::openapi::document()).and_then(|()| out.flush()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(_) => std::process::ExitCode::FAILURE,
+    }
 }
