@@ -29,12 +29,13 @@ fn video_job_id(c: &Claim) -> i64 {
 
 /// Claims within `timeout` (jobs in backoff become runnable later).
 async fn claim_soon(db: &Db, q: Queue, worker: &str, lease: Duration) -> anyhow::Result<Claim> {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // Far longer than any backoff of these tests (≤ 300 ms), for a loaded machine.
+    let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Some(c) = db.claim(q, worker, lease, Caps::default()).await? {
             return Ok(c);
         }
-        anyhow::ensure!(Instant::now() < deadline, "nothing to claim within 5 s");
+        anyhow::ensure!(Instant::now() < deadline, "nothing to claim within 15 s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -810,7 +811,8 @@ async fn release_gives_the_job_back_without_using_an_attempt(b: Backend) -> anyh
     assert_eq!(out.value, ReleaseOutcome::Released);
     assert_eq!(out.outbox.len(), 1);
     let (woken, after) = waiter.await?;
-    assert!(woken && after < Duration::from_secs(5), "{woken} {after:?}");
+    // Woken by the release, not by the 10 s timeout (`woken` says which).
+    assert!(woken, "not woken within 10 s ({after:?})");
     let row = t.video(a.tenant_id, v.id).await?;
     assert_eq!(
         (row.status, row.fence, row.attempt),
@@ -829,10 +831,13 @@ async fn release_gives_the_job_back_without_using_an_attempt(b: Backend) -> anyh
         t.db.release(&c, "again").await,
         Err(DbError::LeaseLost)
     ));
-    // Runnable at once (no backoff), as attempt 2, which is again the last one.
-    let started = Instant::now();
-    let c2 = claim_soon(&t.db, Queue::Video, "w2", LEASE).await?;
-    assert!(started.elapsed() < Duration::from_secs(1));
+    // Runnable at once (no backoff): the very next claim takes it — no wall-clock bound, which
+    // a loaded machine could break and the test backoff (50–200 ms) is too short to tell
+    // from — as attempt 2, which is again the last one.
+    let c2 =
+        t.db.claim(Queue::Video, "w2", LEASE, Caps::default())
+            .await?
+            .context("released: claimable at once, no backoff")?;
     assert_eq!((c2.attempt, c2.max_attempts), (2, 2));
     assert!(matches!(
         t.db.complete_video(&c, "x/master.m3u8", 1, 2).await,

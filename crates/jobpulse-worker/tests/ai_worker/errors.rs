@@ -270,8 +270,9 @@ async fn shutdown_gives_running_jobs_back(b: Backend) -> anyhow::Result<()> {
         .await?;
     let started = std::time::Instant::now();
     worker.shutdown().await;
+    // The handler naps for 600 s; a shutdown that waited for it would take that long.
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(15),
         "shutdown does not wait for the handler: {:?}",
         started.elapsed()
     );
