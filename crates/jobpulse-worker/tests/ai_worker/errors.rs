@@ -316,7 +316,7 @@ async fn a_cancel_reaches_the_running_handler(b: Backend) -> anyhow::Result<()> 
         .await?;
     let asked = env.db.cancel_ai_job(env.tenant(), &job).await?;
     assert_eq!(asked.value, jobpulse_db::CancelOutcome::Requested);
-    // Seen on the next heartbeat (a third of the 6 s lease).
+    // Seen on the next heartbeat (every 2 s).
     let last = env.wait_terminal(&job, LONG).await?;
     worker.shutdown().await;
     assert_eq!(job_status(&last), Some(JobStatus::Failed), "{last:?}");
