@@ -206,10 +206,15 @@ async function importWorkbook() {
   check(/^\d+ created$/.test(counts.created || ''), `summary: ${JSON.stringify(counts)}`);
   log(`      job ${jobId}: ${counts.created}, ${counts.duplicates}, ${counts.restored}, ${counts.failed}`);
   for (const f of counts.failedRows) log(`        failed row: ${f}`);
-  if (r.buttons.includes('csv-button')) await downloadCsv();
+  // A staff member's finished import always offers its credentials (workbox.js); the created
+  // students' rows must be in the file.
+  check(r.buttons.includes('csv-button'), `no credentials CSV button on the DONE import: ${JSON.stringify(r.buttons)}`);
+  const created = Number(/^(\d+) created$/.exec(counts.created)[1]);
+  check(created > 0, `the workbook created no student: ${counts.created}`);
+  await downloadCsv(created);
 }
 
-async function downloadCsv() {
+async function downloadCsv(created) {
   const [download] = await Promise.all([
     page.waitForEvent('download', { timeout: 10_000 }),
     page.click(`[data-testid="task-job-${jobId}"] [data-testid="csv-button"]`),
@@ -219,6 +224,7 @@ async function downloadCsv() {
   check(bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf, 'the CSV must start with a UTF-8 BOM');
   const lines = bytes.toString('utf8').slice(1).split('\r\n').filter(Boolean);
   check(lines.length >= 1 && lines[0].includes('login_id'), `CSV header: ${lines[0]}`);
+  check(lines.length - 1 === created, `the CSV holds ${lines.length - 1} rows for ${created} created students`);
   log(`      credentials CSV: ${lines.length - 1} rows (${download.suggestedFilename()})`);
 }
 

@@ -65,12 +65,16 @@ export async function launch({ viewport = { width: 1280, height: 900 } } = {}) {
   };
 }
 
+/** A host no page of ours loads from: the probe that shows the CSP watch works. */
+const CANARY = 'jobpulse-csp-canary.invalid';
+
 /** Collects what must never happen on the page. */
 export function watchHealth(page) {
   const h = { errors: [], console: [], csp: [], dialogs: [] };
   page.on('pageerror', (e) => h.errors.push(String(e && e.stack || e)));
   page.on('console', (m) => {
-    if (m.type() === 'error') h.console.push(m.text());
+    const canary = m.text().includes(CANARY) || (m.location().url || '').includes(CANARY);
+    if (m.type() === 'error' && !canary) h.console.push(m.text());
   });
   page.on('dialog', async (d) => {
     h.dialogs.push(`${d.type()}: ${d.message()}`);
@@ -84,14 +88,41 @@ export function watchHealth(page) {
     });
   });
   h.assertClean = async (what, { allowConsole = [] } = {}) => {
-    const csp = await page.evaluate(() => window.__csp || []).catch(() => []);
+    // Not being able to read the violations is a failure, not "none".
+    let csp;
+    try {
+      csp = await page.evaluate(() => window.__csp);
+    } catch (e) {
+      fail(`${what}: could not read the page's CSP violations: ${e.message}`);
+    }
+    check(Array.isArray(csp), `${what}: the CSP watch is not installed on ${page.url()}`);
+    csp = csp.filter((v) => !v.includes(CANARY));
     const consoleErrors = h.console.filter((c) => !allowConsole.some((re) => re.test(c)));
     check(!h.errors.length, `${what}: uncaught page errors:\n  ${h.errors.join('\n  ')}`);
     check(!csp.length, `${what}: Content-Security-Policy violations:\n  ${csp.join('\n  ')}`);
     check(!h.dialogs.length, `${what}: unexpected dialogs (script ran?):\n  ${h.dialogs.join('\n  ')}`);
     check(!consoleErrors.length, `${what}: console errors:\n  ${consoleErrors.join('\n  ')}`);
+    await assertCspWatched(page, what);
   };
   return h;
+}
+
+/**
+ * Shows that "no violations" was measured: an image from a host the page's CSP does not allow
+ * (img-src 'self' data: blob:) must show up as a violation. Its console message and its entry
+ * are left out of the checks above.
+ */
+async function assertCspWatched(page, what) {
+  const seen = await page.evaluate(async (host) => {
+    const before = window.__csp.filter((v) => v.includes(host)).length;
+    new Image().src = `http://${host}/probe.png?${before}`;
+    for (let i = 0; i < 50; i++) {
+      if (window.__csp.filter((v) => v.includes(host)).length > before) return true;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return false;
+  }, CANARY);
+  check(seen, `${what}: a blocked image did not show up as a CSP violation on ${page.url()}: the watch sees nothing`);
 }
 
 /** Runs named phases in order; on the first failure prints which one and exits non-zero. */

@@ -120,6 +120,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(jobpulse_testkit::proptest_config(256))]
+
         #[test]
         fn never_negative_and_never_jumps(
             steps in proptest::collection::vec((0.01f64..5.0, 0.0f64..0.2), 1..200)

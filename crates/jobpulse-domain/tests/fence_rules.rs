@@ -224,7 +224,7 @@ fn chaos() -> impl Strategy<Value = Vec<Write>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(jobpulse_testkit::proptest_config(512))]
 
     /// Any interleaving of a well-formed history ends in the state of its newest write.
     #[test]

@@ -256,7 +256,7 @@ async fn run_case(writes: Vec<Write>, batch: usize) -> Result<(), TestCaseError>
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(jobpulse_testkit::proptest_config(48))]
 
     #[test]
     fn redis_answers_like_the_reference_model(
@@ -405,7 +405,7 @@ async fn run_concurrently(histories: Vec<Vec<Write>>) -> Result<(), TestCaseErro
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(8))]
+    #![proptest_config(jobpulse_testkit::proptest_config(8))]
 
     #[test]
     fn concurrent_writers_converge_and_readers_never_see_regressions(

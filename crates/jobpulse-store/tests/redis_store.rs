@@ -507,7 +507,7 @@ async fn legacy_keys_are_read_only_when_asked_and_only_on_a_miss() {
 }
 
 async fn next_change(sub: &mut jobpulse_store::Subscription) -> jobpulse_store::Change {
-    tokio::time::timeout(Duration::from_secs(5), sub.recv())
+    tokio::time::timeout(Duration::from_secs(15), sub.recv())
         .await
         .expect("a change arrives")
         .expect("no lag")
@@ -556,12 +556,13 @@ async fn subscribers_see_changes_applied_by_another_process() {
             (third.cursor.clone(), k.task.clone())
         ])
     );
-    assert!(
-        tokio::time::timeout(Duration::from_millis(200), sub.recv())
-            .await
-            .is_err(),
-        "the stale write was not announced"
-    );
+    // Not announced — shown by order, not by waiting: a write applied after the stale one is
+    // the next change on the feed (one connection's writes are announced in order), however
+    // late the feed delivers.
+    let marker = video(4, 3);
+    apply(&writer, &set(&marker, fence(1, 1, 1), processing(5))).await;
+    let next = next_change(&mut sub).await;
+    assert_eq!(next.key, marker, "the stale write was announced: {next:?}");
 }
 
 #[tokio::test]
@@ -825,7 +826,8 @@ async fn a_blackholed_redis_fails_fast_and_recovers() {
     apply(&store, &set(&k, fence(1, 1, 1), processing(5))).await;
 
     own.signal("STOP");
-    // Each call is bounded by connect + response timeout (1 s here); allow for a loaded machine.
+    // Each call is bounded by connect + response timeout (1 s here); without them a call to a
+    // stopped server never returns. The bound leaves room for a loaded 2-core machine.
     let start = Instant::now();
     let err = store
         .get(&k)
@@ -833,7 +835,7 @@ async fn a_blackholed_redis_fails_fast_and_recovers() {
         .expect_err("a stopped server does not answer");
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
     assert!(
-        start.elapsed() < Duration::from_millis(2500),
+        start.elapsed() < Duration::from_secs(6),
         "get took {:?}",
         start.elapsed()
     );
@@ -844,7 +846,7 @@ async fn a_blackholed_redis_fails_fast_and_recovers() {
         .expect_err("no answer");
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
     assert!(
-        start.elapsed() < Duration::from_millis(2500),
+        start.elapsed() < Duration::from_secs(6),
         "apply took {:?}",
         start.elapsed()
     );

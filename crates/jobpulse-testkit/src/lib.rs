@@ -5,12 +5,18 @@
 //!   SQLite file in a temp dir — so tests run in parallel.
 //! - [`redis_store`]: a Redis read model under a random key prefix.
 //! - [`both!`]: runs one async test body on both backends.
+//! - [`seed`](mod@seed): replayable randomness — every randomized test's seed comes from
+//!   `JOBPULSE_TEST_SEED` or is drawn and printed with the command that replays it.
 //!
 //! Services come from `JOBPULSE_TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and `JOBPULSE_TEST_REDIS_URL` (default
 //! `redis://127.0.0.1:6379`). A missing service fails the test with a message saying so.
 
 use std::sync::Arc;
+
+pub mod seed;
+
+pub use seed::{proptest_config, seed};
 
 use anyhow::Context;
 use jobpulse_db::{Db, DbOptions};

@@ -202,8 +202,14 @@ async fn cancel_stops_ffmpeg_promptly_and_cleans_up() {
         .lock()
         .expect("lock")
         .expect("cancelled during encoding");
+    // About 100 ms on a quiet machine; the margin is for a loaded 2-core one. A cancel that
+    // is not acted on runs the 60 s clip's transcode to its end.
+    eprintln!(
+        "cancel → pipeline returned in {} ms",
+        stopped.duration_since(at).as_millis()
+    );
     assert!(
-        stopped.duration_since(at) < Duration::from_secs(2),
+        stopped.duration_since(at) < Duration::from_secs(5),
         "cancel took {:?}",
         stopped.duration_since(at)
     );

@@ -296,10 +296,13 @@ async fn cancel_stops_ffmpeg_promptly(b: Backend) -> anyhow::Result<()> {
     let asked = Instant::now();
     let out = env.db.cancel_video(env.tenant, video.id).await?;
     assert_eq!(out.value, CancelOutcome::Requested);
-    wait_until(Duration::from_secs(10), || pids_with(&dir).is_empty())
+    wait_until(Duration::from_secs(20), || pids_with(&dir).is_empty())
         .await
-        .context("ffmpeg still running 10 s after the cancel")?;
-    // From the cancel call (20 ms polling granularity included).
+        .context("ffmpeg still running 20 s after the cancel")?;
+    // From the cancel call (20 ms polling granularity included). A quiet machine takes about a
+    // heartbeat; the bound leaves room for a loaded 2-core one (database calls and the kill
+    // wait for CPU) and still tells a cancel seen at a heartbeat from one never seen (the
+    // veryslow single-threaded transcode goes on far longer; the lease is kept alive).
     let took = asked.elapsed();
     eprintln!(
         "[{b:?}] cancel → ffmpeg gone in {} ms (heartbeat every {} ms)",
@@ -307,7 +310,7 @@ async fn cancel_stops_ffmpeg_promptly(b: Backend) -> anyhow::Result<()> {
         heartbeat.as_millis()
     );
     assert!(
-        took < Duration::from_secs(2) + heartbeat,
+        took < Duration::from_secs(6) + heartbeat,
         "cancel took {took:?}"
     );
 
@@ -421,8 +424,21 @@ async fn a_corrupt_upload_fails_once_with_a_reason(b: Backend) -> anyhow::Result
         Some(reason.as_str())
     );
     assert_eq!(snap.state.attempt, Some(1));
-    // No retry: give a would-be retry time to start, then check.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // No retry: the job is dead, and nothing is left to claim (claims take queued jobs and
+    // retries whose backoff ended). Checked by state — waiting for a retry that does not come
+    // would pass just as well if it came late.
+    assert!(
+        env.db
+            .claim(
+                jobpulse_db::Queue::Video,
+                "probe",
+                Duration::from_secs(30),
+                jobpulse_db::Caps::default(),
+            )
+            .await?
+            .is_none(),
+        "the failed video's job is claimable again"
+    );
     let jobs = env.jobs(video.id).await?;
     assert_eq!(
         (jobs.len(), jobs[0].state, jobs[0].attempt),
@@ -610,19 +626,20 @@ async fn a_delete_while_transcoding_stops_the_attempt(b: Backend) -> anyhow::Res
     let deleted = env.db.delete_video(env.tenant, video.id).await?;
     env.relay.publish_now(&deleted.outbox).await?;
     let asked = Instant::now();
-    wait_until(Duration::from_secs(10), || pids_with(&needle).is_empty())
+    wait_until(Duration::from_secs(20), || pids_with(&needle).is_empty())
         .await
-        .context("ffmpeg still running 10 s after the delete")?;
+        .context("ffmpeg still running 20 s after the delete")?;
     let took = asked.elapsed();
     eprintln!("[{b:?}] delete → ffmpeg gone in {} ms", took.as_millis());
-    assert!(took < Duration::from_secs(3), "delete took {took:?}");
+    // Margin for a loaded 2-core machine; the veryslow transcode would go on far longer.
+    assert!(took < Duration::from_secs(6), "delete took {took:?}");
 
-    // The worker closes the job itself (well within its 10 s lease: not left to the reaper);
-    // the video stays hidden.
+    // The worker closes the job itself — `Cancelled`/`cancelled`, which the reaper (after the
+    // 10 s lease) never writes — and the video stays hidden.
     let start = Instant::now();
     let jobs = loop {
         let jobs = env.jobs(video.id).await?;
-        if jobs[0].state != VideoJobState::Running || start.elapsed() > Duration::from_secs(3) {
+        if jobs[0].state != VideoJobState::Running || start.elapsed() > Duration::from_secs(8) {
             break jobs;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -673,9 +690,10 @@ async fn heartbeats_that_never_get_through_stop_the_attempt(b: Backend) -> anyho
         lease.as_millis(),
         every.as_millis()
     );
-    // Not at the first failed heartbeat, and not much later than the lease.
+    // Not at the first failed heartbeat, and not long after the lease ran out: on a quiet
+    // machine within a heartbeat or two of it; the extra seconds are for a loaded 2-core one.
     assert!(
-        took > every && took < lease + every * 2 + Duration::from_secs(1),
+        took > every && took < lease + every * 2 + Duration::from_secs(4),
         "stopped after {took:?}"
     );
     stuck.stop();

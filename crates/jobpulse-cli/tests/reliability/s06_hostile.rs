@@ -10,7 +10,9 @@
 //! by the background sentinel checks. Also: no spool file is left behind.
 //!
 //! Counts: 10 000 requests in CI, 100 000 with `JOBPULSE_RELIABILITY_FULL=1`; the generator's
-//! seed is printed so a failure can be replayed (`JOBPULSE_HOSTILE_SEED`).
+//! seed is printed with the command that replays it (`JOBPULSE_TEST_SEED`). A valid poll at the
+//! end shows that both instruments (commandstats, the store's counters) would have seen a
+//! request that reached the store.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -575,10 +577,7 @@ async fn hostile_requests_never_reach_the_store_or_crash() -> anyhow::Result<()>
     let token = c.token(t.tenant_id, "owner");
     let worker = c.worker_token(t.tenant_id);
     let addr = SocketAddr::from(([127, 0, 0, 1], server.port));
-    let seed: u64 = std::env::var("JOBPULSE_HOSTILE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
+    let seed = jobpulse_testkit::seed();
     let total = scaled(10_000, 100_000);
     figure!("s06 seed {seed}, {total} requests");
 
@@ -647,6 +646,20 @@ async fn hostile_requests_never_reach_the_store_or_crash() -> anyhow::Result<()>
     };
     let ops = store_ops(&metrics_after) - store_ops(&metrics_before);
     figure!("s06 store reads/writes counted by the server: {ops}");
+    // Control: one valid poll moves both instruments, so their zeros above were measured.
+    let control = server
+        .api
+        .get(
+            "/api/v1/media/videos/987654/progress/",
+            Some(token.as_str()),
+        )
+        .await?;
+    let control_stats = delta(&after, &c.redis.commandstats().await?);
+    let control_ops = store_ops(&server.api.metrics().await?) - store_ops(&metrics_after);
+    figure!(
+        "s06 control: a valid poll answered {}, Redis commands {control_stats:?}, store operations {control_ops}",
+        control.status
+    );
     let mut server = server;
     anyhow::ensure!(
         server.proc.alive(),
@@ -671,6 +684,11 @@ async fn hostile_requests_never_reach_the_store_or_crash() -> anyhow::Result<()>
     anyhow::ensure!(
         ops == 0.0,
         "invalid requests reached the store: {ops} operations"
+    );
+    anyhow::ensure!(
+        control.status == 200 && control_stats.contains_key("hmget") && control_ops >= 1.0,
+        "the instruments did not see a valid poll (answer {}, Redis commands {control_stats:?}, store operations {control_ops}): their zeros measured nothing",
+        control.status
     );
     let spool = c.data_dir.join("spool");
     let left = crate::harness::files_under(&spool);

@@ -5,7 +5,8 @@
 //! Then B and C get their data at those ids, and every probe must be answered byte-identically
 //! to its baseline (status, body and every header except `Date`) — on the progress routes, the
 //! batch route and the database-backed detail routes. Latencies of foreign-existing and truly
-//! unknown ids are compared (mean, p50, p99, Welch's t, Mann–Whitney U).
+//! unknown ids are compared (mean, p50, p99, Welch's t, Mann–Whitney U). The ids and the probe
+//! order come from one seed, printed with the command that replays it (`JOBPULSE_TEST_SEED`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -184,7 +185,9 @@ async fn foreign_ids_answer_exactly_like_unknown_ones() -> anyhow::Result<()> {
     // jobs are chosen here; unknown ones exist nowhere.
     let n_videos = 150usize;
     let n_jobs = 150usize;
-    let mut rng = rand::rng();
+    // Every random choice (ids, probe order) comes from one printed, replayable seed.
+    let seed = jobpulse_testkit::seed();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut videos: Vec<(i64, bool)> = (1..=2 * n_videos as i64).map(|id| (id, true)).collect();
     for _ in 0..2 * n_videos {
         videos.push((rng.random_range(1_000_000..i64::from(i32::MAX)), false));
@@ -273,7 +276,7 @@ async fn foreign_ids_answer_exactly_like_unknown_ones() -> anyhow::Result<()> {
     let baseline = Arc::new(baseline);
     let mut tasks = tokio::task::JoinSet::new();
     let clients = 4;
-    for _ in 0..clients {
+    for client in 0..clients {
         let (api, token, probes, baseline) = (
             api.clone(),
             token_a.clone(),
@@ -282,7 +285,7 @@ async fn foreign_ids_answer_exactly_like_unknown_ones() -> anyhow::Result<()> {
         );
         tasks.spawn(async move {
             let mut out: Vec<(&'static str, bool, Duration, Option<String>)> = Vec::new();
-            let mut rng = rand::rngs::StdRng::seed_from_u64(rand::random());
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed.wrapping_add(1 + client as u64));
             for _ in 0..total / clients {
                 let p = probes.choose(&mut rng).expect("probes");
                 let r = api.get(&p.path, Some(&token)).await?;

@@ -29,6 +29,8 @@ use jobpulse_store::StatusStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use anyhow::Context as _;
+
 use crate::figure;
 use crate::harness::http::Api;
 use crate::harness::procs::{fd_count, rss_kib};
@@ -195,17 +197,29 @@ async fn slow_clients_are_cut_off_and_others_stay_fast() -> anyhow::Result<()> {
 
     // 1. Unloaded.
     let unloaded = measure_victims(server.port, &token, 4).await?;
-    let base_rss = rss_kib(pid).unwrap_or(0);
-    let base_fds = fd_count(pid).unwrap_or(0);
+    // Unreadable figures fail the test: a bound on a 0 read for "unknown" would pass vacuously.
+    let rss =
+        || rss_kib(pid).ok_or_else(|| anyhow::anyhow!("VmRSS of serve (pid {pid}) unreadable"));
+    let fds = || {
+        fd_count(pid).ok_or_else(|| anyhow::anyhow!("descriptors of serve (pid {pid}) unreadable"))
+    };
+    let base_rss = rss()?;
+    let base_fds = fds()?;
     let peak_rss = Arc::new(AtomicU64::new(base_rss));
     let sampler_stop = Arc::new(AtomicBool::new(false));
     let sampler = tokio::spawn({
         let (peak, stop) = (peak_rss.clone(), sampler_stop.clone());
         async move {
+            let mut samples = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                peak.fetch_max(rss_kib(pid).unwrap_or(0), Ordering::Relaxed);
+                peak.fetch_max(
+                    rss_kib(pid).context("VmRSS unreadable while sampling")?,
+                    Ordering::Relaxed,
+                );
+                samples += 1;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+            anyhow::Ok(samples)
         }
     });
 
@@ -248,7 +262,7 @@ async fn slow_clients_are_cut_off_and_others_stay_fast() -> anyhow::Result<()> {
         idles.spawn(idle(addr, Duration::from_secs(40)));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let peak_fds = fd_count(pid).unwrap_or(0);
+    let peak_fds = fds()?;
     let loaded = measure_victims(server.port, &token, 6).await?;
 
     let mut closed = Vec::new();
@@ -281,7 +295,7 @@ async fn slow_clients_are_cut_off_and_others_stay_fast() -> anyhow::Result<()> {
         Duration::from_secs(150),
         Duration::from_millis(500),
         || async {
-            let fds = fd_count(pid).unwrap_or(usize::MAX);
+            let fds = fds()?;
             let m = api.metrics().await?;
             Ok(metric(&m, "jobpulse_sse_streams", &[]) == 0.0 && fds <= base_fds + 5)
         },
@@ -290,10 +304,10 @@ async fn slow_clients_are_cut_off_and_others_stay_fast() -> anyhow::Result<()> {
     writer_stop.store(true, Ordering::Relaxed);
     let writes = writes.await??;
     sampler_stop.store(true, Ordering::Relaxed);
-    sampler.await?;
+    let rss_samples = sampler.await??;
     let peak_rss = peak_rss.load(Ordering::Relaxed);
-    let end_rss = rss_kib(pid).unwrap_or(0);
-    let end_fds = fd_count(pid).unwrap_or(0);
+    let end_rss = rss()?;
+    let end_fds = fds()?;
     release.notify_waiters();
     while readers.join_next().await.is_some() {}
 
@@ -315,10 +329,14 @@ async fn slow_clients_are_cut_off_and_others_stay_fast() -> anyhow::Result<()> {
     figure!("s09 victims unloaded: {unloaded_s}");
     figure!(
         "s09 victims under attack: {loaded_s} (p99 ratio {:.2})",
-        loaded_s.p99.as_secs_f64() / unloaded_s.p99.as_secs_f64()
+        if loaded_s.n > 0 && unloaded_s.n > 0 {
+            loaded_s.p99().as_secs_f64() / unloaded_s.p99().as_secs_f64()
+        } else {
+            f64::NAN
+        }
     );
     figure!(
-        "s09 server: RSS {base_rss} KiB before, {peak_rss} KiB peak, {end_rss} KiB after; descriptors {base_fds} before, {peak_fds} under attack, {end_fds} after"
+        "s09 server: RSS {base_rss} KiB before, {peak_rss} KiB peak ({rss_samples} samples), {end_rss} KiB after; descriptors {base_fds} before, {peak_fds} under attack, {end_fds} after"
     );
     figure!(
         "s09 victims during the flood (reported, not asserted): {}",
@@ -339,8 +357,23 @@ async fn slow_clients_are_cut_off_and_others_stay_fast() -> anyhow::Result<()> {
         "{never} slow-header connections were never closed"
     );
     anyhow::ensure!(
+        closed.len() == n_slow,
+        "{} of {n_slow} slow-header connections accounted for",
+        closed.len()
+    );
+    anyhow::ensure!(
         max_close <= HEADER_TIMEOUT + Duration::from_secs(2),
         "a slow-header connection lived {max_close:?}"
+    );
+    // Closed by the header-read timeout, not refused or reset early for another reason.
+    let min_close = closed.first().copied().unwrap_or_default();
+    anyhow::ensure!(
+        min_close >= HEADER_TIMEOUT - Duration::from_secs(1),
+        "a slow-header connection was closed after only {min_close:?}"
+    );
+    anyhow::ensure!(
+        rss_samples >= 10 && peak_fds > base_fds + n_sse,
+        "the attack was not measured: {rss_samples} RSS samples, descriptors {base_fds} → {peak_fds}"
     );
     anyhow::ensure!(
         idle_never == 0,
@@ -353,10 +386,10 @@ async fn slow_clients_are_cut_off_and_others_stay_fast() -> anyhow::Result<()> {
         peak_rss - base_rss
     );
     anyhow::ensure!(
-        loaded_s.p99 <= unloaded_s.p99 * 2,
+        loaded_s.p99() <= unloaded_s.p99() * 2,
         "victims' p99 went from {:?} to {:?} under the attack",
-        unloaded_s.p99,
-        loaded_s.p99
+        unloaded_s.p99(),
+        loaded_s.p99()
     );
     Ok(())
 }

@@ -210,3 +210,37 @@ async fn undecodable_rows_do_not_block_the_relay(b: Backend) -> anyhow::Result<(
     Ok(())
 }
 both!(undecodable_rows_do_not_block_the_relay);
+
+/// A worker can claim a job and publish RUNNING before the submitter publishes the job's
+/// PENDING (the API publishes after its commit; a waiting worker is woken by that commit). The
+/// late PENDING is refused as stale — the read model never goes back — and its row is done:
+/// a client subscribed before the submit sees RUNNING first. (This race made
+/// `ai_worker import::issue_2000_sheet` flaky while it expected PENDING first.)
+async fn a_claim_published_before_its_submit_wins(b: Backend) -> anyhow::Result<()> {
+    let t = test_db(b).await?;
+    let a = t.db.create_tenant("a", "A").await?;
+    let submitted =
+        t.db.submit_ai_job(NewAiJob::new(a.tenant_id, JobType::parse("excel_parsing")?))
+            .await?;
+    let key = submitted.value.job.key();
+    let claim =
+        t.db.claim(Queue::Ai, "w", LEASE, Caps::default())
+            .await?
+            .context("the job is claimable at once")?;
+    let running = t
+        .relay
+        .publish_now(std::slice::from_ref(&claim.outbox))
+        .await?;
+    assert_eq!(running.applied, 1, "{running:?}");
+    let pending = t.relay.publish_now(&submitted.outbox).await?;
+    assert_eq!(
+        (pending.applied, pending.stale),
+        (0, submitted.outbox.len() as u64),
+        "{pending:?}"
+    );
+    let snap = t.snapshot(&key).await?.context("published")?;
+    assert_eq!(snap.state.status.as_str(), "RUNNING");
+    assert_eq!(t.db.outbox_pending().await?, 0, "both rows are done");
+    Ok(())
+}
+both!(a_claim_published_before_its_submit_wins);

@@ -209,8 +209,10 @@ async fn start(
     (task, cancel)
 }
 
+/// Kills ffmpeg promptly: about 100 ms on a quiet machine, 5 s allowed for a loaded 2-core
+/// one. Uncancelled, the slow transcode runs far longer.
 #[tokio::test]
-async fn cancel_kills_ffmpeg_within_two_seconds() {
+async fn cancel_kills_ffmpeg_promptly() {
     let dir = tempdir();
     let job = slow_job(dir.path()).await;
     let out = job.out_dir.clone();
@@ -221,10 +223,14 @@ async fn cancel_kills_ffmpeg_within_two_seconds() {
 
     let cancelled_at = Instant::now();
     cancel.cancel();
-    let result = tokio::time::timeout(Duration::from_secs(2), task)
+    let result = tokio::time::timeout(Duration::from_secs(5), task)
         .await
-        .expect("transcode returns within 2 s of cancel")
+        .expect("transcode returns within 5 s of cancel")
         .expect("task");
+    eprintln!(
+        "cancel → transcode returned in {} ms",
+        cancelled_at.elapsed().as_millis()
+    );
     assert!(matches!(result, Err(MediaError::Cancelled)), "{result:?}");
     assert!(
         pids_running_with(&needle).is_empty(),

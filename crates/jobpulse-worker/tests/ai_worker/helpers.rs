@@ -133,14 +133,18 @@ impl Env {
         self.seed.tenant_id
     }
 
-    /// Worker settings scaled down for tests.
+    /// Worker settings scaled down for tests. The lease is long — a worker that cannot confirm
+    /// it in time rightly gives its job up, and on a loaded machine the database took longer
+    /// than a 6 s lease (an import ran its steps three times over in a CI run); tests about
+    /// leases set a short one — while heartbeats go every 2 s, so a cancel is seen as soon.
     pub fn config(&self, id: &str) -> AiWorkerConfig {
         AiWorkerConfig {
             worker_id: id.to_owned(),
             idle_wait: Duration::from_millis(200),
             reap_every: Duration::from_millis(200),
             progress_interval: Duration::from_millis(50),
-            ..AiWorkerConfig::default().with_lease(Duration::from_secs(6))
+            heartbeat_every: Duration::from_secs(2),
+            ..AiWorkerConfig::default().with_lease(Duration::from_secs(30))
         }
     }
 

@@ -231,10 +231,15 @@ async fn issue_2000_sheet(b: Backend) -> anyhow::Result<()> {
     let seeded = seed_pre_existing(&env, &g.expected).await?;
     assert!(!seeded.active.is_empty() && !seeded.deleted.is_empty());
     let registry = Registry::standard(HandlerSettings::default());
-    let worker = env.standard_worker("w1").spawn();
     let feed = env.subscribe().await?;
-
+    // Submitted (and its PENDING published) before any worker runs. With a worker already
+    // waiting, the claim can commit and publish RUNNING before the submitter publishes PENDING;
+    // the read model then refuses that PENDING as stale (an older fence) and never shows it —
+    // right for a read model that only moves forward, and what a poller sees anyway (the
+    // job *is* running). So "the first change is PENDING" holds only when nothing can claim the
+    // job before it is published; this test checks the whole progression, so it arranges that.
     let job = env.submit_excel(&registry, g.bytes.clone()).await?;
+    let worker = env.standard_worker("w1").spawn();
     let key = env.key(&job);
     // A client polling the progress URL.
     let poller = {
@@ -347,7 +352,10 @@ async fn killed_mid_import(b: Backend) -> anyhow::Result<()> {
     let relay = tokio::spawn(
         jobpulse_db::Relay::new(env.db.clone(), env.store.clone()).run(relay_stop.clone()),
     );
-    let short = env.config("doomed").with_lease(Duration::from_millis(1500));
+    // Short, since the rescue waits for it to run out after the kill — but not so short that a
+    // slow database makes the doomed worker give the job up before it is killed (at 1.5 s a
+    // loaded CI machine took it through five lost attempts to FAILED).
+    let short = env.config("doomed").with_lease(Duration::from_secs(5));
     let first = env.worker(registry.clone(), short).spawn();
     let job = env.submit_excel(&registry, g.bytes.clone()).await?;
 

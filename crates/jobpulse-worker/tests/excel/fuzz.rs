@@ -30,7 +30,7 @@ fn any_grid() -> impl Strategy<Value = Vec<(u32, Vec<Option<Cell>>)>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(jobpulse_testkit::proptest_config(512))]
 
     /// Header detection and validation never panic, and every data row gets exactly one outcome
     /// carrying its own row number.
@@ -65,7 +65,7 @@ proptest! {
         prop_assert!(import(&bytes).is_err());
     }
 
-    /// Phone parsing never panics and is idempotent on what it accepts.
+    /// Phone parsing never panics on any text, and is idempotent on what it accepts.
     #[test]
     fn phone_parse_is_total_and_idempotent(s in ".{0,40}") {
         if let Ok(p) = Phone::parse(&s) {
@@ -73,10 +73,86 @@ proptest! {
             prop_assert!(p.as_str().len() == 13 || p.as_str().len() == 12);
         }
     }
+
+    /// Every way a sheet writes a mobile number parses to its one canonical form, which parses
+    /// to itself. (Random text almost never is a phone number, so the property above alone would
+    /// check idempotence on next to nothing.)
+    #[test]
+    fn typed_phone_numbers_parse_to_their_canonical_form((typed, canonical) in typed_phone()) {
+        let parsed = Phone::parse(&typed);
+        prop_assert_eq!(parsed.as_ref().map(Phone::as_str), Ok(canonical.as_str()), "typed {:?}", typed);
+        let p = parsed.expect("checked above");
+        prop_assert_eq!(Phone::parse(p.as_str()), Ok(p.clone()));
+        prop_assert_eq!(p.digits().len(), if canonical.len() == 13 { 11 } else { 10 });
+    }
+}
+
+/// A digit as a keyboard or a Korean IME types it (ASCII or full-width).
+fn typed_digit(d: char, full_width: bool) -> char {
+    if full_width {
+        char::from_u32('０' as u32 + d.to_digit(10).expect("a digit")).expect("full-width digit")
+    } else {
+        d
+    }
+}
+
+/// A Korean mobile number and one of the ways people type it: national, `+82` (with or
+/// without the trunk 0 in parentheses), `82…`, a number cell that lost its leading 0; any
+/// separators (including word processors' dashes), full-width digits, parentheses around the
+/// prefix, surrounding whitespace. Yields `(typed, canonical)`.
+fn typed_phone() -> impl Strategy<Value = (String, String)> {
+    let separator = prop::sample::select(vec![
+        "", "", "-", " ", ".", "/", "  ", "\u{2010}", "\u{2013}", "\u{2212}", "\u{ff0d}",
+        "\u{3000}",
+    ]);
+    (
+        prop::sample::select(vec!["010", "011", "016", "017", "018", "019"]),
+        any::<bool>(),
+        prop::collection::vec(0u8..10, 8),
+        0u8..5,
+        (separator.clone(), separator),
+        prop::collection::vec(any::<bool>(), 11),
+        any::<bool>(),
+        prop::sample::select(vec!["", " ", "\t", "\u{a0}"]),
+    )
+        .prop_map(
+            |(prefix, short, digits, form, (sep1, sep2), wide, parens, pad)| {
+                // 010 numbers have 8 digits after the prefix; the old prefixes 7 or 8.
+                let n = if prefix != "010" && short { 7 } else { 8 };
+                let body: String = digits[..n].iter().map(|d| char::from(b'0' + d)).collect();
+                let (mid, last) = body.split_at(n - 4);
+                let canonical = format!("{prefix}-{mid}-{last}");
+                let lead = match form {
+                    0 | 1 => prefix.to_owned(),
+                    2 => format!("+82 {}", &prefix[1..]),
+                    3 => format!("+82 (0){}", &prefix[1..]),
+                    _ => prefix[1..].to_owned(),
+                };
+                let lead = if parens && form < 2 {
+                    format!("({lead})")
+                } else {
+                    lead
+                };
+                let mut i = 0;
+                let mut out = String::from(pad);
+                for part in [lead.as_str(), sep1, mid, sep2, last] {
+                    for c in part.chars() {
+                        out.push(if c.is_ascii_digit() {
+                            i += 1;
+                            typed_digit(c, wide[(i - 1) % wide.len()])
+                        } else {
+                            c
+                        });
+                    }
+                }
+                out.push_str(pad);
+                (out, canonical)
+            },
+        )
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(jobpulse_testkit::proptest_config(64))]
 
     /// A valid workbook with bytes flipped or cut: an error or an import, never a panic.
     #[test]

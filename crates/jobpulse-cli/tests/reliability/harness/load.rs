@@ -60,6 +60,41 @@ pub struct Seen {
     /// would see time go backwards. Revisions restart when Redis loses its data, so scenarios
     /// that flush Redis cannot use this.
     pub older: Vec<String>,
+    /// Answers that carried a revision and were checked against the ones before: the checks
+    /// above measured nothing if this stays 0 (e.g. no `ETag`).
+    pub checked: u64,
+}
+
+impl Seen {
+    /// The pollers' invariants, as `INVARIANT VIOLATED` errors: some answers were checked, no
+    /// terminal state regressed, no percent went back within an attempt, and (with
+    /// `older_too`, where Redis keeps its data) no poller was given an older revision than it
+    /// had seen.
+    pub fn invariants(&self, older_too: bool) -> anyhow::Result<()> {
+        crate::invariant!(
+            self.checked > 0,
+            "no poll answer carried a revision: the pollers checked nothing ({:?})",
+            self.codes
+        );
+        crate::invariant!(
+            self.regressions.is_empty(),
+            "terminal regressions: {:?}",
+            self.regressions
+        );
+        crate::invariant!(
+            self.backwards.is_empty(),
+            "percent went back within an attempt: {:?}",
+            self.backwards
+        );
+        if older_too {
+            crate::invariant!(
+                self.older.is_empty(),
+                "a poller was answered with an older revision than it had seen: {:?}",
+                self.older
+            );
+        }
+        Ok(())
+    }
 }
 
 /// One answer about a task, at the record's revision.
@@ -172,6 +207,7 @@ impl Pollers {
                         }
                         let mut l = last.lock().await;
                         if let (Some(rev), true) = (rev, status != "UNKNOWN") {
+                            s.checked += 1;
                             let now = Last { rev, status: status.clone(), attempt, percent };
                             let entry = l.entry(task.clone()).or_default();
                             if let Some(t) = &entry.terminal
@@ -226,9 +262,16 @@ impl Pollers {
         self.tasks.lock().await.push((tenant, task));
     }
 
+    /// Stops the pollers; a poller that panicked fails the test here.
     pub async fn stop(mut self) -> Seen {
         self.stop.store(true, Ordering::Relaxed);
-        while self.handles.join_next().await.is_some() {}
+        while let Some(r) = self.handles.join_next().await {
+            if let Err(e) = r
+                && e.is_panic()
+            {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
         std::mem::take(&mut *self.seen.lock().await)
     }
 }

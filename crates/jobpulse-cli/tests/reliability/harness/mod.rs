@@ -72,6 +72,17 @@ macro_rules! figure {
     };
 }
 
+/// A correctness assertion — nothing lost, nothing duplicated, nothing shown going backwards,
+/// no 5xx — as opposed to a deadline. Its message starts with `INVARIANT VIOLATED`, and
+/// `scripts/test` fails the run when a try of a retried (timing-bound) scenario failed with it:
+/// a retry may forgive a slow machine, never a wrong answer (docs/reliability.md).
+#[macro_export]
+macro_rules! invariant {
+    ($cond:expr, $($arg:tt)*) => {
+        anyhow::ensure!($cond, "INVARIANT VIOLATED: {}", format!($($arg)*))
+    };
+}
+
 /// What a cluster puts between its processes and the services.
 #[derive(Debug, Clone, Default)]
 pub struct Options {

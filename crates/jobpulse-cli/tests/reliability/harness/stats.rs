@@ -2,20 +2,27 @@
 
 use std::time::Duration;
 
-/// Percentiles of a set of durations.
-#[derive(Debug, Clone, Copy, Default)]
+/// Percentiles of a set of durations. An empty sample has none: reading a percentile of it
+/// panics ("nothing was measured"), so a bound checked on it cannot pass vacuously; it still
+/// prints (`n=0`) in figures.
+#[derive(Debug, Clone, Copy)]
 pub struct Summary {
     pub n: usize,
-    pub mean: Duration,
-    pub p50: Duration,
-    pub p99: Duration,
-    pub max: Duration,
+    stats: Option<Stats>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Stats {
+    mean: Duration,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
 }
 
 impl Summary {
     pub fn of(samples: &[Duration]) -> Summary {
         if samples.is_empty() {
-            return Summary::default();
+            return Summary { n: 0, stats: None };
         }
         let mut v = samples.to_vec();
         v.sort();
@@ -26,26 +33,52 @@ impl Summary {
         let total: Duration = v.iter().sum();
         Summary {
             n: v.len(),
-            mean: total / u32::try_from(v.len()).unwrap_or(u32::MAX),
-            p50: pick(0.50),
-            p99: pick(0.99),
-            max: v[v.len() - 1],
+            stats: Some(Stats {
+                mean: total / u32::try_from(v.len()).unwrap_or(u32::MAX),
+                p50: pick(0.50),
+                p99: pick(0.99),
+                max: v[v.len() - 1],
+            }),
         }
+    }
+
+    fn stats(&self) -> Stats {
+        self.stats
+            .expect("a percentile of an empty sample: nothing was measured")
+    }
+
+    pub fn mean(&self) -> Duration {
+        self.stats().mean
+    }
+
+    pub fn p50(&self) -> Duration {
+        self.stats().p50
+    }
+
+    pub fn p99(&self) -> Duration {
+        self.stats().p99
+    }
+
+    pub fn max(&self) -> Duration {
+        self.stats().max
     }
 }
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        write!(
-            f,
-            "n={} mean={:.2}ms p50={:.2}ms p99={:.2}ms max={:.2}ms",
-            self.n,
-            ms(self.mean),
-            ms(self.p50),
-            ms(self.p99),
-            ms(self.max)
-        )
+        match self.stats {
+            None => write!(f, "n=0 (no samples)"),
+            Some(s) => write!(
+                f,
+                "n={} mean={:.2}ms p50={:.2}ms p99={:.2}ms max={:.2}ms",
+                self.n,
+                ms(s.mean),
+                ms(s.p50),
+                ms(s.p99),
+                ms(s.max)
+            ),
+        }
     }
 }
 
