@@ -28,7 +28,11 @@ enum TargetArg {
     /// A video, by id.
     Video { id: i64 },
     /// An AI/tool job, by job id.
-    Job { id: String },
+    Job {
+        /// Job ids are random URL-safe strings and may start with `-` (`-uX3…`).
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
 }
 
 /// What to follow.
@@ -350,5 +354,28 @@ async fn follow_polling(
             }
         }
         tokio::time::sleep(Duration::from_secs(wait.clamp(1, 30))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{TargetArg, WatchArgs};
+
+    #[derive(Debug, Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        watch: WatchArgs,
+    }
+
+    #[test]
+    fn a_job_id_may_start_with_a_hyphen() {
+        let cmd = Cmd::try_parse_from(["watch", "job", "-uX3kQ9", "--url", "http://h"])
+            .expect("a job id starting with '-' is an id, not a flag");
+        match cmd.watch.target {
+            TargetArg::Job { id } => assert_eq!(id, "-uX3kQ9"),
+            other => panic!("parsed as {other:?}"),
+        }
     }
 }
