@@ -88,6 +88,36 @@ async function session() {
   const s = r.json.results.flatMap((l) => l.sessions || [])[0];
   check(s && s.id, `the demo tenant has a session: ${JSON.stringify(r.json)}`);
   state.session = s.id;
+  state.lecture = r.json.results[0].id;
+}
+
+// A job submit (multipart form data, as the front end posts it) and its progress poll.
+async function submit() {
+  const out = await page.evaluate(async (lecture) => {
+    const form = new FormData();
+    form.append('job_type', 'attendance_excel_export');
+    form.append('lecture_id', String(lecture));
+    const res = await fetch(window.cfg.api + '/api/v1/jobs/', {
+      method: 'POST',
+      headers: {
+        Authorization: 'Bearer ' + window.cfg.token,
+        'X-Client': 'academyfront',
+        'X-Client-Version': '2.4.1',
+        'X-Tenant-Code': 'demo',
+      },
+      body: form,
+    });
+    const job = await res.json();
+    for (let i = 0; i < 600; i += 1) {
+      const p = await window.api(`/api/v1/jobs/${job.job_id}/progress/`);
+      if (['DONE', 'FAILED', 'REJECTED_BAD_INPUT'].includes(p.json.status)) return { status: res.status, job, last: p.json };
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return { status: res.status, job, last: null };
+  }, state.lecture);
+  check(out.status === 201, `POST /api/v1/jobs/ from ${ORIGIN}: ${out.status} ${JSON.stringify(out.job)}`);
+  check(out.last && out.last.status === 'DONE', `the job ran to DONE: ${JSON.stringify(out.last)}`);
+  log(`     job ${out.job.job_id}: ${out.job.status} → ${out.last.status}`);
 }
 
 async function single() {
@@ -191,6 +221,7 @@ async function multipart() {
 const code = await runPhases(`upload.spec (${STORAGE} storage)`, [
   ['page on another origin', startPage],
   ['API reachable with the front end headers', session],
+  ['job submit (multipart form) and its progress', submit],
   ['single upload: init, PUT, complete', single],
   ['multipart upload: init, presign, parts out of order, complete', multipart],
   ['page healthy', async () => {

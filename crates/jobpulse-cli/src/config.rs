@@ -403,3 +403,52 @@ fn write_private(file: &Path, contents: &str) -> anyhow::Result<()> {
     f.write_all(contents.as_bytes())?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(f: impl FnOnce(&mut CommonArgs)) -> anyhow::Result<Settings> {
+        let mut args = CommonArgs::default();
+        f(&mut args);
+        Settings::resolve(&args)
+    }
+
+    #[test]
+    fn upload_settings_default_and_validate() -> anyhow::Result<()> {
+        let s = resolve(|_| {})?;
+        assert_eq!(s.public_base(), "http://127.0.0.1:8080");
+        assert_eq!(s.upload_retention, DEFAULT_UPLOAD_RETENTION);
+        assert!(s.storage_url.is_none() && s.cors_headers.is_empty());
+
+        let s = resolve(|a| {
+            a.bind = Some("0.0.0.0".parse().expect("ip"));
+            a.port = Some(9000);
+            a.cors_headers = Some(" X-Request-Trace , x-other ".into());
+        })?;
+        assert_eq!(s.public_base(), "http://127.0.0.1:9000");
+        assert_eq!(s.cors_headers, ["x-request-trace", "x-other"]);
+
+        let s = resolve(|a| a.public_url = Some("https://api.example.com/jp/".into()))?;
+        assert_eq!(s.public_base(), "https://api.example.com/jp");
+
+        for bad in [
+            "api.example.com",
+            "ftp://x",
+            "https://x/?a=1",
+            "https://u:p@x",
+        ] {
+            assert!(
+                resolve(|a| a.public_url = Some(bad.into())).is_err(),
+                "{bad} must be refused"
+            );
+        }
+        assert!(resolve(|a| a.cors_headers = Some("bad header".into())).is_err());
+        assert!(resolve(|a| a.upload_retention = Some("1h".into())).is_err());
+        assert_eq!(
+            resolve(|a| a.upload_retention = Some("2d".into()))?.upload_retention,
+            Duration::from_secs(2 * 86_400)
+        );
+        Ok(())
+    }
+}

@@ -51,7 +51,7 @@ async fn run_spec(up: Up, page_port: u16, clip: PathBuf, storage: &str) -> anyho
         up.logs()
     );
     let all = format!("{stdout}{stderr}");
-    assert!(all.contains(" 5 passed, 0 failed"), "{all}");
+    assert!(all.contains(" 6 passed, 0 failed"), "{all}");
     Ok(())
 }
 
@@ -81,15 +81,6 @@ async fn uploads_from_another_origin_straight_to_s3() -> anyhow::Result<()> {
         },
         &opts,
     )?;
-    storage
-        .put_bucket_cors(&format!(
-            "<CORSConfiguration><CORSRule><AllowedOrigin>{origin}</AllowedOrigin>\
-             <AllowedMethod>GET</AllowedMethod><AllowedMethod>HEAD</AllowedMethod>\
-             <AllowedMethod>PUT</AllowedMethod><AllowedHeader>*</AllowedHeader>\
-             <ExposeHeader>ETag</ExposeHeader><MaxAgeSeconds>3600</MaxAgeSeconds>\
-             </CORSRule></CORSConfiguration>"
-        ))
-        .await?;
     let endpoint = opts.endpoint.clone().unwrap_or_default();
     let key = opts.access_key_id.clone().unwrap_or_default();
     let secret = opts.secret_access_key.clone().unwrap_or_default();
@@ -102,16 +93,38 @@ async fn uploads_from_another_origin_straight_to_s3() -> anyhow::Result<()> {
         ("AWS_SECRET_ACCESS_KEY", secret.as_str()),
         ("AWS_ALLOW_HTTP", "true"),
     ];
+    let storage_check = || {
+        crate::harness::jobpulse()
+            .args(["storage", "check", "--cors-origins", &origin])
+            .envs(envs)
+            .output()
+    };
+    // No CORS rule yet: the check fails and prints the rule to set, for this origin.
+    let before = storage_check()?;
+    let report = String::from_utf8_lossy(&before.stdout);
+    assert!(!before.status.success(), "{report}");
+    assert!(report.contains("access: ok"), "{report}");
+    assert!(report.contains("cors: MISSING"), "{report}");
+    assert!(
+        report.contains(&format!("\"{origin}\"")),
+        "the rule names the origin: {report}"
+    );
+    storage
+        .put_bucket_cors(&format!(
+            "<CORSConfiguration><CORSRule><AllowedOrigin>{origin}</AllowedOrigin>\
+             <AllowedMethod>GET</AllowedMethod><AllowedMethod>HEAD</AllowedMethod>\
+             <AllowedMethod>PUT</AllowedMethod><AllowedHeader>*</AllowedHeader>\
+             <ExposeHeader>ETag</ExposeHeader><MaxAgeSeconds>3600</MaxAgeSeconds>\
+             </CORSRule></CORSConfiguration>"
+        ))
+        .await?;
     let up = Up::start_with(
         &tmp.path().join("data"),
         &["--cors-origins", &origin],
         &envs,
     )?;
     // The bucket's CORS rule is what `jobpulse storage check` reads: it passes for this origin.
-    let check = crate::harness::jobpulse()
-        .args(["storage", "check", "--cors-origins", &origin])
-        .envs(envs)
-        .output()?;
+    let check = storage_check()?;
     let report = String::from_utf8_lossy(&check.stdout);
     assert!(
         check.status.success(),
