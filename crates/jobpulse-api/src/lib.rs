@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -54,10 +54,31 @@ pub enum CorsOrigins {
     List(Vec<String>),
 }
 
+/// Request headers every CORS preflight allows: what the front end sends on every request
+/// (CONTRACT.md §1: `Authorization`, `Content-Type`, `X-Client`, `X-Client-Version`,
+/// `X-Tenant-Code`) and what jobpulse's own clients send (`If-None-Match`, `Last-Event-ID`,
+/// `Idempotency-Key`). [`RouterConfig::cors_headers`] adds more.
+pub const CORS_ALLOWED_HEADERS: [&str; 8] = [
+    "authorization",
+    "content-type",
+    "x-client",
+    "x-client-version",
+    "x-tenant-code",
+    "if-none-match",
+    "last-event-id",
+    "idempotency-key",
+];
+
+/// Response headers scripts on another origin may read.
+pub const CORS_EXPOSED_HEADERS: [&str; 3] = ["etag", "retry-after", "x-poll-after"];
+
 /// Cross-cutting settings of the router.
 #[derive(Debug, Clone)]
 pub struct RouterConfig {
     pub cors: CorsOrigins,
+    /// Request headers allowed by CORS beyond [`CORS_ALLOWED_HEADERS`] (`--cors-headers`;
+    /// names that are not valid header names are refused when the settings are read).
+    pub cors_headers: Vec<String>,
     /// Largest request body accepted by routes that do not set their own (uploads do).
     pub body_limit: usize,
     /// Longest a non-streaming request may take.
@@ -68,6 +89,7 @@ impl Default for RouterConfig {
     fn default() -> Self {
         Self {
             cors: CorsOrigins::Any,
+            cors_headers: Vec::new(),
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
         }
@@ -89,7 +111,7 @@ pub struct Parts {
     pub app: Option<state::AppState>,
 }
 
-fn cors(config: &CorsOrigins) -> CorsLayer {
+fn cors(config: &CorsOrigins, extra_headers: &[String]) -> CorsLayer {
     let origins = match config {
         CorsOrigins::Any => AllowOrigin::any(),
         CorsOrigins::List(list) => AllowOrigin::list(
@@ -100,20 +122,30 @@ fn cors(config: &CorsOrigins) -> CorsLayer {
     };
     CorsLayer::new()
         .allow_origin(origins)
-        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            header::IF_NONE_MATCH,
-            HeaderName::from_static("x-tenant-code"),
-            HeaderName::from_static("last-event-id"),
-            HeaderName::from_static("idempotency-key"),
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
         ])
-        .expose_headers([
-            header::RETRY_AFTER,
-            header::ETAG,
-            HeaderName::from_static("x-poll-after"),
-        ])
+        .allow_headers(
+            CORS_ALLOWED_HEADERS
+                .iter()
+                .map(|h| HeaderName::from_static(h))
+                .chain(
+                    extra_headers
+                        .iter()
+                        .filter_map(|h| HeaderName::from_bytes(h.trim().as_bytes()).ok()),
+                )
+                .collect::<Vec<_>>(),
+        )
+        .expose_headers(
+            CORS_EXPOSED_HEADERS
+                .iter()
+                .map(|h| HeaderName::from_static(h))
+                .collect::<Vec<_>>(),
+        )
         .max_age(Duration::from_secs(600))
 }
 
@@ -152,13 +184,14 @@ pub fn router(parts: Parts, config: &RouterConfig) -> Router {
         // Uploads and downloads stream for as long as they take: no request timeout here.
         app = app
             .merge(routes::media::router(state.clone()))
+            .merge(routes::direct_upload::router(state.clone()))
             .merge(routes::jobs::router(state.clone()))
             .merge(routes::files::router(state));
     }
     app.fallback(not_found)
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(cors(&config.cors))
+        .layer(cors(&config.cors, &config.cors_headers))
 }
 
 /// The ops state for an application, with a freshly rendered OpenAPI document.

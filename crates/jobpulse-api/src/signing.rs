@@ -65,6 +65,27 @@ impl MediaSigner {
         ))
     }
 
+    /// A tag over `purpose` and `fields` (joined unambiguously), for the API's own upload URLs
+    /// (see [`crate::routes::direct_upload`]). A different purpose never yields the same tag.
+    pub fn tag(&self, purpose: &str, fields: &[&str]) -> String {
+        let mut msg = format!("upload v1:{purpose}");
+        for f in fields {
+            msg.push_str(&format!(":{}:{f}", f.len()));
+        }
+        URL_SAFE_NO_PAD.encode(&Self::mac(&self.key, msg.as_bytes())[..18])
+    }
+
+    /// Compares `sig` with [`MediaSigner::tag`] of the same input in constant time.
+    pub fn check_tag(&self, sig: &str, purpose: &str, fields: &[&str]) -> bool {
+        let expected = self.tag(purpose, fields);
+        expected.len() == sig.len()
+            && expected
+                .bytes()
+                .zip(sig.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+
     /// Checks a request for `key` with the given `expires`, `n` and `sig` at time `now`.
     pub fn verify(&self, expires: u64, n: usize, sig: &str, key: &str, now: u64) -> bool {
         if expires < now || n == 0 || n > 16 {

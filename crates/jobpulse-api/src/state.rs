@@ -101,6 +101,9 @@ pub struct Limits {
     pub job_file_bytes: u64,
     /// Lifetime of signed media URLs.
     pub media_url_ttl: std::time::Duration,
+    /// Lifetime of direct-upload URLs (presigned S3 PUTs or the API's own; CONTRACT.md §7:
+    /// the front end allows 2 h and asks for a fresh one on a 403).
+    pub upload_url_ttl: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -109,6 +112,7 @@ impl Default for Limits {
             video_bytes: 2 * 1024 * 1024 * 1024,
             job_file_bytes: 20 * 1024 * 1024,
             media_url_ttl: std::time::Duration::from_secs(6 * 3600),
+            upload_url_ttl: std::time::Duration::from_secs(2 * 3600),
         }
     }
 }
@@ -129,6 +133,10 @@ pub struct AppState {
     pub limits: Limits,
     /// Where uploads are spooled before they go to media storage.
     pub spool_dir: std::path::PathBuf,
+    /// The API's public base URL as browsers reach it (`--public-url`, e.g.
+    /// `https://api.example.com`, no trailing `/`): absolute URLs the API hands out (file
+    /// storage's upload URLs) start with it.
+    pub public_url: String,
 }
 
 impl std::fmt::Debug for AppState {

@@ -53,6 +53,23 @@ pub struct CommonArgs {
     /// Comma-separated browser origins allowed by CORS; `*` (default) allows any.
     #[arg(long, env = "JOBPULSE_CORS_ORIGINS", global = true)]
     pub cors_origins: Option<String>,
+    /// Comma-separated request headers CORS allows beyond the built-in list (Authorization,
+    /// Content-Type, X-Client, X-Client-Version, X-Tenant-Code, If-None-Match, Last-Event-ID,
+    /// Idempotency-Key).
+    #[arg(long, env = "JOBPULSE_CORS_HEADERS", global = true)]
+    pub cors_headers: Option<String>,
+    /// Media storage: file:///absolute/path or s3://bucket[/prefix] (S3 settings from the
+    /// AWS_* variables); default file://<data dir>/media.
+    #[arg(long, env = "JOBPULSE_STORAGE_URL", global = true)]
+    pub storage_url: Option<String>,
+    /// The API's public base URL as browsers reach it, e.g. https://api.example.com (absolute
+    /// upload and media URLs start with it); default http://<bind>:<port>.
+    #[arg(long, env = "JOBPULSE_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// How long a direct upload may stay unfinished (PENDING) before its object, multipart
+    /// upload and video are removed, e.g. 24h (the default).
+    #[arg(long, env = "JOBPULSE_UPLOAD_RETENTION", global = true)]
+    pub upload_retention: Option<String>,
     /// Prefix of every Redis key (lets several deployments or tests share one Redis).
     #[arg(long, env = "JOBPULSE_KEY_PREFIX", global = true)]
     pub key_prefix: Option<String>,
@@ -102,6 +119,10 @@ pub struct FileConfig {
     pub port: Option<u16>,
     pub bind: Option<IpAddr>,
     pub cors_origins: Option<String>,
+    pub cors_headers: Option<String>,
+    pub storage_url: Option<String>,
+    pub public_url: Option<String>,
+    pub upload_retention: Option<String>,
     pub key_prefix: Option<String>,
     pub live_ttl: Option<String>,
     pub terminal_retention: Option<String>,
@@ -126,6 +147,14 @@ pub struct Settings {
     pub port: u16,
     pub bind: IpAddr,
     pub cors_origins: Option<Vec<String>>,
+    /// Extra request headers allowed by CORS.
+    pub cors_headers: Vec<String>,
+    /// `None`: file storage under `<data dir>/media`.
+    pub storage_url: Option<String>,
+    /// `None`: derived from the listen address ([`Settings::public_base`]).
+    pub public_url: Option<String>,
+    /// How long a PENDING upload may stay unfinished.
+    pub upload_retention: Duration,
     pub key_prefix: String,
     pub live_ttl: Duration,
     pub terminal_retention: Option<Duration>,
@@ -138,6 +167,27 @@ pub struct Settings {
     /// The HS256 secret in use once [`Settings::auth`] resolved it (configured or from the
     /// data dir); `None` with a public key.
     pub hs256_secret: Option<String>,
+}
+
+/// How long a direct upload may stay PENDING by default.
+pub const DEFAULT_UPLOAD_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// An absolute `http(s)://host[:port][/path]` without query or fragment; returned without a
+/// trailing `/`.
+fn check_public_url(u: &str) -> anyhow::Result<String> {
+    let parsed = url::Url::parse(u.trim())
+        .map_err(|e| anyhow::anyhow!("public_url: {u:?} is not an absolute URL ({e})"))?;
+    if !matches!(parsed.scheme(), "http" | "https")
+        || parsed.host_str().is_none()
+        || parsed.query().is_some()
+        || parsed.fragment().is_some()
+        || !parsed.username().is_empty()
+    {
+        bail!(
+            "public_url: {u:?} must be http(s)://host[:port][/path] without query or credentials"
+        );
+    }
+    Ok(u.trim().trim_end_matches('/').to_owned())
 }
 
 fn duration(s: &str, what: &str) -> anyhow::Result<Duration> {
@@ -163,6 +213,32 @@ impl Settings {
                 .filter(|o| !o.is_empty())
                 .collect()
         });
+        let cors_headers = match pick!(cors_headers) {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .map(|h| {
+                    axum::http::HeaderName::from_bytes(h.as_bytes())
+                        .map(|n| n.as_str().to_owned())
+                        .map_err(|_| anyhow::anyhow!("cors_headers: {h:?} is not a header name"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?,
+        };
+        let public_url = pick!(public_url)
+            .map(|u| check_public_url(&u))
+            .transpose()?;
+        let upload_retention = pick!(upload_retention)
+            .map(|s| duration(&s, "upload_retention"))
+            .transpose()?
+            .unwrap_or(DEFAULT_UPLOAD_RETENTION);
+        if upload_retention < Duration::from_secs(3 * 3600) {
+            bail!(
+                "upload_retention: at least 3h (upload URLs live 2 h; an upload still running \
+                 must not be removed)"
+            );
+        }
         Ok(Settings {
             database_url: pick!(database_url),
             redis_url: pick!(redis_url),
@@ -175,6 +251,10 @@ impl Settings {
             port: pick!(port).unwrap_or(8080),
             bind: pick!(bind).unwrap_or(IpAddr::from([127, 0, 0, 1])),
             cors_origins: cors,
+            cors_headers,
+            storage_url: pick!(storage_url),
+            public_url,
+            upload_retention,
             key_prefix: pick!(key_prefix).unwrap_or_else(|| "jp".into()),
             live_ttl: pick!(live_ttl)
                 .map(|s| duration(&s, "live_ttl"))
@@ -262,6 +342,21 @@ impl Settings {
         }
     }
 
+    /// The API's public base URL: `--public-url`, else `http://<bind>:<port>` (an unspecified
+    /// bind address becomes 127.0.0.1).
+    pub fn public_base(&self) -> String {
+        if let Some(u) = &self.public_url {
+            return u.clone();
+        }
+        let host = match self.bind {
+            IpAddr::V4(v4) if v4.is_unspecified() => "127.0.0.1".to_owned(),
+            IpAddr::V6(v6) if v6.is_unspecified() => "[::1]".to_owned(),
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        };
+        format!("http://{host}:{}", self.port)
+    }
+
     pub fn cors(&self) -> jobpulse_api::CorsOrigins {
         match &self.cors_origins {
             Some(list) => jobpulse_api::CorsOrigins::List(list.clone()),
@@ -307,4 +402,53 @@ fn write_private(file: &Path, contents: &str) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", file.display()))?;
     f.write_all(contents.as_bytes())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(f: impl FnOnce(&mut CommonArgs)) -> anyhow::Result<Settings> {
+        let mut args = CommonArgs::default();
+        f(&mut args);
+        Settings::resolve(&args)
+    }
+
+    #[test]
+    fn upload_settings_default_and_validate() -> anyhow::Result<()> {
+        let s = resolve(|_| {})?;
+        assert_eq!(s.public_base(), "http://127.0.0.1:8080");
+        assert_eq!(s.upload_retention, DEFAULT_UPLOAD_RETENTION);
+        assert!(s.storage_url.is_none() && s.cors_headers.is_empty());
+
+        let s = resolve(|a| {
+            a.bind = Some("0.0.0.0".parse().expect("ip"));
+            a.port = Some(9000);
+            a.cors_headers = Some(" X-Request-Trace , x-other ".into());
+        })?;
+        assert_eq!(s.public_base(), "http://127.0.0.1:9000");
+        assert_eq!(s.cors_headers, ["x-request-trace", "x-other"]);
+
+        let s = resolve(|a| a.public_url = Some("https://api.example.com/jp/".into()))?;
+        assert_eq!(s.public_base(), "https://api.example.com/jp");
+
+        for bad in [
+            "api.example.com",
+            "ftp://x",
+            "https://x/?a=1",
+            "https://u:p@x",
+        ] {
+            assert!(
+                resolve(|a| a.public_url = Some(bad.into())).is_err(),
+                "{bad} must be refused"
+            );
+        }
+        assert!(resolve(|a| a.cors_headers = Some("bad header".into())).is_err());
+        assert!(resolve(|a| a.upload_retention = Some("1h".into())).is_err());
+        assert_eq!(
+            resolve(|a| a.upload_retention = Some("2d".into()))?.upload_retention,
+            Duration::from_secs(2 * 86_400)
+        );
+        Ok(())
+    }
 }

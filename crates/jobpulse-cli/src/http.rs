@@ -54,6 +54,7 @@ pub async fn bind(
         },
         &RouterConfig {
             cors: settings.cors(),
+            cors_headers: settings.cors_headers.clone(),
             ..RouterConfig::default()
         },
     );

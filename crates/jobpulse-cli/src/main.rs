@@ -48,6 +48,8 @@ enum Command {
     Repair(commands::admin::RepairArgs),
     /// Manage tenants.
     Tenant(commands::admin::TenantArgs),
+    /// Media storage: `storage check` verifies access and the bucket's CORS rule.
+    Storage(commands::storage::StorageArgs),
     /// Print the OpenAPI document (what `/api/openapi.json` serves) without starting a server.
     Openapi,
 }
@@ -92,6 +94,15 @@ fn main() -> std::process::ExitCode {
             Command::Migrate => commands::admin::migrate(settings).await,
             Command::Repair(args) => commands::admin::repair(settings, args).await,
             Command::Tenant(args) => commands::admin::tenant(settings, args).await,
+            Command::Storage(args) => {
+                if commands::storage::run(settings, args).await? {
+                    Ok(())
+                } else {
+                    Err(anyhow::anyhow!(
+                        "the storage check found problems (see above)"
+                    ))
+                }
+            }
             Command::Openapi => Ok(()),
         }
     });

@@ -70,10 +70,19 @@ pub async fn store(
     }
 }
 
-/// Media storage on the local file system under the data dir.
+/// Media storage: `--storage-url` / `JOBPULSE_STORAGE_URL` (`file:///path` or
+/// `s3://bucket[/prefix]` with the standard `AWS_*` variables), else the local directory
+/// `<data dir>/media`. Nothing is contacted here (`jobpulse storage check` does).
 pub fn media(settings: &Settings) -> anyhow::Result<MediaStorage> {
-    let dir = settings.data_dir.join("media");
-    MediaStorage::local(&dir).with_context(|| format!("opening media storage at {}", dir.display()))
+    match &settings.storage_url {
+        Some(url) => MediaStorage::from_url(url)
+            .with_context(|| format!("opening media storage {}", redact(url))),
+        None => {
+            let dir = settings.data_dir.join("media");
+            MediaStorage::local(&dir)
+                .with_context(|| format!("opening media storage at {}", dir.display()))
+        }
+    }
 }
 
 /// ffmpeg/ffprobe, or a clear warning when they are missing.
@@ -128,7 +137,26 @@ pub fn app_state(
         catalog: Arc::new(crate::catalog::RegistryCatalog(registry())),
         limits: Limits::default(),
         spool_dir: settings.data_dir.join("spool"),
+        public_url: settings.public_base(),
     })
+}
+
+/// How often abandoned direct uploads are looked for.
+const UPLOAD_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Starts the clean-up of direct uploads never completed within `--upload-retention`
+/// (object, multipart upload, video row); it stops with `shutdown`.
+pub fn sweep_abandoned_uploads(
+    settings: &Settings,
+    app: &AppState,
+    shutdown: &tokio_util::sync::CancellationToken,
+) {
+    jobpulse_api::routes::direct_upload::spawn_sweeper(
+        app.clone(),
+        settings.upload_retention,
+        UPLOAD_SWEEP_EVERY,
+        shutdown.clone(),
+    );
 }
 
 /// A URL without its password, for messages.

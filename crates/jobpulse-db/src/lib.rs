@@ -40,6 +40,7 @@ pub mod repair;
 pub mod retention;
 pub mod students;
 pub mod tenants;
+pub mod uploads;
 pub mod videos;
 
 pub use ai_jobs::{AiJobFilter, NewAiJob, Submitted};
@@ -57,4 +58,5 @@ pub use repair::{
 };
 pub use students::{ImportOutcome, ImportRow, NewCredentials, Student, StudentInput};
 pub use tenants::{DEMO_TENANT_CODE, DEMO_TENANT_ID, LectureSessions};
+pub use uploads::{UploadCompletion, VideoUpload};
 pub use videos::VideoFilter;

@@ -10,7 +10,8 @@
 //! - running the migrations again is a no-op, and an edited, already-applied file is refused.
 //!
 //! Adding a migration: add the file to both directories and a line to each list below (a test
-//! checks the lists against the directories).
+//! checks the lists against the directories). A file starting with `-- no-transaction` runs
+//! outside sqlx's transaction and manages its own (SQLite table rebuilds).
 
 use std::borrow::Cow;
 
@@ -32,6 +33,11 @@ pub(crate) const POSTGRES: &[Embedded] = &[
         "ai_claim_order",
         include_str!("../migrations/postgres/0002_ai_claim_order.sql"),
     ),
+    (
+        3,
+        "video_uploads",
+        include_str!("../migrations/postgres/0003_video_uploads.sql"),
+    ),
 ];
 
 pub(crate) const SQLITE: &[Embedded] = &[
@@ -44,6 +50,11 @@ pub(crate) const SQLITE: &[Embedded] = &[
         2,
         "ai_claim_order",
         include_str!("../migrations/sqlite/0002_ai_claim_order.sql"),
+    ),
+    (
+        3,
+        "video_uploads",
+        include_str!("../migrations/sqlite/0003_video_uploads.sql"),
     ),
 ];
 
@@ -60,7 +71,9 @@ pub(crate) fn migrator(dialect: Dialect) -> Migrator {
                     Cow::Borrowed(*name),
                     MigrationType::Simple,
                     sql.into_sql_str(),
-                    false,
+                    // sqlx's own marker: the file manages its transaction itself (SQLite
+                    // table rebuilds need foreign keys off, which a transaction ignores).
+                    sql.starts_with("-- no-transaction"),
                 )
             })
             .collect(),

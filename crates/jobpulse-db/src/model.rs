@@ -144,7 +144,7 @@ impl Video {
             s.attempt = Some(self.attempt);
         }
         match self.status {
-            VideoStatus::Uploaded => s.attempt = None,
+            VideoStatus::Pending | VideoStatus::Uploaded => s.attempt = None,
             VideoStatus::Processing => {
                 // A claim starts at step 1; the worker's own progress writes (seq >= 2) move on.
                 s.percent = VIDEO.overall(1, 0.0);

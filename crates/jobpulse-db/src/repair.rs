@@ -106,7 +106,7 @@ impl Db {
                 "SELECT ",
                 video_cols!(),
                 " FROM videos WHERE id > $1 AND ( \
-                   (deleted_at IS NULL AND (status IN ('UPLOADED', 'PROCESSING', 'RETRY_WAIT') \
+                   (deleted_at IS NULL AND (status IN ('PENDING', 'UPLOADED', 'PROCESSING', 'RETRY_WAIT') \
                                             OR updated_at >= $2)) \
                    OR (deleted_at IS NOT NULL AND deleted_at >= $3)) \
                  ORDER BY id LIMIT $4"

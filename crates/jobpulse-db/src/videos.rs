@@ -24,7 +24,7 @@ pub struct VideoFilter {
     pub limit: u32,
 }
 
-fn check_file_key(key: &str) -> Result<(), DbError> {
+pub(crate) fn check_file_key(key: &str) -> Result<(), DbError> {
     if key.is_empty() || key.len() > 1024 || key.chars().any(char::is_control) {
         return Err(DbError::Invalid(
             "file key must be 1 to 1024 bytes without control characters".into(),
@@ -181,7 +181,11 @@ pub(crate) async fn end_video_job(
     Ok(n == 1)
 }
 
-async fn insert_video_job(c: Conn<'_>, video: &Video, max_attempts: u32) -> Result<i64, DbError> {
+pub(crate) async fn insert_video_job(
+    c: Conn<'_>,
+    video: &Video,
+    max_attempts: u32,
+) -> Result<i64, DbError> {
     let now = now_ms();
     dual!(c, |c, d| {
         let row = sqlx::query(

@@ -335,8 +335,10 @@ impl State {
                     return Err(Invariant("a video has no job type or result"));
                 }
                 match v {
-                    VideoStatus::Uploaded if self.percent != Percent::ZERO => {
-                        return Err(Invariant("UPLOADED is always 0 %"));
+                    VideoStatus::Pending | VideoStatus::Uploaded
+                        if self.percent != Percent::ZERO =>
+                    {
+                        return Err(Invariant("PENDING and UPLOADED are always 0 %"));
                     }
                     VideoStatus::Ready if self.percent != Percent::FULL => {
                         return Err(Invariant("READY is always 100 %"));

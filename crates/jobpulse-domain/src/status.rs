@@ -21,10 +21,12 @@ pub enum TaskKind {
     Job,
 }
 
-/// A video's status (CONTRACT.md §2). `RetryWait` is new relative to the old system.
+/// A video's status (CONTRACT.md §2, §4). `RetryWait` is new relative to the old system;
+/// `Pending` is a direct upload whose bytes are not complete yet (upload init → complete).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum VideoStatus {
+    Pending,
     Uploaded,
     Processing,
     RetryWait,
@@ -33,7 +35,8 @@ pub enum VideoStatus {
 }
 
 impl VideoStatus {
-    pub const ALL: [VideoStatus; 5] = [
+    pub const ALL: [VideoStatus; 6] = [
+        Self::Pending,
         Self::Uploaded,
         Self::Processing,
         Self::RetryWait,
@@ -43,6 +46,7 @@ impl VideoStatus {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Pending => "PENDING",
             Self::Uploaded => "UPLOADED",
             Self::Processing => "PROCESSING",
             Self::RetryWait => "RETRY_WAIT",
@@ -61,7 +65,9 @@ impl VideoStatus {
         use VideoStatus::*;
         matches!(
             (self, to),
-            (Uploaded, Processing)
+            (Pending, Uploaded)
+                | (Pending, Failed)
+                | (Uploaded, Processing)
                 | (Uploaded, Failed)
                 | (Processing, Processing)
                 | (Processing, RetryWait)
@@ -172,11 +178,12 @@ impl Status {
         )
     }
 
-    /// The status a new generation starts in (UPLOADED, PENDING).
+    /// The status a new generation starts in (video PENDING or UPLOADED, job PENDING).
     pub fn is_initial(self) -> bool {
         matches!(
             self,
-            Status::Video(VideoStatus::Uploaded) | Status::Job(JobStatus::Pending)
+            Status::Video(VideoStatus::Pending | VideoStatus::Uploaded)
+                | Status::Job(JobStatus::Pending)
         )
     }
 

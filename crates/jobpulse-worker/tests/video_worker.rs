@@ -45,9 +45,10 @@ async fn ffmpeg_started(dir: &str) -> anyhow::Result<()> {
 /// within an attempt, PROCESSING outside 10..=99, 100 % before READY, steps going back.
 fn check_forward_only(seen: &[Snapshot]) {
     let rank = |s: &Snapshot| match status(s) {
-        VideoStatus::Uploaded => 0,
-        VideoStatus::Processing | VideoStatus::RetryWait => 1,
-        VideoStatus::Ready | VideoStatus::Failed => 2,
+        VideoStatus::Pending => 0,
+        VideoStatus::Uploaded => 1,
+        VideoStatus::Processing | VideoStatus::RetryWait => 2,
+        VideoStatus::Ready | VideoStatus::Failed => 3,
     };
     for w in seen.windows(2) {
         let (a, b) = (&w[0], &w[1]);

@@ -194,6 +194,118 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/media/videos/{id}/upload/complete/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["complete"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/media/videos/{id}/upload/multipart/abort/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["multipart_abort"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/media/videos/{id}/upload/multipart/complete/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["multipart_complete"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/media/videos/{id}/upload/multipart/init/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["multipart_init"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/media/videos/{id}/upload/multipart/presign/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["multipart_presign"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/media/videos/{id}/upload/refresh-url/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["refresh_url"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/media/videos/upload/init/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["init"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/progress/": {
         parameters: {
             query?: never;
@@ -274,6 +386,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/media/upload/{tenant}/{id}/{expires}/{sig}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put: operations["receive"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/metrics": {
         parameters: {
             query?: never;
@@ -310,6 +438,13 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        AbortRequest: {
+            upload_id: string;
+        };
+        AbortResponse: {
+            aborted: boolean;
+            upload_id: string;
+        };
         /** @description A batch request body. */
         BatchRequest: {
             jobs?: string[];
@@ -333,6 +468,16 @@ export interface components {
             error?: string | null;
             name: string;
             ok: boolean;
+        };
+        /** @description The body of `upload/complete/` (the front end sends `{ok: true}`; nothing is required). */
+        CompleteRequest: {
+            ok?: boolean | null;
+        };
+        /** @description What complete answers: the video, `UPLOADED` (or further along when completed before). */
+        CompleteResponse: {
+            /** @description True when this call queued the video; false when it had been completed before. */
+            queued: boolean;
+            video: components["schemas"]["VideoRecord"];
         };
         /** @description The error envelope every non-2xx JSON answer uses. */
         ErrorBody: {
@@ -397,6 +542,43 @@ export interface components {
             /** @description A contract status of the task's kind (`PROCESSING`, `READY`, `RUNNING`, `DONE`, …). */
             status?: string | null;
             step?: components["schemas"]["StepBody"] | null;
+        };
+        /**
+         * @description `POST /api/v1/media/videos/upload/init/` (the front end's fields; `show_watermark`,
+         *     `allow_skip`, `max_speed`, `folder` and `description` are accepted and not used).
+         */
+        InitRequest: {
+            allow_skip?: boolean | null;
+            /** @description What the browser will send as `Content-Type` on the PUT (`File.type`). */
+            content_type?: string | null;
+            description?: string | null;
+            /** @description The client's file name (only its extension is kept, in the storage key). */
+            filename?: string | null;
+            folder?: Record<string, never> | null;
+            /** Format: double */
+            max_speed?: number | null;
+            /**
+             * Format: int64
+             * @description The session the video belongs to (an id; a numeric string is accepted).
+             */
+            session?: number | null;
+            show_watermark?: boolean | null;
+            title?: string | null;
+        };
+        /** @description The answer of upload init. */
+        InitResponse: {
+            content_type: string;
+            /** Format: int64 */
+            expires_in: number;
+            /** @description The storage key the object is written to. */
+            file_key: string;
+            /**
+             * @description Absolute URL to PUT the file to, with `Content-Type: content_type`; expires after
+             *     `expires_in` seconds (then 403: ask refresh-url for a new one).
+             */
+            upload_url: string;
+            /** @description The new video, `PENDING`. */
+            video: components["schemas"]["VideoRecord"];
         };
         JobPage: {
             next?: string | null;
@@ -469,6 +651,47 @@ export interface components {
         };
         LecturePage: {
             results: Record<string, never>[];
+        };
+        MultipartCompleteRequest: {
+            /** @description `{ETag, PartNumber}` of every part, in any order. */
+            parts: Record<string, never>[];
+            upload_id: string;
+        };
+        MultipartInitRequest: {
+            content_type?: string | null;
+        };
+        MultipartInitResponse: {
+            file_key: string;
+            upload_id: string;
+            /** Format: int64 */
+            video_id: number;
+        };
+        PresignRequest: {
+            /** @description 1 … 10 000, at most 50 per call. */
+            part_numbers: number[];
+            upload_id: string;
+        };
+        PresignResponse: {
+            /** Format: int64 */
+            expires_in: number;
+            /**
+             * @description Part number (as a string) → absolute URL to PUT that part to, without a
+             *     `Content-Type`; the answer's `ETag` header is the part's ETag.
+             */
+            urls: {
+                [key: string]: string;
+            };
+        };
+        /** @description `POST …/{id}/upload/refresh-url/`. */
+        RefreshRequest: {
+            /** @description Default: the content type of the init. */
+            content_type?: string | null;
+        };
+        RefreshResponse: {
+            content_type: string;
+            /** Format: int64 */
+            expires_in: number;
+            upload_url: string;
         };
         StepBody: {
             /** @description Display name. */
@@ -940,7 +1163,10 @@ export interface operations {
                 /** @description 1..=200, default 50. */
                 limit: number | null;
                 session_id: number | null;
-                /** @description UPLOADED, PROCESSING, RETRY_WAIT, READY or FAILED. */
+                /**
+                 * @description PENDING, UPLOADED, PROCESSING, RETRY_WAIT, READY or FAILED (the work box hydrates
+                 *     with PENDING, UPLOADED and PROCESSING).
+                 */
                 status: string | null;
             };
             cookie?: never;
@@ -1180,6 +1406,340 @@ export interface operations {
             };
             /** @description Only a FAILED video can be retried */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    complete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CompleteRequest"];
+            };
+        };
+        responses: {
+            /** @description UPLOADED and queued (or already completed: `queued` false) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CompleteResponse"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `source_not_found_or_empty`: nothing (or nothing but zero bytes) was uploaded; the video is FAILED */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `source_too_large`: the object is over the size limit (deleted); the video is FAILED */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    multipart_abort: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AbortRequest"];
+            };
+        };
+        responses: {
+            /** @description The multipart upload is gone (idempotent); the video stays PENDING until completed or cleaned up */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AbortResponse"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    multipart_complete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MultipartCompleteRequest"];
+            };
+        };
+        responses: {
+            /** @description Assembled, checked, UPLOADED and queued (or already completed: `queued` false) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CompleteResponse"];
+                };
+            };
+            /** @description A bad part list (the upload stays open: correct it or abort) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `source_not_found_or_empty`, or not the open upload */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `source_too_large` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    multipart_init: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MultipartInitRequest"];
+            };
+        };
+        responses: {
+            /** @description A multipart upload of the video's object (an earlier open one is aborted) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MultipartInitResponse"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The video left PENDING */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    multipart_presign: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PresignRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PresignResponse"];
+                };
+            };
+            /** @description Not the open upload, or bad part numbers */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The video left PENDING */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    refresh_url: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RefreshRequest"];
+            };
+        };
+        responses: {
+            /** @description A fresh URL for the same object */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RefreshResponse"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The upload is over (the video left PENDING) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    init: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InitRequest"];
+            };
+        };
+        responses: {
+            /** @description A PENDING video and the URL to PUT the file to */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InitResponse"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Needs a staff role */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unknown session */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1483,6 +2043,63 @@ export interface operations {
             };
             /** @description Unknown, expired or badly signed */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    receive: {
+        parameters: {
+            query?: {
+                partNumber?: number;
+                uploadId?: string;
+            };
+            header?: never;
+            path: {
+                expires: number;
+                id: number;
+                sig: string;
+                tenant: number;
+            };
+            cookie?: never;
+        };
+        /** @description The file (or one part of it) */
+        requestBody?: {
+            content: {
+                "application/octet-stream": unknown;
+            };
+        };
+        responses: {
+            /** @description Stored; the `ETag` header is the object's (or the part's) entity tag */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Expired or altered URL, or another Content-Type than the one signed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The video left PENDING */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -267,7 +267,8 @@ pub async fn upload(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    /// UPLOADED, PROCESSING, RETRY_WAIT, READY or FAILED.
+    /// PENDING, UPLOADED, PROCESSING, RETRY_WAIT, READY or FAILED (the work box hydrates
+    /// with PENDING, UPLOADED and PROCESSING).
     pub status: Option<String>,
     pub session_id: Option<i64>,
     /// 1..=200, default 50.

@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod dashboard;
+pub mod direct_upload;
 pub mod files;
 pub mod ingest;
 pub mod jobs;

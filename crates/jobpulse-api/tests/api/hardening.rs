@@ -1,9 +1,11 @@
 //! Input validation, headers, ops routes and connection hardening.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use jobpulse_api::HttpConfig;
+use jobpulse_api::{HttpConfig, RouterConfig};
 use jobpulse_domain::VideoStatus;
+use jobpulse_store::MemoryStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::*;
@@ -145,6 +147,131 @@ async fn cors_preflight_exposes_the_polling_headers() {
     );
 }
 
+/// The preflight of a request with `headers` from `origin` to `path`, for `method`.
+async fn preflight(
+    app: &TestApp,
+    path: &str,
+    origin: &str,
+    method: &str,
+    headers: &str,
+) -> reqwest::Response {
+    app.client
+        .request(reqwest::Method::OPTIONS, format!("{}{path}", app.base))
+        .header("Origin", origin)
+        .header("Access-Control-Request-Method", method)
+        .header("Access-Control-Request-Headers", headers)
+        .send()
+        .await
+        .expect("sent")
+}
+
+fn header_list(res: &reqwest::Response, name: &str) -> Vec<String> {
+    res.headers()
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| !h.is_empty())
+        .collect()
+}
+
+/// CONTRACT.md §1: the front end's axios wrapper sends these on every request; a preflight
+/// that refuses one of them is a network error to the app.
+const FRONT_END_HEADERS: &str =
+    "authorization,content-type,x-client,x-client-version,x-tenant-code";
+
+#[tokio::test]
+async fn cors_preflight_allows_every_header_the_front_end_sends() {
+    let app = TestApp::spawn_configured(
+        Arc::new(MemoryStore::default()),
+        HttpConfig::default(),
+        10,
+        RouterConfig {
+            cors: jobpulse_api::CorsOrigins::List(vec!["https://academy.example".into()]),
+            cors_headers: vec!["x-request-trace".into()],
+            ..RouterConfig::default()
+        },
+    )
+    .await;
+    for (path, method) in [
+        ("/api/v1/media/videos/1/progress/", "GET"),
+        ("/api/v1/media/videos/upload/init/", "POST"),
+        ("/media/upload/1/1/1/x", "PUT"),
+    ] {
+        let res = preflight(
+            &app,
+            path,
+            "https://academy.example",
+            method,
+            FRONT_END_HEADERS,
+        )
+        .await;
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+        assert_eq!(
+            res.headers()
+                .get("access-control-allow-origin")
+                .and_then(|v| v.to_str().ok()),
+            Some("https://academy.example"),
+            "{path}"
+        );
+        let allowed = header_list(&res, "access-control-allow-headers");
+        for h in FRONT_END_HEADERS.split(',').chain(["x-request-trace"]) {
+            assert!(
+                allowed.iter().any(|a| a == h),
+                "{path}: {h} not in {allowed:?}"
+            );
+        }
+        let methods = header_list(&res, "access-control-allow-methods");
+        assert!(
+            methods.iter().any(|m| m == &method.to_ascii_lowercase()),
+            "{path}: {method} not in {methods:?}"
+        );
+    }
+    // A header nobody configured is not allowed; another origin gets no grant at all.
+    let res = preflight(
+        &app,
+        "/api/v1/media/videos/1/progress/",
+        "https://academy.example",
+        "GET",
+        "x-not-configured",
+    )
+    .await;
+    let allowed = header_list(&res, "access-control-allow-headers");
+    assert!(
+        !allowed.iter().any(|a| a == "x-not-configured"),
+        "{allowed:?}"
+    );
+    let res = preflight(
+        &app,
+        "/api/v1/media/videos/1/progress/",
+        "https://evil.example",
+        "GET",
+        FRONT_END_HEADERS,
+    )
+    .await;
+    assert!(
+        res.headers().get("access-control-allow-origin").is_none(),
+        "an origin outside --cors-origins must not be granted"
+    );
+    // The answer itself exposes what the front end reads.
+    let get = app
+        .client
+        .get(format!("{}/api/v1/media/videos/1/progress/", app.base))
+        .header("Origin", "https://academy.example")
+        .header("X-Client", "academyfront")
+        .header("X-Client-Version", "1.2.3")
+        .bearer_auth(app.token(1, "owner"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(get.status(), 200);
+    let exposed = header_list(&get, "access-control-expose-headers");
+    for h in ["etag", "retry-after", "x-poll-after"] {
+        assert!(exposed.iter().any(|e| e == h), "{h} not in {exposed:?}");
+    }
+}
+
 #[tokio::test]
 async fn ops_routes_answer() {
     let app = TestApp::spawn().await;
@@ -197,7 +324,7 @@ async fn ops_routes_answer() {
 #[tokio::test]
 async fn a_client_that_dribbles_its_headers_is_cut_off() {
     let app = TestApp::spawn_with(
-        std::sync::Arc::new(jobpulse_store::MemoryStore::default()),
+        Arc::new(MemoryStore::default()),
         HttpConfig {
             header_read_timeout: Duration::from_millis(500),
             ..HttpConfig::default()

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod serve;
+pub mod storage;
 pub mod submit;
 pub mod token;
 pub mod up;

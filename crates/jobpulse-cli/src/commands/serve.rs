@@ -29,6 +29,8 @@ pub async fn run(mut settings: Settings, _args: ServeArgs) -> anyhow::Result<()>
             let db = wiring::database(&settings).await?;
             let bg = services::start(&settings, &db, &store, &shutdown);
             let app = wiring::app_state(&settings, &db, &store, &bg.relay, &verifier)?;
+            wiring::sweep_abandoned_uploads(&settings, &app, &shutdown);
+            tracing::info!(storage = app.storage.describe(), public_url = %app.public_url, "media storage");
             (Some(db), Some(bg), Some(app))
         }
         None => {

@@ -51,6 +51,7 @@ pub async fn run(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
     http::cancel_on_signal(&shutdown);
     let bg = services::start(&settings, &db, &store, &shutdown);
     let app = wiring::app_state(&settings, &db, &store, &bg.relay, &verifier)?;
+    wiring::sweep_abandoned_uploads(&settings, &app, &shutdown);
     let storage = app.storage.clone();
     let toolchain = app.toolchain.clone();
     let server = http::bind(

@@ -41,12 +41,19 @@ pub struct Up {
 impl Up {
     /// Starts `jobpulse up` on a free port in `data_dir` and waits for its token line.
     pub fn start(data_dir: &Path) -> anyhow::Result<Up> {
+        Self::start_with(data_dir, &[], &[])
+    }
+
+    /// [`Up::start`] with more arguments and environment variables.
+    pub fn start_with(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<Up> {
         let port = free_port()?;
         let stderr = data_dir.with_extension("stderr.log");
         let err_file = std::fs::File::create(&stderr)?;
         let mut child = jobpulse()
             .args(["up", "--port", &port.to_string(), "--data-dir"])
             .arg(data_dir)
+            .args(args)
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(err_file)
             .spawn()
