@@ -4,6 +4,7 @@
 //!
 //! - [`auth`]: JWT verification (no database: the token is the membership proof) and minting.
 //! - [`render`]: the browser contract's JSON bodies.
+//! - [`signing`]: self-authorizing, expiring media URLs.
 //! - [`state`]: the read side's state — deliberately without a database handle.
 //! - [`routes`]: one module per route group, each with a `router()` (the dashboard page at `/`
 //!   is one of them: static files compiled into the binary).
@@ -62,6 +63,9 @@ pub struct RouterConfig {
     pub body_limit: usize,
     /// Longest a non-streaming request may take.
     pub request_timeout: Duration,
+    /// Origins the dashboard's player may fetch media from besides its own (the public URL's,
+    /// the bucket's for presigned segments); see [`routes::dashboard::content_security_policy`].
+    pub media_origins: Vec<String>,
 }
 
 impl Default for RouterConfig {
@@ -70,6 +74,7 @@ impl Default for RouterConfig {
             cors: CorsOrigins::Any,
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            media_origins: Vec::new(),
         }
     }
 }
@@ -100,11 +105,18 @@ fn cors(config: &CorsOrigins) -> CorsLayer {
     };
     CorsLayer::new()
         .allow_origin(origins)
-        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+        .allow_methods([
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             header::IF_NONE_MATCH,
+            header::RANGE,
             HeaderName::from_static("x-tenant-code"),
             HeaderName::from_static("last-event-id"),
             HeaderName::from_static("idempotency-key"),
@@ -113,6 +125,9 @@ fn cors(config: &CorsOrigins) -> CorsLayer {
             header::RETRY_AFTER,
             header::ETAG,
             HeaderName::from_static("x-poll-after"),
+            header::CONTENT_RANGE,
+            header::ACCEPT_RANGES,
+            header::CONTENT_LENGTH,
         ])
         .max_age(Duration::from_secs(600))
 }
@@ -136,7 +151,7 @@ pub fn router(parts: Parts, config: &RouterConfig) -> Router {
         .merge(routes::batch::router(parts.read.clone()))
         .merge(routes::ingest::router(parts.read))
         .merge(routes::ops::router(parts.ops))
-        .merge(routes::dashboard::router());
+        .merge(routes::dashboard::router(&config.media_origins));
     if let Some(extra) = parts.extra {
         timed = timed.merge(extra);
     }
@@ -153,6 +168,7 @@ pub fn router(parts: Parts, config: &RouterConfig) -> Router {
         app = app
             .merge(routes::media::router(state.clone()))
             .merge(routes::jobs::router(state.clone()))
+            .merge(routes::playback::router(state.clone()))
             .merge(routes::files::router(state));
     }
     app.fallback(not_found)

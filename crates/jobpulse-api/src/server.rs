@@ -82,6 +82,16 @@ impl Application {
         })
     }
 
+    /// Serves on a listener bound beforehand (e.g. to learn the port before building the
+    /// router, when the router needs its own public URL). `config.bind`/`port` are not used.
+    pub fn with_listener(listener: TcpListener, config: HttpConfig, router: Router) -> Self {
+        Self {
+            listener,
+            router,
+            config,
+        }
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()

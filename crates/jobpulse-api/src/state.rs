@@ -129,6 +129,10 @@ pub struct AppState {
     pub limits: Limits,
     /// Where uploads are spooled before they go to media storage.
     pub spool_dir: std::path::PathBuf,
+    /// The API's public base URL as browsers reach it (`--public-url`, e.g.
+    /// `https://api.example.com`, no trailing `/`): absolute URLs the API hands out (file
+    /// storage's upload URLs) start with it.
+    pub public_url: String,
 }
 
 impl std::fmt::Debug for AppState {

@@ -53,6 +53,14 @@ pub struct CommonArgs {
     /// Comma-separated browser origins allowed by CORS; `*` (default) allows any.
     #[arg(long, env = "JOBPULSE_CORS_ORIGINS", global = true)]
     pub cors_origins: Option<String>,
+    /// Media storage: file:///absolute/path or s3://bucket[/prefix] (S3 settings from the
+    /// AWS_* variables); default file://<data dir>/media.
+    #[arg(long, env = "JOBPULSE_STORAGE_URL", global = true)]
+    pub storage_url: Option<String>,
+    /// The API's public base URL as browsers reach it, e.g. https://api.example.com (absolute
+    /// upload and media URLs start with it); default http://<bind>:<port>.
+    #[arg(long, env = "JOBPULSE_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
     /// Prefix of every Redis key (lets several deployments or tests share one Redis).
     #[arg(long, env = "JOBPULSE_KEY_PREFIX", global = true)]
     pub key_prefix: Option<String>,
@@ -102,6 +110,8 @@ pub struct FileConfig {
     pub port: Option<u16>,
     pub bind: Option<IpAddr>,
     pub cors_origins: Option<String>,
+    pub storage_url: Option<String>,
+    pub public_url: Option<String>,
     pub key_prefix: Option<String>,
     pub live_ttl: Option<String>,
     pub terminal_retention: Option<String>,
@@ -126,6 +136,10 @@ pub struct Settings {
     pub port: u16,
     pub bind: IpAddr,
     pub cors_origins: Option<Vec<String>>,
+    /// `None`: file storage under `<data dir>/media`.
+    pub storage_url: Option<String>,
+    /// `None`: derived from the listen address ([`Settings::public_base`]).
+    pub public_url: Option<String>,
     pub key_prefix: String,
     pub live_ttl: Duration,
     pub terminal_retention: Option<Duration>,
@@ -138,6 +152,24 @@ pub struct Settings {
     /// The HS256 secret in use once [`Settings::auth`] resolved it (configured or from the
     /// data dir); `None` with a public key.
     pub hs256_secret: Option<String>,
+}
+
+/// An absolute `http(s)://host[:port][/path]` without query or fragment; returned without a
+/// trailing `/`.
+fn check_public_url(u: &str) -> anyhow::Result<String> {
+    let parsed = url::Url::parse(u.trim())
+        .map_err(|e| anyhow::anyhow!("public_url: {u:?} is not an absolute URL ({e})"))?;
+    if !matches!(parsed.scheme(), "http" | "https")
+        || parsed.host_str().is_none()
+        || parsed.query().is_some()
+        || parsed.fragment().is_some()
+        || !parsed.username().is_empty()
+    {
+        bail!(
+            "public_url: {u:?} must be http(s)://host[:port][/path] without query or credentials"
+        );
+    }
+    Ok(u.trim().trim_end_matches('/').to_owned())
 }
 
 fn duration(s: &str, what: &str) -> anyhow::Result<Duration> {
@@ -163,6 +195,9 @@ impl Settings {
                 .filter(|o| !o.is_empty())
                 .collect()
         });
+        let public_url = pick!(public_url)
+            .map(|u| check_public_url(&u))
+            .transpose()?;
         Ok(Settings {
             database_url: pick!(database_url),
             redis_url: pick!(redis_url),
@@ -175,6 +210,8 @@ impl Settings {
             port: pick!(port).unwrap_or(8080),
             bind: pick!(bind).unwrap_or(IpAddr::from([127, 0, 0, 1])),
             cors_origins: cors,
+            storage_url: pick!(storage_url),
+            public_url,
             key_prefix: pick!(key_prefix).unwrap_or_else(|| "jp".into()),
             live_ttl: pick!(live_ttl)
                 .map(|s| duration(&s, "live_ttl"))
@@ -260,6 +297,21 @@ impl Settings {
             read_cache: (self.read_cache.entries > 0).then_some(self.read_cache),
             ..self.store_config()
         }
+    }
+
+    /// The API's public base URL: `--public-url`, else `http://<bind>:<port>` (an unspecified
+    /// bind address becomes 127.0.0.1).
+    pub fn public_base(&self) -> String {
+        if let Some(u) = &self.public_url {
+            return u.clone();
+        }
+        let host = match self.bind {
+            IpAddr::V4(v4) if v4.is_unspecified() => "127.0.0.1".to_owned(),
+            IpAddr::V6(v6) if v6.is_unspecified() => "[::1]".to_owned(),
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        };
+        format!("http://{host}:{}", self.port)
     }
 
     pub fn cors(&self) -> jobpulse_api::CorsOrigins {

@@ -202,21 +202,39 @@ impl DbApp {
         backend: jobpulse_testkit::Backend,
         limits: jobpulse_api::state::Limits,
     ) -> anyhow::Result<DbApp> {
+        Self::spawn_on(backend, limits, None).await
+    }
+
+    /// With `storage` (e.g. a bucket of the S3 test server); `None`: file storage in the
+    /// test's temp dir.
+    pub async fn spawn_on(
+        backend: jobpulse_testkit::Backend,
+        limits: jobpulse_api::state::Limits,
+        storage: Option<jobpulse_media::MediaStorage>,
+    ) -> anyhow::Result<DbApp> {
         let tdb = jobpulse_testkit::TestDatabase::new(backend).await?;
         let (store, redis) = jobpulse_testkit::store_for(backend).await?;
         let dir = tempfile::tempdir()?;
         let verifier = Arc::new(Verifier::new(AuthConfig::hs256(SECRET)?));
+        // Bound first: the app hands out absolute URLs of itself.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let storage = match storage {
+            Some(s) => s,
+            None => jobpulse_media::MediaStorage::local(dir.path().join("media"))?,
+        };
         let state = jobpulse_api::state::AppState {
             db: tdb.db.clone(),
             store: store.clone(),
             relay: jobpulse_db::Relay::new(tdb.db.clone(), store.clone()),
-            storage: jobpulse_media::MediaStorage::local(dir.path().join("media"))?,
+            storage,
             auth: verifier.clone(),
             signer: jobpulse_api::signing::MediaSigner::derived(SECRET),
             toolchain: jobpulse_media::Toolchain::detect().ok(),
             catalog: Arc::new(TestCatalog),
             limits,
             spool_dir: dir.path().join("spool"),
+            public_url: format!("http://127.0.0.1:{port}"),
         };
         let read = ReadState::new(store.clone(), verifier.clone());
         let ops = jobpulse_api::ops_state(store.clone(), Vec::new());
@@ -231,15 +249,7 @@ impl DbApp {
             },
             &RouterConfig::default(),
         );
-        let bound = Application::bind(
-            HttpConfig {
-                port: 0,
-                ..HttpConfig::default()
-            },
-            router,
-        )
-        .await?;
-        let port = bound.port();
+        let bound = Application::with_listener(listener, HttpConfig::default(), router);
         tokio::spawn(bound.run_until_stopped(stop.clone()));
         let app = TestApp {
             base: format!("http://127.0.0.1:{port}"),

@@ -7,4 +7,5 @@ mod dashboard;
 mod hardening;
 mod helpers;
 mod ingest;
+mod playback;
 mod push;

@@ -5,3 +5,4 @@ mod browser;
 mod cli;
 mod flow;
 mod harness;
+mod playback;
