@@ -4,6 +4,7 @@
 //!
 //! - [`auth`]: JWT verification (no database: the token is the membership proof) and minting.
 //! - [`render`]: the browser contract's JSON bodies.
+//! - [`signing`]: self-authorizing, expiring media URLs.
 //! - [`state`]: the read side's state — deliberately without a database handle.
 //! - [`routes`]: one module per route group, each with a `router()` (the dashboard page at `/`
 //!   is one of them: static files compiled into the binary).
@@ -58,9 +59,10 @@ pub enum CorsOrigins {
 /// (CONTRACT.md §1: `Authorization`, `Content-Type`, `X-Client`, `X-Client-Version`,
 /// `X-Tenant-Code`) and what jobpulse's own clients send (`If-None-Match`, `Last-Event-ID`,
 /// `Idempotency-Key`). [`RouterConfig::cors_headers`] adds more.
-pub const CORS_ALLOWED_HEADERS: [&str; 8] = [
+pub const CORS_ALLOWED_HEADERS: [&str; 9] = [
     "authorization",
     "content-type",
+    "range",
     "x-client",
     "x-client-version",
     "x-tenant-code",
@@ -70,7 +72,14 @@ pub const CORS_ALLOWED_HEADERS: [&str; 8] = [
 ];
 
 /// Response headers scripts on another origin may read.
-pub const CORS_EXPOSED_HEADERS: [&str; 3] = ["etag", "retry-after", "x-poll-after"];
+pub const CORS_EXPOSED_HEADERS: [&str; 6] = [
+    "etag",
+    "retry-after",
+    "x-poll-after",
+    "content-range",
+    "accept-ranges",
+    "content-length",
+];
 
 /// Cross-cutting settings of the router.
 #[derive(Debug, Clone)]
@@ -83,6 +92,9 @@ pub struct RouterConfig {
     pub body_limit: usize,
     /// Longest a non-streaming request may take.
     pub request_timeout: Duration,
+    /// Origins the dashboard's player may fetch media from besides its own (the public URL's,
+    /// the bucket's for presigned segments); see [`routes::dashboard::content_security_policy`].
+    pub media_origins: Vec<String>,
 }
 
 impl Default for RouterConfig {
@@ -92,6 +104,7 @@ impl Default for RouterConfig {
             cors_headers: Vec::new(),
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            media_origins: Vec::new(),
         }
     }
 }
@@ -124,6 +137,7 @@ fn cors(config: &CorsOrigins, extra_headers: &[String]) -> CorsLayer {
         .allow_origin(origins)
         .allow_methods([
             Method::GET,
+            Method::HEAD,
             Method::POST,
             Method::PUT,
             Method::DELETE,
@@ -168,7 +182,7 @@ pub fn router(parts: Parts, config: &RouterConfig) -> Router {
         .merge(routes::batch::router(parts.read.clone()))
         .merge(routes::ingest::router(parts.read))
         .merge(routes::ops::router(parts.ops))
-        .merge(routes::dashboard::router());
+        .merge(routes::dashboard::router(&config.media_origins));
     if let Some(extra) = parts.extra {
         timed = timed.merge(extra);
     }
@@ -186,6 +200,7 @@ pub fn router(parts: Parts, config: &RouterConfig) -> Router {
             .merge(routes::media::router(state.clone()))
             .merge(routes::direct_upload::router(state.clone()))
             .merge(routes::jobs::router(state.clone()))
+            .merge(routes::playback::router(state.clone()))
             .merge(routes::files::router(state));
     }
     app.fallback(not_found)

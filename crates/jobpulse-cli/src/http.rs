@@ -43,6 +43,16 @@ pub async fn bind(
         ));
     }
     let ops = jobpulse_api::ops_state(store.clone(), checks);
+    // The dashboard's player fetches media from the public URL and, on S3, from the bucket.
+    let mut media_origins = Vec::new();
+    if let Some(a) = &app {
+        media_origins.extend(
+            url::Url::parse(&a.public_url)
+                .ok()
+                .map(|u| u.origin().ascii_serialization()),
+        );
+        media_origins.extend(a.storage.presign_origin().await);
+    }
     let stream = StreamState::start(read.clone(), SSE_PER_TENANT, shutdown.clone());
     let router = jobpulse_api::router(
         Parts {
@@ -55,6 +65,7 @@ pub async fn bind(
         &RouterConfig {
             cors: settings.cors(),
             cors_headers: settings.cors_headers.clone(),
+            media_origins,
             ..RouterConfig::default()
         },
     );

@@ -118,6 +118,27 @@ pub fn registry() -> Registry {
     Registry::standard(HandlerSettings::default())
 }
 
+/// Warns when media links would travel over plain http to another host: the front end's
+/// Content-Security-Policy allows only https media, and an https page cannot load http media.
+fn warn_if_insecure(public_url: &str) {
+    let Ok(url) = url::Url::parse(public_url) else {
+        return;
+    };
+    let local = match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => true,
+    };
+    if url.scheme() == "http" && !local {
+        tracing::warn!(
+            public_url,
+            "media links (hls_url, thumbnail_url) use plain http: set an https --public-url in \
+             production"
+        );
+    }
+}
+
 /// State of the database-backed routes.
 pub fn app_state(
     settings: &Settings,
@@ -126,6 +147,8 @@ pub fn app_state(
     relay: &Relay,
     verifier: &Arc<Verifier>,
 ) -> anyhow::Result<AppState> {
+    let public_url = settings.public_base();
+    warn_if_insecure(&public_url);
     Ok(AppState {
         db: db.clone(),
         store: store.clone(),
@@ -137,7 +160,7 @@ pub fn app_state(
         catalog: Arc::new(crate::catalog::RegistryCatalog(registry())),
         limits: Limits::default(),
         spool_dir: settings.data_dir.join("spool"),
-        public_url: settings.public_base(),
+        public_url,
     })
 }
 

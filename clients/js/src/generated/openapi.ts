@@ -194,6 +194,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/media/videos/{id}/stats/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["stats"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/media/videos/{id}/upload/complete/": {
         parameters: {
             query?: never;
@@ -693,6 +709,29 @@ export interface components {
             expires_in: number;
             upload_url: string;
         };
+        /** @description The video as the video page reads it: the record of the video list plus the live progress. */
+        StatsVideo: components["schemas"]["VideoRecord"] & {
+            /**
+             * Format: int32
+             * @description 0..100 from the read model while it works on this status; 100 when READY.
+             */
+            encoding_progress: number;
+            /** Format: int32 */
+            encoding_remaining_seconds?: number | null;
+            /** Format: int32 */
+            encoding_step_index?: number | null;
+            /** @description Display name of the step, e.g. `인코딩`. */
+            encoding_step_name?: string | null;
+            /** Format: int32 */
+            encoding_step_percent?: number | null;
+            /** Format: int32 */
+            encoding_step_total?: number | null;
+            /**
+             * @description Where the video came from: always `upload` (jobpulse holds uploaded files only).
+             * @example upload
+             */
+            source_type: string;
+        };
         StepBody: {
             /** @description Display name. */
             display: string;
@@ -775,7 +814,10 @@ export interface components {
             generation: number;
             /** @description Storage key of the master playlist (READY only). */
             hls_path?: string | null;
-            /** @description A signed, playable URL of the master playlist (READY only). */
+            /**
+             * @description The master playlist's absolute, signed, expiring URL (READY only): hand it to hls.js or
+             *     a `<video>` element as is; it needs no token.
+             */
             hls_url?: string | null;
             /** Format: int64 */
             id: number;
@@ -783,10 +825,20 @@ export interface components {
             session_id?: number | null;
             /** @example UPLOADED */
             status: string;
+            /** @description The thumbnail's absolute, signed, expiring URL (READY only). */
             thumbnail_url?: string | null;
             title: string;
             /** Format: int64 */
             updated_at: number;
+        };
+        /** @description `GET /api/v1/media/videos/{id}/stats/`. */
+        VideoStats: {
+            /**
+             * @description Per-student viewing progress. jobpulse does not record viewing, so this is always `[]`
+             *     (what the page shows as "no data").
+             */
+            students: Record<string, never>[];
+            video: components["schemas"]["StatsVideo"];
         };
         /** @description The video answer when the read model knows nothing (or the id is another tenant's). */
         VideoUnknown: {
@@ -1415,6 +1467,46 @@ export interface operations {
             };
         };
     };
+    stats: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The video with absolute, signed `hls_url` and `thumbnail_url` (READY only) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VideoStats"];
+                };
+            };
+            /** @description Needs a staff role */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unknown id, or another tenant's */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     complete: {
         parameters: {
             query?: never;
@@ -2023,10 +2115,15 @@ export interface operations {
     media: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description One byte range, e.g. bytes=0-1023 */
+                Range?: string | null;
+            };
             path: {
+                /** @description Unix seconds */
                 expires: number;
                 key: string;
+                /** @description Segments of the key the signature covers */
                 n: number;
                 sig: string;
             };
@@ -2034,14 +2131,30 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The file (HLS playlist, segment or thumbnail) */
+            /** @description The file (HLS playlist, segment or thumbnail); `Accept-Ranges: bytes` */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
             };
-            /** @description Unknown, expired or badly signed */
+            /** @description The requested byte range, with `Content-Range` */
+            206: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Forged, altered or expired link */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such file under a valid link */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -2049,6 +2162,13 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
+            };
+            /** @description A malformed range or one past the end; `Content-Range: bytes *\/size` */
+            416: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };

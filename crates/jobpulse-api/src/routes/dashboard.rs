@@ -9,23 +9,58 @@
 //! styles, media and connections; no inline script or style, no `eval`. `blob:` is allowed for
 //! media and workers because hls.js (the fallback HLS player for browsers without native HLS)
 //! feeds the `<video>` through a MediaSource `blob:` URL and transmuxes in a worker it creates
-//! from a `blob:` URL.
+//! from a `blob:` URL. Media links are absolute (on the API's public URL) and, on S3 storage,
+//! segments come from the bucket: [`router`] adds those origins to `media-src`, `img-src` and
+//! `connect-src` (hls.js fetches with XHR).
 
 use std::sync::LazyLock;
 
 use axum::Router;
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::error::ApiError;
 
-/// The policy every dashboard answer carries.
+/// The policy every dashboard answer carries when media comes from the page's own origin.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
     style-src 'self'; media-src 'self' blob:; img-src 'self' data: blob:; connect-src 'self'; \
     worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; \
     object-src 'none'";
+
+/// The policy with `media_origins` (e.g. `https://media.example.com`) allowed for media, images
+/// and connections too. Origins that are not plain `scheme://host[:port]` are left out.
+pub fn content_security_policy(media_origins: &[String]) -> String {
+    let extra: Vec<&str> = media_origins
+        .iter()
+        .map(String::as_str)
+        .filter(|o| {
+            (o.starts_with("https://") || o.starts_with("http://"))
+                && o.split_once("://").is_some_and(|(_, rest)| {
+                    !rest.is_empty()
+                        && rest.bytes().all(|b| {
+                            b.is_ascii_alphanumeric()
+                                || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+                        })
+                })
+        })
+        .collect();
+    if extra.is_empty() {
+        return CONTENT_SECURITY_POLICY.to_owned();
+    }
+    let extra = extra.join(" ");
+    CONTENT_SECURITY_POLICY
+        .replace(
+            "media-src 'self' blob:",
+            &format!("media-src 'self' blob: {extra}"),
+        )
+        .replace(
+            "img-src 'self' data: blob:",
+            &format!("img-src 'self' data: blob: {extra}"),
+        )
+        .replace("connect-src 'self'", &format!("connect-src 'self' {extra}"))
+}
 
 /// One compiled-in file.
 #[derive(Debug)]
@@ -79,26 +114,39 @@ static ETAGS: LazyLock<Vec<HeaderValue>> = LazyLock::new(|| {
         .collect()
 });
 
-pub fn router() -> Router {
+/// The page and its assets; `media_origins` as in [`content_security_policy`].
+pub fn router(media_origins: &[String]) -> Router {
+    let csp = HeaderValue::from_str(&content_security_policy(media_origins))
+        .unwrap_or(HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     Router::new()
         .route("/", get(index))
         .route("/assets/{*file}", get(asset))
+        .with_state(csp)
 }
 
-async fn index(headers: HeaderMap) -> Response {
-    serve(&INDEX, 0, &headers)
+async fn index(State(csp): State<HeaderValue>, headers: HeaderMap) -> Response {
+    serve(&INDEX, 0, &headers, csp)
 }
 
-async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn asset(
+    State(csp): State<HeaderValue>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let (i, a) = ASSETS
         .iter()
         .enumerate()
         .find(|(_, a)| a.path == file)
         .ok_or(ApiError::NotFound)?;
-    Ok(serve(a, i + 1, &headers))
+    Ok(serve(a, i + 1, &headers, csp))
 }
 
-fn serve(asset: &'static Asset, etag_index: usize, headers: &HeaderMap) -> Response {
+fn serve(
+    asset: &'static Asset,
+    etag_index: usize,
+    headers: &HeaderMap,
+    csp: HeaderValue,
+) -> Response {
     let tag = ETAGS
         .get(etag_index)
         .cloned()
@@ -124,10 +172,7 @@ fn serve(asset: &'static Asset, etag_index: usize, headers: &HeaderMap) -> Respo
     let h = res.headers_mut();
     h.insert(header::ETAG, tag);
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
+    h.insert(header::CONTENT_SECURITY_POLICY, csp);
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

@@ -7,8 +7,6 @@
 //! the UPLOADED state to the read model *before* answering — so the first poll of the new id is
 //! not UNKNOWN. If the read model is down at that moment, the relay publishes it later.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::PathRejection;
@@ -54,8 +52,10 @@ pub struct VideoRecord {
     pub duration: Option<u32>,
     /// Storage key of the master playlist (READY only).
     pub hls_path: Option<String>,
-    /// A signed, playable URL of the master playlist (READY only).
+    /// The master playlist's absolute, signed, expiring URL (READY only): hand it to hls.js or
+    /// a `<video>` element as is; it needs no token.
     pub hls_url: Option<String>,
+    /// The thumbnail's absolute, signed, expiring URL (READY only).
     pub thumbnail_url: Option<String>,
     pub error_reason: Option<String>,
     pub attempt: u32,
@@ -73,26 +73,9 @@ pub struct VideoPage {
     pub next: Option<String>,
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 pub(crate) fn record(state: &AppState, v: &Video) -> VideoRecord {
-    let expires = now_secs() + state.limits.media_url_ttl.as_secs();
     let ready = v.status == VideoStatus::Ready;
-    let hls_prefix = keys::hls_prefix(v.tenant, v.id);
-    let scope = hls_prefix.as_str().trim_end_matches('/');
-    let hls_url = v
-        .hls_path
-        .as_deref()
-        .filter(|_| ready)
-        .and_then(|p| state.signer.url(scope, p, expires));
-    let thumb = keys::thumbnail_key(v.tenant, v.id);
-    let thumbnail_url = ready
-        .then(|| state.signer.url(thumb.as_str(), thumb.as_str(), expires))
-        .flatten();
+    let (hls_url, thumbnail_url) = crate::routes::playback::links(state, v);
     VideoRecord {
         id: v.id.get(),
         title: v.title.clone(),
@@ -110,7 +93,7 @@ pub(crate) fn record(state: &AppState, v: &Video) -> VideoRecord {
     }
 }
 
-fn staff(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+pub(crate) fn staff(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let p = state.auth.authenticate(headers, Audience::Browser)?;
     if !p.is_staff() {
         return Err(ApiError::Forbidden("this needs a staff role"));

@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod media;
 pub mod ops;
+pub mod playback;
 pub mod progress;
 pub mod stream;
 mod upload;

@@ -388,13 +388,13 @@ async fn signed_media_urls_serve_their_scope_only(b: Backend) -> anyhow::Result<
     // A relative segment URI resolves under the same signed prefix.
     let seg_url = url.replace("master.m3u8", "360p/seg_00000.ts");
     assert_eq!(app.app.get(&seg_url, None).await.status(), 200);
-    // Tampered signature, another video, traversal: the same 404.
+    // Tampered signature, another video, traversal: the same 403.
     for bad in [
         url.replacen("/media/s/", "/media/s/1", 1),
         url.replace("/21/", "/22/"),
         url.replace("master.m3u8", "../../hls/22/master.m3u8"),
     ] {
-        assert_eq!(app.app.get(&bad, None).await.status(), 404, "{bad}");
+        assert_eq!(app.app.get(&bad, None).await.status(), 403, "{bad}");
     }
     let (t, _, _) = app.tenant("acme").await?;
     let (s, lectures) = json(&app, "/api/v1/lectures/", &app.app.token(t, "teacher")).await?;

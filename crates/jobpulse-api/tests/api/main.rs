@@ -8,4 +8,5 @@ mod direct_upload;
 mod hardening;
 mod helpers;
 mod ingest;
+mod playback;
 mod push;

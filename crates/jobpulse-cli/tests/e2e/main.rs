@@ -5,4 +5,5 @@ mod browser;
 mod cli;
 mod flow;
 mod harness;
+mod playback;
 mod upload_browser;

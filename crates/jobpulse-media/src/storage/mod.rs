@@ -17,7 +17,8 @@
 //! upload is aborted and nothing is visible under the key ([`StorageError::TooLarge`]). `write`
 //! also returns the stored ETag (what the API's own upload URL answers on file storage).
 //! [`MediaStorage::put_file`], [`MediaStorage::put_files`] (HLS output), reads that stream
-//! ([`MediaStorage::get_stream`], [`MediaStorage::download_to`], [`MediaStorage::get_range`]),
+//! ([`MediaStorage::get_stream`], [`MediaStorage::download_to`], [`MediaStorage::get_range`],
+//! [`MediaStorage::get_stream_range`]),
 //! [`MediaStorage::head`], [`MediaStorage::delete`], [`MediaStorage::delete_prefix`], and
 //! [`MediaStorage::verify_upload`] (after a direct upload: exists, non-empty, within a limit).
 //!

@@ -241,6 +241,33 @@ impl MediaStorage {
         Ok(StoredObject { info, stream })
     }
 
+    /// Opens the bytes `range` of the object at `key` for streaming (an HTTP `Range` answer
+    /// without holding the range in memory); `info` describes the whole object. Check the range
+    /// against [`MediaStorage::head`]'s size first: a range past the end is an error.
+    pub async fn get_stream_range(
+        &self,
+        key: &StorageKey,
+        range: Range<u64>,
+    ) -> Result<StoredObject, StorageError> {
+        let location = object_path(key)?;
+        let options = object_store::GetOptions {
+            range: Some(object_store::GetRange::Bounded(range)),
+            ..Default::default()
+        };
+        let result = self
+            .store
+            .get_opts(&location, options)
+            .await
+            .map_err(|e| StorageError::backend(key.as_str(), e))?;
+        let info = info_of(key, &result.meta);
+        let k = key.as_str().to_owned();
+        let stream = result
+            .into_stream()
+            .map_err(move |e| StorageError::backend(&k, e))
+            .boxed();
+        Ok(StoredObject { info, stream })
+    }
+
     /// The bytes `range` of the object at `key` (for HTTP `Range` requests; check the range
     /// against [`MediaStorage::head`]'s size first, a range past the end is an error).
     pub async fn get_range(

@@ -78,6 +78,18 @@ impl MediaStorage {
         s3.sign(Method::GET, key, expires, &[]).await
     }
 
+    /// The origin (`scheme://host[:port]`) presigned URLs point at, for a page's
+    /// Content-Security-Policy (a player on it fetches segments there); `None` on file storage.
+    pub async fn presign_origin(&self) -> Option<String> {
+        let s3 = self.s3.as_ref()?;
+        let key = crate::keys::storage_probe_key("origin");
+        let url = s3
+            .sign(Method::GET, &key, Duration::from_secs(60), &[])
+            .await
+            .ok()?;
+        Some(url.origin().ascii_serialization())
+    }
+
     /// The URL the browser PUTs part `part_number` (1-based) of multipart upload `upload_id` to,
     /// without a `Content-Type`; S3 answers with the part's `ETag`, which the browser hands back
     /// to [`MediaStorage::complete_multipart`].
