@@ -320,6 +320,7 @@ impl Verifier {
                 "X-Tenant-Code does not match the token's tenant",
             ));
         }
+        crate::observe::note_tenant(principal.tenant.get());
         Ok(principal)
     }
 
@@ -398,7 +399,9 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     let token = s
         .strip_prefix("Bearer ")
         .or_else(|| s.strip_prefix("bearer "))
-        .ok_or(ApiError::Unauthorized("missing bearer token"))?
+        .ok_or(ApiError::Unauthorized(
+            "the Authorization header must be `Bearer <token>`: the Bearer scheme is missing",
+        ))?
         .trim();
     if token.is_empty() || token.len() > 8192 {
         return Err(ApiError::Unauthorized("invalid token"));
@@ -460,6 +463,40 @@ mod tests {
         let token = verifier().mint(&spec("staff")).expect("mints");
         let other = Verifier::new(AuthConfig::hs256(&[8u8; 32]).expect("strong"));
         assert!(other.verify(&token).is_err());
+    }
+
+    #[test]
+    fn a_token_without_its_scheme_is_told_so() {
+        let v = verifier();
+        let token = v.mint(&spec("staff")).expect("mints");
+        let message = |value: Option<&str>| {
+            let mut h = HeaderMap::new();
+            if let Some(value) = value {
+                h.insert(AUTHORIZATION, value.parse().expect("header value"));
+            }
+            match v.authenticate(&h, Audience::Browser) {
+                Err(ApiError::Unauthorized(m)) => m,
+                other => panic!("expected 401, got {other:?}"),
+            }
+        };
+        assert_eq!(message(None), "missing bearer token");
+        let bare = message(Some(&token));
+        assert!(bare.contains("Bearer scheme is missing"), "{bare}");
+        assert!(message(Some(&format!("Token {token}"))).contains("Bearer scheme is missing"));
+        assert!(
+            v.authenticate(
+                &{
+                    let mut h = HeaderMap::new();
+                    h.insert(
+                        AUTHORIZATION,
+                        format!("Bearer {token}").parse().expect("value"),
+                    );
+                    h
+                },
+                Audience::Browser
+            )
+            .is_ok()
+        );
     }
 
     #[test]

@@ -9,13 +9,14 @@
 //!   is one of them: static files compiled into the binary).
 //! - [`openapi`]: the OpenAPI document.
 //! - [`metrics`]: the Prometheus recorder and hot-path handles.
+//! - [`observe`]: per-request access log line, `X-Request-Id`, per-route HTTP metrics.
 //! - [`hub`]: fan-out of read-model changes to SSE connections.
 //! - [`server`]: binding, connection hardening, graceful shutdown.
 //! - [`stream_conn`]: the lean HTTP/1.1 connection of event streams (no hyper buffers).
 //! - [`error`]: the one error type and its JSON envelope.
 //!
 //! [`router`] assembles the whole application from its parts, with the cross-cutting layers
-//! (CORS, body limit, panic catcher, request timeout).
+//! (CORS, body limit, panic catcher, request timeout, request observation).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +33,7 @@ pub mod auth;
 pub mod error;
 pub mod hub;
 pub mod metrics;
+pub mod observe;
 pub mod openapi;
 pub mod render;
 pub mod routes;
@@ -113,6 +115,7 @@ fn cors(config: &CorsOrigins) -> CorsLayer {
             header::RETRY_AFTER,
             header::ETAG,
             HeaderName::from_static("x-poll-after"),
+            observe::REQUEST_ID.clone(),
         ])
         .max_age(Duration::from_secs(600))
 }
@@ -159,6 +162,8 @@ pub fn router(parts: Parts, config: &RouterConfig) -> Router {
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(cors(&config.cors))
+        // Outermost: sees every answer, CORS refusals and panics included.
+        .layer(axum::middleware::from_fn(observe::layer))
 }
 
 /// The ops state for an application, with a freshly rendered OpenAPI document.

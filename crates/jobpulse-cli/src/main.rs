@@ -8,6 +8,7 @@ mod client;
 mod commands;
 mod config;
 mod http;
+mod logging;
 mod services;
 mod wiring;
 
@@ -52,35 +53,32 @@ enum Command {
     Openapi,
 }
 
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Command::Openapi) {
         // Needs no configuration, runtime or service: the document is compiled in.
         return commands::admin::openapi();
     }
-    init_logging();
+    let settings = match config::Settings::resolve(&cli.common) {
+        Ok(s) => s,
+        Err(e) => {
+            logging::stderr_line(format_args!("error: {e:#}"));
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    // Kept until `main` returns: dropping it flushes the queued log lines.
+    let _log = logging::init(settings.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            logging::stderr_line(format_args!("error: cannot start the async runtime: {e}"));
             return std::process::ExitCode::FAILURE;
         }
     };
     let result = runtime.block_on(async move {
-        let settings = config::Settings::resolve(&cli.common)?;
         match cli.command {
             Command::Up(args) => commands::up::run(settings, args).await,
             Command::Serve(args) => commands::serve::run(settings, args).await,
@@ -98,8 +96,26 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            logging::stderr_line(format_args!("error: {}", error_chain(&e)));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `context: cause: cause…` without repeats: many errors (the database's among them) include
+/// their source in their own message *and* return it as `source()`, which `{:#}` would print
+/// again — the same database error three times.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if out.contains(msg.as_str()) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&msg);
+    }
+    out
 }

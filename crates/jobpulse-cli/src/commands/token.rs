@@ -14,8 +14,12 @@ pub struct TokenArgs {
     tenant_code: Option<String>,
     #[arg(long)]
     user_id: Option<String>,
-    /// owner, admin, teacher, staff, student or parent.
-    #[arg(long, default_value = "staff")]
+    /// The role claim: owner, admin, teacher and staff are staff; student and parent are not.
+    #[arg(
+        long,
+        default_value = "staff",
+        value_parser = ["owner", "admin", "teacher", "staff", "student", "parent"]
+    )]
     role: String,
     /// Lifetime, e.g. 15m, 1h, 7d.
     #[arg(long, default_value = "1h")]
