@@ -68,6 +68,13 @@ fn main() -> std::process::ExitCode {
     };
     // Kept until `main` returns: dropping it flushes the queued log lines.
     let _log = logging::init(settings.log_format);
+    if matches!(
+        cli.command,
+        Command::Up(_) | Command::Serve(_) | Command::Worker(_)
+    ) {
+        // Before anything records a metric: what is recorded earlier is lost.
+        jobpulse_api::metrics::install();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
