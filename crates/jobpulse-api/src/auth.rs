@@ -409,20 +409,17 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     Ok(token)
 }
 
-/// Parses a TTL such as `90s`, `15m`, `1h`, `7d` (or plain seconds).
+/// Parses a duration such as `90s`, `15m`, `1h30m`, `90min`, `7d` (the `humantime` crate's
+/// syntax) or plain seconds (`90`); between 1 s and 366 days.
 pub fn parse_ttl(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, 's')) => (&s[..i], 1),
-        Some((i, 'm')) => (&s[..i], 60),
-        Some((i, 'h')) => (&s[..i], 3600),
-        Some((i, 'd')) => (&s[..i], 86_400),
-        _ => (s, 1),
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}; use e.g. 90s, 15m, 1h, 7d"))?;
-    n.checked_mul(mult)
+    let secs = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse::<u64>().ok()
+    } else {
+        humantime::parse_duration(s).ok().map(|d| d.as_secs())
+    }
+    .ok_or_else(|| format!("invalid duration {s:?}; use e.g. 90s, 15m, 1h30m, 7d"))?;
+    Some(secs)
         .filter(|v| *v > 0 && *v <= 366 * 86_400)
         .ok_or_else(|| format!("duration {s:?} must be between 1s and 366d"))
 }
@@ -519,7 +516,11 @@ mod tests {
         assert_eq!(parse_ttl("90"), Ok(90));
         assert_eq!(parse_ttl("7d"), Ok(604_800));
         assert!(parse_ttl("0s").is_err());
-        assert!(parse_ttl("1y").is_err());
+        assert_eq!(parse_ttl("1h30m"), Ok(5400));
+        assert_eq!(parse_ttl("90min"), Ok(5400));
+        assert!(parse_ttl("2y").is_err(), "over 366 days");
+        assert!(parse_ttl("5 parsecs").is_err());
+        assert!(parse_ttl("99999999999999999999999").is_err());
         assert!(parse_ttl("").is_err());
     }
 }

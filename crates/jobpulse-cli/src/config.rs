@@ -46,8 +46,10 @@ pub struct CommonArgs {
     /// Where embedded data lives (SQLite file, media, generated secret).
     #[arg(long, env = "JOBPULSE_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
+    /// Port of the HTTP listener (default 8080; 0 picks a free one).
     #[arg(long, env = "JOBPULSE_PORT", global = true)]
     pub port: Option<u16>,
+    /// Address of the HTTP listener (default 127.0.0.1; 0.0.0.0 for every interface).
     #[arg(long, env = "JOBPULSE_BIND", global = true)]
     pub bind: Option<IpAddr>,
     /// Comma-separated browser origins allowed by CORS; `*` (default) allows any.

@@ -104,3 +104,11 @@ pub fn stdout_line(line: std::fmt::Arguments<'_>) {
     let _ = out.write_all(b"\n");
     let _ = out.flush();
 }
+
+/// Writes bytes to stdout, ignoring failure.
+pub fn stdout_bytes(bytes: &[u8]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes);
+    let _ = out.flush();
+}

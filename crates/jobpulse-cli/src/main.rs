@@ -51,6 +51,11 @@ enum Command {
     Tenant(commands::admin::TenantArgs),
     /// Print the OpenAPI document (what `/api/openapi.json` serves) without starting a server.
     Openapi,
+    /// Print a shell completion script, e.g. `jobpulse completions bash > /etc/bash_completion.d/jobpulse`.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -58,6 +63,13 @@ fn main() -> std::process::ExitCode {
     if matches!(cli.command, Command::Openapi) {
         // Needs no configuration, runtime or service: the document is compiled in.
         return commands::admin::openapi();
+    }
+    if let Command::Completions { shell } = cli.command {
+        use clap::CommandFactory;
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "jobpulse", &mut out);
+        logging::stdout_bytes(&out);
+        return std::process::ExitCode::SUCCESS;
     }
     let settings = match config::Settings::resolve(&cli.common) {
         Ok(s) => s,
@@ -97,7 +109,7 @@ fn main() -> std::process::ExitCode {
             Command::Migrate => commands::admin::migrate(settings).await,
             Command::Repair(args) => commands::admin::repair(settings, args).await,
             Command::Tenant(args) => commands::admin::tenant(settings, args).await,
-            Command::Openapi => Ok(()),
+            Command::Openapi | Command::Completions { .. } => Ok(()),
         }
     });
     match result {
@@ -125,4 +137,41 @@ fn error_chain(e: &anyhow::Error) -> String {
         out.push_str(&msg);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every flag and argument of every command says what it is for.
+    #[test]
+    fn every_flag_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(format!("{path} {} (no about)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "jobpulse", &mut missing);
+        assert!(missing.is_empty(), "without help text: {missing:#?}");
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

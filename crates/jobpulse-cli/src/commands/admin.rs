@@ -68,8 +68,10 @@ pub struct TenantArgs {
 enum TenantCmd {
     /// Creates a tenant with one lecture and one session; prints their ids as JSON.
     Add {
+        /// Short unique code of the tenant (the `tenant_code` claim of its tokens).
         #[arg(long)]
         code: String,
+        /// Display name.
         #[arg(long)]
         name: String,
     },

@@ -8,10 +8,13 @@ use crate::config::Settings;
 
 #[derive(Debug, Args)]
 pub struct TokenArgs {
+    /// The tenant the token is for (`tenant_id` claim).
     #[arg(long)]
     tenant_id: i64,
+    /// The tenant's code (`tenant_code` claim), checked against `X-Tenant-Code` when sent.
     #[arg(long)]
     tenant_code: Option<String>,
+    /// The user (`user_id` claim).
     #[arg(long)]
     user_id: Option<String>,
     /// The role claim: owner, admin, teacher and staff are staff; student and parent are not.

@@ -26,9 +26,15 @@ pub struct WatchArgs {
 #[derive(Debug, Subcommand)]
 enum TargetArg {
     /// A video, by id.
-    Video { id: i64 },
+    Video {
+        /// The video's id.
+        id: i64,
+    },
     /// An AI/tool job, by job id.
-    Job { id: String },
+    Job {
+        /// The job's id.
+        id: String,
+    },
 }
 
 /// What to follow.

@@ -6,6 +6,7 @@
 #[path = "../e2e/harness.rs"]
 mod harness;
 
+mod cli;
 mod deploy;
 mod errors;
 mod logs;
