@@ -320,6 +320,7 @@ impl Verifier {
                 "X-Tenant-Code does not match the token's tenant",
             ));
         }
+        crate::observe::note_tenant(principal.tenant.get());
         Ok(principal)
     }
 
@@ -398,7 +399,9 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     let token = s
         .strip_prefix("Bearer ")
         .or_else(|| s.strip_prefix("bearer "))
-        .ok_or(ApiError::Unauthorized("missing bearer token"))?
+        .ok_or(ApiError::Unauthorized(
+            "the Authorization header must be `Bearer <token>`: the Bearer scheme is missing",
+        ))?
         .trim();
     if token.is_empty() || token.len() > 8192 {
         return Err(ApiError::Unauthorized("invalid token"));
@@ -406,20 +409,17 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     Ok(token)
 }
 
-/// Parses a TTL such as `90s`, `15m`, `1h`, `7d` (or plain seconds).
+/// Parses a duration such as `90s`, `15m`, `1h30m`, `90min`, `7d` (the `humantime` crate's
+/// syntax) or plain seconds (`90`); between 1 s and 366 days.
 pub fn parse_ttl(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, 's')) => (&s[..i], 1),
-        Some((i, 'm')) => (&s[..i], 60),
-        Some((i, 'h')) => (&s[..i], 3600),
-        Some((i, 'd')) => (&s[..i], 86_400),
-        _ => (s, 1),
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}; use e.g. 90s, 15m, 1h, 7d"))?;
-    n.checked_mul(mult)
+    let secs = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse::<u64>().ok()
+    } else {
+        humantime::parse_duration(s).ok().map(|d| d.as_secs())
+    }
+    .ok_or_else(|| format!("invalid duration {s:?}; use e.g. 90s, 15m, 1h30m, 7d"))?;
+    Some(secs)
         .filter(|v| *v > 0 && *v <= 366 * 86_400)
         .ok_or_else(|| format!("duration {s:?} must be between 1s and 366d"))
 }
@@ -463,6 +463,40 @@ mod tests {
     }
 
     #[test]
+    fn a_token_without_its_scheme_is_told_so() {
+        let v = verifier();
+        let token = v.mint(&spec("staff")).expect("mints");
+        let message = |value: Option<&str>| {
+            let mut h = HeaderMap::new();
+            if let Some(value) = value {
+                h.insert(AUTHORIZATION, value.parse().expect("header value"));
+            }
+            match v.authenticate(&h, Audience::Browser) {
+                Err(ApiError::Unauthorized(m)) => m,
+                other => panic!("expected 401, got {other:?}"),
+            }
+        };
+        assert_eq!(message(None), "missing bearer token");
+        let bare = message(Some(&token));
+        assert!(bare.contains("Bearer scheme is missing"), "{bare}");
+        assert!(message(Some(&format!("Token {token}"))).contains("Bearer scheme is missing"));
+        assert!(
+            v.authenticate(
+                &{
+                    let mut h = HeaderMap::new();
+                    h.insert(
+                        AUTHORIZATION,
+                        format!("Bearer {token}").parse().expect("value"),
+                    );
+                    h
+                },
+                Audience::Browser
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
     fn weak_secrets_are_refused() {
         assert!(AuthConfig::hs256(b"short").is_err());
     }
@@ -482,7 +516,11 @@ mod tests {
         assert_eq!(parse_ttl("90"), Ok(90));
         assert_eq!(parse_ttl("7d"), Ok(604_800));
         assert!(parse_ttl("0s").is_err());
-        assert!(parse_ttl("1y").is_err());
+        assert_eq!(parse_ttl("1h30m"), Ok(5400));
+        assert_eq!(parse_ttl("90min"), Ok(5400));
+        assert!(parse_ttl("2y").is_err(), "over 366 days");
+        assert!(parse_ttl("5 parsecs").is_err());
+        assert!(parse_ttl("99999999999999999999999").is_err());
         assert!(parse_ttl("").is_err());
     }
 }

@@ -10,13 +10,14 @@
 //!   is one of them: static files compiled into the binary).
 //! - [`openapi`]: the OpenAPI document.
 //! - [`metrics`]: the Prometheus recorder and hot-path handles.
+//! - [`observe`]: per-request access log line, `X-Request-Id`, per-route HTTP metrics.
 //! - [`hub`]: fan-out of read-model changes to SSE connections.
 //! - [`server`]: binding, connection hardening, graceful shutdown.
 //! - [`stream_conn`]: the lean HTTP/1.1 connection of event streams (no hyper buffers).
 //! - [`error`]: the one error type and its JSON envelope.
 //!
 //! [`router`] assembles the whole application from its parts, with the cross-cutting layers
-//! (CORS, body limit, panic catcher, request timeout).
+//! (CORS, body limit, panic catcher, request timeout, request observation).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,7 @@ pub mod auth;
 pub mod error;
 pub mod hub;
 pub mod metrics;
+pub mod observe;
 pub mod openapi;
 pub mod render;
 pub mod routes;
@@ -59,7 +61,8 @@ pub enum CorsOrigins {
 /// (CONTRACT.md §1: `Authorization`, `Content-Type`, `X-Client`, `X-Client-Version`,
 /// `X-Tenant-Code`) and what jobpulse's own clients send (`If-None-Match`, `Last-Event-ID`,
 /// `Idempotency-Key`). [`RouterConfig::cors_headers`] adds more.
-pub const CORS_ALLOWED_HEADERS: [&str; 9] = [
+pub const CORS_ALLOWED_HEADERS: [&str; 10] = [
+    "x-request-id",
     "authorization",
     "content-type",
     "range",
@@ -72,7 +75,8 @@ pub const CORS_ALLOWED_HEADERS: [&str; 9] = [
 ];
 
 /// Response headers scripts on another origin may read.
-pub const CORS_EXPOSED_HEADERS: [&str; 6] = [
+pub const CORS_EXPOSED_HEADERS: [&str; 7] = [
+    "x-request-id",
     "etag",
     "retry-after",
     "x-poll-after",
@@ -207,6 +211,8 @@ pub fn router(parts: Parts, config: &RouterConfig) -> Router {
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(cors(&config.cors, &config.cors_headers))
+        // Outermost: sees every answer, CORS refusals and panics included.
+        .layer(axum::middleware::from_fn(observe::layer))
 }
 
 /// The ops state for an application, with a freshly rendered OpenAPI document.

@@ -46,8 +46,10 @@ pub struct CommonArgs {
     /// Where embedded data lives (SQLite file, media, generated secret).
     #[arg(long, env = "JOBPULSE_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
+    /// Port of the HTTP listener (default 8080; 0 picks a free one).
     #[arg(long, env = "JOBPULSE_PORT", global = true)]
     pub port: Option<u16>,
+    /// Address of the HTTP listener (default 127.0.0.1; 0.0.0.0 for every interface).
     #[arg(long, env = "JOBPULSE_BIND", global = true)]
     pub bind: Option<IpAddr>,
     /// Comma-separated browser origins allowed by CORS; `*` (default) allows any.
@@ -102,6 +104,9 @@ pub struct CommonArgs {
         hide_env_values = true
     )]
     pub media_secret: Option<String>,
+    /// Log lines as `text` (colours only on a terminal) or `json` (one object per line).
+    #[arg(long, env = "JOBPULSE_LOG_FORMAT", global = true, value_enum)]
+    pub log_format: Option<crate::logging::LogFormat>,
 }
 
 /// The same settings from a TOML file.
@@ -131,6 +136,7 @@ pub struct FileConfig {
     pub read_cache_max_age: Option<String>,
     pub credentials_retention: Option<String>,
     pub media_secret: Option<String>,
+    pub log_format: Option<crate::logging::LogFormat>,
 }
 
 /// Resolved settings.
@@ -167,6 +173,7 @@ pub struct Settings {
     /// The HS256 secret in use once [`Settings::auth`] resolved it (configured or from the
     /// data dir); `None` with a public key.
     pub hs256_secret: Option<String>,
+    pub log_format: crate::logging::LogFormat,
 }
 
 /// How long a direct upload may stay PENDING by default.
@@ -279,6 +286,7 @@ impl Settings {
             },
             media_secret: pick!(media_secret),
             hs256_secret: None,
+            log_format: pick!(log_format).unwrap_or_default(),
         })
     }
 
@@ -307,11 +315,13 @@ impl Settings {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && generate => {
                     generate_secret(&file)?
                 }
-                Err(_) => bail!(
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
                     "no JWT secret: set JOBPULSE_JWT_SECRET (or --jwt-secret), or point \
                      --data-dir at the directory `jobpulse up` created ({} not found)",
                     file.display()
                 ),
+                // It exists but cannot be read: say why (permission denied, a directory, …).
+                Err(e) => bail!("cannot read the JWT secret {}: {e}", file.display()),
             };
             let cfg = AuthConfig::hs256(secret.as_bytes())
                 .with_context(|| format!("the secret in {}", file.display()))?;
@@ -365,6 +375,17 @@ impl Settings {
     }
 }
 
+/// Creates `dir` if needed; a path that exists but is not a directory is an error that says so
+/// (rather than the OS's "File exists").
+pub fn ensure_dir(dir: &Path, what: &str) -> anyhow::Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => bail!("the {what} {} exists but is not a directory", dir.display()),
+        Err(_) => std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the {what} {}", dir.display())),
+    }
+}
+
 fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config file {}", path.display()))?;
@@ -374,8 +395,7 @@ fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
 fn generate_secret(file: &Path) -> anyhow::Result<String> {
     use rand::RngExt;
     if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating data dir {}", dir.display()))?;
+        ensure_dir(dir, "data dir")?;
     }
     let mut rng = rand::rng();
     let secret: String = (0..48)

@@ -8,6 +8,7 @@ mod client;
 mod commands;
 mod config;
 mod http;
+mod logging;
 mod services;
 mod wiring;
 
@@ -52,16 +53,11 @@ enum Command {
     Storage(commands::storage::StorageArgs),
     /// Print the OpenAPI document (what `/api/openapi.json` serves) without starting a server.
     Openapi,
-}
-
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    /// Print a shell completion script, e.g. `jobpulse completions bash > /etc/bash_completion.d/jobpulse`.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -70,19 +66,40 @@ fn main() -> std::process::ExitCode {
         // Needs no configuration, runtime or service: the document is compiled in.
         return commands::admin::openapi();
     }
-    init_logging();
+    if let Command::Completions { shell } = cli.command {
+        use clap::CommandFactory;
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "jobpulse", &mut out);
+        logging::stdout_bytes(&out);
+        return std::process::ExitCode::SUCCESS;
+    }
+    let settings = match config::Settings::resolve(&cli.common) {
+        Ok(s) => s,
+        Err(e) => {
+            logging::stderr_line(format_args!("error: {e:#}"));
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    // Kept until `main` returns: dropping it flushes the queued log lines.
+    let _log = logging::init(settings.log_format);
+    if matches!(
+        cli.command,
+        Command::Up(_) | Command::Serve(_) | Command::Worker(_)
+    ) {
+        // Before anything records a metric: what is recorded earlier is lost.
+        jobpulse_api::metrics::install();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            logging::stderr_line(format_args!("error: cannot start the async runtime: {e}"));
             return std::process::ExitCode::FAILURE;
         }
     };
     let result = runtime.block_on(async move {
-        let settings = config::Settings::resolve(&cli.common)?;
         match cli.command {
             Command::Up(args) => commands::up::run(settings, args).await,
             Command::Serve(args) => commands::serve::run(settings, args).await,
@@ -103,14 +120,69 @@ fn main() -> std::process::ExitCode {
                     ))
                 }
             }
-            Command::Openapi => Ok(()),
+            Command::Openapi | Command::Completions { .. } => Ok(()),
         }
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            logging::stderr_line(format_args!("error: {}", error_chain(&e)));
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// `context: cause: cause…` without repeats: many errors (the database's among them) include
+/// their source in their own message *and* return it as `source()`, which `{:#}` would print
+/// again — the same database error three times.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if out.contains(msg.as_str()) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&msg);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every flag and argument of every command says what it is for.
+    #[test]
+    fn every_flag_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(format!("{path} {} (no about)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "jobpulse", &mut missing);
+        assert!(missing.is_empty(), "without help text: {missing:#?}");
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

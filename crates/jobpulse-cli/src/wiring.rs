@@ -19,8 +19,7 @@ pub fn database_url(settings: &Settings) -> anyhow::Result<String> {
     if let Some(url) = &settings.database_url {
         return Ok(url.clone());
     }
-    std::fs::create_dir_all(&settings.data_dir)
-        .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+    crate::config::ensure_dir(&settings.data_dir, "data dir")?;
     let path = settings.data_dir.join("jobpulse.db");
     Ok(format!("sqlite://{}", path.display()))
 }

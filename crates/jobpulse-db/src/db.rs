@@ -106,6 +106,21 @@ impl Db {
                 let ms = t.as_millis().max(1).to_string();
                 opts = opts.options([("idle_in_transaction_session_timeout", ms.as_str())]);
             }
+            // One direct connection first: a refused connection, an unknown host or a wrong
+            // password is reported as such, at once — the pool would retry until its acquire
+            // timeout and then report only that it timed out.
+            match tokio::time::timeout(
+                options.acquire_timeout,
+                <sqlx::PgConnection as sqlx::Connection>::connect_with(&opts),
+            )
+            .await
+            {
+                Ok(Ok(conn)) => {
+                    let _ = sqlx::Connection::close(conn).await;
+                }
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => {} // the pool reports the timeout below
+            }
             let pool = PgPoolOptions::new()
                 .max_connections(options.max_connections.max(2))
                 .acquire_timeout(options.acquire_timeout)
@@ -174,6 +189,23 @@ impl Db {
             }
             Backend::Sqlite(p) => {
                 sqlx::query("SELECT 1").execute(p).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this connection may write: a statement that needs a write transaction but changes
+    /// no row (a read-only PostgreSQL transaction or standby, a SQLite file opened read-only or
+    /// without write permission fail it). `migrate` runs it after migrating, because migrating a
+    /// schema that is already up to date writes nothing and would succeed on a read-only database.
+    pub async fn check_writable(&self) -> Result<(), DbError> {
+        const Q: &str = "UPDATE _sqlx_migrations SET version = version WHERE 1 = 0";
+        match &self.inner.backend {
+            Backend::Postgres(p) => {
+                sqlx::query(Q).execute(p).await?;
+            }
+            Backend::Sqlite(p) => {
+                sqlx::query(Q).execute(p).await?;
             }
         }
         Ok(())

@@ -11,8 +11,10 @@ pub enum DbError {
     /// The URL is neither `postgres://…` nor `sqlite:…`.
     #[error("unsupported database url (expected postgres://… or sqlite://…)")]
     BadUrl,
-    #[error("database error: {0}")]
-    Sqlx(#[from] sqlx::Error),
+    /// The message is whole (the database's own words, its SQLSTATE); the sqlx error is not
+    /// also exposed as `source()`, so an error chain does not print it a second time.
+    #[error("database error: {}", describe(.0))]
+    Sqlx(sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// The row does not exist for this tenant (or is soft-deleted).
@@ -45,6 +47,24 @@ pub enum DbError {
     Corrupt(String),
     #[error(transparent)]
     Progress(#[from] ProgressError),
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Sqlx(e)
+    }
+}
+
+/// A sqlx error in an operator's words: the database's message and SQLSTATE, without sqlx's
+/// "error returned from database:" and the server's C source line ("at line 948").
+fn describe(e: &sqlx::Error) -> String {
+    match e.as_database_error() {
+        Some(d) => match d.code() {
+            Some(code) => format!("{} (SQLSTATE {code})", d.message()),
+            None => d.message().to_owned(),
+        },
+        None => e.to_string(),
+    }
 }
 
 impl DbError {

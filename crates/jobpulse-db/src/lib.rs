@@ -38,6 +38,7 @@ pub mod queue;
 pub mod relay;
 pub mod repair;
 pub mod retention;
+pub mod stats;
 pub mod students;
 pub mod tenants;
 pub mod uploads;
@@ -56,6 +57,7 @@ pub use relay::{PublishError, Relay, RelayConfig, RelayReport};
 pub use repair::{
     ReadRepair, ReadRepairConfig, ReadRepairTask, Reconciler, RepairReport, read_repair, repair,
 };
+pub use stats::OpsStats;
 pub use students::{ImportOutcome, ImportRow, NewCredentials, Student, StudentInput};
 pub use tenants::{DEMO_TENANT_CODE, DEMO_TENANT_ID, LectureSessions};
 pub use uploads::{UploadCompletion, VideoUpload};

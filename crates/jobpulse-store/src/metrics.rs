@@ -25,3 +25,12 @@ pub(crate) fn outcome(backend: &'static str, outcome: &Outcome) {
 pub(crate) fn error(backend: &'static str, op: &'static str) {
     metrics::counter!("jobpulse_store_errors_total", "backend" => backend, "op" => op).increment(1);
 }
+
+/// Exposes the error counters of `ops` at 0 before any error, so alerts and dashboards have a
+/// series to watch from the start.
+pub(crate) fn announce_errors(backend: &'static str, ops: &[&'static str]) {
+    for &op in ops {
+        metrics::counter!("jobpulse_store_errors_total", "backend" => backend, "op" => op)
+            .increment(0);
+    }
+}

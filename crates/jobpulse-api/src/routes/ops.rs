@@ -143,7 +143,7 @@ pub async fn metrics(State(state): State<OpsState>) -> Response {
     let body = state
         .prometheus
         .as_ref()
-        .map(PrometheusHandle::render)
+        .map(crate::metrics::render)
         .unwrap_or_default();
     let mut res = body.into_response();
     res.headers_mut().insert(

@@ -9,8 +9,18 @@ use crate::wiring;
 /// `jobpulse migrate`: applies the schema to DATABASE_URL (or the embedded SQLite file).
 pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
     let url = wiring::database_url(&settings)?;
-    wiring::database(&settings).await?;
-    eprintln!("migrations applied to {}", wiring::redact(&url));
+    let db = wiring::database(&settings).await?;
+    db.check_writable().await.with_context(|| {
+        format!(
+            "the schema of {} is up to date, but the database is read-only: jobpulse cannot run \
+             on it",
+            wiring::redact(&url)
+        )
+    })?;
+    crate::logging::stderr_line(format_args!(
+        "the schema of {} is up to date (every migration applied)",
+        wiring::redact(&url)
+    ));
     Ok(())
 }
 
@@ -58,8 +68,10 @@ pub struct TenantArgs {
 enum TenantCmd {
     /// Creates a tenant with one lecture and one session; prints their ids as JSON.
     Add {
+        /// Short unique code of the tenant (the `tenant_code` claim of its tokens).
         #[arg(long)]
         code: String,
+        /// Display name.
         #[arg(long)]
         name: String,
     },

@@ -48,6 +48,7 @@ pub async fn run(mut settings: Settings, _args: ServeArgs) -> anyhow::Result<()>
         on_miss,
         db.as_ref(),
         app,
+        http::Transcoding::Elsewhere,
         &shutdown,
     )
     .await?;

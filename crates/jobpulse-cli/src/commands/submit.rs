@@ -25,9 +25,12 @@ pub struct SubmitArgs {
 enum What {
     /// Upload a video for HLS transcoding.
     Video {
+        /// The video file to upload.
         file: PathBuf,
+        /// Title of the video (default: the file name).
         #[arg(long)]
         title: Option<String>,
+        /// Attach the video to this session id.
         #[arg(long)]
         session: Option<i64>,
         /// Follow the transcode with a progress bar until it ends.
@@ -36,9 +39,12 @@ enum What {
     },
     /// Import a spreadsheet of students into a lecture (job type excel_parsing).
     Excel {
+        /// The workbook (.xlsx) to import; see docs/excel-import.md for its headers.
         file: PathBuf,
+        /// Enrol the imported students into this lecture id.
         #[arg(long)]
         lecture: i64,
+        /// Follow the import with a progress bar until it ends.
         #[arg(long)]
         watch: bool,
     },

@@ -8,14 +8,21 @@ use crate::config::Settings;
 
 #[derive(Debug, Args)]
 pub struct TokenArgs {
+    /// The tenant the token is for (`tenant_id` claim).
     #[arg(long)]
     tenant_id: i64,
+    /// The tenant's code (`tenant_code` claim), checked against `X-Tenant-Code` when sent.
     #[arg(long)]
     tenant_code: Option<String>,
+    /// The user (`user_id` claim).
     #[arg(long)]
     user_id: Option<String>,
-    /// owner, admin, teacher, staff, student or parent.
-    #[arg(long, default_value = "staff")]
+    /// The role claim: owner, admin, teacher and staff are staff; student and parent are not.
+    #[arg(
+        long,
+        default_value = "staff",
+        value_parser = ["owner", "admin", "teacher", "staff", "student", "parent"]
+    )]
     role: String,
     /// Lifetime, e.g. 15m, 1h, 7d.
     #[arg(long, default_value = "1h")]

@@ -15,7 +15,7 @@ use jobpulse_worker::video::{VideoWorker, VideoWorkerConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::{http, services, wiring};
+use crate::{http, logging, services, wiring};
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -24,9 +24,34 @@ pub struct UpArgs {
     token_ttl: String,
 }
 
+/// Holds an exclusive lock on `<data dir>/jobpulse.lock` for as long as the file is open (the
+/// OS releases it when the process ends, however it ends).
+fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join("jobpulse.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another `jobpulse up` is running on the data dir {} (it holds {}); stop it, or \
+             give this one its own --data-dir",
+            dir.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+}
+
 pub async fn run(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&settings.data_dir)
-        .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+    crate::config::ensure_dir(&settings.data_dir, "data dir")?;
+    // One `up` per data dir: two would each hold an in-process read model over one SQLite file.
+    let _lock = lock_data_dir(&settings.data_dir)?;
     let db = wiring::database(&settings).await?;
     let tenant = match db.ensure_demo_tenant().await {
         Ok(seed) => Some(seed),
@@ -61,6 +86,11 @@ pub async fn run(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
         Some(bg.on_miss.clone()),
         Some(&db),
         Some(app),
+        if toolchain.is_some() {
+            http::Transcoding::Here
+        } else {
+            http::Transcoding::Missing
+        },
         &shutdown,
     )
     .await?;
@@ -88,11 +118,11 @@ pub async fn run(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
                 }
             });
         }
-        None => eprintln!(
-            "warning: ffmpeg/ffprobe not found — uploads are accepted and queued, but no video \
-             is transcoded until ffmpeg is installed (apt-get install ffmpeg) and jobpulse \
-             restarted."
-        ),
+        None => logging::stderr_line(format_args!(
+            "warning: ffmpeg/ffprobe not found — video uploads are refused (503) and /readyz \
+             reports it until ffmpeg is installed (apt-get install ffmpeg, or JOBPULSE_FFMPEG / \
+             JOBPULSE_FFPROBE) and jobpulse restarted; excel imports work."
+        )),
     }
     let ai = AiWorker::new(
         db.clone(),
@@ -121,27 +151,30 @@ pub async fn run(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
                 worker: false,
             })
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        #[allow(clippy::print_stdout)] // The URL and token are this command's output.
-        {
-            println!("jobpulse is up — API, dashboard and workers in one process");
-            println!("  data:       {}", settings.data_dir.display());
-            println!("  dashboard:  {base}/#token={token}");
-            println!("  API:        {base}/api/v1/  (OpenAPI: {base}/api/openapi.json)");
-            println!(
+        // The URL and token are this command's output. Written without `println!`: a closed
+        // stdout (`jobpulse up | head -1`) must not stop the server.
+        let lines = [
+            "jobpulse is up — API, dashboard and workers in one process".to_owned(),
+            format!("  data:       {}", settings.data_dir.display()),
+            format!("  dashboard:  {base}/#token={token}"),
+            format!("  API:        {base}/api/openapi.json  (the OpenAPI document of every route)"),
+            format!(
                 "  tenant:     demo (id {}), lecture {}, session {}",
                 seed.tenant_id, seed.lecture_id, seed.session_id
-            );
-            println!("  token:      export JOBPULSE_TOKEN={token}");
-            println!(
+            ),
+            format!("  token:      export JOBPULSE_TOKEN={token}"),
+            format!(
                 "  try:        curl -H \"Authorization: Bearer $JOBPULSE_TOKEN\" -F file=@clip.mp4 {base}/api/v1/media/videos/"
-            );
-            println!("Ctrl-C stops.");
+            ),
+            "Ctrl-C stops.".to_owned(),
+        ];
+        for line in lines {
+            logging::stdout_line(format_args!("{line}"));
         }
     } else {
-        #[allow(clippy::print_stdout)]
-        {
-            println!("jobpulse is up at {base} (mint a token with `jobpulse token`)");
-        }
+        logging::stdout_line(format_args!(
+            "jobpulse is up at {base} (mint a token with `jobpulse token`)"
+        ));
     }
     server.run_until_stopped(shutdown.clone()).await?;
     shutdown.cancel();

@@ -26,10 +26,13 @@ pub struct WatchArgs {
 #[derive(Debug, Subcommand)]
 enum TargetArg {
     /// A video, by id.
-    Video { id: i64 },
+    Video {
+        /// The video's id.
+        id: i64,
+    },
     /// An AI/tool job, by job id.
     Job {
-        /// Job ids are random URL-safe strings and may start with `-` (`-uX3…`).
+        /// The job's id. Job ids are random URL-safe strings and may start with `-` (`-uX3…`).
         #[arg(allow_hyphen_values = true)]
         id: String,
     },

@@ -1,5 +1,6 @@
 //! `jobpulse worker video|ai`: job runners against the shared database and read model.
 
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use jobpulse_media::TranscodeOptions;
 use jobpulse_worker::ai::{AiWorker, AiWorkerConfig};
@@ -27,6 +28,51 @@ pub struct WorkerArgs {
     /// retried this long after its last heartbeat. Heartbeats go every third of it.
     #[arg(long, env = "JOBPULSE_WORKER_LEASE")]
     lease: Option<String>,
+    /// Serve this worker's Prometheus metrics (`/metrics`, and `/healthz`) on this port of
+    /// --bind; off by default.
+    #[arg(long, env = "JOBPULSE_METRICS_PORT")]
+    metrics_port: Option<u16>,
+}
+
+/// A small listener with `/metrics` and `/healthz` for a process without the API.
+async fn serve_metrics(
+    bind: std::net::IpAddr,
+    port: u16,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    use axum::routing::get;
+    let handle = jobpulse_api::metrics::install()
+        .ok_or_else(|| anyhow::anyhow!("the metrics recorder could not be installed"))?;
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let body = jobpulse_api::metrics::render(&handle);
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4",
+                        )],
+                        body,
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind((bind, port))
+        .await
+        .with_context(|| format!("cannot listen on {bind}:{port} for --metrics-port"))?;
+    tracing::info!(addr = %listener.local_addr()?, "worker metrics listening");
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::warn!(error = %e, "the metrics listener stopped");
+        }
+    });
+    Ok(())
 }
 
 pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {
@@ -47,6 +93,9 @@ pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {
     let storage = wiring::media(&settings)?;
     let shutdown = CancellationToken::new();
     http::cancel_on_signal(&shutdown);
+    if let Some(port) = args.metrics_port {
+        serve_metrics(settings.bind, port, shutdown.clone()).await?;
+    }
     let bg = services::start(&settings, &db, &store, &shutdown);
     match args.kind {
         Kind::Video => {

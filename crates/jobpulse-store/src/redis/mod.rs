@@ -278,6 +278,7 @@ impl RedisStore {
         config: StoreConfig,
         options: RedisOptions,
     ) -> Result<Self, StoreError> {
+        metrics::announce_errors(BACKEND, &["get", "get_many", "apply", "apply_many", "ping"]);
         // The connection manager and the change feed both live on the caller's runtime.
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             StoreError::Config("the Redis store must be created inside a Tokio runtime".into())

@@ -43,6 +43,7 @@ use jobpulse_store::SharedStore;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{HandlerError, HandlerOutput, JobContext, Registry};
 use crate::progress::Reporter;
@@ -272,7 +273,25 @@ impl Inner {
             {
                 Ok(Some(claim)) => {
                     claim_failing = false;
-                    self.run_claim(claim, asked, &shutdown).await;
+                    // Every line of the attempt (handler, heartbeats, final write) carries the
+                    // tenant, the job and the attempt.
+                    let span = match &claim.task {
+                        ClaimedTask::Ai(job) => tracing::info_span!(
+                            "ai_attempt",
+                            tenant.id = %claim.tenant,
+                            job.id = %job.job_id,
+                            job.attempt = claim.attempt,
+                            "job.type" = %job.job_type,
+                        ),
+                        ClaimedTask::Video { .. } => tracing::info_span!(
+                            "ai_attempt",
+                            tenant.id = %claim.tenant,
+                            job.attempt = claim.attempt,
+                        ),
+                    };
+                    self.run_claim(claim, asked, &shutdown)
+                        .instrument(span)
+                        .await;
                 }
                 Ok(None) => {
                     tokio::select! {
@@ -354,15 +373,18 @@ impl Inner {
             reporter: reporter.clone(),
             cancel: cancel.clone(),
         };
-        let heartbeat = AbortOnDrop(tokio::spawn(heartbeat(
-            self.db.clone(),
-            claim.clone(),
-            reporter.clone(),
-            self.config.heartbeat_every,
-            cancel.clone(),
-            stop.clone(),
-            claimed_at,
-        )));
+        let heartbeat = AbortOnDrop(tokio::spawn(
+            heartbeat(
+                self.db.clone(),
+                claim.clone(),
+                reporter.clone(),
+                self.config.heartbeat_every,
+                cancel.clone(),
+                stop.clone(),
+                claimed_at,
+            )
+            .in_current_span(),
+        ));
 
         let timeout = handler.timeout();
         tracing::info!(

@@ -1,0 +1,78 @@
+//! A server that never hangs on its logs (issue 17, item 1): with stderr a closed pipe or a
+//! pipe nobody reads, `jobpulse up` keeps answering, transcodes, and stops on SIGTERM within
+//! 5 s. Logging at `info` with an access line per request makes sure there is plenty to write.
+
+use std::io::Read;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::harness::clip;
+use crate::procs::Proc;
+
+/// Polls that each log an access line: far more than a pipe's 64 KiB buffer holds.
+const POLLS: usize = 3_000;
+
+async fn keeps_serving(up: &Proc) -> anyhow::Result<()> {
+    for i in 0..POLLS {
+        let res = up
+            .get("/api/v1/media/videos/1/progress/")
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("poll {i} got no answer: {e}"))?;
+        anyhow::ensure!(res.status() == 200, "poll {i}: {}", res.status());
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stderr_loses_log_lines_not_requests_jobs_or_shutdown() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let clip = clip(dir.path(), 3.0, 320, 240).await?;
+    let mut up = Proc::up(&dir.path().join("data"), Stdio::piped(), &[], &[])?;
+    // The reader of stderr goes away (`jobpulse up 2>&1 >out | head -1`).
+    drop(up.child.stderr.take());
+    keeps_serving(&up).await?;
+    up.upload_until_ready(&clip, Duration::from_secs(180))
+        .await?;
+    let health = up.get("/healthz").send().await?;
+    assert_eq!(health.status(), 200);
+    let asked = std::time::Instant::now();
+    let exited = up.terminate(Duration::from_secs(5))?;
+    assert_eq!(
+        exited,
+        Some(true),
+        "SIGTERM must stop the server within 5 s, cleanly (None: it had to be killed after {:?})",
+        asked.elapsed()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_stderr_stalls_logging_only() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let clip = clip(dir.path(), 3.0, 320, 240).await?;
+    let mut up = Proc::up(&dir.path().join("data"), Stdio::piped(), &[], &[])?;
+    // Held open, never read: once its buffer is full every write to it would block.
+    let mut stderr = up.child.stderr.take().expect("piped stderr");
+    keeps_serving(&up).await?;
+    up.upload_until_ready(&clip, Duration::from_secs(180))
+        .await?;
+    keeps_serving(&up).await?;
+    let asked = std::time::Instant::now();
+    let exited = up.terminate(Duration::from_secs(5))?;
+    assert_eq!(
+        exited,
+        Some(true),
+        "SIGTERM must stop the server within 5 s, cleanly (None: it had to be killed after {:?})",
+        asked.elapsed()
+    );
+    // The pipe really was full: it holds a whole buffer (64 KiB on Linux) of log lines.
+    let mut held = Vec::new();
+    stderr.read_to_end(&mut held)?;
+    assert!(
+        held.len() >= 60_000,
+        "only {} bytes were waiting in the pipe: it never filled, the test proved nothing",
+        held.len()
+    );
+    Ok(())
+}
