@@ -115,9 +115,10 @@ async fn up_runs_the_whole_product_and_keeps_it_across_a_restart() -> anyhow::Re
     )
     .await?;
     let hls = rec["hls_url"].as_str().expect("hls_url on READY");
+    assert!(hls.starts_with(&format!("{}/media/s/", up.base)), "absolute: {hls}");
     let master = up
         .http
-        .get(format!("{}{hls}", up.base))
+        .get(hls)
         .send()
         .await?
         .text()
@@ -130,7 +131,7 @@ async fn up_runs_the_whole_product_and_keeps_it_across_a_restart() -> anyhow::Re
     let vurl = hls.replace("master.m3u8", variant);
     let playlist = up
         .http
-        .get(format!("{}{vurl}", up.base))
+        .get(&vurl)
         .send()
         .await?
         .text()
@@ -142,7 +143,7 @@ async fn up_runs_the_whole_product_and_keeps_it_across_a_restart() -> anyhow::Re
     let prefix = vurl.rsplit_once('/').expect("path").0;
     let seg = up
         .http
-        .get(format!("{}{prefix}/{seg}", up.base))
+        .get(format!("{prefix}/{seg}"))
         .send()
         .await?;
     assert_eq!(seg.status(), 200);
