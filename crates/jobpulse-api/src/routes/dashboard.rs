@@ -183,3 +183,35 @@ fn serve(
     );
     res
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_origins_extend_media_image_and_connect_sources_only() {
+        assert_eq!(content_security_policy(&[]), CONTENT_SECURITY_POLICY);
+        let csp = content_security_policy(&[
+            "https://api.example.com".into(),
+            "http://127.0.0.1:9000".into(),
+            "javascript:alert(1)".into(),
+            "https://x.example; script-src *".into(),
+        ]);
+        let origins = "https://api.example.com http://127.0.0.1:9000";
+        for directive in [
+            "media-src 'self' blob:",
+            "img-src 'self' data: blob:",
+            "connect-src 'self'",
+        ] {
+            assert!(
+                csp.contains(&format!("{directive} {origins};")),
+                "{directive}: {csp}"
+            );
+        }
+        assert!(csp.contains("script-src 'self';"), "{csp}");
+        assert!(
+            !csp.contains("javascript") && !csp.contains("script-src *"),
+            "{csp}"
+        );
+    }
+}

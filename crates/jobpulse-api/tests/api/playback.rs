@@ -378,6 +378,8 @@ async fn on_s3_playlists_send_the_player_to_presigned_segments() -> anyhow::Resu
         assert!(url.contains(&format!("seg_0000{n}.ts")), "{url}");
         let res = plain(&app, url).await;
         assert_eq!(res.status(), 200, "{url}");
+        // Stored with its type: native players refuse binary/octet-stream segments.
+        assert_eq!(res.headers()["content-type"], "video/mp2t", "{url}");
         assert_eq!(res.bytes().await?.as_ref(), segment(n as u8).as_slice());
     }
     // Tags and durations are untouched.
@@ -391,6 +393,29 @@ async fn on_s3_playlists_send_the_player_to_presigned_segments() -> anyhow::Resu
             .filter(|l| l.starts_with('#'))
             .collect::<Vec<_>>()
     );
+    // A <video> without `crossorigin` playing natively (no-cors media request) gets the
+    // playlist as stored: Chromium's native HLS refuses cross-origin segments in that mode, so
+    // its segments come through jobpulse. With `crossorigin` (CORS mode) it gets presigned ones.
+    let native = |mode: &'static str| {
+        app.app
+            .client
+            .get(&variant_url)
+            .header("sec-fetch-dest", "video")
+            .header("sec-fetch-mode", mode)
+            .header("range", "bytes=0-")
+    };
+    let res = native("no-cors").send().await?;
+    assert_eq!(res.status(), 206);
+    let vary = res.headers()["vary"].to_str()?.to_ascii_lowercase();
+    assert!(
+        vary.contains("sec-fetch-dest") && vary.contains("sec-fetch-mode"),
+        "{vary}"
+    );
+    assert_eq!(res.text().await?, VARIANT);
+    let res = native("cors").send().await?;
+    assert_eq!(res.status(), 206);
+    assert!(res.text().await?.contains("X-Amz-Signature="));
+
     // The bucket honours ranges on a presigned URL; an altered signature is refused.
     let res = app
         .app

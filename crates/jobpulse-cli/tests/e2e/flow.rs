@@ -115,36 +115,24 @@ async fn up_runs_the_whole_product_and_keeps_it_across_a_restart() -> anyhow::Re
     )
     .await?;
     let hls = rec["hls_url"].as_str().expect("hls_url on READY");
-    let master = up
-        .http
-        .get(format!("{}{hls}", up.base))
-        .send()
-        .await?
-        .text()
-        .await?;
+    assert!(
+        hls.starts_with(&format!("{}/media/s/", up.base)),
+        "absolute: {hls}"
+    );
+    let master = up.http.get(hls).send().await?.text().await?;
     assert!(master.contains("#EXT-X-STREAM-INF"), "{master}");
     let variant = master
         .lines()
         .find(|l| l.ends_with(".m3u8"))
         .expect("a variant playlist");
     let vurl = hls.replace("master.m3u8", variant);
-    let playlist = up
-        .http
-        .get(format!("{}{vurl}", up.base))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let playlist = up.http.get(&vurl).send().await?.text().await?;
     let seg = playlist
         .lines()
         .find(|l| l.ends_with(".ts"))
         .expect("a segment");
     let prefix = vurl.rsplit_once('/').expect("path").0;
-    let seg = up
-        .http
-        .get(format!("{}{prefix}/{seg}", up.base))
-        .send()
-        .await?;
+    let seg = up.http.get(format!("{prefix}/{seg}")).send().await?;
     assert_eq!(seg.status(), 200);
     assert!(seg.bytes().await?.len() > 1000);
 

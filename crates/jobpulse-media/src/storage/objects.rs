@@ -145,11 +145,24 @@ impl MediaStorage {
         max_bytes: u64,
     ) -> Result<Written, StorageError> {
         let location = object_path(key)?;
-        let upload = self
-            .store
-            .put_multipart(&location)
-            .await
-            .map_err(|e| StorageError::backend(key.as_str(), e))?;
+        // On S3 the object carries its Content-Type: presigned GETs (playback segments) are
+        // answered by the bucket with it, and native HLS players refuse `binary/octet-stream`
+        // segments. Local files have no attributes (the API serves them by extension).
+        let upload = if self.s3.is_some() {
+            let mut attributes = object_store::Attributes::new();
+            attributes.insert(
+                object_store::Attribute::ContentType,
+                content_type_for(key.as_str()).into(),
+            );
+            let opts = object_store::PutMultipartOptions {
+                attributes,
+                ..Default::default()
+            };
+            self.store.put_multipart_opts(&location, opts).await
+        } else {
+            self.store.put_multipart(&location).await
+        }
+        .map_err(|e| StorageError::backend(key.as_str(), e))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, self.part_size);
         let mut body = std::pin::pin!(body);
         let mut size: u64 = 0;

@@ -78,6 +78,17 @@ async fn streamed_upload_round_trips_through_download_and_reads(store: Store) {
         .await
         .expect("range");
     assert_eq!(range.as_ref(), [0, 0, 1, 1]);
+    // The same range streamed (an HTTP 206 body); `info` describes the whole object.
+    let mut part = storage
+        .get_stream_range(&key, (MIB as u64 - 2)..(2 * MIB as u64 + 1))
+        .await
+        .expect("range stream");
+    assert_eq!(part.info.size, size);
+    let mut bytes = Vec::new();
+    while let Some(chunk) = part.stream.next().await {
+        bytes.extend_from_slice(&chunk.expect("chunk"));
+    }
+    assert_eq!(bytes, expected(12, MIB)[MIB - 2..2 * MIB + 1]);
 
     let copy = thumbnail_key(t, v);
     assert_eq!(

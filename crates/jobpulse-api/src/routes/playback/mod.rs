@@ -18,7 +18,9 @@
 //! Playlists are served through jobpulse, rewritten ([`playlist`]) so that each segment (and
 //! init section) is an absolute *presigned* storage URL: the bytes of a viewing session go
 //! straight from the bucket to the player, and jobpulse only answers a few small playlists per
-//! session. The presigned URLs live until the link expires, and at least the playlist's
+//! session. One exception: a `<video>` element without `crossorigin` playing HLS natively gets
+//! the playlist unrewritten and its segments through jobpulse, because Chromium's native HLS
+//! refuses cross-origin segments in that mode (see `no_cors_media_element`). The presigned URLs live until the link expires, and at least the playlist's
 //! duration plus ten minutes, so a session started before expiry plays to the end (at most the
 //! 7 days SigV4 allows). The bucket's CORS rule must allow `GET` from the app's origin (the rule
 //! `jobpulse storage check` prints does). A segment requested through jobpulse itself is still
@@ -119,13 +121,21 @@ pub async fn media(
     let max_age = expires.saturating_sub(now).min(3600);
     let range = headers.get(header::RANGE).map(HeaderValue::as_bytes);
     let head_only = method == Method::HEAD;
-    let mut res = if state.storage.presigns() && key.as_str().ends_with(".m3u8") {
+    let playlist = key.as_str().ends_with(".m3u8");
+    let mut res = if state.storage.presigns() && playlist && !no_cors_media_element(&headers) {
         let text = rewritten_playlist(&state.storage, &key, expires.saturating_sub(now)).await?;
         from_memory(text.into_bytes(), range, head_only)
     } else {
         from_storage(&state.storage, &key, range, head_only).await?
     };
     let h = res.headers_mut();
+    if playlist {
+        // The answer depends on who asks (see `no_cors_media_element`).
+        h.append(
+            header::VARY,
+            HeaderValue::from_static("sec-fetch-dest, sec-fetch-mode"),
+        );
+    }
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     // Segments never change; playlists of a READY video neither (a retry writes a new set).
     if let Ok(v) = HeaderValue::from_str(&format!("private, max-age={max_age}")) {
@@ -136,6 +146,23 @@ pub async fn media(
         HeaderValue::from_static("nosniff"),
     );
     Ok(res)
+}
+
+/// Whether the request comes from a `<video>`/`<audio>` element without `crossorigin` (Fetch
+/// Metadata: `Sec-Fetch-Dest: video|audio`, `Sec-Fetch-Mode: no-cors`): Chromium's native HLS
+/// player refuses segments from another origin than the playlist in that mode, so such a
+/// player gets the playlist as stored — relative segment URIs, served (proxied) by jobpulse.
+/// Script players (hls.js: `Sec-Fetch-Dest: empty`) and elements with `crossorigin` (CORS
+/// mode) get presigned segment URLs. Without Fetch Metadata (old browsers, other clients) the
+/// segments are presigned.
+fn no_cors_media_element(headers: &HeaderMap) -> bool {
+    let is = |name: &str, values: &[&str]| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| values.iter().any(|x| v.eq_ignore_ascii_case(x)))
+    };
+    is("sec-fetch-dest", &["video", "audio"]) && is("sec-fetch-mode", &["no-cors"])
 }
 
 /// The playlist at `key` with its media URIs replaced by presigned storage URLs.
