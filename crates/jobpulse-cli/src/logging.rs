@@ -59,10 +59,16 @@ impl Drop for LogGuard {
     }
 }
 
-/// Installs the process-wide subscriber writing to stderr. `RUST_LOG` filters as usual.
-pub fn init(format: LogFormat) -> LogGuard {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn"));
+/// Installs the process-wide subscriber writing to stderr. `RUST_LOG` filters as usual; without
+/// it, `info` (and, with `access_log: false`, no access log lines: `jobpulse bench` measures
+/// the server, not its logging).
+pub fn init(format: LogFormat, access_log: bool) -> LogGuard {
+    let default = if access_log {
+        "info,sqlx=warn,hyper=warn"
+    } else {
+        "info,sqlx=warn,hyper=warn,jobpulse::access=off"
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(true)
         .buffered_lines_limit(QUEUE_LINES)

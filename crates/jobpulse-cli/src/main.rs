@@ -81,7 +81,10 @@ fn main() -> std::process::ExitCode {
         }
     };
     // Kept until `main` returns: dropping it flushes the queued log lines.
-    let _log = logging::init(settings.log_format);
+    let _log = logging::init(
+        settings.log_format,
+        !matches!(cli.command, Command::Bench(_)),
+    );
     if matches!(
         cli.command,
         Command::Up(_) | Command::Serve(_) | Command::Worker(_)
