@@ -387,8 +387,10 @@ impl RedisStore {
         fut: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         metrics::op(BACKEND, op);
+        // Held to the end of the call; a probe's slot is released when it is dropped, so a
+        // cancelled call (dropped at an `.await` below) frees it too.
         let admit = self.breaker.admit();
-        if admit == Admit::Reject {
+        if matches!(admit, Admit::Reject) {
             metrics::error(BACKEND, op);
             return Err(StoreError::Unavailable(
                 "Redis stopped answering moments ago; not retried yet".into(),
@@ -417,9 +419,7 @@ impl RedisStore {
             }
             Err(StoreError::Config(_)) => {}
         }
-        if admit == Admit::Probe {
-            self.breaker.probe_done();
-        }
+        drop(admit);
         if result.is_err() {
             metrics::error(BACKEND, op);
         }
