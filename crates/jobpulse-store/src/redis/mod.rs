@@ -61,7 +61,8 @@
 //! A call that failed *slowly* (it waited a whole response timeout: a blackholed or frozen
 //! Redis, not a refused connection or an error reply such as `OOM`) opens a breaker: for the
 //! next second every call fails at once with [`StoreError::Unavailable`], then one call at a
-//! time probes Redis until one gets an answer. Without it every caller would wait its full
+//! time probes Redis until one gets an answer (a probe whose caller stops waiting — `/readyz`
+//! after its 2 s, a request whose client went away — frees the slot for the next call). Without it every caller would wait its full
 //! deadline during such an outage — progress writes would stall the workers that make them,
 //! and polls would each hold a connection for seconds.
 //!
