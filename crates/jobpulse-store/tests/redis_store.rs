@@ -878,6 +878,80 @@ async fn a_blackholed_redis_fails_fast_and_recovers() {
     );
 }
 
+/// Found by reliability scenario 3 (docs/reliability.md, "How intermittent failures get
+/// caught"): the breaker's probe slot was released by a step at the end of the call, so a probe
+/// dropped mid-way — `/readyz` bounds its ping by 2 s, less than the store's deadline — kept it
+/// taken for good. Once the breaker was open, every later call was rejected without reaching
+/// Redis: the API answered UNKNOWN and `/readyz` 503, and the relay kept the outbox, long after
+/// Redis answered again. Also checks that the replies a blackhole held back (the server was
+/// stopped, not disconnected) do not get matched to later requests.
+#[tokio::test]
+async fn a_cancelled_probe_does_not_keep_the_breaker_open() {
+    let own = OwnRedis::start();
+    let space = TestSpace::on(&own.url());
+    // Slow failures take 1 s here, so a caller's 100 ms bound surely ends the probe first.
+    let options = RedisOptions {
+        connect_timeout: Duration::from_secs(1),
+        response_timeout: Duration::from_secs(1),
+        reconnect_retries: 1,
+    };
+    let store = RedisStore::connect_with(
+        &own.url(),
+        space.keys.clone(),
+        StoreConfig::default(),
+        options,
+    )
+    .await
+    .expect("connects");
+    let k = video(1, 1);
+    apply(&store, &set(&k, fence(1, 1, 1), processing(5))).await;
+
+    own.signal("STOP");
+    // A call that waits out the response timeout opens the breaker.
+    let start = Instant::now();
+    let err = store
+        .ping()
+        .await
+        .expect_err("a stopped server does not answer");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "not a slow failure: {:?}",
+        start.elapsed()
+    );
+    let rejected = store.ping().await.expect_err("the breaker is open");
+    assert!(
+        matches!(rejected, StoreError::Unavailable(_)),
+        "{rejected:?}"
+    );
+    // After the cooldown (1 s) the next call probes; its caller gives up before it ends. That
+    // it is still running after 100 ms shows it was let through (a rejected call ends at once).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let probe = tokio::time::timeout(Duration::from_millis(100), store.ping()).await;
+    assert!(
+        probe.is_err(),
+        "the probe should still wait for the stopped server: {probe:?}"
+    );
+    own.signal("CONT");
+
+    // Redis answers again: a later call probes, gets an answer and closes the breaker.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match store.ping().await {
+            Ok(()) => break,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "Redis answers again, yet the store still fails 20 s later: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The replies held back during the pause went to their (abandoned) requests, not to these.
+    let found = store.get(&k).await.expect("reads").expect("the record");
+    assert_eq!(found.fence, fence(1, 1, 1));
+    assert_eq!(found.state, processing(5));
+}
+
 async fn pubsub_clients(url: &str) -> usize {
     let mut con = common::raw(url).await;
     let list: String = redis::cmd("CLIENT")

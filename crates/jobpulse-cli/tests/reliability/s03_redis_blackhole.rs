@@ -3,6 +3,11 @@
 //! a video transcodes and excel imports run and new ones are submitted. Before that, for 4 s,
 //! the proxy delays every chunk by 250 ms: a slow Redis, which must only slow polls down.
 //!
+//! A readiness prober asks `/readyz` every 500 ms throughout the outage and gives up on an
+//! answer after 1 s, as a load balancer would: when its request is the store's breaker probe,
+//! the API drops the probe with it — which once kept the breaker open for good (the FLAKY of
+//! 2026-12-02 in docs/reliability.md; `/readyz`'s own 2 s bound on its check did the same).
+//!
 //! Pass: the workers keep working (jobs finish in the database during the outage) and their
 //! state changes wait in the outbox; `/readyz` reports the outage (503); polls stay bounded in
 //! time — an open-loop load of 50 polls a second shows no pile-up (p99 and max under the
@@ -22,6 +27,20 @@ use crate::harness::load::{self, Pollers, Task, Tenant};
 use crate::harness::proxy::Mode;
 use crate::harness::stats::{Summary, metric};
 use crate::harness::{Cluster, Options, clip, eventually, scaled};
+
+/// Asks `/readyz` every `every` until `stop`, giving up on each answer after 1 s, as a load
+/// balancer would (1 s is Kubernetes' default probe timeout); the answers by status, 0 for one
+/// given up on.
+async fn readiness_prober(port: u16, every: Duration, stop: Arc<AtomicBool>) -> HashMap<u16, u64> {
+    let api = crate::harness::http::Api::with_timeout(port, Duration::from_secs(1));
+    let mut codes = HashMap::new();
+    while !stop.load(Ordering::Relaxed) {
+        let status = api.get("/readyz", None).await.map_or(0, |r| r.status);
+        *codes.entry(status).or_default() += 1;
+        tokio::time::sleep(every).await;
+    }
+    codes
+}
 
 /// Fires a poll every `every` without waiting for answers; (latency, status or 0) per poll and
 /// the most polls in flight at once.
@@ -140,6 +159,12 @@ async fn redis_unreachable_for_30_seconds() -> anyhow::Result<()> {
         stop.clone(),
     ));
 
+    let prober = tokio::spawn(readiness_prober(
+        server.port,
+        Duration::from_millis(500),
+        stop.clone(),
+    ));
+
     // /readyz notices.
     let ready_503 = eventually(
         "/readyz reports the outage",
@@ -198,12 +223,13 @@ async fn redis_unreachable_for_30_seconds() -> anyhow::Result<()> {
         })
         .count();
     let created_during = at_heal.len() - at_cut.len();
-    let ready_during = api.get("/readyz", None).await?.status;
+    let ready_during = api.get("/readyz", None).await?;
     stop.store(true, Ordering::Relaxed);
     proxy.set(Mode::Pass);
     let healed = Instant::now();
     let healed_at = pollers.started.elapsed();
     let (open_results, open_peak) = open.await?;
+    let prober_codes = prober.await?;
 
     let converged = eventually(
         "the read model agrees with the database",
@@ -238,7 +264,7 @@ async fn redis_unreachable_for_30_seconds() -> anyhow::Result<()> {
         },
     )
     .await;
-    let ready_after = api.get("/readyz", None).await?.status;
+    let ready_after = api.get("/readyz", None).await?;
     let submitted: Vec<Task> = pollers
         .tasks
         .lock()
@@ -280,7 +306,20 @@ async fn redis_unreachable_for_30_seconds() -> anyhow::Result<()> {
             .filter(|x| x.1 >= 500 || x.1 == 0)
             .count() as u64;
     figure!(
-        "s03 outage {outage:?}: /readyz 503 after {ready_503:?}, {ready_during} at the end of the outage, {ready_after} after"
+        "s03 outage {outage:?}: /readyz 503 after {ready_503:?}, {} at the end of the outage ({}), {} after ({}); the prober's answers during it {prober_codes:?}",
+        ready_during.status,
+        ready_during.text(),
+        ready_after.status,
+        ready_after.text()
+    );
+    // The store's breaker, as the API logged it.
+    figure!(
+        "s03 API breaker: opened {} times, closed {} times",
+        server
+            .proc
+            .log_lines("failing calls fast while probing it")
+            .len(),
+        server.proc.log_lines("Redis answers again").len()
     );
     figure!(
         "s03 during the outage: {finished_during} tasks finished in the database ({pending_at_cut} pending at the cut, {created_during} created during it; all done {all_done_after:?} into it), outbox peaked at {max_outbox} rows"
@@ -322,12 +361,22 @@ async fn redis_unreachable_for_30_seconds() -> anyhow::Result<()> {
         server.proc.log_tail(30)
     );
     anyhow::ensure!(
-        ready_during == 503,
-        "/readyz answered {ready_during} during the outage"
+        ready_during.status == 503,
+        "/readyz answered {} during the outage: {}",
+        ready_during.status,
+        ready_during.text()
     );
     anyhow::ensure!(
-        ready_after == 200,
-        "/readyz answered {ready_after} after the outage"
+        ready_after.status == 200,
+        "/readyz answered {} after the outage: {}\n{}",
+        ready_after.status,
+        ready_after.text(),
+        server.proc.log_tail(30)
+    );
+    anyhow::ensure!(
+        prober_codes.get(&503).is_some_and(|n| *n > 0)
+            && prober_codes.keys().all(|c| matches!(c, 503 | 200 | 0)),
+        "the readiness prober's answers during the outage: {prober_codes:?}"
     );
     anyhow::ensure!(
         all_done_after.is_some(),

@@ -1,5 +1,11 @@
 //! The breaker of the Redis store (see the module docs of `redis`): fail fast while Redis is
 //! known not to answer, let one call at a time find out whether it answers again.
+//!
+//! The probing call holds a [`ProbeSlot`] guard; dropping it frees the slot for the next call. A
+//! call may be dropped before it ends — `/readyz` bounds its ping by 2 s, less than the store's
+//! deadline, and a request whose client went away is dropped with it — so the slot is released
+//! on drop, not by a step at the end of the call: a probe cancelled mid-way once left `probing`
+//! set, and from the next outage on every call was rejected for good, Redis back or not.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -10,14 +16,25 @@ use tokio::time::Instant;
 pub(super) const COOLDOWN: Duration = Duration::from_secs(1);
 
 /// Whether a call may go to Redis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Admit {
+#[derive(Debug)]
+pub(super) enum Admit<'a> {
     /// The breaker is closed: go ahead.
     Closed,
-    /// The breaker is open and this call is the one probing Redis.
-    Probe,
+    /// The breaker is open and this call is the one probing Redis (until the guard is dropped).
+    Probe { _slot: ProbeSlot<'a> },
     /// The breaker is open: fail at once.
     Reject,
+}
+
+/// The probe slot of a [`Breaker`], released when dropped — also when the probing call is
+/// cancelled.
+#[derive(Debug)]
+pub(super) struct ProbeSlot<'a>(&'a Breaker);
+
+impl Drop for ProbeSlot<'_> {
+    fn drop(&mut self) {
+        self.0.lock().probing = false;
+    }
 }
 
 #[derive(Debug, Default)]
@@ -52,14 +69,16 @@ impl Breaker {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(super) fn admit(&self) -> Admit {
+    pub(super) fn admit(&self) -> Admit<'_> {
         let mut s = self.lock();
         match s.open_until {
             None => Admit::Closed,
             Some(t) if Instant::now() < t || s.probing => Admit::Reject,
             Some(_) => {
                 s.probing = true;
-                Admit::Probe
+                Admit::Probe {
+                    _slot: ProbeSlot(self),
+                }
             }
         }
     }
@@ -77,35 +96,65 @@ impl Breaker {
         let mut s = self.lock();
         s.open_until.take().is_some()
     }
-
-    pub(super) fn probe_done(&self) {
-        self.lock().probing = false;
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn is_probe(a: &Admit<'_>) -> bool {
+        matches!(a, Admit::Probe { .. })
+    }
+
+    fn is_reject(a: &Admit<'_>) -> bool {
+        matches!(a, Admit::Reject)
+    }
+
     #[tokio::test]
     async fn opens_on_a_slow_failure_and_probes_one_call_at_a_time() {
         let cooldown = Duration::from_millis(30);
         let b = Breaker::new(cooldown);
-        assert_eq!(b.admit(), Admit::Closed);
+        assert!(matches!(b.admit(), Admit::Closed));
         assert!(b.trip());
-        assert_eq!(b.admit(), Admit::Reject, "open: fail fast");
+        assert!(is_reject(&b.admit()), "open: fail fast");
         tokio::time::sleep(cooldown).await;
-        assert_eq!(b.admit(), Admit::Probe);
-        assert_eq!(b.admit(), Admit::Reject, "only one probe at a time");
+        let probe = b.admit();
+        assert!(is_probe(&probe));
+        assert!(is_reject(&b.admit()), "only one probe at a time");
         // The probe failed slowly again: another cooldown.
         assert!(!b.trip());
-        b.probe_done();
-        assert_eq!(b.admit(), Admit::Reject);
+        drop(probe);
+        assert!(is_reject(&b.admit()));
         tokio::time::sleep(cooldown).await;
-        assert_eq!(b.admit(), Admit::Probe);
+        let probe = b.admit();
+        assert!(is_probe(&probe));
         assert!(b.close(), "an answer closes it");
-        b.probe_done();
-        assert_eq!(b.admit(), Admit::Closed);
+        drop(probe);
+        assert!(matches!(b.admit(), Admit::Closed));
         assert!(!b.close());
+    }
+
+    /// A probing call that is dropped before it ends (a caller's timeout, a client gone) frees
+    /// the slot: the next call probes. It used to stay taken, and once the breaker opened again
+    /// every call was rejected forever.
+    #[tokio::test]
+    async fn a_cancelled_probe_lets_the_next_call_probe() {
+        let cooldown = Duration::from_millis(30);
+        let b = Breaker::new(cooldown);
+        assert!(b.trip());
+        tokio::time::sleep(cooldown).await;
+        let probe = b.admit();
+        assert!(is_probe(&probe));
+        assert!(is_reject(&b.admit()));
+        // Cancelled: neither an answer nor a slow failure.
+        drop(probe);
+        let next = b.admit();
+        assert!(is_probe(&next), "the next call probes, got {next:?}");
+        assert!(b.close());
+        drop(next);
+        // And a later outage is probed again, too.
+        assert!(b.trip());
+        tokio::time::sleep(cooldown).await;
+        assert!(is_probe(&b.admit()));
     }
 }

@@ -61,7 +61,8 @@
 //! A call that failed *slowly* (it waited a whole response timeout: a blackholed or frozen
 //! Redis, not a refused connection or an error reply such as `OOM`) opens a breaker: for the
 //! next second every call fails at once with [`StoreError::Unavailable`], then one call at a
-//! time probes Redis until one gets an answer. Without it every caller would wait its full
+//! time probes Redis until one gets an answer (a probe whose caller stops waiting — `/readyz`
+//! after its 2 s, a request whose client went away — frees the slot for the next call). Without it every caller would wait its full
 //! deadline during such an outage — progress writes would stall the workers that make them,
 //! and polls would each hold a connection for seconds.
 //!
@@ -388,8 +389,10 @@ impl RedisStore {
         fut: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         metrics::op(BACKEND, op);
+        // Held to the end of the call; a probe's slot is released when it is dropped, so a
+        // cancelled call (dropped at an `.await` below) frees it too.
         let admit = self.breaker.admit();
-        if admit == Admit::Reject {
+        if matches!(admit, Admit::Reject) {
             metrics::error(BACKEND, op);
             return Err(StoreError::Unavailable(
                 "Redis stopped answering moments ago; not retried yet".into(),
@@ -418,9 +421,7 @@ impl RedisStore {
             }
             Err(StoreError::Config(_)) => {}
         }
-        if admit == Admit::Probe {
-            self.breaker.probe_done();
-        }
+        drop(admit);
         if result.is_err() {
             metrics::error(BACKEND, op);
         }
