@@ -597,3 +597,48 @@ async fn abandoned_uploads_are_cleaned_up(app: &DbApp) -> anyhow::Result<()> {
     Ok(())
 }
 on_both_storages!(abandoned_uploads_are_cleaned_up, limits());
+
+/// Parts each within the limit that add up to more: the assembled object is refused at
+/// complete (413 `source_too_large`), deleted, and the video FAILED with that reason.
+async fn too_large_when_assembled(app: &DbApp) -> anyhow::Result<()> {
+    let (t, _, session) = app.tenant("acme").await?;
+    let staff = app.app.token(t, "owner");
+    let body = init(app, &staff, session).await?;
+    let id = body["video"]["id"].as_i64().expect("id");
+    let upload_id = multipart_init(app, &staff, id).await?;
+    let (_, signed) = presign(app, &staff, id, &upload_id, &[1, 2]).await?;
+    let mut parts = Vec::new();
+    for (n, size) in [(1u32, 5 * MIB), (2, 2 * MIB)] {
+        let url = signed["urls"][n.to_string()].as_str().expect("url");
+        let (status, headers) = put(app, url, None, bytes(size, n as u8)).await?;
+        assert_eq!(status, 200, "part {n} is within the limit");
+        parts.push(json!({"ETag": etag(&headers), "PartNumber": n}));
+    }
+    let path = format!("/api/v1/media/videos/{id}/upload/multipart/complete/");
+    let (status, err) = post(
+        app,
+        &path,
+        &staff,
+        json!({"upload_id": upload_id, "parts": parts}),
+    )
+    .await?;
+    assert_eq!(status, 413, "{err}");
+    assert_eq!(err["error"]["code"], "source_too_large", "{err}");
+    let p = progress(app, id, &staff).await?;
+    assert_eq!(p["status"], "FAILED", "{p}");
+    assert_eq!(p["error_reason"], "source_too_large", "{p}");
+    let key = StorageKey::parse(body["file_key"].as_str().expect("key"))?;
+    assert!(
+        !app.state.storage.exists(&key).await?,
+        "the object is deleted"
+    );
+    assert_eq!(jobs_of(app, t, id).await?, 0);
+    Ok(())
+}
+on_both_storages!(
+    too_large_when_assembled,
+    Limits {
+        video_bytes: 6 * MIB as u64,
+        ..limits()
+    }
+);
