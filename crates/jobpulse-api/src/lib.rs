@@ -153,6 +153,7 @@ pub fn router(parts: Parts, config: &RouterConfig) -> Router {
         app = app
             .merge(routes::media::router(state.clone()))
             .merge(routes::jobs::router(state.clone()))
+            .merge(routes::enroll::router(state.clone()))
             .merge(routes::files::router(state));
     }
     app.fallback(not_found)

@@ -28,6 +28,7 @@ use crate::routes;
         routes::jobs::result,
         routes::jobs::cancel,
         routes::jobs::file,
+        routes::enroll::enroll,
         routes::files::media,
         routes::files::lectures,
         routes::ingest::ingest,

@@ -32,6 +32,11 @@ pub(crate) const POSTGRES: &[Embedded] = &[
         "ai_claim_order",
         include_str!("../migrations/postgres/0002_ai_claim_order.sql"),
     ),
+    (
+        3,
+        "enrollment_session",
+        include_str!("../migrations/postgres/0003_enrollment_session.sql"),
+    ),
 ];
 
 pub(crate) const SQLITE: &[Embedded] = &[
@@ -44,6 +49,11 @@ pub(crate) const SQLITE: &[Embedded] = &[
         2,
         "ai_claim_order",
         include_str!("../migrations/sqlite/0002_ai_claim_order.sql"),
+    ),
+    (
+        3,
+        "enrollment_session",
+        include_str!("../migrations/sqlite/0003_enrollment_session.sql"),
     ),
 ];
 

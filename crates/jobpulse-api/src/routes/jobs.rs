@@ -125,7 +125,7 @@ pub struct SubmitJson {
     pub lecture_id: Option<i64>,
 }
 
-fn positive(s: &str, what: &str) -> Result<i64, ApiError> {
+pub(crate) fn positive(s: &str, what: &str) -> Result<i64, ApiError> {
     s.trim()
         .parse::<i64>()
         .ok()
@@ -178,7 +178,7 @@ async fn read_multipart(state: &AppState, mut mp: Multipart) -> Result<Submissio
     Ok(sub)
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(v) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -277,6 +277,11 @@ pub async fn submit(
             "excel_parsing needs lecture_id (the lecture to enrol the students into)".into(),
         ));
     }
+    if job_type.as_str() == JobType::EXCEL_PARSING {
+        // The enroll options may come in the payload too (the enroll route writes them there).
+        jobpulse_domain::enroll::EnrollOptions::from_payload(&sub.payload)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    }
     match (&sub.file, spec.needs_file) {
         (None, true) => {
             return reject(&state, new, format!("{job_type} needs a file")).await;
@@ -289,7 +294,7 @@ pub async fn submit(
     finish_submit(&state, new, spec, sub.file).await
 }
 
-async fn finish_submit(
+pub(crate) async fn finish_submit(
     state: &AppState,
     mut new: NewAiJob,
     spec: JobSpec,
@@ -338,7 +343,11 @@ async fn finish_submit(
         .into_response())
 }
 
-async fn reject(state: &AppState, new: NewAiJob, message: String) -> Result<Response, ApiError> {
+pub(crate) async fn reject(
+    state: &AppState,
+    new: NewAiJob,
+    message: String,
+) -> Result<Response, ApiError> {
     let committed = state.db.reject_ai_job(new, &message).await?;
     publish(state, &committed.outbox).await;
     let job = &committed.value.job;

@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod dashboard;
+pub mod enroll;
 pub mod files;
 pub mod ingest;
 pub mod jobs;

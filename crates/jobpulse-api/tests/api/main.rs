@@ -4,6 +4,7 @@ mod app;
 mod auth;
 mod contract;
 mod dashboard;
+mod enroll;
 mod hardening;
 mod helpers;
 mod ingest;

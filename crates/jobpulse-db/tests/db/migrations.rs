@@ -17,7 +17,10 @@ async fn migrations_apply_twice(b: Backend) -> anyhow::Result<()> {
         .raw_int("SELECT COUNT(DISTINCT version) FROM _sqlx_migrations")
         .await?;
     assert_eq!(applied, versions, "each migration is recorded once");
-    assert_eq!(applied, 2, "0001_init and 0002_ai_claim_order");
+    assert_eq!(
+        applied, 3,
+        "0001_init, 0002_ai_claim_order and 0003_enrollment_session"
+    );
     // The schema works after the repeated runs.
     let seed = t.db.create_tenant("acme", "Acme").await?;
     assert!(t.db.get_tenant(seed.tenant_id).await?.is_some());

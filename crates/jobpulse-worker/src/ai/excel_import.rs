@@ -25,7 +25,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use jobpulse_db::{DbError, ImportOutcome, ImportRow, NewCredentials, StudentInput};
+use jobpulse_db::{DbError, EnrollTarget, ImportOutcome, ImportRow, NewCredentials, StudentInput};
+use jobpulse_domain::enroll::{EnrollOptions, PasswordMode};
 use jobpulse_domain::steps::{self, StepPlan};
 use jobpulse_domain::{JobResult, JobType};
 use jobpulse_media::StorageError;
@@ -33,7 +34,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{Handler, HandlerError, HandlerOutput, JobContext};
-use crate::excel::credentials::{self, CredentialError, Password};
+use crate::excel::credentials::{self, CredentialError};
 use crate::excel::import::{self, Import, Limits, StudentRow};
 use crate::excel::report::{Credential, FailedRow, ImportReport, RowRef};
 use crate::progress::Eta;
@@ -118,6 +119,9 @@ impl Handler for ExcelImportHandler {
 
         r.step(1).await;
         let lecture_id = lecture(ctx).await?;
+        let options = EnrollOptions::from_payload(ctx.payload())
+            .map_err(|e| HandlerError::BadInput(e.to_string()))?;
+        let target = target(ctx, lecture_id, options.session_id).await?;
         let bytes = download(ctx, self.settings.max_file_bytes).await?;
         ctx.check_cancelled()?;
 
@@ -126,7 +130,7 @@ impl Handler for ExcelImportHandler {
         ctx.check_cancelled()?;
 
         r.step(3).await;
-        self.enroll(ctx, lecture_id, &sheet).await?;
+        self.enroll(ctx, target, &options, &sheet).await?;
 
         r.step(4).await;
         let ledger = ctx
@@ -165,6 +169,37 @@ async fn lecture(ctx: &JobContext) -> Result<i64, HandlerError> {
         Err(e) => Err(HandlerError::from_db(e)),
     }
 }
+
+/// The lecture and the session to enroll into: the payload's session (which must be one of the
+/// lecture's), else the lecture's first session (none when the lecture has none).
+async fn target(
+    ctx: &JobContext,
+    lecture_id: i64,
+    session: Option<i64>,
+) -> Result<EnrollTarget, HandlerError> {
+    let sessions = ctx
+        .db
+        .list_lecture_sessions(ctx.tenant(), lecture_id)
+        .await
+        .map_err(HandlerError::from_db)?;
+    let session_id = match session {
+        Some(id) if sessions.iter().any(|s| s.id == id) => Some(id),
+        Some(id) => return Err(session_missing(id)),
+        None => sessions.first().map(|s| s.id),
+    };
+    Ok(EnrollTarget {
+        lecture_id,
+        session_id,
+    })
+}
+
+fn session_missing(id: i64) -> HandlerError {
+    HandlerError::BadInput(format!("강의에 해당 차시가 없습니다(session_id {id})."))
+}
+
+/// The per-row error of a `phone_last4` import row without a student phone.
+pub const NO_PHONE_FOR_PASSWORD: &str =
+    "학생 전화번호가 없어 초기 비밀번호(학생 전화번호 뒤 4자리)를 만들 수 없습니다";
 
 fn lecture_missing(id: i64) -> HandlerError {
     HandlerError::BadInput(format!("강의를 찾을 수 없습니다(lecture_id {id})."))
@@ -257,7 +292,8 @@ impl ExcelImportHandler {
     async fn enroll(
         &self,
         ctx: &JobContext,
-        lecture_id: i64,
+        target: EnrollTarget,
+        options: &EnrollOptions,
         sheet: &Import,
     ) -> Result<(), HandlerError> {
         let (db, tenant, job) = (&ctx.db, ctx.tenant(), ctx.job_id());
@@ -277,7 +313,30 @@ impl ExcelImportHandler {
             .students()
             .filter(|s| first.contains(&s.row) && !done.contains(&s.row))
             .count();
-        let mut source = CredentialSource::start(need, self.settings.hash_threads, &ctx.cancel);
+        let mut source = match options.mode {
+            PasswordMode::Random => Passwords::Random(CredentialSource::start(
+                need,
+                self.settings.hash_threads,
+                &ctx.cancel,
+            )),
+            PasswordMode::PhoneLast4 => Passwords::PhoneLast4,
+            PasswordMode::Fixed => {
+                let password = options
+                    .fixed_password()
+                    .ok_or_else(|| {
+                        HandlerError::BadInput("initial_password가 없습니다.".to_owned())
+                    })?
+                    .to_owned();
+                // One hash for the whole import (every student gets the same password), at the
+                // setting for passwords people choose.
+                let p = password.clone();
+                let hash = tokio::task::spawn_blocking(move || credentials::hash_password(&p))
+                    .await
+                    .map_err(|e| HandlerError::Transient(format!("hashing: {e}")))?
+                    .map_err(|e| HandlerError::Transient(e.to_string()))?;
+                Passwords::Fixed(password, hash)
+            }
+        };
 
         let total = sheet.rows.len();
         let mut eta = Eta::new();
@@ -295,7 +354,7 @@ impl ExcelImportHandler {
                             .await
                             .map_err(HandlerError::from_db)?;
                     }
-                    Ok(s) => self.enroll_row(ctx, lecture_id, s, &mut source).await?,
+                    Ok(s) => self.enroll_row(ctx, target, s, &mut source).await?,
                 }
             }
             let f = (i + 1) as f64 / total as f64;
@@ -308,18 +367,14 @@ impl ExcelImportHandler {
     async fn enroll_row(
         &self,
         ctx: &JobContext,
-        lecture_id: i64,
+        target: EnrollTarget,
         s: &StudentRow,
-        source: &mut CredentialSource,
+        source: &mut Passwords,
     ) -> Result<(), HandlerError> {
-        let input = StudentInput {
-            name: s.name.clone(),
-            phone: s.phone.as_ref().map(|p| p.digits()),
-            parent_phone: s.parent_phone.digits(),
-            school: s.school.clone(),
-            grade: s.grade.clone(),
+        let input = student_input(s);
+        let Some((password, hash)) = source.take(s).await? else {
+            return self.enroll_without_password(ctx, target, s).await;
         };
-        let (password, hash) = source.take().await?;
         let mut attempt = 0;
         let row = loop {
             let login_id =
@@ -327,7 +382,7 @@ impl ExcelImportHandler {
                     .map_err(|e| HandlerError::Transient(e.to_string()))?;
             let creds = NewCredentials {
                 login_id,
-                password: password.as_str().to_owned(),
+                password: password.clone(),
                 password_hash: hash.clone(),
             };
             match ctx
@@ -335,7 +390,7 @@ impl ExcelImportHandler {
                 .import_student_row(
                     ctx.tenant(),
                     ctx.job_id(),
-                    lecture_id,
+                    target,
                     s.row,
                     &input,
                     move || creds,
@@ -346,7 +401,12 @@ impl ExcelImportHandler {
                 Err(DbError::Duplicate("login_id")) if attempt + 1 < MAX_LOGIN_ATTEMPTS => {
                     attempt += 1;
                 }
-                Err(DbError::NotFound("lecture")) => return Err(lecture_missing(lecture_id)),
+                Err(DbError::NotFound("lecture")) => {
+                    return Err(lecture_missing(target.lecture_id));
+                }
+                Err(DbError::NotFound("session")) => {
+                    return Err(session_missing(target.session_id.unwrap_or_default()));
+                }
                 Err(e) => return Err(HandlerError::from_db(e)),
             }
         };
@@ -356,6 +416,55 @@ impl ExcelImportHandler {
             source.give_back((password, hash));
         }
         Ok(())
+    }
+}
+
+impl ExcelImportHandler {
+    /// A `phone_last4` row without a student phone: it can only find an existing student
+    /// (duplicate, restored); one it would create fails with [`NO_PHONE_FOR_PASSWORD`].
+    async fn enroll_without_password(
+        &self,
+        ctx: &JobContext,
+        target: EnrollTarget,
+        s: &StudentRow,
+    ) -> Result<(), HandlerError> {
+        let input = student_input(s);
+        let found = ctx
+            .db
+            .import_student_row(ctx.tenant(), ctx.job_id(), target, s.row, &input, || {
+                None::<NewCredentials>
+            })
+            .await;
+        match found {
+            Ok(_) => Ok(()),
+            Err(DbError::NotFound("credentials")) => ctx
+                .db
+                .record_failed_row(
+                    ctx.tenant(),
+                    ctx.job_id(),
+                    s.row,
+                    Some(&s.name),
+                    NO_PHONE_FOR_PASSWORD,
+                )
+                .await
+                .map(|_| ())
+                .map_err(HandlerError::from_db),
+            Err(DbError::NotFound("lecture")) => Err(lecture_missing(target.lecture_id)),
+            Err(DbError::NotFound("session")) => {
+                Err(session_missing(target.session_id.unwrap_or_default()))
+            }
+            Err(e) => Err(HandlerError::from_db(e)),
+        }
+    }
+}
+
+fn student_input(s: &StudentRow) -> StudentInput {
+    StudentInput {
+        name: s.name.clone(),
+        phone: s.phone.as_ref().map(|p| p.digits()),
+        parent_phone: s.parent_phone.digits(),
+        school: s.school.clone(),
+        grade: s.grade.clone(),
     }
 }
 
@@ -402,8 +511,50 @@ fn report_from_ledger(
     Ok(report)
 }
 
-/// A generated password and its hash.
-type Generated = (Password, String);
+/// A password and its hash.
+type Generated = (String, String);
+
+/// Where the initial password of a created student comes from ([`PasswordMode`]).
+#[derive(Debug)]
+enum Passwords {
+    Random(CredentialSource),
+    /// Hashed per row (light setting, see [`credentials::hash_phone_password`]).
+    PhoneLast4,
+    /// The same password and hash for every row.
+    Fixed(String, String),
+}
+
+impl Passwords {
+    /// The password for `row`, `None` when it has nothing to make one from (`phone_last4`
+    /// without a student phone).
+    async fn take(&mut self, row: &StudentRow) -> Result<Option<Generated>, HandlerError> {
+        match self {
+            Self::Random(source) => source.take().await.map(Some),
+            Self::PhoneLast4 => {
+                let Some(phone) = row.phone.as_ref() else {
+                    return Ok(None);
+                };
+                let phone = phone.clone();
+                tokio::task::spawn_blocking(move || {
+                    let hash = credentials::hash_phone_password(&phone)?;
+                    Ok::<_, CredentialError>((credentials::phone_last4(&phone), hash))
+                })
+                .await
+                .map_err(|e| HandlerError::Transient(format!("hashing: {e}")))?
+                .map(Some)
+                .map_err(|e| HandlerError::Transient(e.to_string()))
+            }
+            Self::Fixed(password, hash) => Ok(Some((password.clone(), hash.clone()))),
+        }
+    }
+
+    /// A password taken for a row that created no student: a generated one serves the next row.
+    fn give_back(&mut self, g: Generated) {
+        if let Self::Random(source) = self {
+            source.give_back(g);
+        }
+    }
+}
 
 /// Generated passwords, hashed ahead on blocking threads: up to `count` of them, then one at a
 /// time on demand. Producers stop when the source is dropped or the attempt is cancelled.
@@ -417,7 +568,7 @@ struct CredentialSource {
 fn generate() -> Result<Generated, CredentialError> {
     let p = credentials::generate_password()?;
     let h = credentials::hash_generated_password(&p)?;
-    Ok((p, h))
+    Ok((p.into_string(), h))
 }
 
 impl CredentialSource {
