@@ -29,6 +29,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 
 pub mod auth;
+pub mod credentials;
 pub mod error;
 pub mod hub;
 pub mod metrics;

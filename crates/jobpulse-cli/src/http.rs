@@ -27,7 +27,8 @@ pub async fn bind(
     app: Option<AppState>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Application> {
-    let mut read = ReadState::new(store.clone(), verifier.clone());
+    let mut read = ReadState::new(store.clone(), verifier.clone())
+        .with_credentials(crate::wiring::credential_seal(settings));
     if let Some(hook) = on_miss {
         read = read.with_miss_hook(hook);
     }

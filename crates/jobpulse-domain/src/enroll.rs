@@ -25,6 +25,15 @@ pub const MAX_FIXED_PASSWORD_CHARS: usize = 128;
 pub const PAYLOAD_PASSWORD_MODE: &str = "password_mode";
 pub const PAYLOAD_INITIAL_PASSWORD: &str = "initial_password";
 pub const PAYLOAD_SESSION_ID: &str = "session_id";
+/// Where the API puts the `fixed` password instead of [`PAYLOAD_INITIAL_PASSWORD`]: sealed
+/// (`jobpulse_db::sealed`) to [`payload_context`], so it is not stored in clear.
+pub const PAYLOAD_FIXED_SEALED: &str = "initial_password_sealed";
+
+/// What a `fixed` password in a payload is sealed to: the job's tenant (the job id does not
+/// exist yet when the API seals it).
+pub fn payload_context(tenant: crate::TenantId) -> String {
+    format!("tenant {tenant} enroll payload")
+}
 
 /// How initial passwords are set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

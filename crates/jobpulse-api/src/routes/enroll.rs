@@ -166,6 +166,7 @@ pub async fn enroll(
     let mut new = NewAiJob::new(p.tenant, job_type.clone());
     let mut payload = serde_json::Map::new();
     options.write_to(&mut payload);
+    crate::credentials::seal_payload(&mut payload, p.tenant, state.credentials.as_ref())?;
     new.payload = serde_json::Value::Object(payload);
     new.lecture_id = Some(lecture_id);
     new.idempotency_key = idem;

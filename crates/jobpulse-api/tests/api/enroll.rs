@@ -70,11 +70,14 @@ fn worker(app: &DbApp) -> AiWorkerHandle {
         progress_interval: Duration::from_millis(50),
         ..AiWorkerConfig::default().with_lease(Duration::from_secs(30))
     };
+    // The same credentials key as the API's, as `jobpulse` wires them.
+    let mut handlers = HandlerSettings::default();
+    handlers.excel_import.seal = app.state.credentials.clone().expect("the app has a key");
     AiWorker::new(
         app.state.db.clone(),
         app.state.store.clone(),
         app.state.storage.clone(),
-        Registry::standard(HandlerSettings::default()),
+        Registry::standard(handlers),
         config,
     )
     .spawn()
@@ -98,6 +101,7 @@ async fn wait_done(app: &DbApp, job: &str, token: &str) -> anyhow::Result<Value>
 /// Starts an enroll, waits for DONE and returns (progress answer, full result).
 async fn enroll(
     app: &DbApp,
+    tenant: i64,
     token: &str,
     bytes: &[u8],
     fields: &[(&str, String)],
@@ -111,7 +115,74 @@ async fn enroll(
     assert_eq!(done["job_type"], "excel_parsing");
     let (s, full) = get(app, &format!("/api/v1/jobs/{job}/result/"), token).await?;
     assert_eq!(s, 200, "{full}");
+    // The DONE answer itself carries the credentials for staff (the front end re-reads them
+    // from it), the same as the full result; the sealed form never leaves the API.
+    assert_eq!(done["result"]["credentials"], full["credentials"], "{done}");
+    for v in [&done, &full] {
+        assert!(!v.to_string().contains("sealed"), "{v}");
+    }
+    at_rest_sealed(app, TenantId::new(tenant)?, &job, &full).await?;
     Ok((done, full))
+}
+
+/// No initial password is stored in clear: the ledger, the stored full result, the read
+/// model's record and the job row (its payload) hold none of them.
+async fn at_rest_sealed(
+    app: &DbApp,
+    tenant: TenantId,
+    job: &str,
+    full: &Value,
+) -> anyhow::Result<()> {
+    let id = jobpulse_domain::JobId::parse(job)?;
+    let passwords: Vec<String> = full["credentials"]
+        .as_array()
+        .context("credentials")?
+        .iter()
+        .filter_map(|c| c["password"].as_str().map(str::to_owned))
+        .collect();
+    anyhow::ensure!(!passwords.is_empty(), "nothing to look for");
+    let ledger = app.state.db.import_rows(&id).await?;
+    let mut stored = Vec::new();
+    for r in &ledger {
+        if let Some(p) = &r.initial_password {
+            assert!(p.starts_with("sealed:v1:"), "ledger: {p}");
+            stored.push(p.clone());
+        }
+    }
+    assert_eq!(stored.len(), passwords.len());
+    let job_row = app
+        .state
+        .db
+        .get_ai_job(tenant, &id)
+        .await?
+        .context("job row")?;
+    let result_row = app
+        .state
+        .db
+        .get_ai_result(job_row.tenant, &id)
+        .await?
+        .context("result row")?;
+    let record = app
+        .state
+        .store
+        .get(&jobpulse_domain::TaskKey::job(job_row.tenant, id.clone()))
+        .await?
+        .context("read model record")?;
+    let texts = [
+        result_row.to_string(),
+        serde_json::to_string(&record.state)?,
+        job_row.payload.to_string(),
+    ];
+    for pw in &passwords {
+        for (what, text) in ["result row", "read model", "payload"].iter().zip(&texts) {
+            assert!(
+                !text.contains(&format!("\"{pw}\"")),
+                "{what} holds a password in clear: {text}"
+            );
+        }
+    }
+    assert!(texts[0].contains("sealed:v1:"), "{}", texts[0]);
+    Ok(())
 }
 
 /// `login_id → password` of the result's credentials.
@@ -188,6 +259,7 @@ async fn three_password_modes_end_to_end(b: Backend) -> anyhow::Result<()> {
     let (bytes, exp) = workbook(11)?;
     let (done, full) = enroll(
         &app,
+        t,
         &staff,
         &bytes,
         &[
@@ -223,6 +295,7 @@ async fn three_password_modes_end_to_end(b: Backend) -> anyhow::Result<()> {
     let (bytes, exp) = workbook(22)?;
     let (_, full) = enroll(
         &app,
+        t,
         &staff,
         &bytes,
         &[
@@ -290,6 +363,7 @@ async fn three_password_modes_end_to_end(b: Backend) -> anyhow::Result<()> {
     let fixed = "우리 학원 2026!";
     let (_, full) = enroll(
         &app,
+        t,
         &staff,
         &bytes,
         &[

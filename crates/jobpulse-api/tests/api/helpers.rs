@@ -217,8 +217,10 @@ impl DbApp {
             catalog: Arc::new(TestCatalog),
             limits,
             spool_dir: dir.path().join("spool"),
+            credentials: Some(jobpulse_db::CredentialSeal::derived(SECRET)),
         };
-        let read = ReadState::new(store.clone(), verifier.clone());
+        let read = ReadState::new(store.clone(), verifier.clone())
+            .with_credentials(state.credentials.clone());
         let ops = jobpulse_api::ops_state(store.clone(), Vec::new());
         let stop = CancellationToken::new();
         let router = jobpulse_api::router(

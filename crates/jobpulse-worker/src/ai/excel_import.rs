@@ -25,8 +25,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use jobpulse_db::{DbError, EnrollTarget, ImportOutcome, ImportRow, NewCredentials, StudentInput};
-use jobpulse_domain::enroll::{EnrollOptions, PasswordMode};
+use jobpulse_db::sealed::{SEALED_CREDENTIALS_KEY, SEALED_PREFIX};
+use jobpulse_db::{
+    CredentialSeal, DbError, EnrollTarget, ImportOutcome, ImportRow, NewCredentials, StudentInput,
+};
+use jobpulse_domain::enroll::{
+    EnrollOptions, PAYLOAD_FIXED_SEALED, PAYLOAD_INITIAL_PASSWORD, PasswordMode, payload_context,
+};
 use jobpulse_domain::steps::{self, StepPlan};
 use jobpulse_domain::{JobResult, JobType};
 use jobpulse_media::StorageError;
@@ -50,7 +55,7 @@ const MAX_LOGIN_ATTEMPTS: u32 = credentials::DETERMINISTIC_ATTEMPTS + 10;
 const CREDENTIAL_BUFFER: usize = 64;
 
 /// How the import runs.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct ExcelImportSettings {
     pub limits: Limits,
     /// Largest input file read into memory.
@@ -61,6 +66,13 @@ pub struct ExcelImportSettings {
     pub hash_threads: NonZeroUsize,
     pub timeout: Duration,
     pub max_attempts: u32,
+    /// Seals the initial passwords wherever they are stored (`jobpulse_db::sealed`); the API
+    /// must have the same key to show them. Default: a random key (what this process seals
+    /// only it can open — for tests; `jobpulse` passes the configured key).
+    pub seal: CredentialSeal,
+    /// How long the read model's copy of the credentials opens (the DONE answer shows them
+    /// that long; `None`: as long as the record lives). The workers' credentials retention.
+    pub credentials_retention: Option<Duration>,
 }
 
 impl Default for ExcelImportSettings {
@@ -72,6 +84,8 @@ impl Default for ExcelImportSettings {
             hash_threads: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
             timeout: Duration::from_secs(30 * 60),
             max_attempts: 5,
+            seal: CredentialSeal::random(),
+            credentials_retention: Some(super::DEFAULT_CREDENTIALS_RETENTION),
         }
     }
 }
@@ -119,8 +133,7 @@ impl Handler for ExcelImportHandler {
 
         r.step(1).await;
         let lecture_id = lecture(ctx).await?;
-        let options = EnrollOptions::from_payload(ctx.payload())
-            .map_err(|e| HandlerError::BadInput(e.to_string()))?;
+        let options = self.options(ctx)?;
         let target = target(ctx, lecture_id, options.session_id).await?;
         let bytes = download(ctx, self.settings.max_file_bytes).await?;
         ctx.check_cancelled()?;
@@ -138,7 +151,7 @@ impl Handler for ExcelImportHandler {
             .import_rows(ctx.job_id())
             .await
             .map_err(HandlerError::from_db)?;
-        let report = report_from_ledger(ledger, sheet.rows.len())?;
+        let report = report_from_ledger(ledger, sheet.rows.len(), &self.settings.seal)?;
         tracing::info!(
             tenant.id = %ctx.tenant(),
             job.id = %ctx.job_id(),
@@ -148,14 +161,79 @@ impl Handler for ExcelImportHandler {
             failed = report.failed.len(),
             "students imported"
         );
-        let invalid = |e: serde_json::Error| HandlerError::Permanent(format!("result: {e}"));
-        let full = serde_json::to_value(&report).map_err(invalid)?;
-        let public = serde_json::to_value(report.without_credentials()).map_err(invalid)?;
-        // Credentials exist only in the full result, so there is always one to fetch.
-        let read = JobResult::summary_with_full(public)
-            .map_err(|e| HandlerError::Permanent(format!("result: {e}")))?;
+        let (full, read) = self.results(ctx, &report)?;
         Ok(HandlerOutput::done(full, read))
     }
+}
+
+impl ExcelImportHandler {
+    /// The enroll options of the payload, the `fixed` password opened (the API seals it).
+    fn options(&self, ctx: &JobContext) -> Result<EnrollOptions, HandlerError> {
+        let mut payload = ctx.payload().clone();
+        if let Some(obj) = payload.as_object_mut()
+            && let Some(v) = obj.remove(PAYLOAD_FIXED_SEALED)
+        {
+            let sealed = v.as_str().unwrap_or_default();
+            let clear = self
+                .settings
+                .seal
+                .open_text(&payload_context(ctx.tenant()), sealed)
+                .map_err(|e| {
+                    HandlerError::Permanent(format!(
+                        "the fixed initial password does not open ({e}): the API and the AI \
+                         workers need the same JOBPULSE_CREDENTIALS_KEY"
+                    ))
+                })?;
+            obj.insert(PAYLOAD_INITIAL_PASSWORD.to_owned(), clear.into());
+        }
+        EnrollOptions::from_payload(&payload).map_err(|e| HandlerError::BadInput(e.to_string()))
+    }
+
+    /// The full result (stored in the database) and the read model's: both with the
+    /// credentials sealed (`credentials_sealed`), the read model's copy expiring after the
+    /// credentials retention; the read model's inline only when it fits (else `result_url`).
+    fn results(
+        &self,
+        ctx: &JobContext,
+        report: &ImportReport,
+    ) -> Result<(serde_json::Value, JobResult), HandlerError> {
+        let invalid = |e: String| HandlerError::Permanent(format!("result: {e}"));
+        let job = ctx.job_id().as_str();
+        let seal = &self.settings.seal;
+        let creds =
+            serde_json::to_value(&report.credentials).map_err(|e| invalid(e.to_string()))?;
+        let public = serde_json::to_value(report.without_credentials())
+            .map_err(|e| invalid(e.to_string()))?;
+        let with_sealed = |expires: Option<i64>| -> Result<serde_json::Value, HandlerError> {
+            let sealed = seal
+                .seal_credentials(job, creds.clone(), expires)
+                .map_err(|e| invalid(e.to_string()))?;
+            let mut v = public.clone();
+            if let Some(o) = v.as_object_mut() {
+                o.insert(SEALED_CREDENTIALS_KEY.to_owned(), sealed.into());
+            }
+            Ok(v)
+        };
+        let full = with_sealed(None)?;
+        let expires = self.settings.credentials_retention.map(|keep| {
+            let keep = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+            now_ms().saturating_add(keep)
+        });
+        // The full result is always stored, so there is always a result_url.
+        let mut read = JobResult::summary_with_full(with_sealed(expires)?)
+            .map_err(|e| invalid(e.to_string()))?;
+        if read.inline.is_none() {
+            // Too large with the credentials: the public summary alone, when it fits.
+            read = JobResult::summary_with_full(public).map_err(|e| invalid(e.to_string()))?;
+        }
+        Ok((full, read))
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The lecture to enroll into; it must exist in the job's tenant.
@@ -375,6 +453,12 @@ impl ExcelImportHandler {
         let Some((password, hash)) = source.take(s).await? else {
             return self.enroll_without_password(ctx, target, s).await;
         };
+        // The ledger keeps the password sealed (a retried attempt reports it again).
+        let sealed = self
+            .settings
+            .seal
+            .seal_text(ctx.job_id().as_str(), &password)
+            .map_err(|e| HandlerError::Transient(format!("sealing: {e}")))?;
         let mut attempt = 0;
         let row = loop {
             let login_id =
@@ -382,7 +466,7 @@ impl ExcelImportHandler {
                     .map_err(|e| HandlerError::Transient(e.to_string()))?;
             let creds = NewCredentials {
                 login_id,
-                password: password.clone(),
+                password: sealed.clone(),
                 password_hash: hash.clone(),
             };
             match ctx
@@ -411,7 +495,7 @@ impl ExcelImportHandler {
             }
         };
         let used = row.outcome == ImportOutcome::Created
-            && row.initial_password.as_deref() == Some(password.as_str());
+            && row.initial_password.as_deref() == Some(sealed.as_str());
         if !used {
             source.give_back((password, hash));
         }
@@ -472,6 +556,7 @@ fn student_input(s: &StudentRow) -> StudentInput {
 fn report_from_ledger(
     ledger: Vec<ImportRow>,
     sheet_rows: usize,
+    seal: &CredentialSeal,
 ) -> Result<ImportReport, HandlerError> {
     if ledger.len() != sheet_rows {
         return Err(HandlerError::Permanent(format!(
@@ -487,10 +572,10 @@ fn report_from_ledger(
             ImportOutcome::Created => {
                 report.created += 1;
                 match (r.login_id, r.initial_password) {
-                    (Some(login_id), Some(password)) => report.credentials.push(Credential {
+                    (Some(login_id), Some(stored)) => report.credentials.push(Credential {
                         name,
                         login_id,
-                        password,
+                        password: open_ledger_password(seal, &r.job_id, &stored)?,
                     }),
                     _ => {
                         return Err(HandlerError::Permanent(format!(
@@ -509,6 +594,23 @@ fn report_from_ledger(
         }
     }
     Ok(report)
+}
+
+/// A ledger password: sealed (a row written before passwords were sealed is taken as is).
+fn open_ledger_password(
+    seal: &CredentialSeal,
+    job: &jobpulse_domain::JobId,
+    stored: &str,
+) -> Result<String, HandlerError> {
+    if !stored.starts_with(SEALED_PREFIX) {
+        return Ok(stored.to_owned());
+    }
+    seal.open_text(job.as_str(), stored).map_err(|e| {
+        HandlerError::Permanent(format!(
+            "an initial password in the import ledger does not open ({e}): was \
+             JOBPULSE_CREDENTIALS_KEY changed while the job ran?"
+        ))
+    })
 }
 
 /// A password and its hash.
