@@ -256,6 +256,7 @@ async fn main() -> anyhow::Result<()> {
         },
         spool_dir: dir.path().join("spool"),
         public_url: base.clone(),
+        credentials: None,
     };
     let router = jobpulse_api::router(
         Parts {

@@ -74,6 +74,8 @@ pub struct Signal {
 struct Inner {
     tenants: Mutex<HashMap<TenantId, HashMap<u64, Sub>>>,
     next_id: AtomicU64,
+    /// Opens sealed initial passwords in job events (shared here, not kept per stream).
+    credentials: Option<jobpulse_db::CredentialSeal>,
 }
 
 /// See the module docs.
@@ -98,6 +100,13 @@ pub struct Registration {
     pub signal: Arc<Signal>,
 }
 
+impl Registration {
+    /// The hub's key for sealed initial passwords.
+    pub fn hub_credentials(&self) -> Option<&jobpulse_db::CredentialSeal> {
+        self.hub.credentials()
+    }
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
         metrics::gauge!("jobpulse_sse_streams").decrement(1.0);
@@ -114,8 +123,21 @@ impl Drop for Registration {
 impl Hub {
     /// Starts the dispatcher; it stops with `shutdown` or when the store's feed closes.
     pub fn start(store: &SharedStore, per_tenant_cap: usize, shutdown: CancellationToken) -> Hub {
+        Self::start_with(store, per_tenant_cap, shutdown, None)
+    }
+
+    /// [`Hub::start`], with the key that opens sealed initial passwords in job events.
+    pub fn start_with(
+        store: &SharedStore,
+        per_tenant_cap: usize,
+        shutdown: CancellationToken,
+        credentials: Option<jobpulse_db::CredentialSeal>,
+    ) -> Hub {
         let hub = Hub {
-            inner: Arc::new(Inner::default()),
+            inner: Arc::new(Inner {
+                credentials,
+                ..Inner::default()
+            }),
             per_tenant_cap,
         };
         let mut feed = store.subscribe();
@@ -182,6 +204,11 @@ impl Hub {
             rx,
             signal,
         })
+    }
+
+    /// The key that opens sealed initial passwords, if this server has one.
+    pub fn credentials(&self) -> Option<&jobpulse_db::CredentialSeal> {
+        self.inner.credentials.as_ref()
     }
 
     /// Open streams of this process.

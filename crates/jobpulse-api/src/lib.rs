@@ -31,6 +31,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 
 pub mod auth;
+pub mod credentials;
 pub mod error;
 pub mod hub;
 pub mod metrics;
@@ -205,6 +206,7 @@ pub fn router(parts: Parts, config: &RouterConfig) -> Router {
             .merge(routes::direct_upload::router(state.clone()))
             .merge(routes::jobs::router(state.clone()))
             .merge(routes::playback::router(state.clone()))
+            .merge(routes::enroll::router(state.clone()))
             .merge(routes::files::router(state));
     }
     app.fallback(not_found)

@@ -38,6 +38,7 @@ use crate::routes;
         routes::jobs::file,
         routes::playback::media,
         routes::playback::stats::stats,
+        routes::enroll::enroll,
         routes::files::lectures,
         routes::ingest::ingest,
         routes::ops::healthz,

@@ -84,7 +84,7 @@ pub struct JobProgress<'a> {
     pub progress: Option<JobStepProgress<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub result: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    pub result: Option<std::borrow::Cow<'a, serde_json::Map<String, serde_json::Value>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -150,8 +150,14 @@ pub fn video_unknown(id: VideoId) -> Vec<u8> {
     })
 }
 
-/// The job body for a snapshot.
-pub fn job(id: &JobId, snap: Option<&Snapshot>) -> Vec<u8> {
+/// The job body for a snapshot. A result with sealed credentials (a DONE import) shows them
+/// opened with `seal` while they have not expired (`crate::credentials`); only staff ever get
+/// such a job's body.
+pub fn job(
+    id: &JobId,
+    snap: Option<&Snapshot>,
+    seal: Option<&jobpulse_db::CredentialSeal>,
+) -> Vec<u8> {
     let Some(snap) = snap.filter(|s| matches!(s.state.status, Status::Job(_))) else {
         return job_unknown(id);
     };
@@ -177,7 +183,18 @@ pub fn job(id: &JobId, snap: Option<&Snapshot>) -> Vec<u8> {
         job_type: s.job_type.as_ref().map_or("", |t| t.as_str()),
         status: s.status.as_str(),
         progress,
-        result: result.and_then(|r| r.inline.as_ref()),
+        result: result.and_then(|r| r.inline.as_ref()).map(|m| {
+            if crate::credentials::has_sealed(m) {
+                std::borrow::Cow::Owned(crate::credentials::reveal(
+                    m.clone(),
+                    id.as_str(),
+                    seal,
+                    crate::credentials::now_ms(),
+                ))
+            } else {
+                std::borrow::Cow::Borrowed(m)
+            }
+        }),
         result_url: result.filter(|r| r.full_available).map(|_| result_url(id)),
         error_message: s.error.as_ref().map(|t| t.as_str()),
         attempt: s.attempt,

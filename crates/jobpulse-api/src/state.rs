@@ -22,6 +22,8 @@ pub struct ReadState {
     pub auth: Arc<Verifier>,
     pub metrics: ReadMetrics,
     pub on_miss: Option<MissHook>,
+    /// Opens the sealed initial passwords of DONE imports for staff (`crate::credentials`).
+    pub credentials: Option<jobpulse_db::CredentialSeal>,
 }
 
 impl std::fmt::Debug for ReadState {
@@ -42,7 +44,14 @@ impl ReadState {
             auth,
             metrics: ReadMetrics::new(),
             on_miss: None,
+            credentials: None,
         }
+    }
+
+    /// The key that opens the sealed initial passwords in DONE import results.
+    pub fn with_credentials(mut self, seal: Option<jobpulse_db::CredentialSeal>) -> Self {
+        self.credentials = seal;
+        self
     }
 
     pub fn with_miss_hook(mut self, hook: MissHook) -> Self {
@@ -137,6 +146,9 @@ pub struct AppState {
     /// `https://api.example.com`, no trailing `/`): absolute URLs the API hands out (file
     /// storage's upload URLs) start with it.
     pub public_url: String,
+    /// Seals a `fixed` enroll password into the job's payload and opens the sealed initial
+    /// passwords of results for staff; `None`: the server has no credentials key.
+    pub credentials: Option<jobpulse_db::CredentialSeal>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -107,6 +107,15 @@ pub struct CommonArgs {
     /// Log lines as `text` (colours only on a terminal) or `json` (one object per line).
     #[arg(long, env = "JOBPULSE_LOG_FORMAT", global = true, value_enum)]
     pub log_format: Option<crate::logging::LogFormat>,
+    /// Key sealing the initial passwords of imports at rest (shared by the API and the AI
+    /// workers, any length ≥ 32 bytes); default: derived from the HS256 secret.
+    #[arg(
+        long,
+        env = "JOBPULSE_CREDENTIALS_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub credentials_key: Option<String>,
 }
 
 /// The same settings from a TOML file.
@@ -137,6 +146,7 @@ pub struct FileConfig {
     pub credentials_retention: Option<String>,
     pub media_secret: Option<String>,
     pub log_format: Option<crate::logging::LogFormat>,
+    pub credentials_key: Option<String>,
 }
 
 /// Resolved settings.
@@ -170,6 +180,8 @@ pub struct Settings {
     /// How long initial passwords of finished imports are kept (`None`: forever).
     pub credentials_retention: Option<Duration>,
     pub media_secret: Option<String>,
+    /// Key sealing initial passwords (see `wiring::credential_seal`).
+    pub credentials_key: Option<String>,
     /// The HS256 secret in use once [`Settings::auth`] resolved it (configured or from the
     /// data dir); `None` with a public key.
     pub hs256_secret: Option<String>,
@@ -285,6 +297,7 @@ impl Settings {
                 None => Some(jobpulse_worker::ai::DEFAULT_CREDENTIALS_RETENTION),
             },
             media_secret: pick!(media_secret),
+            credentials_key: pick!(credentials_key),
             hs256_secret: None,
             log_format: pick!(log_format).unwrap_or_default(),
         })

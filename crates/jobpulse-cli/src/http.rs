@@ -61,7 +61,8 @@ pub async fn bind(
     transcoding: Transcoding,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Application> {
-    let mut read = ReadState::new(store.clone(), verifier.clone());
+    let mut read = ReadState::new(store.clone(), verifier.clone())
+        .with_credentials(crate::wiring::credential_seal(settings));
     if let Some(hook) = on_miss {
         read = read.with_miss_hook(hook);
     }

@@ -6,7 +6,7 @@ use anyhow::Context;
 use jobpulse_api::auth::Verifier;
 use jobpulse_api::signing::MediaSigner;
 use jobpulse_api::state::{AppState, Limits};
-use jobpulse_db::{Db, Relay};
+use jobpulse_db::{CredentialSeal, Db, Relay};
 use jobpulse_domain::keys::KeySpace;
 use jobpulse_media::{MediaStorage, Toolchain};
 use jobpulse_store::{MemoryStore, RedisStore, SharedStore};
@@ -113,8 +113,25 @@ pub fn signer(settings: &Settings) -> MediaSigner {
 }
 
 /// The job handlers this build runs.
-pub fn registry() -> Registry {
-    Registry::standard(HandlerSettings::default())
+pub fn registry(settings: &Settings) -> Registry {
+    let mut handlers = HandlerSettings::default();
+    if let Some(seal) = credential_seal(settings) {
+        handlers.excel_import.seal = seal;
+    }
+    handlers.excel_import.credentials_retention = settings.credentials_retention;
+    Registry::standard(handlers)
+}
+
+/// The key sealing initial passwords at rest (`jobpulse_db::sealed`):
+/// `JOBPULSE_CREDENTIALS_KEY`, else derived from the HS256 secret; `None` without either (a
+/// public-key deployment must set the key, the same for the API and the AI workers).
+pub fn credential_seal(settings: &Settings) -> Option<CredentialSeal> {
+    let secret = settings
+        .credentials_key
+        .as_deref()
+        .or(settings.hs256_secret.as_deref())
+        .or(settings.jwt_secret.as_deref())?;
+    Some(CredentialSeal::derived(secret.as_bytes()))
 }
 
 /// Warns when media links would travel over plain http to another host: the front end's
@@ -156,7 +173,8 @@ pub fn app_state(
         auth: verifier.clone(),
         signer: signer(settings),
         toolchain: toolchain(),
-        catalog: Arc::new(crate::catalog::RegistryCatalog(registry())),
+        catalog: Arc::new(crate::catalog::RegistryCatalog(registry(settings))),
+        credentials: credential_seal(settings),
         limits: Limits::default(),
         spool_dir: settings.data_dir.join("spool"),
         public_url,

@@ -19,6 +19,7 @@
 //! - [`model`]: rows as domain types and the row → read-model state mapping.
 //! - [`tenants`], [`videos`], [`ai_jobs`], [`students`]: the operations the API and the
 //!   workers call.
+//! - [`retention`], [`sealed`]: initial passwords sealed at rest, and purged after a retention.
 //! - [`queue`]: claim / heartbeat / complete / fail / cancel / reap, wake-ups.
 //! - [`outbox`], [`relay`]: the outbox rows and the relay that publishes them.
 //! - [`mod@repair`]: full repair, the background reconciler, and bounded read-repair.
@@ -38,6 +39,7 @@ pub mod queue;
 pub mod relay;
 pub mod repair;
 pub mod retention;
+pub mod sealed;
 pub mod stats;
 pub mod students;
 pub mod tenants;
@@ -57,8 +59,9 @@ pub use relay::{PublishError, Relay, RelayConfig, RelayReport};
 pub use repair::{
     ReadRepair, ReadRepairConfig, ReadRepairTask, Reconciler, RepairReport, read_repair, repair,
 };
+pub use sealed::{CredentialSeal, SealError};
 pub use stats::OpsStats;
-pub use students::{ImportOutcome, ImportRow, NewCredentials, Student, StudentInput};
+pub use students::{EnrollTarget, ImportOutcome, ImportRow, NewCredentials, Student, StudentInput};
 pub use tenants::{DEMO_TENANT_CODE, DEMO_TENANT_ID, LectureSessions};
 pub use uploads::{UploadCompletion, VideoUpload};
 pub use videos::VideoFilter;

@@ -38,6 +38,11 @@ pub(crate) const POSTGRES: &[Embedded] = &[
         "video_uploads",
         include_str!("../migrations/postgres/0003_video_uploads.sql"),
     ),
+    (
+        4,
+        "enrollment_session",
+        include_str!("../migrations/postgres/0004_enrollment_session.sql"),
+    ),
 ];
 
 pub(crate) const SQLITE: &[Embedded] = &[
@@ -55,6 +60,11 @@ pub(crate) const SQLITE: &[Embedded] = &[
         3,
         "video_uploads",
         include_str!("../migrations/sqlite/0003_video_uploads.sql"),
+    ),
+    (
+        4,
+        "enrollment_session",
+        include_str!("../migrations/sqlite/0004_enrollment_session.sql"),
     ),
 ];
 

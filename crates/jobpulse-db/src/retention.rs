@@ -1,10 +1,12 @@
 //! Retention of the initial passwords an import issued.
 //!
 //! An `excel_parsing` import creates student accounts and hands their initial passwords to staff
-//! through the result endpoint. Until they are handed out, they live in clear in two places: the
-//! import's ledger (`import_rows.initial_password`, so a retried attempt can report what an
-//! earlier attempt issued) and the stored full result (`ai_results.result`, its `credentials`
-//! array). The read model never holds them.
+//! (the DONE answer, the result endpoint). Until then they live, sealed ([`crate::sealed`]),
+//! in two places in the database: the import's ledger (`import_rows.initial_password`, so a
+//! retried attempt can report what an earlier attempt issued) and the stored full result
+//! (`ai_results.result`, its `credentials_sealed`; `credentials` in results written before
+//! passwords were sealed). The read model's copy is sealed too, and stops opening at the same
+//! retention (it cannot be rewritten once the job is terminal).
 //!
 //! [`Db::purge_credentials`] removes both once the job has ended more than a retention period
 //! ago: the ledger's passwords become NULL, and the result loses its `credentials` and gains
@@ -98,7 +100,9 @@ impl Db {
 fn without_credentials(result: &str) -> Option<String> {
     let mut v: serde_json::Value = serde_json::from_str(result).ok()?;
     let obj = v.as_object_mut()?;
-    obj.remove("credentials")?;
+    let clear = obj.remove("credentials");
+    let sealed = obj.remove(crate::sealed::SEALED_CREDENTIALS_KEY);
+    clear.or(sealed)?;
     obj.insert(PURGED_KEY.to_owned(), serde_json::Value::Bool(true));
     serde_json::to_string(&v).ok()
 }
@@ -117,6 +121,13 @@ mod tests {
             serde_json::json!({"created": 2, "failed": [], "credentials_purged": true})
         );
         assert_eq!(without_credentials(r#"{"created":0}"#), None);
+        let sealed = r#"{"created":1,"credentials":[],"credentials_sealed":"sealed:v1:xx"}"#;
+        let out: serde_json::Value =
+            serde_json::from_str(&without_credentials(sealed).expect("rewritten")).expect("json");
+        assert_eq!(
+            out,
+            serde_json::json!({"created": 1, "credentials_purged": true})
+        );
         assert_eq!(without_credentials("not json"), None);
     }
 }

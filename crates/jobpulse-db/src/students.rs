@@ -4,7 +4,8 @@
 //! it checks whether this job already recorded the row (a retried attempt then gets the recorded
 //! outcome back, credentials included, and changes nothing), finds the student by identity
 //! (tenant, name, normalised parent phone — soft-deleted ones included), creates, restores or
-//! reuses them, enrolls them in the lecture, and records the outcome. An import is therefore
+//! reuses them, enrolls them in the lecture (and the session of the [`EnrollTarget`], when one is
+//! given), and records the outcome. An import is therefore
 //! idempotent per job, row by row.
 
 use jobpulse_domain::{JobId, TenantId};
@@ -191,20 +192,24 @@ async fn find_by_identity(
     })
 }
 
+/// Enrolls a student (already enrolled in the lecture: unchanged, except that an enrollment
+/// without a session gets the target's).
 async fn enroll(
     c: Conn<'_>,
     tenant: TenantId,
-    lecture_id: i64,
+    target: EnrollTarget,
     student_id: i64,
 ) -> Result<(), DbError> {
     dual!(c, |c, d| {
         sqlx::query(
-            "INSERT INTO enrollments (tenant_id, lecture_id, student_id, created_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (lecture_id, student_id) DO NOTHING",
+            "INSERT INTO enrollments (tenant_id, lecture_id, student_id, session_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (lecture_id, student_id) \
+             DO UPDATE SET session_id = COALESCE(enrollments.session_id, excluded.session_id)",
         )
         .bind(tenant.get())
-        .bind(lecture_id)
+        .bind(target.lecture_id)
         .bind(student_id)
+        .bind(target.session_id)
         .bind(now_ms())
         .execute(&mut *c)
         .await?;
@@ -212,29 +217,78 @@ async fn enroll(
     Ok(())
 }
 
+/// Whether `session` is a session of `lecture` in `tenant`.
+async fn session_in(
+    c: Conn<'_>,
+    tenant: TenantId,
+    lecture_id: i64,
+    session_id: i64,
+) -> Result<bool, DbError> {
+    dual!(c, |c, d| {
+        sqlx::query("SELECT id FROM sessions WHERE id = $1 AND lecture_id = $2 AND tenant_id = $3")
+            .bind(session_id)
+            .bind(lecture_id)
+            .bind(tenant.get())
+            .fetch_optional(&mut *c)
+            .await
+            .map(|r| r.is_some())
+            .map_err(DbError::from)
+    })
+}
+
+/// Where an import enrolls its students: a lecture and, optionally, one of its sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnrollTarget {
+    pub lecture_id: i64,
+    pub session_id: Option<i64>,
+}
+
+impl From<i64> for EnrollTarget {
+    /// The lecture alone (no session recorded).
+    fn from(lecture_id: i64) -> Self {
+        Self {
+            lecture_id,
+            session_id: None,
+        }
+    }
+}
+
 impl Db {
     /// Imports one sheet row for `job` (see the module docs). `credentials` is called only
     /// when a new student is created. A `login_id` already taken in the tenant fails with
-    /// [`DbError::Duplicate`] and writes nothing: call again with other credentials.
-    pub async fn import_student_row<F>(
+    /// [`DbError::Duplicate`] and writes nothing: call again with other credentials. When
+    /// `credentials` gives `None` (the row has nothing to make a password from), the row may
+    /// only find an existing student: a new one fails with `DbError::NotFound("credentials")`
+    /// and writes nothing.
+    pub async fn import_student_row<F, C>(
         &self,
         tenant: TenantId,
         job: &JobId,
-        lecture_id: i64,
+        target: impl Into<EnrollTarget>,
         row_number: u32,
         input: &StudentInput,
         credentials: F,
     ) -> Result<ImportRow, DbError>
     where
-        F: FnOnce() -> NewCredentials + Send,
+        F: FnOnce() -> C + Send,
+        C: Into<Option<NewCredentials>>,
     {
         let mut tx = self.begin().await?;
         if let Some(done) = recorded_row(tx.conn(), job, row_number).await? {
             tx.commit().await?;
             return Ok(done);
         }
-        if lecture_in(tx.conn(), tenant, lecture_id).await?.is_none() {
+        let target = target.into();
+        if lecture_in(tx.conn(), tenant, target.lecture_id)
+            .await?
+            .is_none()
+        {
             return Err(DbError::NotFound("lecture"));
+        }
+        if let Some(session) = target.session_id
+            && !session_in(tx.conn(), tenant, target.lecture_id, session).await?
+        {
+            return Err(DbError::NotFound("session"));
         }
         let now = now_ms();
         let existing =
@@ -264,7 +318,9 @@ impl Db {
                 }
             }
             None => {
-                let cred = credentials();
+                let cred = credentials()
+                    .into()
+                    .ok_or(DbError::NotFound("credentials"))?;
                 let id = dual!(tx.conn(), |c, d| {
                     sqlx::query(
                         "INSERT INTO students (tenant_id, name, phone, parent_phone, school, \
@@ -298,7 +354,7 @@ impl Db {
             }
         };
         if let Some(id) = row.student_id {
-            enroll(tx.conn(), tenant, lecture_id, id).await?;
+            enroll(tx.conn(), tenant, target, id).await?;
         }
         record_row(tx.conn(), tenant, &row).await?;
         tx.commit().await?;
@@ -377,6 +433,52 @@ impl Db {
         });
         tx.commit().await?;
         Ok(n == 1)
+    }
+
+    /// The password hash (Argon2id PHC string) of the active student `login_id` of `tenant`,
+    /// for a login check; `None` when there is no such active student.
+    pub async fn student_password_hash(
+        &self,
+        tenant: TenantId,
+        login_id: &str,
+    ) -> Result<Option<String>, DbError> {
+        let mut conn = self.read().await?;
+        dual!(conn.conn(), |c, d| {
+            sqlx::query(
+                "SELECT password_hash FROM students \
+                 WHERE tenant_id = $1 AND login_id = $2 AND deleted_at IS NULL",
+            )
+            .bind(tenant.get())
+            .bind(login_id)
+            .fetch_optional(&mut *c)
+            .await?
+            .map(|r| r.text("password_hash"))
+            .transpose()
+        })
+    }
+
+    /// The session `student` was enrolled into in a lecture of `tenant`: `None` when not
+    /// enrolled, `Some(None)` when enrolled without a session.
+    pub async fn enrollment_session(
+        &self,
+        tenant: TenantId,
+        lecture_id: i64,
+        student_id: i64,
+    ) -> Result<Option<Option<i64>>, DbError> {
+        let mut conn = self.read().await?;
+        dual!(conn.conn(), |c, d| {
+            sqlx::query(
+                "SELECT session_id FROM enrollments \
+                 WHERE tenant_id = $1 AND lecture_id = $2 AND student_id = $3",
+            )
+            .bind(tenant.get())
+            .bind(lecture_id)
+            .bind(student_id)
+            .fetch_optional(&mut *c)
+            .await?
+            .map(|r| r.opt_int("session_id"))
+            .transpose()
+        })
     }
 
     /// The active students enrolled in a lecture of `tenant`, by name (attendance export).

@@ -240,6 +240,35 @@ impl Db {
         })
     }
 
+    /// Adds a session to a lecture of `tenant`; `None` when the tenant has no such lecture.
+    pub async fn create_session(
+        &self,
+        tenant: TenantId,
+        lecture_id: i64,
+        title: &str,
+    ) -> Result<Option<i64>, DbError> {
+        let title = check_title(title, "session title")?;
+        let mut tx = self.begin().await?;
+        if lecture_in(tx.conn(), tenant, lecture_id).await?.is_none() {
+            return Ok(None);
+        }
+        let id = dual!(tx.conn(), |c, d| {
+            sqlx::query(
+                "INSERT INTO sessions (tenant_id, lecture_id, title, created_at) \
+                 VALUES ($1, $2, $3, $4) RETURNING id",
+            )
+            .bind(tenant.get())
+            .bind(lecture_id)
+            .bind(&title)
+            .bind(now_ms())
+            .fetch_one(&mut *c)
+            .await?
+            .int("id")?
+        });
+        tx.commit().await?;
+        Ok(Some(id))
+    }
+
     /// Adds a lecture (with one session) to a tenant.
     pub async fn create_lecture(
         &self,

@@ -15,9 +15,12 @@
 //!   ordering rule every store implements (the in-process store calls it directly; the Redis
 //!   store's Lua script mirrors it and is differentially tested against it).
 //! - [`steps`]: the named steps of the video pipeline and of the excel import.
+//! - [`enroll`]: the options of an Excel enroll (password mode, session) carried in the
+//!   `excel_parsing` payload.
 //! - [`eta`]: the smoothed remaining-time estimator workers use.
 //! - [`keys`]: Redis key naming, built only from validated ids.
 
+pub mod enroll;
 pub mod eta;
 pub mod fence;
 pub mod ids;

@@ -270,8 +270,10 @@ async fn answer(
             }
             (TaskId::Job(id), Some(s)) => {
                 state.metrics.hits.increment(1);
-                out.jobs
-                    .insert(id.to_string(), raw(render::job(id, Some(s)))?);
+                out.jobs.insert(
+                    id.to_string(),
+                    raw(render::job(id, Some(s), state.credentials.as_ref()))?,
+                );
             }
             (TaskId::Video(id), _) => {
                 if reached {

@@ -81,7 +81,11 @@ fn record(j: &AiJob) -> JobRecord {
         attempt: j.attempt,
         max_attempts: j.max_attempts,
         error_message: j.error_message.clone(),
-        result: result.and_then(|r| r.inline.clone()),
+        // The list and detail never show initial passwords (the progress and result routes do).
+        result: result.and_then(|r| r.inline.clone()).map(|mut m| {
+            m.remove(jobpulse_db::sealed::SEALED_CREDENTIALS_KEY);
+            m
+        }),
         result_url: result
             .filter(|r| r.full_available)
             .map(|_| crate::render::result_url(&j.job_id)),
@@ -125,7 +129,7 @@ pub struct SubmitJson {
     pub lecture_id: Option<i64>,
 }
 
-fn positive(s: &str, what: &str) -> Result<i64, ApiError> {
+pub(crate) fn positive(s: &str, what: &str) -> Result<i64, ApiError> {
     s.trim()
         .parse::<i64>()
         .ok()
@@ -178,7 +182,7 @@ async fn read_multipart(state: &AppState, mut mp: Multipart) -> Result<Submissio
     Ok(sub)
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(v) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -251,6 +255,18 @@ pub async fn submit(
     if !sub.payload.is_object() {
         return Err(ApiError::BadRequest("payload must be a JSON object".into()));
     }
+    let mut sub = sub;
+    if job_type.as_str() == JobType::EXCEL_PARSING
+        && let Some(payload) = sub.payload.as_object_mut()
+    {
+        // The enroll options may come in the payload too (the enroll route writes them
+        // there); a fixed password is stored sealed.
+        jobpulse_domain::enroll::EnrollOptions::from_payload(&serde_json::Value::Object(
+            payload.clone(),
+        ))
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        crate::credentials::seal_payload(payload, p.tenant, state.credentials.as_ref())?;
+    }
     let mut new = NewAiJob::new(p.tenant, job_type.clone());
     new.payload = sub.payload.clone();
     new.lecture_id = sub.lecture_id;
@@ -289,7 +305,7 @@ pub async fn submit(
     finish_submit(&state, new, spec, sub.file).await
 }
 
-async fn finish_submit(
+pub(crate) async fn finish_submit(
     state: &AppState,
     mut new: NewAiJob,
     spec: JobSpec,
@@ -338,7 +354,11 @@ async fn finish_submit(
         .into_response())
 }
 
-async fn reject(state: &AppState, new: NewAiJob, message: String) -> Result<Response, ApiError> {
+pub(crate) async fn reject(
+    state: &AppState,
+    new: NewAiJob,
+    message: String,
+) -> Result<Response, ApiError> {
     let committed = state.db.reject_ai_job(new, &message).await?;
     publish(state, &committed.outbox).await;
     let job = &committed.value.job;
@@ -462,6 +482,17 @@ pub async fn result(
         .get_ai_result(p.tenant, &id)
         .await?
         .ok_or(ApiError::NotFound)?;
+    let full = match full {
+        serde_json::Value::Object(m) if crate::credentials::has_sealed(&m) => {
+            serde_json::Value::Object(crate::credentials::reveal(
+                m,
+                id.as_str(),
+                state.credentials.as_ref(),
+                crate::credentials::now_ms(),
+            ))
+        }
+        other => other,
+    };
     let mut res = Json(full).into_response();
     // Credentials may be inside: never cache.
     res.headers_mut()

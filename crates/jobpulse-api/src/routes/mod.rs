@@ -3,6 +3,7 @@
 pub mod batch;
 pub mod dashboard;
 pub mod direct_upload;
+pub mod enroll;
 pub mod files;
 pub mod ingest;
 pub mod jobs;

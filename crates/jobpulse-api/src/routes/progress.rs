@@ -197,7 +197,7 @@ pub async fn job_progress(
         None => {}
     }
     let res = progress_response(&state, &headers, snap.as_ref(), || {
-        render::job(&id, snap.as_ref())
+        render::job(&id, snap.as_ref(), state.credentials.as_ref())
     });
     state
         .metrics

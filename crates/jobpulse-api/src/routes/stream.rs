@@ -56,7 +56,12 @@ pub struct StreamState {
 impl StreamState {
     /// Starts this process's hub over the read state's store.
     pub fn start(read: ReadState, per_tenant_cap: usize, shutdown: CancellationToken) -> Self {
-        let hub = Hub::start(&read.store, per_tenant_cap, shutdown.clone());
+        let hub = Hub::start_with(
+            &read.store,
+            per_tenant_cap,
+            shutdown.clone(),
+            read.credentials.clone(),
+        );
         Self {
             read,
             hub,
@@ -305,10 +310,10 @@ impl Conn {
     }
 
     /// The event of `task` in state `snap`, with `id` as its position.
-    fn event(task: &TaskId, snap: Option<&Snapshot>, id: Option<&str>) -> Bytes {
+    fn event(&self, task: &TaskId, snap: Option<&Snapshot>, id: Option<&str>) -> Bytes {
         match task {
             TaskId::Video(v) => frame("video", &render::video(*v, snap), id),
-            TaskId::Job(j) => frame("job", &render::job(j, snap), id),
+            TaskId::Job(j) => frame("job", &render::job(j, snap, self.reg.hub_credentials()), id),
         }
     }
 
@@ -327,7 +332,7 @@ impl Conn {
                     None if !include_unknown => continue,
                     _ => {}
                 }
-                let ev = Self::event(task, snap.as_ref(), self.cursor.as_deref());
+                let ev = self.event(task, snap.as_ref(), self.cursor.as_deref());
                 self.pending.push_back(ev);
             }
         }
@@ -404,7 +409,7 @@ impl Conn {
         // The same bytes for every stream that gets this change: its id is the change's.
         Some(
             d.frame
-                .get_or_init(|| Self::event(&c.key.task, c.snapshot.as_ref(), Some(&c.cursor)))
+                .get_or_init(|| self.event(&c.key.task, c.snapshot.as_ref(), Some(&c.cursor)))
                 .clone(),
         )
     }

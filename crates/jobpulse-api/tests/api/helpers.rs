@@ -245,8 +245,10 @@ impl DbApp {
             limits,
             spool_dir: dir.path().join("spool"),
             public_url: format!("http://127.0.0.1:{port}"),
+            credentials: Some(jobpulse_db::CredentialSeal::derived(SECRET)),
         };
-        let read = ReadState::new(store.clone(), verifier.clone());
+        let read = ReadState::new(store.clone(), verifier.clone())
+            .with_credentials(state.credentials.clone());
         let ops = jobpulse_api::ops_state(store.clone(), Vec::new());
         let stop = CancellationToken::new();
         let router = jobpulse_api::router(

@@ -5,6 +5,7 @@ mod auth;
 mod contract;
 mod dashboard;
 mod direct_upload;
+mod enroll;
 mod hardening;
 mod helpers;
 mod ingest;

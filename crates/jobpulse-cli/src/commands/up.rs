@@ -128,7 +128,7 @@ pub async fn run(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
         db.clone(),
         store.clone(),
         storage,
-        wiring::registry(),
+        wiring::registry(&settings),
         AiWorkerConfig {
             credentials_retention: settings.credentials_retention,
             ..AiWorkerConfig::default()

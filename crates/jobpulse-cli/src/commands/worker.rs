@@ -123,6 +123,13 @@ pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {
                 .await?;
         }
         Kind::Ai => {
+            if wiring::credential_seal(&settings).is_none() {
+                anyhow::bail!(
+                    "the AI worker seals the initial passwords of imports: set \
+                     JOBPULSE_CREDENTIALS_KEY (the same as the API's), or JOBPULSE_JWT_SECRET \
+                     to derive it from"
+                );
+            }
             let mut config = AiWorkerConfig {
                 credentials_retention: settings.credentials_retention,
                 ..AiWorkerConfig::default()
@@ -133,7 +140,7 @@ pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {
             if let Some(lease) = lease {
                 config = config.with_lease(lease);
             }
-            AiWorker::new(db, store, storage, wiring::registry(), config)
+            AiWorker::new(db, store, storage, wiring::registry(&settings), config)
                 .run(shutdown.clone())
                 .await;
         }

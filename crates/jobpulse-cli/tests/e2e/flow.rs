@@ -171,13 +171,12 @@ async fn up_runs_the_whole_product_and_keeps_it_across_a_restart() -> anyhow::Re
         Some(2)
     );
     assert_eq!(done["result"]["failed"].as_array().map(Vec::len), Some(2));
+    // The DONE answer shows staff the initial passwords (sealed in the read model, opened by
+    // the API), the same as the full result.
     assert_eq!(
-        done["result"]["credentials"]
-            .as_array()
-            .map(Vec::len)
-            .unwrap_or(0),
-        0,
-        "no credentials in the read model"
+        done["result"]["credentials"].as_array().map(Vec::len),
+        Some(20),
+        "{done}"
     );
     let (s, full) = json(
         up.get(&format!("/api/v1/jobs/{jid}/result/"))
@@ -187,6 +186,7 @@ async fn up_runs_the_whole_product_and_keeps_it_across_a_restart() -> anyhow::Re
     .await?;
     assert_eq!(s, 200);
     assert_eq!(full["credentials"].as_array().map(Vec::len), Some(20));
+    assert_eq!(full["credentials"], done["result"]["credentials"]);
 
     // SIGTERM stops it cleanly; a restart rebuilds the in-process read model from SQLite and
     // keeps the token secret.

@@ -18,8 +18,8 @@ async fn migrations_apply_twice(b: Backend) -> anyhow::Result<()> {
         .await?;
     assert_eq!(applied, versions, "each migration is recorded once");
     assert_eq!(
-        applied, 3,
-        "0001_init, 0002_ai_claim_order and 0003_video_uploads"
+        applied, 4,
+        "0001_init, 0002_ai_claim_order, 0003_video_uploads and 0004_enrollment_session"
     );
     // The schema works after the repeated runs.
     let seed = t.db.create_tenant("acme", "Acme").await?;

@@ -25,7 +25,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use jobpulse_db::{DbError, ImportOutcome, ImportRow, NewCredentials, StudentInput};
+use jobpulse_db::sealed::{SEALED_CREDENTIALS_KEY, SEALED_PREFIX};
+use jobpulse_db::{
+    CredentialSeal, DbError, EnrollTarget, ImportOutcome, ImportRow, NewCredentials, StudentInput,
+};
+use jobpulse_domain::enroll::{
+    EnrollOptions, PAYLOAD_FIXED_SEALED, PAYLOAD_INITIAL_PASSWORD, PasswordMode, payload_context,
+};
 use jobpulse_domain::steps::{self, StepPlan};
 use jobpulse_domain::{JobResult, JobType};
 use jobpulse_media::StorageError;
@@ -33,7 +39,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{Handler, HandlerError, HandlerOutput, JobContext};
-use crate::excel::credentials::{self, CredentialError, Password};
+use crate::excel::credentials::{self, CredentialError};
 use crate::excel::import::{self, Import, Limits, StudentRow};
 use crate::excel::report::{Credential, FailedRow, ImportReport, RowRef};
 use crate::progress::Eta;
@@ -49,7 +55,7 @@ const MAX_LOGIN_ATTEMPTS: u32 = credentials::DETERMINISTIC_ATTEMPTS + 10;
 const CREDENTIAL_BUFFER: usize = 64;
 
 /// How the import runs.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct ExcelImportSettings {
     pub limits: Limits,
     /// Largest input file read into memory.
@@ -60,6 +66,13 @@ pub struct ExcelImportSettings {
     pub hash_threads: NonZeroUsize,
     pub timeout: Duration,
     pub max_attempts: u32,
+    /// Seals the initial passwords wherever they are stored (`jobpulse_db::sealed`); the API
+    /// must have the same key to show them. Default: a random key (what this process seals
+    /// only it can open — for tests; `jobpulse` passes the configured key).
+    pub seal: CredentialSeal,
+    /// How long the read model's copy of the credentials opens (the DONE answer shows them
+    /// that long; `None`: as long as the record lives). The workers' credentials retention.
+    pub credentials_retention: Option<Duration>,
 }
 
 impl Default for ExcelImportSettings {
@@ -71,6 +84,8 @@ impl Default for ExcelImportSettings {
             hash_threads: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
             timeout: Duration::from_secs(30 * 60),
             max_attempts: 5,
+            seal: CredentialSeal::random(),
+            credentials_retention: Some(super::DEFAULT_CREDENTIALS_RETENTION),
         }
     }
 }
@@ -118,6 +133,8 @@ impl Handler for ExcelImportHandler {
 
         r.step(1).await;
         let lecture_id = lecture(ctx).await?;
+        let options = self.options(ctx)?;
+        let target = target(ctx, lecture_id, options.session_id).await?;
         let bytes = download(ctx, self.settings.max_file_bytes).await?;
         ctx.check_cancelled()?;
 
@@ -126,7 +143,7 @@ impl Handler for ExcelImportHandler {
         ctx.check_cancelled()?;
 
         r.step(3).await;
-        self.enroll(ctx, lecture_id, &sheet).await?;
+        self.enroll(ctx, target, &options, &sheet).await?;
 
         r.step(4).await;
         let ledger = ctx
@@ -134,7 +151,7 @@ impl Handler for ExcelImportHandler {
             .import_rows(ctx.job_id())
             .await
             .map_err(HandlerError::from_db)?;
-        let report = report_from_ledger(ledger, sheet.rows.len())?;
+        let report = report_from_ledger(ledger, sheet.rows.len(), &self.settings.seal)?;
         tracing::info!(
             tenant.id = %ctx.tenant(),
             job.id = %ctx.job_id(),
@@ -144,14 +161,79 @@ impl Handler for ExcelImportHandler {
             failed = report.failed.len(),
             "students imported"
         );
-        let invalid = |e: serde_json::Error| HandlerError::Permanent(format!("result: {e}"));
-        let full = serde_json::to_value(&report).map_err(invalid)?;
-        let public = serde_json::to_value(report.without_credentials()).map_err(invalid)?;
-        // Credentials exist only in the full result, so there is always one to fetch.
-        let read = JobResult::summary_with_full(public)
-            .map_err(|e| HandlerError::Permanent(format!("result: {e}")))?;
+        let (full, read) = self.results(ctx, &report)?;
         Ok(HandlerOutput::done(full, read))
     }
+}
+
+impl ExcelImportHandler {
+    /// The enroll options of the payload, the `fixed` password opened (the API seals it).
+    fn options(&self, ctx: &JobContext) -> Result<EnrollOptions, HandlerError> {
+        let mut payload = ctx.payload().clone();
+        if let Some(obj) = payload.as_object_mut()
+            && let Some(v) = obj.remove(PAYLOAD_FIXED_SEALED)
+        {
+            let sealed = v.as_str().unwrap_or_default();
+            let clear = self
+                .settings
+                .seal
+                .open_text(&payload_context(ctx.tenant()), sealed)
+                .map_err(|e| {
+                    HandlerError::Permanent(format!(
+                        "the fixed initial password does not open ({e}): the API and the AI \
+                         workers need the same JOBPULSE_CREDENTIALS_KEY"
+                    ))
+                })?;
+            obj.insert(PAYLOAD_INITIAL_PASSWORD.to_owned(), clear.into());
+        }
+        EnrollOptions::from_payload(&payload).map_err(|e| HandlerError::BadInput(e.to_string()))
+    }
+
+    /// The full result (stored in the database) and the read model's: both with the
+    /// credentials sealed (`credentials_sealed`), the read model's copy expiring after the
+    /// credentials retention; the read model's inline only when it fits (else `result_url`).
+    fn results(
+        &self,
+        ctx: &JobContext,
+        report: &ImportReport,
+    ) -> Result<(serde_json::Value, JobResult), HandlerError> {
+        let invalid = |e: String| HandlerError::Permanent(format!("result: {e}"));
+        let job = ctx.job_id().as_str();
+        let seal = &self.settings.seal;
+        let creds =
+            serde_json::to_value(&report.credentials).map_err(|e| invalid(e.to_string()))?;
+        let public = serde_json::to_value(report.without_credentials())
+            .map_err(|e| invalid(e.to_string()))?;
+        let with_sealed = |expires: Option<i64>| -> Result<serde_json::Value, HandlerError> {
+            let sealed = seal
+                .seal_credentials(job, creds.clone(), expires)
+                .map_err(|e| invalid(e.to_string()))?;
+            let mut v = public.clone();
+            if let Some(o) = v.as_object_mut() {
+                o.insert(SEALED_CREDENTIALS_KEY.to_owned(), sealed.into());
+            }
+            Ok(v)
+        };
+        let full = with_sealed(None)?;
+        let expires = self.settings.credentials_retention.map(|keep| {
+            let keep = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+            now_ms().saturating_add(keep)
+        });
+        // The full result is always stored, so there is always a result_url.
+        let mut read = JobResult::summary_with_full(with_sealed(expires)?)
+            .map_err(|e| invalid(e.to_string()))?;
+        if read.inline.is_none() {
+            // Too large with the credentials: the public summary alone, when it fits.
+            read = JobResult::summary_with_full(public).map_err(|e| invalid(e.to_string()))?;
+        }
+        Ok((full, read))
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The lecture to enroll into; it must exist in the job's tenant.
@@ -165,6 +247,37 @@ async fn lecture(ctx: &JobContext) -> Result<i64, HandlerError> {
         Err(e) => Err(HandlerError::from_db(e)),
     }
 }
+
+/// The lecture and the session to enroll into: the payload's session (which must be one of the
+/// lecture's), else the lecture's first session (none when the lecture has none).
+async fn target(
+    ctx: &JobContext,
+    lecture_id: i64,
+    session: Option<i64>,
+) -> Result<EnrollTarget, HandlerError> {
+    let sessions = ctx
+        .db
+        .list_lecture_sessions(ctx.tenant(), lecture_id)
+        .await
+        .map_err(HandlerError::from_db)?;
+    let session_id = match session {
+        Some(id) if sessions.iter().any(|s| s.id == id) => Some(id),
+        Some(id) => return Err(session_missing(id)),
+        None => sessions.first().map(|s| s.id),
+    };
+    Ok(EnrollTarget {
+        lecture_id,
+        session_id,
+    })
+}
+
+fn session_missing(id: i64) -> HandlerError {
+    HandlerError::BadInput(format!("강의에 해당 차시가 없습니다(session_id {id})."))
+}
+
+/// The per-row error of a `phone_last4` import row without a student phone.
+pub const NO_PHONE_FOR_PASSWORD: &str =
+    "학생 전화번호가 없어 초기 비밀번호(학생 전화번호 뒤 4자리)를 만들 수 없습니다";
 
 fn lecture_missing(id: i64) -> HandlerError {
     HandlerError::BadInput(format!("강의를 찾을 수 없습니다(lecture_id {id})."))
@@ -257,7 +370,8 @@ impl ExcelImportHandler {
     async fn enroll(
         &self,
         ctx: &JobContext,
-        lecture_id: i64,
+        target: EnrollTarget,
+        options: &EnrollOptions,
         sheet: &Import,
     ) -> Result<(), HandlerError> {
         let (db, tenant, job) = (&ctx.db, ctx.tenant(), ctx.job_id());
@@ -277,7 +391,30 @@ impl ExcelImportHandler {
             .students()
             .filter(|s| first.contains(&s.row) && !done.contains(&s.row))
             .count();
-        let mut source = CredentialSource::start(need, self.settings.hash_threads, &ctx.cancel);
+        let mut source = match options.mode {
+            PasswordMode::Random => Passwords::Random(CredentialSource::start(
+                need,
+                self.settings.hash_threads,
+                &ctx.cancel,
+            )),
+            PasswordMode::PhoneLast4 => Passwords::PhoneLast4,
+            PasswordMode::Fixed => {
+                let password = options
+                    .fixed_password()
+                    .ok_or_else(|| {
+                        HandlerError::BadInput("initial_password가 없습니다.".to_owned())
+                    })?
+                    .to_owned();
+                // One hash for the whole import (every student gets the same password), at the
+                // setting for passwords people choose.
+                let p = password.clone();
+                let hash = tokio::task::spawn_blocking(move || credentials::hash_password(&p))
+                    .await
+                    .map_err(|e| HandlerError::Transient(format!("hashing: {e}")))?
+                    .map_err(|e| HandlerError::Transient(e.to_string()))?;
+                Passwords::Fixed(password, hash)
+            }
+        };
 
         let total = sheet.rows.len();
         let mut eta = Eta::new();
@@ -295,7 +432,7 @@ impl ExcelImportHandler {
                             .await
                             .map_err(HandlerError::from_db)?;
                     }
-                    Ok(s) => self.enroll_row(ctx, lecture_id, s, &mut source).await?,
+                    Ok(s) => self.enroll_row(ctx, target, s, &mut source).await?,
                 }
             }
             let f = (i + 1) as f64 / total as f64;
@@ -308,18 +445,20 @@ impl ExcelImportHandler {
     async fn enroll_row(
         &self,
         ctx: &JobContext,
-        lecture_id: i64,
+        target: EnrollTarget,
         s: &StudentRow,
-        source: &mut CredentialSource,
+        source: &mut Passwords,
     ) -> Result<(), HandlerError> {
-        let input = StudentInput {
-            name: s.name.clone(),
-            phone: s.phone.as_ref().map(|p| p.digits()),
-            parent_phone: s.parent_phone.digits(),
-            school: s.school.clone(),
-            grade: s.grade.clone(),
+        let input = student_input(s);
+        let Some((password, hash)) = source.take(s).await? else {
+            return self.enroll_without_password(ctx, target, s).await;
         };
-        let (password, hash) = source.take().await?;
+        // The ledger keeps the password sealed (a retried attempt reports it again).
+        let sealed = self
+            .settings
+            .seal
+            .seal_text(ctx.job_id().as_str(), &password)
+            .map_err(|e| HandlerError::Transient(format!("sealing: {e}")))?;
         let mut attempt = 0;
         let row = loop {
             let login_id =
@@ -327,7 +466,7 @@ impl ExcelImportHandler {
                     .map_err(|e| HandlerError::Transient(e.to_string()))?;
             let creds = NewCredentials {
                 login_id,
-                password: password.as_str().to_owned(),
+                password: sealed.clone(),
                 password_hash: hash.clone(),
             };
             match ctx
@@ -335,7 +474,7 @@ impl ExcelImportHandler {
                 .import_student_row(
                     ctx.tenant(),
                     ctx.job_id(),
-                    lecture_id,
+                    target,
                     s.row,
                     &input,
                     move || creds,
@@ -346,12 +485,17 @@ impl ExcelImportHandler {
                 Err(DbError::Duplicate("login_id")) if attempt + 1 < MAX_LOGIN_ATTEMPTS => {
                     attempt += 1;
                 }
-                Err(DbError::NotFound("lecture")) => return Err(lecture_missing(lecture_id)),
+                Err(DbError::NotFound("lecture")) => {
+                    return Err(lecture_missing(target.lecture_id));
+                }
+                Err(DbError::NotFound("session")) => {
+                    return Err(session_missing(target.session_id.unwrap_or_default()));
+                }
                 Err(e) => return Err(HandlerError::from_db(e)),
             }
         };
         let used = row.outcome == ImportOutcome::Created
-            && row.initial_password.as_deref() == Some(password.as_str());
+            && row.initial_password.as_deref() == Some(sealed.as_str());
         if !used {
             source.give_back((password, hash));
         }
@@ -359,10 +503,60 @@ impl ExcelImportHandler {
     }
 }
 
+impl ExcelImportHandler {
+    /// A `phone_last4` row without a student phone: it can only find an existing student
+    /// (duplicate, restored); one it would create fails with [`NO_PHONE_FOR_PASSWORD`].
+    async fn enroll_without_password(
+        &self,
+        ctx: &JobContext,
+        target: EnrollTarget,
+        s: &StudentRow,
+    ) -> Result<(), HandlerError> {
+        let input = student_input(s);
+        let found = ctx
+            .db
+            .import_student_row(ctx.tenant(), ctx.job_id(), target, s.row, &input, || {
+                None::<NewCredentials>
+            })
+            .await;
+        match found {
+            Ok(_) => Ok(()),
+            Err(DbError::NotFound("credentials")) => ctx
+                .db
+                .record_failed_row(
+                    ctx.tenant(),
+                    ctx.job_id(),
+                    s.row,
+                    Some(&s.name),
+                    NO_PHONE_FOR_PASSWORD,
+                )
+                .await
+                .map(|_| ())
+                .map_err(HandlerError::from_db),
+            Err(DbError::NotFound("lecture")) => Err(lecture_missing(target.lecture_id)),
+            Err(DbError::NotFound("session")) => {
+                Err(session_missing(target.session_id.unwrap_or_default()))
+            }
+            Err(e) => Err(HandlerError::from_db(e)),
+        }
+    }
+}
+
+fn student_input(s: &StudentRow) -> StudentInput {
+    StudentInput {
+        name: s.name.clone(),
+        phone: s.phone.as_ref().map(|p| p.digits()),
+        parent_phone: s.parent_phone.digits(),
+        school: s.school.clone(),
+        grade: s.grade.clone(),
+    }
+}
+
 /// The import result, read from the job's ledger (the same for every attempt).
 fn report_from_ledger(
     ledger: Vec<ImportRow>,
     sheet_rows: usize,
+    seal: &CredentialSeal,
 ) -> Result<ImportReport, HandlerError> {
     if ledger.len() != sheet_rows {
         return Err(HandlerError::Permanent(format!(
@@ -378,10 +572,10 @@ fn report_from_ledger(
             ImportOutcome::Created => {
                 report.created += 1;
                 match (r.login_id, r.initial_password) {
-                    (Some(login_id), Some(password)) => report.credentials.push(Credential {
+                    (Some(login_id), Some(stored)) => report.credentials.push(Credential {
                         name,
                         login_id,
-                        password,
+                        password: open_ledger_password(seal, &r.job_id, &stored)?,
                     }),
                     _ => {
                         return Err(HandlerError::Permanent(format!(
@@ -402,8 +596,67 @@ fn report_from_ledger(
     Ok(report)
 }
 
-/// A generated password and its hash.
-type Generated = (Password, String);
+/// A ledger password: sealed (a row written before passwords were sealed is taken as is).
+fn open_ledger_password(
+    seal: &CredentialSeal,
+    job: &jobpulse_domain::JobId,
+    stored: &str,
+) -> Result<String, HandlerError> {
+    if !stored.starts_with(SEALED_PREFIX) {
+        return Ok(stored.to_owned());
+    }
+    seal.open_text(job.as_str(), stored).map_err(|e| {
+        HandlerError::Permanent(format!(
+            "an initial password in the import ledger does not open ({e}): was \
+             JOBPULSE_CREDENTIALS_KEY changed while the job ran?"
+        ))
+    })
+}
+
+/// A password and its hash.
+type Generated = (String, String);
+
+/// Where the initial password of a created student comes from ([`PasswordMode`]).
+#[derive(Debug)]
+enum Passwords {
+    Random(CredentialSource),
+    /// Hashed per row (light setting, see [`credentials::hash_phone_password`]).
+    PhoneLast4,
+    /// The same password and hash for every row.
+    Fixed(String, String),
+}
+
+impl Passwords {
+    /// The password for `row`, `None` when it has nothing to make one from (`phone_last4`
+    /// without a student phone).
+    async fn take(&mut self, row: &StudentRow) -> Result<Option<Generated>, HandlerError> {
+        match self {
+            Self::Random(source) => source.take().await.map(Some),
+            Self::PhoneLast4 => {
+                let Some(phone) = row.phone.as_ref() else {
+                    return Ok(None);
+                };
+                let phone = phone.clone();
+                tokio::task::spawn_blocking(move || {
+                    let hash = credentials::hash_phone_password(&phone)?;
+                    Ok::<_, CredentialError>((credentials::phone_last4(&phone), hash))
+                })
+                .await
+                .map_err(|e| HandlerError::Transient(format!("hashing: {e}")))?
+                .map(Some)
+                .map_err(|e| HandlerError::Transient(e.to_string()))
+            }
+            Self::Fixed(password, hash) => Ok(Some((password.clone(), hash.clone()))),
+        }
+    }
+
+    /// A password taken for a row that created no student: a generated one serves the next row.
+    fn give_back(&mut self, g: Generated) {
+        if let Self::Random(source) = self {
+            source.give_back(g);
+        }
+    }
+}
 
 /// Generated passwords, hashed ahead on blocking threads: up to `count` of them, then one at a
 /// time on demand. Producers stop when the source is dropped or the attempt is cancelled.
@@ -417,7 +670,7 @@ struct CredentialSource {
 fn generate() -> Result<Generated, CredentialError> {
     let p = credentials::generate_password()?;
     let h = credentials::hash_generated_password(&p)?;
-    Ok((p, h))
+    Ok((p.into_string(), h))
 }
 
 impl CredentialSource {

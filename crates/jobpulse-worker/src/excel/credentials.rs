@@ -1,5 +1,6 @@
-//! Initial credentials of imported students: a login id, a random password, and the password's
-//! hash for storage.
+//! Initial credentials of imported students: a login id, an initial password (random, the last
+//! four digits of the student's phone, or one staff chose — the enroll route's `password_mode`),
+//! and the password's hash for storage.
 //!
 //! Login ids must be unique per tenant, which only the database can check. [`login_id`] therefore
 //! takes an attempt number: the enrolment step inserts with attempt 0 and, on a uniqueness
@@ -13,7 +14,8 @@
 //! strength may be low, so the KDF's cost is what protects it. A password this module generated
 //! ([`hash_generated_password`], `m=4096,t=1`) carries about 69 random bits, which no guessing
 //! can cover whatever the KDF costs, so it gets a light setting that keeps a 2 000-student
-//! import short (docs/excel-import.md has the figures). A PHC string carries its parameters, so
+//! import short (docs/excel-import.md has the figures); a `phone_last4` password gets the light
+//! setting too ([`hash_phone_password`] says why). A PHC string carries its parameters, so
 //! [`verify_password`] checks both kinds, and either setting can be raised later.
 
 use std::fmt;
@@ -60,7 +62,7 @@ pub enum CredentialError {
     Hash(String),
 }
 
-/// A generated password. Its `Debug` does not show it.
+/// A generated password (only [`generate_password`] makes one). Its `Debug` does not show it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Password(String);
 
@@ -155,6 +157,13 @@ pub fn generate_password_with<R: TryCryptoRng + ?Sized>(
     ))
 }
 
+/// The `phone_last4` initial password: the last four digits of the student's phone (a parsed
+/// [`Phone`] has at least ten digits).
+pub fn phone_last4(phone: &Phone) -> String {
+    let digits = phone.digits();
+    digits[digits.len().saturating_sub(4)..].to_owned()
+}
+
 /// The login id to try at `attempt` (0, 1, 2, … after each uniqueness conflict).
 ///
 /// `prefix` + the last 8 digits of the parent phone for attempt 0, then a sibling letter
@@ -215,6 +224,19 @@ pub fn hash_password(password: &str) -> Result<String, CredentialError> {
 pub fn hash_generated_password(password: &Password) -> Result<String, CredentialError> {
     hash_with(
         password.as_str(),
+        GENERATED_HASH_M_COST_KIB,
+        GENERATED_HASH_T_COST,
+    )
+}
+
+/// The Argon2id PHC string of the [`phone_last4`] password of `phone`, with a fresh random
+/// salt, at the light setting of generated passwords: the password is the end of the phone
+/// number stored in the same row, so whoever can read the hash can read the password's source
+/// too, and no KDF cost would protect it; a costly hash would only make a 2 000-student import
+/// slow. It takes the phone, not a string, so a password a person chose cannot get this setting.
+pub fn hash_phone_password(phone: &Phone) -> Result<String, CredentialError> {
+    hash_with(
+        &phone_last4(phone),
         GENERATED_HASH_M_COST_KIB,
         GENERATED_HASH_T_COST,
     )
@@ -330,6 +352,23 @@ mod tests {
         let h2 = hash_password(pw.as_str()).expect("hashes");
         assert_ne!(h, h2, "fresh salt each time");
         assert!(!format!("{pw:?}").contains(pw.as_str()));
+    }
+
+    #[test]
+    fn phone_last4_is_the_end_of_the_number() {
+        for (phone, want) in [
+            ("010-1234-5678", "5678"),
+            ("01098760001", "0001"),
+            ("+82 10-2222-3034", "3034"),
+        ] {
+            let p = Phone::parse(phone).expect("valid");
+            assert_eq!(phone_last4(&p), want, "{phone}");
+        }
+        let h =
+            hash_phone_password(&Phone::parse("010-1234-5678").expect("valid")).expect("hashes");
+        assert!(h.starts_with("$argon2id$v=19$m=4096,t=1,p=1$"), "{h}");
+        assert!(verify_password("5678", &h));
+        assert!(!verify_password("5679", &h));
     }
 
     #[test]

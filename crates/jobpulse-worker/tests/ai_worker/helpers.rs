@@ -57,6 +57,8 @@ pub struct Env {
     redis_keys: Option<KeySpace>,
     pub storage: MediaStorage,
     pub seed: TenantSeed,
+    /// The key the standard handlers seal initial passwords with (`env.registry()`).
+    pub seal: jobpulse_db::CredentialSeal,
     _dir: tempfile::TempDir,
     // Dropped with the test: its database and its Redis keys go too.
     _database: jobpulse_testkit::TestDatabase,
@@ -123,6 +125,7 @@ impl Env {
             redis_keys,
             storage,
             seed,
+            seal: jobpulse_db::CredentialSeal::random(),
             _dir: dir,
             _database: database,
             _redis: test_redis,
@@ -158,12 +161,16 @@ impl Env {
         )
     }
 
+    /// The standard handlers, sealing with this env's key.
+    pub fn registry(&self) -> Registry {
+        let mut settings = HandlerSettings::default();
+        settings.excel_import.seal = self.seal.clone();
+        Registry::standard(settings)
+    }
+
     /// A worker with the standard handlers.
     pub fn standard_worker(&self, id: &str) -> AiWorker {
-        self.worker(
-            Registry::standard(HandlerSettings::default()),
-            self.config(id),
-        )
+        self.worker(self.registry(), self.config(id))
     }
 
     /// A storage key for an upload (the object need not exist yet).

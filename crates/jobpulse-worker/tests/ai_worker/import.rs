@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
+use jobpulse_db::sealed::SEALED_CREDENTIALS_KEY;
 use jobpulse_db::{ImportOutcome, NewAiJob, NewCredentials, StudentInput};
 use jobpulse_domain::{JobId, JobStatus, JobType, Percent, State};
-use jobpulse_worker::ai::{HandlerSettings, Registry};
+
 use jobpulse_worker::excel::Phone;
 use jobpulse_worker::excel::credentials;
 use jobpulse_worker::excel::report::ImportReport;
@@ -162,7 +163,7 @@ fn check_report(report: &ImportReport, expected: &Expected, seeded: &Seeded) -> 
 /// state.
 async fn import_to_done(env: &Env, spec: &WorkbookSpec) -> anyhow::Result<(JobId, State)> {
     let g = generate_students_workbook(spec)?;
-    let registry = Registry::standard(HandlerSettings::default());
+    let registry = env.registry();
     let worker = env.standard_worker("w1").spawn();
     let job = env.submit_excel(&registry, g.bytes).await?;
     let last = env.wait_terminal(&job, LONG).await?;
@@ -172,12 +173,27 @@ async fn import_to_done(env: &Env, spec: &WorkbookSpec) -> anyhow::Result<(JobId
 }
 
 /// The full result stored with the job (database only).
+/// The full result in the database, its sealed credentials opened (as the API does).
 async fn full_report(env: &Env, job: &JobId) -> anyhow::Result<ImportReport> {
-    let full = env
+    let mut full = env
         .db
         .get_ai_result(env.tenant(), job)
         .await?
         .context("a full result in the database")?;
+    let obj = full.as_object_mut().context("an object")?;
+    assert_eq!(
+        obj.get("credentials"),
+        Some(&serde_json::json!([])),
+        "no clear credentials at rest"
+    );
+    if let Some(sealed) = obj.remove(SEALED_CREDENTIALS_KEY) {
+        let sealed = sealed.as_str().context("sealed text")?;
+        let creds = env
+            .seal
+            .open_credentials(job.as_str(), sealed, i64::MAX)?
+            .context("no expiry in the database copy")?;
+        obj.insert("credentials".into(), creds);
+    }
     Ok(serde_json::from_value(full)?)
 }
 
@@ -230,7 +246,7 @@ async fn issue_2000_sheet(b: Backend) -> anyhow::Result<()> {
     let g = generate_students_workbook(&WorkbookSpec::issue_2000())?;
     let seeded = seed_pre_existing(&env, &g.expected).await?;
     assert!(!seeded.active.is_empty() && !seeded.deleted.is_empty());
-    let registry = Registry::standard(HandlerSettings::default());
+    let registry = env.registry();
     let feed = env.subscribe().await?;
     // Submitted (and its PENDING published) before any worker runs. With a worker already
     // waiting, the claim can commit and publish RUNNING before the submitter publishes PENDING;
@@ -288,12 +304,15 @@ async fn issue_2000_sheet(b: Backend) -> anyhow::Result<()> {
         "every valid identity is enrolled"
     );
 
-    // The read model holds the public summary only: inline when it fits, never a password.
+    // The read model holds the public summary (plus the credentials, sealed, when that still
+    // fits): inline when it fits, never a password in clear.
     let public = serde_json::to_value(report.without_credentials())?;
     let fits = serde_json::to_vec(&public)?.len() <= 10 * 1024;
     match &result.inline {
         Some(inline) => {
             assert!(fits);
+            let mut inline = inline.clone();
+            inline.remove(SEALED_CREDENTIALS_KEY);
             assert_eq!(serde_json::Value::Object(inline.clone()), public);
             assert_eq!(inline["credentials"], serde_json::json!([]));
         }
@@ -346,7 +365,7 @@ both!(issue_2000_sheet);
 async fn killed_mid_import(b: Backend) -> anyhow::Result<()> {
     let env = Env::new(b).await?;
     let g = generate_students_workbook(&WorkbookSpec::issue_2000())?;
-    let registry = Registry::standard(HandlerSettings::default());
+    let registry = env.registry();
     // The reaper's RETRYING goes through the outbox: a relay publishes it, as in production.
     let relay_stop = tokio_util::sync::CancellationToken::new();
     let relay = tokio::spawn(
@@ -414,7 +433,9 @@ async fn killed_mid_import(b: Backend) -> anyhow::Result<()> {
             .get(login)
             .context("attempt 1's student reported")?;
         assert_eq!(Some(*name), r.name.as_deref());
-        assert_eq!(Some(*password), r.initial_password.as_deref());
+        let sealed = r.initial_password.as_deref().context("a ledger password")?;
+        assert!(sealed.starts_with("sealed:v1:"), "sealed at rest: {sealed}");
+        assert_eq!(*password, env.seal.open_text(job.as_str(), sealed)?);
         carried += 1;
     }
     assert!(carried > 0, "attempt 1 had created students");
