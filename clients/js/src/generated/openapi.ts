@@ -18,6 +18,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/enrollments/lecture_enroll_from_excel/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["enroll"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/jobs/": {
         parameters: {
             query?: never;
@@ -495,6 +511,33 @@ export interface components {
             queued: boolean;
             video: components["schemas"]["VideoRecord"];
         };
+        /** @description The form of an Excel enroll (documentation only: the route reads the multipart body itself). */
+        EnrollForm: {
+            /**
+             * Format: binary
+             * @description The students sheet (.xlsx; the first sheet is read).
+             */
+            file: string;
+            /** @description Always sent: `""` unless `password_mode` is `fixed`, then 4 to 128 characters. */
+            initial_password: string;
+            /**
+             * Format: int64
+             * @description The lecture to enroll the students into (one of the caller's tenant).
+             */
+            lecture_id: number;
+            /**
+             * @description `phone_last4` (the last four digits of the student's phone), `fixed`
+             *     (`initial_password` for everyone) or `random` (generated, returned in the result's
+             *     `credentials`).
+             * @example random
+             */
+            password_mode: string;
+            /**
+             * Format: int64
+             * @description A session of the lecture; the lecture's first session when absent.
+             */
+            session_id?: number | null;
+        };
         /** @description The error envelope every non-2xx JSON answer uses. */
         ErrorBody: {
             error: components["schemas"]["ErrorDetail"];
@@ -887,6 +930,78 @@ export interface operations {
                 };
                 content: {
                     "application/json": unknown;
+                };
+            };
+        };
+    };
+    enroll: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Same key, same tenant → the same job */
+                "Idempotency-Key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The front end's Excel enroll (CONTRACT.md §7): starts an `excel_parsing` job */
+        requestBody: {
+            content: {
+                "multipart/form-data": components["schemas"]["EnrollForm"];
+            };
+        };
+        responses: {
+            /** @description An earlier enroll with the same Idempotency-Key */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Submitted"];
+                };
+            };
+            /** @description Queued; PENDING in the read model. Poll /api/v1/jobs/{job_id}/progress/ */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Submitted"];
+                };
+            };
+            /** @description A missing or unknown field, an unknown password_mode, a fixed initial_password under 4 characters */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not a staff role */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The lecture (or the session in it) does not exist in the caller's tenant; the file is empty */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
