@@ -3,7 +3,8 @@
 //!
 //! The baseline is taken first: A's answer for every probe id while *nothing* exists anywhere.
 //! Then B and C get their data at those ids, and every probe must be answered byte-identically
-//! to its baseline (status, body and every header except `Date`) — on the progress routes, the
+//! to its baseline (status, body and every header except `Date` and `X-Request-Id`, which is
+//! fresh and random for every request whatever the id) — on the progress routes, the
 //! batch route and the database-backed detail routes. Latencies of foreign-existing and truly
 //! unknown ids are compared (mean, p50, p99, Welch's t, Mann–Whitney U). The ids and the probe
 //! order come from one seed, printed with the command that replays it (`JOBPULSE_TEST_SEED`).
@@ -25,7 +26,7 @@ use crate::harness::http::{Api, Resp};
 use crate::harness::stats::{Summary, mann_whitney, welch};
 use crate::harness::{Cluster, eventually, scaled};
 
-/// An answer with the `Date` header removed.
+/// An answer without the headers that differ on every request (`Date`, `X-Request-Id`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Answer {
     status: u16,
@@ -37,7 +38,7 @@ fn answer(r: &Resp) -> Answer {
     let mut headers: Vec<(String, Vec<u8>)> = r
         .headers
         .iter()
-        .filter(|(k, _)| k.as_str() != "date")
+        .filter(|(k, _)| !matches!(k.as_str(), "date" | "x-request-id"))
         .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
         .collect();
     headers.sort();
