@@ -533,7 +533,10 @@ async fn bad_input(app: &DbApp) -> anyhow::Result<()> {
             Ok((status, _)) => assert_eq!(status, 413),
             Err(e) => {
                 let e = e.downcast::<reqwest::Error>()?;
-                assert!(e.is_request() || e.is_body(), "not a refusal mid-body: {e:?}");
+                assert!(
+                    e.is_request() || e.is_body(),
+                    "not a refusal mid-body: {e:?}"
+                );
             }
         }
         assert!(
