@@ -254,6 +254,7 @@ async fn main() -> anyhow::Result<()> {
             video_bytes: 8 * 1024 * MIB as u64,
             ..Limits::default()
         },
+        submit_rate: jobpulse_api::rate::UserRate::new(Limits::default().submits, "job submits"),
         spool_dir: dir.path().join("spool"),
         public_url: base.clone(),
         credentials: None,

@@ -41,6 +41,7 @@ pub mod render;
 pub mod routes;
 pub mod server;
 pub mod signing;
+pub mod rate;
 pub mod state;
 pub mod stream_conn;
 

@@ -242,6 +242,7 @@ impl DbApp {
             signer: jobpulse_api::signing::MediaSigner::derived(SECRET),
             toolchain: jobpulse_media::Toolchain::detect().ok(),
             catalog: Arc::new(TestCatalog),
+            submit_rate: jobpulse_api::rate::UserRate::new(limits.submits, "job submits"),
             limits,
             spool_dir: dir.path().join("spool"),
             public_url: format!("http://127.0.0.1:{port}"),

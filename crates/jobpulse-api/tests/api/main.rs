@@ -7,6 +7,7 @@ mod dashboard;
 mod direct_upload;
 mod enroll;
 mod hardening;
+mod hostile;
 mod helpers;
 mod ingest;
 mod playback;
