@@ -37,11 +37,11 @@ pub mod hub;
 pub mod metrics;
 pub mod observe;
 pub mod openapi;
+pub mod rate;
 pub mod render;
 pub mod routes;
 pub mod server;
 pub mod signing;
-pub mod rate;
 pub mod state;
 pub mod stream_conn;
 

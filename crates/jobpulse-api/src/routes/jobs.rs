@@ -349,7 +349,7 @@ pub(crate) async fn finish_submit(
     new.timeout = spec.timeout;
     let mut stored: Option<StorageKey> = None;
     if let Some((spool, name)) = &file {
-        let key = upload::upload_key(new.tenant, "jobs", "input", &upload::extension_of(name))?;
+        let key = keys::upload_key(new.tenant, keys::UploadKind::JobInput, name);
         state.storage.put_file(&key, spool).await?;
         new.input_file_key = Some(key.as_str().to_owned());
         stored = Some(key);

@@ -222,12 +222,7 @@ pub async fn upload(
         // ffprobe itself failed (not the file): let the worker decide.
         tracing::warn!(error = %e, "upload probe failed; leaving the check to the worker");
     }
-    let key = upload::upload_key(
-        p.tenant,
-        "video",
-        "source",
-        &upload::extension_of(&up.filename),
-    )?;
+    let key = keys::upload_key(p.tenant, keys::UploadKind::Video, &up.filename);
     state.storage.put_file(&key, &up.spool).await?;
     let title = up.title.clone().unwrap_or_else(|| title_from(&up.filename));
     let committed = match state

@@ -1,10 +1,9 @@
 //! Multipart helpers shared by the video upload and the job submit: spooling a file field to
-//! disk under a size limit, mapping multipart errors, and naming the stored upload.
+//! disk under a size limit and mapping multipart errors. Upload keys are named by
+//! `jobpulse_media::keys::upload_key`.
 
 use axum::extract::multipart::{Field, MultipartError};
 use axum::http::StatusCode;
-use jobpulse_domain::TenantId;
-use jobpulse_media::StorageKey;
 use tokio::io::AsyncWriteExt;
 
 use crate::error::ApiError;
@@ -54,51 +53,4 @@ pub(crate) async fn spool(
         return Err(ApiError::Unprocessable("the file is empty".into()));
     }
     Ok((path, n))
-}
-
-/// The lower-cased extension of a client file name when it is short and alphanumeric, else
-/// `bin` (the client's name never reaches a storage key).
-pub(crate) fn extension_of(name: &str) -> String {
-    let ext = name
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
-    if (1..=5).contains(&ext.len()) && ext.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        ext
-    } else {
-        "bin".into()
-    }
-}
-
-/// A fresh storage key for an upload: `tenants/{t}/{area}/uploads/{random}/{stem}.{ext}`.
-pub(crate) fn upload_key(
-    tenant: TenantId,
-    area: &str,
-    stem: &str,
-    ext: &str,
-) -> Result<StorageKey, ApiError> {
-    use rand::RngExt;
-    let token: String = {
-        let mut rng = rand::rng();
-        (0..16)
-            .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
-            .collect()
-    };
-    StorageKey::parse(&format!(
-        "tenants/{tenant}/{area}/uploads/{token}/{stem}.{ext}"
-    ))
-    .map_err(|e| ApiError::internal(e.0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn extensions_never_carry_client_text() {
-        assert_eq!(extension_of("a.MP4"), "mp4");
-        assert_eq!(extension_of("noext"), "bin");
-        assert_eq!(extension_of("x.../../etc"), "bin");
-        assert_eq!(extension_of("x.toolongext"), "bin");
-    }
 }

@@ -168,7 +168,13 @@ async fn list_cursors_hold_only_what_the_role_may_see(b: Backend) -> anyhow::Res
         cursors.iter().all(|c| c.contains("job_type=excel_parsing")),
         "{cursors:?}"
     );
-    let (ids, _) = page_through(&app, "/api/v1/jobs/?status=PENDING&limit=1", &staff, "job_id").await?;
+    let (ids, _) = page_through(
+        &app,
+        "/api/v1/jobs/?status=PENDING&limit=1",
+        &staff,
+        "job_id",
+    )
+    .await?;
     assert_eq!(ids.len(), 4, "{ids:?}");
     Ok(())
 }
@@ -316,3 +322,99 @@ async fn submits_are_rate_limited_per_user(b: Backend) -> anyhow::Result<()> {
     Ok(())
 }
 both!(submits_are_rate_limited_per_user);
+
+/// Finding 5: an upload's stored name keeps only an allowed extension — a real video sent as
+/// `x.m3u8` (or `.html`) is stored as `source.bin`, on the direct and the old upload route, and
+/// a job input as `input.bin` unless it is a document type.
+async fn upload_keys_keep_only_allowed_extensions(b: Backend) -> anyhow::Result<()> {
+    let app = DbApp::spawn(b).await?;
+    let (t, lecture, session) = app.tenant("acme").await?;
+    let staff = app.app.token(t, "staff");
+    for (name, want) in [
+        ("x.m3u8", "/source.bin"),
+        ("page.html", "/source.bin"),
+        ("Lecture.MOV", "/source.mov"),
+    ] {
+        let res = app
+            .app
+            .client
+            .post(format!("{}/api/v1/media/videos/upload/init/", app.app.base))
+            .bearer_auth(&staff)
+            .json(&json!({"session": session, "filename": name, "content_type": "video/mp4"}))
+            .send()
+            .await?;
+        assert_eq!(res.status(), 201, "{name}");
+        let body: Value = res.json().await?;
+        let key = body["file_key"].as_str().expect("file_key");
+        assert!(
+            key.starts_with(&format!("tenants/{t}/video/uploads/")) && key.ends_with(want),
+            "{name} → {key}"
+        );
+    }
+    // The old multipart upload: a real clip named x.m3u8.
+    let tc = jobpulse_media::Toolchain::detect()?;
+    let clip = app.dir.path().join("clip.mp4");
+    jobpulse_media::testing::generate_clip(
+        &tc,
+        &clip,
+        &jobpulse_media::testing::ClipSpec::new(1.0, 160, 120),
+    )
+    .await?;
+    let form = Form::new().text("session_id", session.to_string()).part(
+        "file",
+        Part::bytes(std::fs::read(&clip)?).file_name("x.m3u8"),
+    );
+    let res = app
+        .app
+        .client
+        .post(format!("{}/api/v1/media/videos/", app.app.base))
+        .bearer_auth(&staff)
+        .multipart(form)
+        .send()
+        .await?;
+    assert_eq!(res.status(), 201);
+    let body: Value = res.json().await?;
+    let id = jobpulse_domain::VideoId::new(body["id"].as_i64().expect("id"))?;
+    let video = app
+        .state
+        .db
+        .get_video(tenant(t), id)
+        .await?
+        .expect("the row");
+    assert!(
+        video.file_key.ends_with("/source.bin"),
+        "{}",
+        video.file_key
+    );
+    // A job input: an .html file is kept as input.bin.
+    let form = Form::new()
+        .text("job_type", "excel_parsing")
+        .text("lecture_id", lecture.to_string())
+        .part(
+            "file",
+            Part::bytes(b"PK fake".to_vec()).file_name("students.html"),
+        );
+    let res = app
+        .app
+        .client
+        .post(format!("{}/api/v1/jobs/", app.app.base))
+        .bearer_auth(&staff)
+        .multipart(form)
+        .send()
+        .await?;
+    assert_eq!(res.status(), 201);
+    let body: Value = res.json().await?;
+    let job = app
+        .state
+        .db
+        .get_ai_job(
+            tenant(t),
+            &JobId::parse(body["job_id"].as_str().expect("id"))?,
+        )
+        .await?
+        .expect("row");
+    let input = job.input_file_key.expect("an input key");
+    assert!(input.ends_with("/input.bin"), "{input}");
+    Ok(())
+}
+both!(upload_keys_keep_only_allowed_extensions);

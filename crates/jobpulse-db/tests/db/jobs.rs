@@ -244,7 +244,10 @@ async fn staff_only_types_are_hidden_in_the_query(b: Backend) -> anyhow::Result<
         .collect();
     visible.sort();
     assert_eq!(listed(true).await?, visible, "the SQL rule is the domain's");
-    assert!(visible.len() >= 5 && visible.len() < types.len(), "{visible:?}");
+    assert!(
+        visible.len() >= 5 && visible.len() < types.len(),
+        "{visible:?}"
+    );
     Ok(())
 }
 both!(staff_only_types_are_hidden_in_the_query);
