@@ -47,6 +47,16 @@ pub enum ApiError {
         what: &'static str,
         retry_after: std::time::Duration,
     },
+    /// The server is at a bound of its own (e.g. the probe pool); `Retry-After` says when to
+    /// try again.
+    #[error("too many {what} right now; try again in {} s", retry_after.as_secs().max(1))]
+    Busy {
+        what: &'static str,
+        retry_after: std::time::Duration,
+    },
+    /// The server's disk is (almost) full.
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// A dependency (read model, database) is unreachable; the message says which, no details.
     #[error("{0} is unavailable")]
     Unavailable(&'static str),
@@ -77,7 +87,8 @@ impl ApiError {
             ApiError::TooManyRequests(_) | ApiError::RateLimited { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -93,6 +104,8 @@ impl ApiError {
             ApiError::Unprocessable(_) => "unprocessable",
             ApiError::TooManyRequests(_) | ApiError::RateLimited { .. } => "too_many_requests",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Busy { .. } => "busy",
+            ApiError::InsufficientStorage(_) => "insufficient_storage",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -125,7 +138,9 @@ impl IntoResponse for ApiError {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let ApiError::RateLimited { retry_after, .. } = &self {
+        if let ApiError::RateLimited { retry_after, .. } | ApiError::Busy { retry_after, .. } =
+            &self
+        {
             let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));

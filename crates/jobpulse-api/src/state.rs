@@ -115,6 +115,10 @@ pub struct Limits {
     pub upload_url_ttl: std::time::Duration,
     /// Job submits per user (JSON, multipart, enroll); see [`crate::rate`].
     pub submits: crate::rate::RateLimit,
+    /// ffprobe runs while answering uploads; see [`crate::probe_pool`].
+    pub probes: crate::probe_pool::ProbeLimits,
+    /// Bytes uploads may hold in the spool, free space kept; see [`crate::spool`].
+    pub spool: crate::spool::SpoolLimits,
 }
 
 impl Default for Limits {
@@ -125,6 +129,8 @@ impl Default for Limits {
             media_url_ttl: std::time::Duration::from_secs(6 * 3600),
             upload_url_ttl: std::time::Duration::from_secs(2 * 3600),
             submits: crate::rate::RateLimit::SUBMITS,
+            probes: crate::probe_pool::ProbeLimits::default(),
+            spool: crate::spool::SpoolLimits::default(),
         }
     }
 }
@@ -146,6 +152,10 @@ pub struct AppState {
     /// Counts each user's job submits against `limits.submits`: build it with
     /// `UserRate::new(limits.submits, "job submits")`.
     pub submit_rate: crate::rate::UserRate,
+    /// Bounds the upload probes: `ProbePool::new(limits.probes)`.
+    pub probes: crate::probe_pool::ProbePool,
+    /// The spool's shared budget: `SpoolBudget::new(limits.spool)`.
+    pub spool: crate::spool::SpoolBudget,
     /// Where uploads are spooled before they go to media storage.
     pub spool_dir: std::path::PathBuf,
     /// The API's public base URL as browsers reach it (`--public-url`, e.g.

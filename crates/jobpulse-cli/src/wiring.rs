@@ -177,6 +177,8 @@ pub fn app_state(
         credentials: credential_seal(settings),
         limits: Limits::default(),
         submit_rate: jobpulse_api::rate::UserRate::new(Limits::default().submits, "job submits"),
+        probes: jobpulse_api::probe_pool::ProbePool::new(Limits::default().probes),
+        spool: jobpulse_api::spool::SpoolBudget::new(Limits::default().spool),
         spool_dir: settings.data_dir.join("spool"),
         public_url,
     })

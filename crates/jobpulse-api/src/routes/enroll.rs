@@ -63,7 +63,7 @@ pub struct EnrollForm {
 
 #[derive(Default)]
 struct Form {
-    file: Option<(tempfile::TempPath, String)>,
+    file: Option<(upload::Spooled, String)>,
     lecture_id: Option<i64>,
     password_mode: Option<String>,
     initial_password: Option<String>,
@@ -94,7 +94,7 @@ async fn read_form(state: &AppState, mut mp: Multipart) -> Result<Form, ApiError
                     return Err(dup());
                 }
                 let file_name = field.file_name().unwrap_or("students.xlsx").to_owned();
-                let (spool, _) = upload::spool(&mut field, &state.spool_dir, limit).await?;
+                let spool = upload::spool(&mut field, state, limit).await?;
                 form.file = Some((spool, file_name));
             }
             "lecture_id" | "session_id" => {

@@ -116,7 +116,7 @@ struct Submission {
     job_type: String,
     payload: serde_json::Value,
     lecture_id: Option<i64>,
-    file: Option<(tempfile::TempPath, String)>,
+    file: Option<(upload::Spooled, String)>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -171,7 +171,7 @@ async fn read_multipart(state: &AppState, mut mp: Multipart) -> Result<Submissio
                     return Err(ApiError::BadRequest("send one file".into()));
                 }
                 let name = field.file_name().unwrap_or("input").to_owned();
-                let (spool, _) = upload::spool(&mut field, &state.spool_dir, limit).await?;
+                let spool = upload::spool(&mut field, state, limit).await?;
                 sub.file = Some((spool, name));
             }
             other => {
@@ -343,7 +343,7 @@ pub(crate) async fn finish_submit(
     state: &AppState,
     mut new: NewAiJob,
     spec: JobSpec,
-    file: Option<(tempfile::TempPath, String)>,
+    file: Option<(upload::Spooled, String)>,
 ) -> Result<Response, ApiError> {
     new.max_attempts = spec.max_attempts;
     new.timeout = spec.timeout;

@@ -243,6 +243,8 @@ impl DbApp {
             toolchain: jobpulse_media::Toolchain::detect().ok(),
             catalog: Arc::new(TestCatalog),
             submit_rate: jobpulse_api::rate::UserRate::new(limits.submits, "job submits"),
+            probes: jobpulse_api::probe_pool::ProbePool::new(limits.probes),
+            spool: jobpulse_api::spool::SpoolBudget::new(limits.spool),
             limits,
             spool_dir: dir.path().join("spool"),
             public_url: format!("http://127.0.0.1:{port}"),

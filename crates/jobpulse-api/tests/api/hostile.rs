@@ -36,9 +36,9 @@ fn token_for(app: &DbApp, t: i64, user: &str, role: &str) -> String {
 }
 
 async fn submit_json(app: &DbApp, token: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
-    let res = app
-        .app
-        .client
+    // A client per call: a refused oversized body may leave its connection closed by the
+    // server, which must not break the shared client's pool.
+    let res = reqwest::Client::new()
         .post(format!("{}/api/v1/jobs/", app.app.base))
         .bearer_auth(token)
         .json(body)
@@ -418,3 +418,129 @@ async fn upload_keys_keep_only_allowed_extensions(b: Backend) -> anyhow::Result<
     Ok(())
 }
 both!(upload_keys_keep_only_allowed_extensions);
+
+/// Finding 2: the API's upload probes are a bounded pool — with every slot taken and the line
+/// full, an upload is refused at once with 503 + `Retry-After`, and nothing is stored.
+async fn upload_probes_are_a_bounded_pool(b: Backend) -> anyhow::Result<()> {
+    let limits = Limits {
+        probes: jobpulse_api::probe_pool::ProbeLimits {
+            running: 1,
+            waiting: 0,
+            max_wait: std::time::Duration::from_millis(200),
+        },
+        ..Limits::default()
+    };
+    let app = DbApp::spawn_with(b, limits).await?;
+    let (t, _, session) = app.tenant("acme").await?;
+    let staff = app.app.token(t, "staff");
+    let tc = jobpulse_media::Toolchain::detect()?;
+    let clip = app.dir.path().join("clip.mp4");
+    jobpulse_media::testing::generate_clip(
+        &tc,
+        &clip,
+        &jobpulse_media::testing::ClipSpec::new(1.0, 160, 120),
+    )
+    .await?;
+    let bytes = std::fs::read(&clip)?;
+    let send = || {
+        let form = Form::new()
+            .text("session_id", session.to_string())
+            .part("file", Part::bytes(bytes.clone()).file_name("a.mp4"));
+        app.app
+            .client
+            .post(format!("{}/api/v1/media/videos/", app.app.base))
+            .bearer_auth(&staff)
+            .multipart(form)
+            .send()
+    };
+    // The only slot is taken (as by a long probe).
+    let held = app.state.probes.slot().await?;
+    let res = send().await?;
+    assert_eq!(res.status(), 503);
+    assert_eq!(
+        res.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("5")
+    );
+    let err: Value = res.json().await?;
+    assert_eq!(err["error"]["code"], "busy", "{err}");
+    let (ids, _) = page_through(&app, "/api/v1/media/videos/?limit=200", &staff, "id").await?;
+    assert!(ids.is_empty(), "nothing stored: {ids:?}");
+    drop(held);
+    let res = send().await?;
+    assert_eq!(res.status(), 201);
+    assert_eq!(app.state.probes.running(), 0, "the slot is free again");
+    Ok(())
+}
+both!(upload_probes_are_a_bounded_pool);
+
+/// Finding 3: what uploads may hold in the spool together is bounded (503 + `Retry-After` past
+/// the budget) and the spool's disk keeps a free-space floor (507); a refused upload leaves no
+/// file behind and writes nothing.
+async fn the_upload_spool_is_bounded(b: Backend) -> anyhow::Result<()> {
+    for (limits, want, retry) in [
+        (
+            jobpulse_api::spool::SpoolLimits {
+                max_bytes: 1024 * 1024,
+                min_free_bytes: 0,
+            },
+            503,
+            Some("30"),
+        ),
+        (
+            jobpulse_api::spool::SpoolLimits {
+                max_bytes: u64::MAX / 2,
+                min_free_bytes: u64::MAX / 4,
+            },
+            507,
+            None,
+        ),
+    ] {
+        let app = DbApp::spawn_with(
+            b,
+            Limits {
+                spool: limits,
+                ..Limits::default()
+            },
+        )
+        .await?;
+        let (t, lecture, _) = app.tenant("acme").await?;
+        let staff = app.app.token(t, "staff");
+        let form = Form::new()
+            .text("job_type", "excel_parsing")
+            .text("lecture_id", lecture.to_string())
+            .part(
+                "file",
+                Part::bytes(vec![b'x'; 3 * 1024 * 1024]).file_name("students.xlsx"),
+            );
+        // A client of its own: the server may close this connection after its early answer,
+        // which must not break the shared client's pooled connection for the checks below.
+        let res = reqwest::Client::new()
+            .post(format!("{}/api/v1/jobs/", app.app.base))
+            .bearer_auth(&staff)
+            .multipart(form)
+            .send()
+            .await;
+        // The server answers when it refuses, without reading the rest of the body: the client
+        // sees the answer or, still sending, the connection closed.
+        if let Ok(res) = res {
+            assert_eq!(res.status().as_u16(), want);
+            assert_eq!(
+                res.headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok()),
+                retry
+            );
+        }
+        assert_eq!(app.state.spool.used(), 0, "the reservation is released");
+        let left: Vec<_> = std::fs::read_dir(&app.state.spool_dir)
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "no partial file left: {left:?}");
+        let (ids, _) = page_through(&app, "/api/v1/jobs/?limit=200", &staff, "job_id").await?;
+        assert!(ids.is_empty(), "no job written: {ids:?}");
+    }
+    Ok(())
+}
+both!(the_upload_spool_is_bounded);
