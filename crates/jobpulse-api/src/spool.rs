@@ -98,20 +98,20 @@ impl SpoolBudget {
         }
         // The disk is asked once per 8 MiB received, not per chunk.
         let step = 8 * 1024 * 1024;
-        if r.bytes / step != (r.bytes - n) / step || r.bytes == n {
-            if let Some(free) = free_bytes(dir) {
-                if free < self.limits.min_free_bytes.saturating_add(n) {
-                    tracing::error!(
-                        free_bytes = free,
-                        min_free_bytes = self.limits.min_free_bytes,
-                        dir = %dir.display(),
-                        "upload refused: the spool's disk is almost full"
-                    );
-                    return Err(ApiError::InsufficientStorage(
-                        "the server's upload disk is full; try again later".into(),
-                    ));
-                }
-            }
+        let crossed = r.bytes / step != (r.bytes - n) / step || r.bytes == n;
+        if crossed
+            && let Some(free) = free_bytes(dir)
+            && free < self.limits.min_free_bytes.saturating_add(n)
+        {
+            tracing::error!(
+                free_bytes = free,
+                min_free_bytes = self.limits.min_free_bytes,
+                dir = %dir.display(),
+                "upload refused: the spool's disk is almost full"
+            );
+            return Err(ApiError::InsufficientStorage(
+                "the server's upload disk is full; try again later".into(),
+            ));
         }
         Ok(())
     }
@@ -120,7 +120,7 @@ impl SpoolBudget {
 /// Free bytes for unprivileged users on the filesystem holding `dir`.
 pub fn free_bytes(dir: &Path) -> Option<u64> {
     let st = nix::sys::statvfs::statvfs(dir).ok()?;
-    Some(u64::from(st.blocks_available()).saturating_mul(st.fragment_size()))
+    Some(st.blocks_available().saturating_mul(st.fragment_size()))
 }
 
 #[cfg(test)]
