@@ -37,10 +37,13 @@ pub mod hub;
 pub mod metrics;
 pub mod observe;
 pub mod openapi;
+pub mod probe_pool;
+pub mod rate;
 pub mod render;
 pub mod routes;
 pub mod server;
 pub mod signing;
+pub mod spool;
 pub mod state;
 pub mod stream_conn;
 

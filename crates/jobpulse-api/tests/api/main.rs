@@ -8,6 +8,7 @@ mod direct_upload;
 mod enroll;
 mod hardening;
 mod helpers;
+mod hostile;
 mod ingest;
 mod playback;
 mod push;
