@@ -220,6 +220,9 @@ fn main() -> std::process::ExitCode {
             Command::Config { .. } | Command::Openapi | Command::Completions { .. } => Ok(()),
         }
     });
+    // Tasks still running (a blocking task in the middle of a file, say) do not hold the exit:
+    // the commands have already waited, bounded, for what they own.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
