@@ -345,9 +345,14 @@ pub async fn follow(client: &Client, target: &Target, args: &ClientArgs) -> anyh
                 // The bar's last message is the line.
                 Mode::Bar => {}
                 Mode::Lines => crate::logging::stdout_line(format_args!("{line}")),
+                // The last JSON line: the final state, the summary line and the URL.
                 Mode::Json => crate::logging::stdout_line(format_args!(
                     "{}",
-                    serde_json::json!({"final": line, "url": url.ok().flatten()})
+                    serde_json::json!({
+                        "status": view.last.as_ref().map(|b| b["status"].clone()),
+                        "final": line,
+                        "url": url.ok().flatten(),
+                    })
                 )),
             }
             Ok(())
