@@ -174,10 +174,11 @@ impl AuthConfig {
         if secret.len() < 32 {
             return Err(AuthConfigError::WeakSecret);
         }
+        let bad = |e: jsonwebtoken::errors::Error| AuthConfigError::BadKey(e.to_string());
         Ok(Self {
             algorithm: Algorithm::HS256,
-            decoding: DecodingKey::from_secret(secret),
-            encoding: Some(EncodingKey::from_secret(secret)),
+            decoding: DecodingKey::from_secret(secret).map_err(bad)?,
+            encoding: Some(EncodingKey::from_secret(secret).map_err(bad)?),
             audience: None,
             issuer: None,
             leeway: 30,
