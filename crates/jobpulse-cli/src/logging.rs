@@ -152,12 +152,26 @@ pub fn init(format: LogFormat, access_log: bool) -> LogGuard {
     LogGuard(Some(guard))
 }
 
+/// How long [`stderr_line`] waits for a write nobody reads.
+const STDERR_LINE_WAIT: Duration = Duration::from_secs(1);
+
 /// Writes a line to stderr, ignoring failure (a closed stderr must not panic the process the
-/// way `eprintln!` does).
+/// way `eprintln!` does) and not waiting more than a second for it: with stderr a full pipe the
+/// write happens on a helper thread that is left behind, so an error on the way out (`error:
+/// …` from `main`) cannot hang the process.
 pub fn stderr_line(line: std::fmt::Arguments<'_>) {
-    let mut err = std::io::stderr().lock();
-    let _ = err.write_fmt(line);
-    let _ = err.write_all(b"\n");
+    let mut text = line.to_string();
+    text.push('\n');
+    let (done, wait) = std::sync::mpsc::channel();
+    let writer = std::thread::Builder::new()
+        .name("jobpulse-stderr".into())
+        .spawn(move || {
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
+            let _ = done.send(());
+        });
+    if writer.is_ok() {
+        let _ = wait.recv_timeout(STDERR_LINE_WAIT);
+    }
 }
 
 /// Writes a line to stdout, ignoring failure (`jobpulse up | head -1` must not kill the server).

@@ -112,3 +112,42 @@ async fn an_unused_connection_does_not_hold_the_shutdown() -> anyhow::Result<()>
     );
     Ok(())
 }
+
+/// An error printed on the way out with stderr already full (a pipe nobody reads) does not hang
+/// the process: the line is given up after a second and the exit code still says it failed.
+#[test]
+fn an_error_on_a_full_stderr_still_exits() -> anyhow::Result<()> {
+    use std::io::Write;
+    let (reader, mut writer) = std::io::pipe()?;
+    // Fill the pipe's buffer without blocking the test: write from a thread until it blocks.
+    let mut filler = writer.try_clone()?;
+    std::thread::spawn(move || {
+        let chunk = [b'x'; 4096];
+        while filler.write_all(&chunk).is_ok() {}
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let mut child = crate::harness::jobpulse()
+        .args(["config", "--config", "/nonexistent/jobpulse.toml"])
+        .stdout(Stdio::null())
+        .stderr(writer.try_clone()?)
+        .spawn()?;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = started.elapsed();
+    drop(reader);
+    let _ = writer.flush();
+    let status = status.ok_or_else(|| anyhow::anyhow!("hung for 10 s on a full stderr"))?;
+    assert!(!status.success(), "a missing config file was accepted");
+    assert!(took < Duration::from_secs(5), "exit took {took:?}");
+    Ok(())
+}
