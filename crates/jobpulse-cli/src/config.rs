@@ -757,37 +757,63 @@ impl Settings {
     /// The S3 settings: the aws_* settings, the standard `AWS_*` variables for what they leave
     /// unset (and for the variants they do not name: AWS_ENDPOINT_URL_S3, AWS_DEFAULT_REGION).
     pub fn s3_options(&self) -> anyhow::Result<jobpulse_media::storage::S3Options> {
+        self.s3_options_with(|name| std::env::var(name).ok())
+    }
+
+    /// [`Settings::s3_options`] with the environment passed in (tests cannot safely change the
+    /// process environment). Flag > environment > file, counting the variants as environment:
+    /// a flag wins over AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_S3 wins over the file.
+    fn s3_options_with(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<jobpulse_media::storage::S3Options> {
         let set = |name: &str| -> Option<String> {
-            let from = |v: Option<String>, key: &str| {
-                // A value clap read from the environment is looked up there as usual, so that
-                // AWS_ENDPOINT_URL_S3 keeps winning over AWS_ENDPOINT_URL.
-                v.filter(|_| self.sources.get(key) != Some(&Source::Env))
+            // `variants`: other variables that name the same setting.
+            let from = |v: Option<String>, key: &str, variants: &[&str]| match self.sources.get(key)
+            {
+                Some(Source::Flag) => v,
+                Some(Source::File) if variants.iter().all(|n| env(n).is_none()) => v,
+                // From the environment (clap read it): looked up there as usual.
+                _ => None,
             };
             match name {
-                "AWS_ENDPOINT_URL_S3" => from(self.aws_endpoint_url.clone(), "aws_endpoint_url"),
-                "AWS_REGION" => from(self.aws_region.clone(), "aws_region"),
-                "AWS_ACCESS_KEY_ID" => from(self.aws_access_key_id.clone(), "aws_access_key_id"),
-                "AWS_SECRET_ACCESS_KEY" => {
-                    from(self.aws_secret_access_key.clone(), "aws_secret_access_key")
+                "AWS_ENDPOINT_URL_S3" => from(
+                    self.aws_endpoint_url.clone(),
+                    "aws_endpoint_url",
+                    &["AWS_ENDPOINT_URL_S3"],
+                ),
+                "AWS_REGION" => from(
+                    self.aws_region.clone(),
+                    "aws_region",
+                    &["AWS_DEFAULT_REGION"],
+                ),
+                "AWS_ACCESS_KEY_ID" => {
+                    from(self.aws_access_key_id.clone(), "aws_access_key_id", &[])
                 }
-                "AWS_SESSION_TOKEN" => from(self.aws_session_token.clone(), "aws_session_token"),
+                "AWS_SECRET_ACCESS_KEY" => from(
+                    self.aws_secret_access_key.clone(),
+                    "aws_secret_access_key",
+                    &[],
+                ),
+                "AWS_SESSION_TOKEN" => {
+                    from(self.aws_session_token.clone(), "aws_session_token", &[])
+                }
                 "AWS_ALLOW_HTTP" => from(
-                    Some(self.aws_allow_http.0.to_string())
-                        .filter(|_| self.sources.get("aws_allow_http") != Some(&Source::Default)),
+                    Some(self.aws_allow_http.0.to_string()),
                     "aws_allow_http",
+                    &[],
                 ),
                 "AWS_VIRTUAL_HOSTED_STYLE_REQUEST" => from(
                     self.aws_virtual_hosted_style_request
                         .map(|b| b.0.to_string()),
                     "aws_virtual_hosted_style_request",
+                    &[],
                 ),
                 _ => None,
             }
         };
-        jobpulse_media::storage::S3Options::from_lookup(|name| {
-            set(name).or_else(|| std::env::var(name).ok())
-        })
-        .map_err(|e| anyhow::anyhow!("{e}"))
+        jobpulse_media::storage::S3Options::from_lookup(|name| set(name).or_else(|| env(name)))
+            .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
     /// ffmpeg/ffprobe from the settings, else from PATH.
@@ -1015,6 +1041,51 @@ mod tests {
             .map(|k| k.name)
             .collect();
         assert!(missing.is_empty(), "not in {}: {missing:?}", path.display());
+        Ok(())
+    }
+
+    /// S3 settings: flag > environment (with its variants) > file; secrets from the file reach
+    /// the S3 options.
+    #[test]
+    fn s3_settings_follow_the_precedence() -> anyhow::Result<()> {
+        let file = parse_file(
+            "aws_endpoint_url = \"https://file.example\"\naws_region = \"file-region\"\n\
+             aws_access_key_id = \"AKFILE\"\naws_secret_access_key = \"file-secret\"\n\
+             aws_allow_http = true\n",
+        )?;
+        let s = Settings {
+            config: Config::merge(&ServerArgs::default(), file.clone()),
+            config_file: None,
+            hs256_secret: None,
+        };
+        // Only the file.
+        let o = s.s3_options_with(|_| None)?;
+        assert_eq!(o.endpoint.as_deref(), Some("https://file.example"));
+        assert_eq!(o.region.as_deref(), Some("file-region"));
+        assert_eq!(o.secret_access_key.as_deref(), Some("file-secret"));
+        assert!(o.allow_http);
+        // The environment's variants win over the file.
+        let env = |n: &str| match n {
+            "AWS_ENDPOINT_URL_S3" => Some("https://env-s3.example".to_owned()),
+            "AWS_DEFAULT_REGION" => Some("env-region".to_owned()),
+            _ => None,
+        };
+        let o = s.s3_options_with(env)?;
+        assert_eq!(o.endpoint.as_deref(), Some("https://env-s3.example"));
+        assert_eq!(o.region.as_deref(), Some("env-region"));
+        assert_eq!(o.access_key_id.as_deref(), Some("AKFILE"));
+        // A flag wins over everything.
+        let flags = ServerArgs {
+            aws_endpoint_url: Some("https://flag.example".into()),
+            ..ServerArgs::default()
+        };
+        let s = Settings {
+            config: Config::merge(&flags, file),
+            config_file: None,
+            hs256_secret: None,
+        };
+        let o = s.s3_options_with(env)?;
+        assert_eq!(o.endpoint.as_deref(), Some("https://flag.example"));
         Ok(())
     }
 }
