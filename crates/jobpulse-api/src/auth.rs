@@ -9,12 +9,11 @@
 //! worker tokens (`aud = "worker"`) for the ingest routes. Each is refused where the other
 //! belongs, with 403.
 //!
-//! Verified tokens are cached (bounded, until their `exp`) so a browser polling every few
-//! seconds with the same token costs one hash lookup instead of a signature check and two JSON
-//! parses. The cache never outlives a token's expiry and never holds a token that failed.
+//! Verified tokens are cached (`quick_cache`: bounded, evicting entry by entry; an entry is
+//! used only until its token's `exp`) so a browser polling every few seconds with the same token
+//! costs one hash lookup instead of a signature check and two JSON parses. The cache never
+//! outlives a token's expiry and never holds a token that failed.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::HeaderMap;
@@ -175,10 +174,11 @@ impl AuthConfig {
         if secret.len() < 32 {
             return Err(AuthConfigError::WeakSecret);
         }
+        let bad = |e: jsonwebtoken::errors::Error| AuthConfigError::BadKey(e.to_string());
         Ok(Self {
             algorithm: Algorithm::HS256,
-            decoding: DecodingKey::from_secret(secret),
-            encoding: Some(EncodingKey::from_secret(secret)),
+            decoding: DecodingKey::from_secret(secret).map_err(bad)?,
+            encoding: Some(EncodingKey::from_secret(secret).map_err(bad)?),
             audience: None,
             issuer: None,
             leeway: 30,
@@ -231,7 +231,9 @@ const CACHE_CAPACITY: usize = 16_384;
 pub struct Verifier {
     config: AuthConfig,
     validation: Validation,
-    cache: Mutex<HashMap<Box<str>, Principal>>,
+    /// Verified tokens, bounded; an entry is dropped when read past its token's `exp`, and the
+    /// least useful ones are evicted one by one when full (quick_cache's CLOCK-Pro).
+    cache: quick_cache::sync::Cache<Box<str>, Principal>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -264,7 +266,7 @@ impl Verifier {
         Self {
             config,
             validation,
-            cache: Mutex::new(HashMap::new()),
+            cache: quick_cache::sync::Cache::new(CACHE_CAPACITY),
         }
     }
 
@@ -373,19 +375,19 @@ impl Verifier {
     }
 
     fn cached(&self, token: &str, now: u64) -> Option<Principal> {
-        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let p = cache.get(token)?;
-        // `exp` is checked with the same leeway the signature check used.
-        (p.expires_at + self.config.leeway > now).then(|| p.clone())
+        let p = self.cache.get(token)?;
+        // `exp` is checked with the same leeway the signature check used; an expired entry
+        // goes now rather than waiting for eviction.
+        if p.expires_at + self.config.leeway > now {
+            Some(p)
+        } else {
+            self.cache.remove(token);
+            None
+        }
     }
 
     fn remember(&self, token: &str, principal: &Principal) {
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= CACHE_CAPACITY {
-            // Cheap and bounded: forget everything; live tokens come back on their next request.
-            cache.clear();
-        }
-        cache.insert(token.into(), principal.clone());
+        self.cache.insert(token.into(), principal.clone());
     }
 }
 
@@ -522,5 +524,45 @@ mod tests {
         assert!(parse_ttl("5 parsecs").is_err());
         assert!(parse_ttl("99999999999999999999999").is_err());
         assert!(parse_ttl("").is_err());
+    }
+
+    /// A full cache evicts entry by entry (it is not cleared wholesale: the tokens in use stay
+    /// cached), and an entry read past its token's expiry is dropped.
+    #[test]
+    fn the_token_cache_is_bounded_and_expires_per_entry() {
+        let v = verifier();
+        let now = now_secs();
+        for i in 0..(CACHE_CAPACITY + CACHE_CAPACITY / 2) {
+            let token = format!("token-{i}");
+            let p = Principal {
+                tenant: TenantId::new(1).expect("valid"),
+                tenant_code: None,
+                user_id: Some(i.to_string()),
+                role: None,
+                expires_at: now + 3600,
+                audience: Audience::Browser,
+            };
+            v.remember(&token, &p);
+            // One token in steady use, as a polling browser's.
+            assert!(
+                v.cached("token-0", now).is_some(),
+                "the hot token was evicted at {i}"
+            );
+        }
+        let len = v.cache.len();
+        assert!(
+            len <= CACHE_CAPACITY && len > CACHE_CAPACITY / 2,
+            "{len} entries after overfilling a cache of {CACHE_CAPACITY}"
+        );
+        let expired = Principal {
+            expires_at: now.saturating_sub(3600),
+            ..v.cached("token-0", now).expect("cached")
+        };
+        v.remember("old", &expired);
+        assert!(v.cached("old", now).is_none());
+        assert!(
+            v.cache.get("old").is_none(),
+            "an expired entry stays after being read"
+        );
     }
 }

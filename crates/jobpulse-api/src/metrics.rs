@@ -166,6 +166,23 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "How long the oldest job that could run has waited, by queue (0 when none waits).",
     ),
     (
+        "jobpulse_queue_tenant_jobs",
+        Kind::Gauge,
+        "Jobs of a tenant, by queue, tenant and state: waiting (could run now) or running (live \
+         lease); the 50 busiest tenants of each queue.",
+    ),
+    (
+        "jobpulse_queue_tenants_waiting",
+        Kind::Gauge,
+        "Tenants with jobs that could run now, by queue.",
+    ),
+    (
+        "jobpulse_queue_tenant_capped",
+        Kind::Gauge,
+        "Tenants at the per-tenant concurrency cap (--tenant-concurrency) with work waiting, by \
+         queue: their jobs wait although workers may be idle (0 without a cap).",
+    ),
+    (
         "jobpulse_queue_failed_last_hour",
         Kind::Gauge,
         "Jobs that failed for good within the last hour, by queue.",
@@ -265,7 +282,37 @@ pub fn render(handle: &PrometheusHandle) -> String {
 }
 
 /// Sets the queue and outbox gauges from a database snapshot.
-pub fn record_ops_stats(stats: &jobpulse_db::OpsStats) {
+/// `tenant_cap`: the workers' per-tenant concurrency cap (`--tenant-concurrency`), if any.
+pub fn record_ops_stats(stats: &jobpulse_db::OpsStats, tenant_cap: Option<u32>) {
+    // Tenants exported before: set back to 0 when they have no active job any more.
+    static SEEN: std::sync::Mutex<std::collections::BTreeSet<(&'static str, i64)>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut seen = SEEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut now = std::collections::BTreeSet::new();
+    for t in &stats.tenants {
+        let tenant = t.tenant.to_string();
+        metrics::gauge!("jobpulse_queue_tenant_jobs", "queue" => t.queue, "tenant" => tenant.clone(), "state" => "waiting")
+            .set(t.waiting as f64);
+        metrics::gauge!("jobpulse_queue_tenant_jobs", "queue" => t.queue, "tenant" => tenant, "state" => "running")
+            .set(t.running as f64);
+        now.insert((t.queue, t.tenant));
+    }
+    for &(queue, tenant) in seen.difference(&now) {
+        for state in ["waiting", "running"] {
+            metrics::gauge!("jobpulse_queue_tenant_jobs", "queue" => queue, "tenant" => tenant.to_string(), "state" => state)
+                .set(0.0);
+        }
+    }
+    seen.extend(now);
+    for queue in ["video", "ai"] {
+        let of_queue = || stats.tenants.iter().filter(move |t| t.queue == queue);
+        let waiting = of_queue().filter(|t| t.waiting > 0).count();
+        let capped = of_queue().filter(|t| t.capped(tenant_cap)).count();
+        metrics::gauge!("jobpulse_queue_tenants_waiting", "queue" => queue).set(waiting as f64);
+        metrics::gauge!("jobpulse_queue_tenant_capped", "queue" => queue).set(capped as f64);
+    }
     for &(queue, state, n) in &stats.jobs {
         metrics::gauge!("jobpulse_queue_jobs", "queue" => queue, "state" => state).set(n as f64);
     }

@@ -150,8 +150,13 @@ impl Application {
                 let mut http = http;
                 // A slow request line keeps its deadline: what comes next gets what is left.
                 let mut stream = stream;
-                let (sniffed, prefix) =
-                    crate::stream_conn::sniff(&mut stream, lean.header_read_timeout).await;
+                // A connection that has not sent a request yet (a client's pre-connect, a
+                // pooled connection opened early) is dropped at shutdown: waiting for its first
+                // bytes would hold the graceful shutdown for the whole header-read timeout.
+                let (sniffed, prefix) = tokio::select! {
+                    r = crate::stream_conn::sniff(&mut stream, lean.header_read_timeout) => r,
+                    () = stop.cancelled() => return,
+                };
                 let spent = match sniffed {
                     Sniffed::Gone => return,
                     Sniffed::Stream(spent) => {

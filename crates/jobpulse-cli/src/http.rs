@@ -94,7 +94,12 @@ pub async fn bind(
         );
         media_origins.extend(a.storage.presign_origin().await);
     }
-    spawn_gauges(store.clone(), db.cloned(), shutdown.clone());
+    spawn_gauges(
+        store.clone(),
+        db.cloned(),
+        settings.tenant_concurrency,
+        shutdown.clone(),
+    );
     let stream = StreamState::start(read.clone(), SSE_PER_TENANT, shutdown.clone());
     let router = jobpulse_api::router(
         Parts {
@@ -106,7 +111,7 @@ pub async fn bind(
         },
         &RouterConfig {
             cors: settings.cors(),
-            cors_headers: settings.cors_headers.clone(),
+            cors_headers: settings.cors_headers.0.clone(),
             media_origins,
             ..RouterConfig::default()
         },
@@ -139,7 +144,12 @@ const GAUGES_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 /// Refreshes the gauges `/metrics` shows but nothing else updates: whether the read model and
 /// the database answer, the queues and the outbox (from the database, when there is one), and
 /// the dropped log lines.
-fn spawn_gauges(store: SharedStore, db: Option<Db>, shutdown: CancellationToken) {
+fn spawn_gauges(
+    store: SharedStore,
+    db: Option<Db>,
+    tenant_cap: Option<u32>,
+    shutdown: CancellationToken,
+) {
     tokio::spawn(async move {
         let mut failing = false;
         let limit = std::time::Duration::from_secs(5);
@@ -155,7 +165,7 @@ fn spawn_gauges(store: SharedStore, db: Option<Db>, shutdown: CancellationToken)
                     .set(if db_up { 1.0 } else { 0.0 });
                 match db.ops_stats().await {
                     Ok(stats) => {
-                        jobpulse_api::metrics::record_ops_stats(&stats);
+                        jobpulse_api::metrics::record_ops_stats(&stats, tenant_cap);
                         failing = false;
                     }
                     Err(e) => {

@@ -12,16 +12,14 @@ mod logging;
 mod services;
 mod wiring;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::config::CommonArgs;
+use crate::config::ServerArgs;
 
 /// jobpulse: where your long-running jobs are.
 #[derive(Debug, Parser)]
 #[command(name = "jobpulse", version, about, propagate_version = true)]
 struct Cli {
-    #[command(flatten)]
-    common: CommonArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -30,27 +28,74 @@ struct Cli {
 enum Command {
     /// Everything in one process with embedded defaults (SQLite + in-process store): API,
     /// dashboard, video and AI workers. Prints the URL and a ready-made token.
-    Up(commands::up::UpArgs),
+    Up {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        args: commands::up::UpArgs,
+    },
     /// Run the HTTP API (stateless; scale by replicas). Needs REDIS_URL.
-    Serve(commands::serve::ServeArgs),
+    Serve {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Run a job worker: `worker video` (transcoding) or `worker ai` (tool jobs).
-    Worker(commands::worker::WorkerArgs),
+    Worker {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        args: commands::worker::WorkerArgs,
+    },
     /// Print a signed access token for a tenant/user/role (and nothing else) on stdout.
-    Token(commands::token::TokenArgs),
+    Token {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        args: commands::token::TokenArgs,
+    },
     /// Upload a video or submit an excel import through the API (optionally --watch it).
     Submit(commands::submit::SubmitArgs),
     /// Follow a video or job with a progress bar until it ends.
     Watch(commands::watch::WatchArgs),
     /// Load benchmarks of the real server over loopback (see docs/benchmarks.md).
-    Bench(bench::BenchArgs),
+    Bench {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        args: bench::BenchArgs,
+    },
     /// Apply the database schema (DATABASE_URL, or the embedded SQLite file in the data dir).
-    Migrate,
+    Migrate {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Rebuild the Redis read model from the database (idempotent, safe while workers run).
-    Repair(commands::admin::RepairArgs),
+    Repair {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        args: commands::admin::RepairArgs,
+    },
     /// Manage tenants.
-    Tenant(commands::admin::TenantArgs),
+    Tenant {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        args: commands::admin::TenantArgs,
+    },
     /// Media storage: `storage check` verifies access and the bucket's CORS rule.
-    Storage(commands::storage::StorageArgs),
+    Storage {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        args: commands::storage::StorageArgs,
+    },
+    /// Print the effective configuration: every setting with its value and where it came
+    /// from (flag, env, file, default), secrets redacted. The output is a valid config file.
+    Config {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Print the OpenAPI document (what `/api/openapi.json` serves) without starting a server.
     Openapi,
     /// Print a shell completion script, e.g. `jobpulse completions bash > /etc/bash_completion.d/jobpulse`.
@@ -60,34 +105,77 @@ enum Command {
     },
 }
 
+impl Command {
+    /// The server settings of a server command; `None` for the client and offline commands.
+    fn server_mut(&mut self) -> Option<&mut ServerArgs> {
+        match self {
+            Command::Up { server, .. }
+            | Command::Serve { server }
+            | Command::Worker { server, .. }
+            | Command::Token { server, .. }
+            | Command::Bench { server, .. }
+            | Command::Migrate { server }
+            | Command::Repair { server, .. }
+            | Command::Tenant { server, .. }
+            | Command::Storage { server, .. }
+            | Command::Config { server } => Some(server),
+            Command::Submit(_)
+            | Command::Watch(_)
+            | Command::Openapi
+            | Command::Completions { .. } => None,
+        }
+    }
+}
+
+/// Parses the command line; server settings learn which values came from the environment.
+fn parse() -> Cli {
+    let matches = Cli::command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    if let (Some(server), Some((_, sub))) = (cli.command.server_mut(), matches.subcommand()) {
+        server.record_sources(sub);
+    }
+    cli
+}
+
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let mut cli = parse();
     if matches!(cli.command, Command::Openapi) {
         // Needs no configuration, runtime or service: the document is compiled in.
         return commands::admin::openapi();
     }
     if let Command::Completions { shell } = cli.command {
-        use clap::CommandFactory;
         let mut out = Vec::new();
         clap_complete::generate(shell, &mut Cli::command(), "jobpulse", &mut out);
         logging::stdout_bytes(&out);
         return std::process::ExitCode::SUCCESS;
     }
-    let settings = match config::Settings::resolve(&cli.common) {
-        Ok(s) => s,
-        Err(e) => {
+    let settings = match cli
+        .command
+        .server_mut()
+        .map(|s| config::Settings::resolve(s))
+    {
+        None => None,
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) => {
             logging::stderr_line(format_args!("error: {e:#}"));
             return std::process::ExitCode::FAILURE;
         }
     };
+    if let (Command::Config { .. }, Some(s)) = (&cli.command, &settings) {
+        logging::stdout_bytes(s.report().as_bytes());
+        return std::process::ExitCode::SUCCESS;
+    }
     // Kept until `main` returns: dropping it flushes the queued log lines.
     let _log = logging::init(
-        settings.log_format,
-        !matches!(cli.command, Command::Bench(_)),
+        settings.as_ref().map(|s| s.log_format).unwrap_or_default(),
+        !matches!(cli.command, Command::Bench { .. }),
     );
     if matches!(
         cli.command,
-        Command::Up(_) | Command::Serve(_) | Command::Worker(_)
+        Command::Up { .. } | Command::Serve { .. } | Command::Worker { .. }
     ) {
         // Before anything records a metric: what is recorded earlier is lost.
         jobpulse_api::metrics::install();
@@ -102,20 +190,26 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    let mut settings = settings;
+    let mut take = move || {
+        settings
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("this command has no server settings"))
+    };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Up(args) => commands::up::run(settings, args).await,
-            Command::Serve(args) => commands::serve::run(settings, args).await,
-            Command::Worker(args) => commands::worker::run(settings, args).await,
-            Command::Token(args) => commands::token::run(settings, args),
+            Command::Up { args, .. } => commands::up::run(take()?, args).await,
+            Command::Serve { .. } => commands::serve::run(take()?).await,
+            Command::Worker { args, .. } => commands::worker::run(take()?, args).await,
+            Command::Token { args, .. } => commands::token::run(take()?, args),
             Command::Submit(args) => commands::submit::run(args).await,
             Command::Watch(args) => commands::watch::run(args).await,
-            Command::Bench(args) => bench::run(settings, args).await,
-            Command::Migrate => commands::admin::migrate(settings).await,
-            Command::Repair(args) => commands::admin::repair(settings, args).await,
-            Command::Tenant(args) => commands::admin::tenant(settings, args).await,
-            Command::Storage(args) => {
-                if commands::storage::run(settings, args).await? {
+            Command::Bench { args, .. } => bench::run(take()?, args).await,
+            Command::Migrate { .. } => commands::admin::migrate(take()?).await,
+            Command::Repair { args, .. } => commands::admin::repair(take()?, args).await,
+            Command::Tenant { args, .. } => commands::admin::tenant(take()?, args).await,
+            Command::Storage { args, .. } => {
+                if commands::storage::run(take()?, args).await? {
                     Ok(())
                 } else {
                     Err(anyhow::anyhow!(
@@ -123,9 +217,12 @@ fn main() -> std::process::ExitCode {
                     ))
                 }
             }
-            Command::Openapi | Command::Completions { .. } => Ok(()),
+            Command::Config { .. } | Command::Openapi | Command::Completions { .. } => Ok(()),
         }
     });
+    // Tasks still running (a blocking task in the middle of a file, say) do not hold the exit:
+    // the commands have already waited, bounded, for what they own.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

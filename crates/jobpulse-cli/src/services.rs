@@ -38,7 +38,7 @@ pub fn start(
     tasks.spawn(relay.clone().run(shutdown.clone()));
     tasks.spawn(
         Reconciler::new(db.clone(), store.clone())
-            .retention(settings.terminal_retention)
+            .retention(settings.terminal_retention.map(|d| d.0))
             .run(shutdown.clone()),
     );
     let (handle, task) =

@@ -8,6 +8,7 @@ use jobpulse_api::signing::MediaSigner;
 use jobpulse_api::state::{AppState, Limits};
 use jobpulse_db::{CredentialSeal, Db, Relay};
 use jobpulse_domain::keys::KeySpace;
+use jobpulse_media::storage::{S3Options, StorageUrl};
 use jobpulse_media::{MediaStorage, Toolchain};
 use jobpulse_store::{MemoryStore, RedisStore, SharedStore};
 use jobpulse_worker::ai::{HandlerSettings, Registry};
@@ -74,8 +75,16 @@ pub async fn store(
 /// `<data dir>/media`. Nothing is contacted here (`jobpulse storage check` does).
 pub fn media(settings: &Settings) -> anyhow::Result<MediaStorage> {
     match &settings.storage_url {
-        Some(url) => MediaStorage::from_url(url)
-            .with_context(|| format!("opening media storage {}", redact(url))),
+        Some(url) => {
+            let parsed = StorageUrl::parse(url)
+                .with_context(|| format!("opening media storage {}", redact(url)))?;
+            let s3 = match parsed {
+                StorageUrl::S3 { .. } => settings.s3_options()?,
+                StorageUrl::File(_) => S3Options::default(),
+            };
+            MediaStorage::open(&parsed, &s3)
+                .with_context(|| format!("opening media storage {}", redact(url)))
+        }
         None => {
             let dir = settings.data_dir.join("media");
             MediaStorage::local(&dir)
@@ -85,8 +94,8 @@ pub fn media(settings: &Settings) -> anyhow::Result<MediaStorage> {
 }
 
 /// ffmpeg/ffprobe, or a clear warning when they are missing.
-pub fn toolchain() -> Option<Toolchain> {
-    match Toolchain::detect() {
+pub fn toolchain(settings: &Settings) -> Option<Toolchain> {
+    match settings.toolchain() {
         Ok(t) => Some(t),
         Err(e) => {
             tracing::warn!(error = %e, "video transcoding is unavailable");
@@ -118,7 +127,7 @@ pub fn registry(settings: &Settings) -> Registry {
     if let Some(seal) = credential_seal(settings) {
         handlers.excel_import.seal = seal;
     }
-    handlers.excel_import.credentials_retention = settings.credentials_retention;
+    handlers.excel_import.credentials_retention = settings.credentials_retention.0;
     Registry::standard(handlers)
 }
 
@@ -172,7 +181,7 @@ pub fn app_state(
         storage: media(settings)?,
         auth: verifier.clone(),
         signer: signer(settings),
-        toolchain: toolchain(),
+        toolchain: toolchain(settings),
         catalog: Arc::new(crate::catalog::RegistryCatalog(registry(settings))),
         credentials: credential_seal(settings),
         limits: Limits::default(),
@@ -196,7 +205,7 @@ pub fn sweep_abandoned_uploads(
 ) {
     jobpulse_api::routes::direct_upload::spawn_sweeper(
         app.clone(),
-        settings.upload_retention,
+        settings.upload_retention.0,
         UPLOAD_SWEEP_EVERY,
         shutdown.clone(),
     );

@@ -60,7 +60,7 @@ pub use repair::{
     ReadRepair, ReadRepairConfig, ReadRepairTask, Reconciler, RepairReport, read_repair, repair,
 };
 pub use sealed::{CredentialSeal, SealError};
-pub use stats::OpsStats;
+pub use stats::{OpsStats, TENANTS_LISTED, TenantLoad};
 pub use students::{EnrollTarget, ImportOutcome, ImportRow, NewCredentials, Student, StudentInput};
 pub use tenants::{DEMO_TENANT_CODE, DEMO_TENANT_ID, LectureSessions};
 pub use uploads::{UploadCompletion, VideoUpload};

@@ -25,7 +25,32 @@ pub struct OpsStats {
     pub outbox_pending: u64,
     /// Age of the oldest unpublished outbox row in seconds (0 when the outbox is empty).
     pub outbox_oldest_age_secs: f64,
+    /// Per queue and tenant with active jobs: how many could run now and how many run (with a
+    /// live lease, as the claim's per-tenant cap counts them). The busiest
+    /// [`TENANTS_LISTED`] tenants of each queue, by waiting jobs.
+    pub tenants: Vec<TenantLoad>,
 }
+
+/// One tenant's share of a queue (see [`OpsStats::tenants`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantLoad {
+    pub queue: &'static str,
+    pub tenant: i64,
+    /// Jobs that could be claimed now (QUEUED/PENDING, or retries whose wait is over).
+    pub waiting: u64,
+    /// RUNNING jobs whose lease is live.
+    pub running: u64,
+}
+
+impl TenantLoad {
+    /// Whether this tenant has work waiting that a per-tenant cap of `cap` holds back.
+    pub fn capped(&self, cap: Option<u32>) -> bool {
+        cap.is_some_and(|c| self.waiting > 0 && self.running >= u64::from(c))
+    }
+}
+
+/// Tenants listed per queue in [`OpsStats::tenants`] (bounds the metrics' label values).
+pub const TENANTS_LISTED: i64 = 50;
 
 /// The window of [`OpsStats::failed_recently`]: one hour.
 pub const RECENT_FAILURE_WINDOW_MS: i64 = 3_600_000;
@@ -43,73 +68,117 @@ impl Db {
         let now = now_ms();
         let since = now - RECENT_FAILURE_WINDOW_MS;
         let mut conn = self.read().await?;
-        let (video_counts, ai_counts, video_oldest, ai_oldest, video_failed, ai_failed, outbox) = dual!(
-            conn.conn(),
-            |c, d| {
-                let mut video = Vec::new();
-                for r in sqlx::query(
-                    "SELECT state, COUNT(*) AS n FROM video_jobs \
+        let (
+            video_counts,
+            ai_counts,
+            video_oldest,
+            ai_oldest,
+            video_failed,
+            ai_failed,
+            outbox,
+            tenant_rows,
+        ) = dual!(conn.conn(), |c, d| {
+            let mut video = Vec::new();
+            for r in sqlx::query(
+                "SELECT state, COUNT(*) AS n FROM video_jobs \
                      WHERE state IN ('QUEUED', 'RUNNING', 'RETRY_WAIT') GROUP BY state",
-                )
-                .fetch_all(&mut *c)
-                .await?
-                {
-                    video.push((r.text("state")?, r.int("n")?));
-                }
-                let mut ai = Vec::new();
-                for r in sqlx::query(
-                    "SELECT status, COUNT(*) AS n FROM ai_jobs \
-                     WHERE status IN ('PENDING', 'RUNNING', 'RETRYING') GROUP BY status",
-                )
-                .fetch_all(&mut *c)
-                .await?
-                {
-                    ai.push((r.text("status")?, r.int("n")?));
-                }
-                let video_oldest = sqlx::query(
-                    "SELECT MIN(run_after) AS t FROM video_jobs \
-                     WHERE state IN ('QUEUED', 'RETRY_WAIT') AND run_after <= $1",
-                )
-                .bind(now)
-                .fetch_one(&mut *c)
-                .await?
-                .opt_int("t")?;
-                let ai_oldest = sqlx::query(
-                    "SELECT MIN(run_after) AS t FROM ai_jobs \
-                     WHERE status IN ('PENDING', 'RETRYING') AND run_after <= $1",
-                )
-                .bind(now)
-                .fetch_one(&mut *c)
-                .await?
-                .opt_int("t")?;
-                let video_failed = sqlx::query(
-                    "SELECT COUNT(*) AS n FROM videos WHERE updated_at >= $1 AND status = 'FAILED'",
-                )
-                .bind(since)
-                .fetch_one(&mut *c)
-                .await?
-                .int("n")?;
-                let ai_failed = sqlx::query(
-                    "SELECT COUNT(*) AS n FROM ai_jobs WHERE updated_at >= $1 AND status = 'FAILED'",
-                )
-                .bind(since)
-                .fetch_one(&mut *c)
-                .await?
-                .int("n")?;
-                let row = sqlx::query("SELECT COUNT(*) AS n, MIN(created_at) AS t FROM outbox")
-                    .fetch_one(&mut *c)
-                    .await?;
-                (
-                    video,
-                    ai,
-                    video_oldest,
-                    ai_oldest,
-                    video_failed,
-                    ai_failed,
-                    (row.int("n")?, row.opt_int("t")?),
-                )
+            )
+            .fetch_all(&mut *c)
+            .await?
+            {
+                video.push((r.text("state")?, r.int("n")?));
             }
-        );
+            let mut ai = Vec::new();
+            for r in sqlx::query(
+                "SELECT status, COUNT(*) AS n FROM ai_jobs \
+                     WHERE status IN ('PENDING', 'RUNNING', 'RETRYING') GROUP BY status",
+            )
+            .fetch_all(&mut *c)
+            .await?
+            {
+                ai.push((r.text("status")?, r.int("n")?));
+            }
+            let video_oldest = sqlx::query(
+                "SELECT MIN(run_after) AS t FROM video_jobs \
+                     WHERE state IN ('QUEUED', 'RETRY_WAIT') AND run_after <= $1",
+            )
+            .bind(now)
+            .fetch_one(&mut *c)
+            .await?
+            .opt_int("t")?;
+            let ai_oldest = sqlx::query(
+                "SELECT MIN(run_after) AS t FROM ai_jobs \
+                     WHERE status IN ('PENDING', 'RETRYING') AND run_after <= $1",
+            )
+            .bind(now)
+            .fetch_one(&mut *c)
+            .await?
+            .opt_int("t")?;
+            let video_failed = sqlx::query(
+                "SELECT COUNT(*) AS n FROM videos WHERE updated_at >= $1 AND status = 'FAILED'",
+            )
+            .bind(since)
+            .fetch_one(&mut *c)
+            .await?
+            .int("n")?;
+            let ai_failed = sqlx::query(
+                "SELECT COUNT(*) AS n FROM ai_jobs WHERE updated_at >= $1 AND status = 'FAILED'",
+            )
+            .bind(since)
+            .fetch_one(&mut *c)
+            .await?
+            .int("n")?;
+            let row = sqlx::query("SELECT COUNT(*) AS n, MIN(created_at) AS t FROM outbox")
+                .fetch_one(&mut *c)
+                .await?;
+            let mut tenants = Vec::new();
+            for (queue, sql) in [
+                (
+                    "video",
+                    "SELECT tenant_id, \
+                         SUM(CASE WHEN state = 'QUEUED' OR (state = 'RETRY_WAIT' AND run_after <= $1) \
+                             THEN 1 ELSE 0 END) AS waiting, \
+                         SUM(CASE WHEN state = 'RUNNING' AND lease_until > $1 THEN 1 ELSE 0 END) \
+                             AS running \
+                         FROM video_jobs WHERE state IN ('QUEUED', 'RUNNING', 'RETRY_WAIT') \
+                         GROUP BY tenant_id ORDER BY waiting DESC, tenant_id LIMIT $2",
+                ),
+                (
+                    "ai",
+                    "SELECT tenant_id, \
+                         SUM(CASE WHEN status = 'PENDING' OR (status = 'RETRYING' AND run_after <= $1) \
+                             THEN 1 ELSE 0 END) AS waiting, \
+                         SUM(CASE WHEN status = 'RUNNING' AND lease_until > $1 THEN 1 ELSE 0 END) \
+                             AS running \
+                         FROM ai_jobs WHERE status IN ('PENDING', 'RUNNING', 'RETRYING') \
+                         GROUP BY tenant_id ORDER BY waiting DESC, tenant_id LIMIT $2",
+                ),
+            ] {
+                for r in sqlx::query(sql)
+                    .bind(now)
+                    .bind(TENANTS_LISTED)
+                    .fetch_all(&mut *c)
+                    .await?
+                {
+                    tenants.push(TenantLoad {
+                        queue,
+                        tenant: r.int("tenant_id")?,
+                        waiting: u64::try_from(r.int("waiting")?).unwrap_or(0),
+                        running: u64::try_from(r.int("running")?).unwrap_or(0),
+                    });
+                }
+            }
+            (
+                video,
+                ai,
+                video_oldest,
+                ai_oldest,
+                video_failed,
+                ai_failed,
+                (row.int("n")?, row.opt_int("t")?),
+                tenants,
+            )
+        });
         let count = |rows: &[(String, i64)], state: &str| {
             rows.iter()
                 .find(|(s, _)| s == state)
@@ -134,6 +203,7 @@ impl Db {
             ],
             outbox_pending: u64::try_from(outbox.0).unwrap_or(0),
             outbox_oldest_age_secs: age_secs(now, outbox.1),
+            tenants: tenant_rows,
         })
     }
 }

@@ -29,7 +29,8 @@ fn claims() -> Claims {
 }
 
 fn sign(c: &Claims, secret: &[u8]) -> String {
-    jsonwebtoken::encode(&Header::default(), c, &EncodingKey::from_secret(secret)).expect("signs")
+    let key = EncodingKey::from_secret(secret).expect("a non-empty secret");
+    jsonwebtoken::encode(&Header::default(), c, &key).expect("signs")
 }
 
 async fn assert_401(app: &TestApp, token: Option<&str>) {
@@ -70,7 +71,7 @@ async fn bad_tokens_get_401_with_a_json_body() {
     let t = jsonwebtoken::encode(
         &Header::default(),
         &tenantless,
-        &EncodingKey::from_secret(SECRET),
+        &EncodingKey::from_secret(SECRET).expect("a non-empty secret"),
     )
     .expect("signs");
     assert_401(&app, Some(&t)).await;

@@ -24,7 +24,8 @@ pub struct LoadResult {
     pub non_2xx: u64,
     pub bytes: u64,
     pub elapsed: Duration,
-    latencies_us: Vec<u32>,
+    /// Latencies in microseconds (3 significant digits).
+    latencies_us: hdrhistogram::Histogram<u64>,
 }
 
 impl LoadResult {
@@ -37,8 +38,7 @@ impl LoadResult {
         if self.latencies_us.is_empty() {
             return f64::NAN;
         }
-        let i = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
-        f64::from(self.latencies_us[i]) / 1000.0
+        self.latencies_us.value_at_quantile(p) as f64 / 1000.0
     }
 }
 
@@ -99,18 +99,19 @@ pub async fn run(
             anyhow::Ok((lat, errors, non_2xx, bytes))
         }));
     }
-    let mut all = Vec::new();
+    let mut all = hdrhistogram::Histogram::<u64>::new(3)?;
     let (mut errors, mut non_2xx, mut bytes) = (0, 0, 0);
     for t in tasks {
         let (lat, e, n, b) = t.await??;
-        all.extend(lat);
+        for us in lat {
+            all.record(u64::from(us))?;
+        }
         errors += e;
         non_2xx += n;
         bytes += b;
     }
-    all.sort_unstable();
     Ok(LoadResult {
-        requests: all.len() as u64,
+        requests: all.len(),
         errors,
         non_2xx,
         bytes,

@@ -347,8 +347,8 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
     let only = selected(&args.only)?;
     // `pipeline` always runs on the embedded backends; the others serve from `--store`.
     let store = if only.iter().any(|s| *s != "pipeline") {
-        let cache = if args.store == "redis" && settings.read_cache.entries > 0 {
-            format!("{} entries", settings.read_cache.entries)
+        let cache = if args.store == "redis" && settings.read_cache_entries > 0 {
+            format!("{} entries", settings.read_cache_entries)
         } else {
             "off".to_owned()
         };

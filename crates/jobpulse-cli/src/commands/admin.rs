@@ -39,7 +39,7 @@ pub async fn repair(settings: Settings, args: RepairArgs) -> anyhow::Result<()> 
         .map(|s| jobpulse_api::auth::parse_ttl(s).map(std::time::Duration::from_secs))
         .transpose()
         .map_err(|e| anyhow::anyhow!("--retention: {e}"))?
-        .or(settings.terminal_retention);
+        .or(settings.terminal_retention.map(|d| d.0));
     let db = wiring::database(&settings).await?;
     let store = wiring::store(&settings, false, wiring::StoreUse::Write).await?;
     let report = jobpulse_db::repair(&db, store.as_ref(), retention)

@@ -3,17 +3,13 @@
 
 use std::sync::Arc;
 
-use clap::Args;
 use jobpulse_api::auth::Verifier;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::{http, services, wiring};
 
-#[derive(Debug, Args)]
-pub struct ServeArgs {}
-
-pub async fn run(mut settings: Settings, _args: ServeArgs) -> anyhow::Result<()> {
+pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     if settings.redis_url.is_none() {
         anyhow::bail!(
             "`jobpulse serve` needs REDIS_URL (the shared read model); \

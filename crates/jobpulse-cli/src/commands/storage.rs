@@ -28,7 +28,7 @@ pub async fn run(settings: Settings, args: StorageArgs) -> anyhow::Result<bool> 
     match args.cmd {
         StorageCmd::Check => {
             let storage = wiring::media(&settings)?;
-            let origins = settings.cors_origins.clone().unwrap_or_default();
+            let origins = settings.cors_origins.0.clone().unwrap_or_default();
             let report = storage.check(&origins).await;
             #[allow(clippy::print_stdout)] // The report is this command's output.
             {

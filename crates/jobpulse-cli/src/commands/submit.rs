@@ -151,7 +151,7 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
         }
     }
     if watch {
-        follow(&client, &target, args.client.json).await
+        follow(&client, &target, &args.client).await
     } else {
         Ok(())
     }

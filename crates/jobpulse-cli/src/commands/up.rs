@@ -63,9 +63,13 @@ pub async fn run(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
     };
     let store = wiring::store(&settings, true, wiring::StoreUse::Serve).await?;
     // An in-process read model starts empty: rebuild it from the database.
-    let report = jobpulse_db::repair(&db, store.as_ref(), settings.terminal_retention)
-        .await
-        .context("rebuilding the read model")?;
+    let report = jobpulse_db::repair(
+        &db,
+        store.as_ref(),
+        settings.terminal_retention.map(|d| d.0),
+    )
+    .await
+    .context("rebuilding the read model")?;
     tracing::info!(
         videos = report.videos,
         jobs = report.jobs,
@@ -104,13 +108,15 @@ pub async fn run(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
                 work_root: settings.data_dir.join("work"),
                 options: TranscodeOptions::default(),
             };
-            let worker = VideoWorker::new(
-                db.clone(),
-                store.clone(),
-                bg.relay.clone(),
-                ctx,
-                VideoWorkerConfig::new(settings.data_dir.join("work")),
-            );
+            let mut config = VideoWorkerConfig::new(settings.data_dir.join("work"));
+            config.caps.per_tenant = settings.tenant_concurrency;
+            if let Some(c) = settings.concurrency {
+                config.concurrency = c;
+            }
+            if let Some(lease) = settings.lease {
+                config = config.with_lease(lease.0);
+            }
+            let worker = VideoWorker::new(db.clone(), store.clone(), bg.relay.clone(), ctx, config);
             let token = shutdown.clone();
             workers.spawn(async move {
                 if let Err(e) = worker.run(token).await {
@@ -129,9 +135,19 @@ pub async fn run(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
         store.clone(),
         storage,
         wiring::registry(&settings),
-        AiWorkerConfig {
-            credentials_retention: settings.credentials_retention,
-            ..AiWorkerConfig::default()
+        {
+            let mut config = AiWorkerConfig {
+                credentials_retention: settings.credentials_retention.0,
+                ..AiWorkerConfig::default()
+            };
+            config.caps.per_tenant = settings.tenant_concurrency;
+            if let Some(c) = settings.concurrency {
+                config.concurrency = c;
+            }
+            if let Some(lease) = settings.lease {
+                config = config.with_lease(lease.0);
+            }
+            config
         },
     );
     workers.spawn(ai.run(shutdown.clone()));

@@ -1,13 +1,20 @@
 //! `jobpulse watch video ID | job ID`: follow a task to its end with a progress bar.
 //!
-//! Uses the SSE stream (resuming with `Last-Event-ID` after a drop) and falls back to polling
-//! with the server's `X-Poll-After` hint and `If-None-Match` when the stream is unavailable.
-//! Exits 0 when the task succeeds (READY; DONE without an error message) and non-zero with the
-//! reason when it fails.
+//! Uses the SSE stream (parsed by `eventsource-stream`; resuming with `Last-Event-ID` after a
+//! drop, waiting the server's `retry:`) and falls back to polling with the server's
+//! `X-Poll-After` hint and `If-None-Match` when the stream is unavailable.
+//!
+//! On a terminal it draws a progress bar; otherwise (a pipe, a CI log) it prints one line per
+//! change of state on stdout; `--json` prints one JSON object per update. The last line says
+//! how it ended and, for a READY video, gives its signed, playable `hls_url` (for a finished job,
+//! the URL of its result). Exits 0 when the task succeeds (READY; DONE without an error message)
+//! and non-zero with the reason when it fails, or when the server still knows nothing about it
+//! after `--give-up-after`.
 
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -45,6 +52,15 @@ pub enum Target {
     Job(String),
 }
 
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Video(id) => write!(f, "video {id}"),
+            Target::Job(id) => write!(f, "job {id}"),
+        }
+    }
+}
+
 impl Target {
     fn progress_path(&self) -> String {
         match self {
@@ -67,18 +83,32 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
         TargetArg::Video { id } => Target::Video(id),
         TargetArg::Job { id } => Target::Job(id),
     };
-    follow(&client, &target, args.client.json).await
+    follow(&client, &target, &args.client).await
 }
 
-/// How long a task may stay UNKNOWN before we give up.
-const UNKNOWN_LIMIT: Duration = Duration::from_secs(60);
+/// How updates are shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A progress bar on stderr (a terminal).
+    Bar,
+    /// One line per change of state on stdout (not a terminal).
+    Lines,
+    /// One JSON object per update on stdout.
+    Json,
+}
 
 /// Renders updates; decides when the task is over.
 struct View {
     bar: Option<ProgressBar>,
-    json: bool,
+    mode: Mode,
     last: Option<Value>,
+    /// The last line printed in `Lines` mode (a line is printed when it changes).
+    last_line: String,
     unknown_since: Option<Instant>,
+    /// How long the task may stay UNKNOWN.
+    give_up: Duration,
+    /// Whether the server ever knew the task.
+    known: bool,
 }
 
 enum Verdict {
@@ -88,8 +118,8 @@ enum Verdict {
 }
 
 impl View {
-    fn new(json: bool) -> View {
-        let bar = (!json).then(|| {
+    fn new(mode: Mode, give_up: Duration) -> View {
+        let bar = (mode == Mode::Bar).then(|| {
             let bar = ProgressBar::new(100);
             bar.set_style(
                 ProgressStyle::with_template("{spinner} {bar:40} {pos:>3}% {wide_msg}")
@@ -100,9 +130,12 @@ impl View {
         });
         View {
             bar,
-            json,
+            mode,
             last: None,
+            last_line: String::new(),
             unknown_since: None,
+            give_up,
+            known: false,
         }
     }
 
@@ -146,17 +179,30 @@ impl View {
             "READY" | "DONE" => 100,
             _ => percent,
         };
-        if self.json {
-            #[allow(clippy::print_stdout)] // JSON lines are this mode's output.
+        if self.mode == Mode::Json {
+            // JSON lines are this mode's output.
+            crate::logging::stdout_line(format_args!(
+                "{}",
+                serde_json::json!({
+                    "status": status, "progress": percent, "step": step,
+                    "step_percent": step_pct, "remaining_seconds": remaining,
+                    "attempt": body.get("attempt"), "body": body,
+                })
+            ));
+        } else if self.mode == Mode::Lines {
+            // A line per change of state or step, not per percent: a CI log stays short.
+            let mut line = status.clone();
+            if let Some(s) = &step {
+                line = format!("{line} {s}");
+            }
+            if let Some(a) = body["attempt"].as_u64()
+                && matches!(status.as_str(), "RETRY_WAIT" | "RETRYING")
             {
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "status": status, "progress": percent, "step": step,
-                        "step_percent": step_pct, "remaining_seconds": remaining,
-                        "attempt": body.get("attempt"), "body": body,
-                    })
-                );
+                line = format!("{line} (attempt {a} failed, retrying)");
+            }
+            if line != self.last_line {
+                crate::logging::stdout_line(format_args!("{line} {percent}%"));
+                self.last_line = line;
             }
         } else if let Some(bar) = &self.bar {
             bar.set_position(percent);
@@ -186,24 +232,19 @@ impl View {
         let status = body["status"].as_str().unwrap_or("UNKNOWN");
         if status == "UNKNOWN" {
             let since = *self.unknown_since.get_or_insert_with(Instant::now);
-            if since.elapsed() > UNKNOWN_LIMIT {
-                return Verdict::Failed(
-                    "the server knows nothing about this task (wrong id or tenant?)".into(),
-                );
+            if since.elapsed() > self.give_up {
+                return Verdict::Failed(unknown_message(self.give_up));
             }
             return Verdict::Continue;
         }
         self.unknown_since = None;
+        self.known = true;
         let error = body["error_message"]
             .as_str()
             .or(body["error_reason"].as_str())
             .map(str::to_owned);
         match status {
-            "READY" => Verdict::Done(format!(
-                "READY: {} ({} s)",
-                body["hls_path"].as_str().unwrap_or("?"),
-                body["duration"].as_u64().unwrap_or(0)
-            )),
+            "READY" => Verdict::Done("READY".into()),
             "DONE" => match error {
                 Some(e) if !e.is_empty() => Verdict::Failed(format!("DONE with an error: {e}")),
                 _ => Verdict::Done(format!("DONE{}", summary(&body["result"]))),
@@ -247,27 +288,106 @@ fn summary(result: &Value) -> String {
     }
 }
 
+fn unknown_message(after: Duration) -> String {
+    format!(
+        "gave up after {}: the server knows nothing about this task (wrong id, another \
+         tenant's, or its record expired; --give-up-after waits longer)",
+        humantime::format_duration(after)
+    )
+}
+
 /// Follows `target` until it ends; Ok when it succeeded.
-pub async fn follow(client: &Client, target: &Target, json: bool) -> anyhow::Result<()> {
-    let mut view = View::new(json);
-    let outcome = match follow_stream(client, target, &mut view).await {
-        Ok(Some(v)) => v,
-        // The stream is unavailable or keeps failing: poll instead.
-        Ok(None) | Err(_) => follow_polling(client, target, &mut view).await?,
+pub async fn follow(client: &Client, target: &Target, args: &ClientArgs) -> anyhow::Result<()> {
+    let mode = if args.json {
+        Mode::Json
+    } else if std::io::stderr().is_terminal() {
+        Mode::Bar
+    } else {
+        Mode::Lines
+    };
+    let give_up = args.give_up_after.0;
+    let mut view = View::new(mode, give_up);
+    let outcome = {
+        let updates = async {
+            match follow_stream(client, target, &mut view).await {
+                Ok(Some(v)) => Ok(v),
+                // The stream is unavailable or keeps failing: poll instead.
+                Ok(None) => follow_polling(client, target, &mut view).await,
+                Err(e) => Err(e),
+            }
+        };
+        let deadline = tokio::time::sleep(give_up);
+        tokio::pin!(updates, deadline);
+        tokio::select! {
+            outcome = &mut updates => Some(outcome?),
+            () = &mut deadline => None,
+        }
+    };
+    // Past the deadline: keep following a task the server knows; give up on one it does not.
+    let outcome = match outcome {
+        Some(v) => v,
+        None if !view.known => Verdict::Failed(unknown_message(give_up)),
+        None => match follow_stream(client, target, &mut view).await? {
+            Some(v) => v,
+            None => follow_polling(client, target, &mut view).await?,
+        },
     };
     match outcome {
         Verdict::Done(msg) => {
-            view.finish(&msg);
-            if view.bar.is_none() && !json {
-                eprintln!("{msg}");
+            let url = final_url(client, target).await;
+            let line = match &url {
+                Ok(Some(url)) => format!("{msg}: {url}"),
+                Ok(None) => msg,
+                Err(e) => format!("{msg} (no URL: {e:#})"),
+            };
+            view.finish(&line);
+            match view.mode {
+                // The bar's last message is the line.
+                Mode::Bar => {}
+                Mode::Lines => crate::logging::stdout_line(format_args!("{line}")),
+                // The last JSON line: the final state, the summary line and the URL.
+                Mode::Json => crate::logging::stdout_line(format_args!(
+                    "{}",
+                    serde_json::json!({
+                        "status": view.last.as_ref().map(|b| b["status"].clone()),
+                        "final": line,
+                        "url": url.ok().flatten(),
+                    })
+                )),
             }
             Ok(())
         }
         Verdict::Failed(msg) => {
             view.finish(&msg);
+            if view.mode == Mode::Lines {
+                crate::logging::stdout_line(format_args!("{msg}"));
+            }
             bail!("{msg}")
         }
         Verdict::Continue => bail!("stopped before the task ended"),
+    }
+}
+
+/// Where a finished task's output is: a READY video's signed, playable `hls_url` (no token
+/// needed); a job's result URL (with the token).
+async fn final_url(client: &Client, target: &Target) -> anyhow::Result<Option<String>> {
+    match target {
+        Target::Video(id) => {
+            let res = client
+                .send(client.get(&format!("/api/v1/media/videos/{id}/")))
+                .await?;
+            let v: Value = res.json().await.context("reading the video")?;
+            Ok(v["hls_url"].as_str().map(str::to_owned))
+        }
+        Target::Job(id) => {
+            let res = client
+                .send(client.get(&format!("/api/v1/jobs/{id}/progress/")))
+                .await?;
+            let v: Value = res.json().await.context("reading the job")?;
+            Ok(v["result_url"]
+                .as_str()
+                .map(|path| format!("{}{path}", client.base)))
+        }
     }
 }
 
@@ -276,7 +396,10 @@ async fn follow_stream(
     target: &Target,
     view: &mut View,
 ) -> anyhow::Result<Option<Verdict>> {
+    use eventsource_stream::Eventsource;
     let mut last_id: Option<String> = None;
+    // The server's `retry:` (milliseconds) replaces our own back-off when it sends one.
+    let mut retry: Option<Duration> = None;
     let mut failures = 0;
     while failures < 5 {
         let mut req = client.get(&target.stream_path());
@@ -288,40 +411,43 @@ async fn follow_stream(
             Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
                 return Ok(None);
             }
-            _ => {
+            Ok(_) => {
                 failures += 1;
-                tokio::time::sleep(Duration::from_secs(failures)).await;
+                tokio::time::sleep(retry.unwrap_or(Duration::from_secs(failures))).await;
+                continue;
+            }
+            Err(e) => {
+                let e = client.transport_error(e);
+                // An untrusted certificate does not get better by retrying.
+                if format!("{e}").contains("not trusted") {
+                    return Err(e);
+                }
+                failures += 1;
+                tokio::time::sleep(retry.unwrap_or(Duration::from_secs(failures))).await;
                 continue;
             }
         };
-        let mut body = res.bytes_stream();
-        let mut buf = String::new();
-        while let Some(chunk) = body.next().await {
-            let Ok(chunk) = chunk else { break };
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find("\n\n") {
-                let frame: String = buf.drain(..end + 2).collect();
-                let mut data = String::new();
-                for line in frame.lines() {
-                    if let Some(v) = line.strip_prefix("id:") {
-                        last_id = Some(v.trim().to_owned());
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim_start());
-                    }
-                }
-                if data.is_empty() {
-                    continue;
-                }
-                if let Ok(v) = serde_json::from_str::<Value>(&data) {
-                    match view.update(v) {
-                        Verdict::Continue => {}
-                        end => return Ok(Some(end)),
-                    }
+        let mut events = res.bytes_stream().eventsource();
+        while let Some(event) = events.next().await {
+            let Ok(event) = event else { break };
+            if let Some(r) = event.retry {
+                retry = Some(r);
+            }
+            if !event.id.is_empty() {
+                last_id = Some(event.id.clone());
+            }
+            if event.data.is_empty() {
+                continue;
+            }
+            if let Ok(v) = serde_json::from_str::<Value>(&event.data) {
+                match view.update(v) {
+                    Verdict::Continue => {}
+                    end => return Ok(Some(end)),
                 }
             }
         }
         failures += 1;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(retry.unwrap_or(Duration::from_millis(500))).await;
     }
     Ok(None)
 }

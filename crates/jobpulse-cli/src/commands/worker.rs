@@ -21,17 +21,6 @@ enum Kind {
 pub struct WorkerArgs {
     /// Which queue to work: video (transcoding) or ai (tool jobs).
     kind: Kind,
-    /// Jobs run at once by this process.
-    #[arg(long)]
-    concurrency: Option<usize>,
-    /// How long a claim or heartbeat holds a job (default 30s); a crashed worker's jobs are
-    /// retried this long after its last heartbeat. Heartbeats go every third of it.
-    #[arg(long, env = "JOBPULSE_WORKER_LEASE")]
-    lease: Option<String>,
-    /// Serve this worker's Prometheus metrics (`/metrics`, and `/healthz`) on this port of
-    /// --bind; off by default.
-    #[arg(long, env = "JOBPULSE_METRICS_PORT")]
-    metrics_port: Option<u16>,
 }
 
 /// A small listener with `/metrics` and `/healthz` for a process without the API.
@@ -82,31 +71,27 @@ pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {
              for an all-in-one run use `jobpulse up`"
         );
     }
-    let lease = args
-        .lease
-        .as_deref()
-        .map(|s| jobpulse_api::auth::parse_ttl(s).map(std::time::Duration::from_secs))
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("--lease: {e}"))?;
+    let lease = settings.lease.map(|d| d.0);
     let db = wiring::database(&settings).await?;
     let store = wiring::store(&settings, false, wiring::StoreUse::Write).await?;
     let storage = wiring::media(&settings)?;
     let shutdown = CancellationToken::new();
     http::cancel_on_signal(&shutdown);
-    if let Some(port) = args.metrics_port {
+    if let Some(port) = settings.metrics_port {
         serve_metrics(settings.bind, port, shutdown.clone()).await?;
     }
     let bg = services::start(&settings, &db, &store, &shutdown);
     match args.kind {
         Kind::Video => {
-            let toolchain = wiring::toolchain().ok_or_else(|| {
+            let toolchain = wiring::toolchain(&settings).ok_or_else(|| {
                 anyhow::anyhow!(
                     "ffmpeg and ffprobe are needed by the video worker: install them (e.g. \
                      apt-get install ffmpeg) or set JOBPULSE_FFMPEG / JOBPULSE_FFPROBE"
                 )
             })?;
             let mut config = VideoWorkerConfig::new(settings.data_dir.join("work"));
-            if let Some(c) = args.concurrency {
+            config.caps.per_tenant = settings.tenant_concurrency;
+            if let Some(c) = settings.concurrency {
                 config.concurrency = c;
             }
             if let Some(lease) = lease {
@@ -131,10 +116,11 @@ pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {
                 );
             }
             let mut config = AiWorkerConfig {
-                credentials_retention: settings.credentials_retention,
+                credentials_retention: settings.credentials_retention.0,
                 ..AiWorkerConfig::default()
             };
-            if let Some(c) = args.concurrency {
+            config.caps.per_tenant = settings.tenant_concurrency;
+            if let Some(c) = settings.concurrency {
                 config.concurrency = c;
             }
             if let Some(lease) = lease {

@@ -33,6 +33,13 @@ async fn submit_and_watch_exit_codes_follow_the_outcome() -> anyhow::Result<()> 
     let last: serde_json::Value =
         serde_json::from_str(out.lines().last().unwrap_or_default()).expect("json line");
     assert_eq!(last["status"], "READY", "{out}");
+    // The last line gives the signed playlist URL, not a storage key.
+    assert!(
+        last["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("http") && u.contains(".m3u8")),
+        "{out}"
+    );
     let first: serde_json::Value =
         serde_json::from_str(out.lines().next().unwrap_or_default()).expect("json line");
     assert!(first["video_id"].is_i64(), "{out}");

@@ -119,8 +119,8 @@ fn the_env_file_example_names_only_real_settings() -> anyhow::Result<()> {
         assert!(out.status.success());
         help.push_str(&String::from_utf8_lossy(&out.stdout));
     }
-    // Read outside clap: the log filter and the ffmpeg paths.
-    let outside_clap = ["RUST_LOG", "JOBPULSE_FFMPEG", "JOBPULSE_FFPROBE"];
+    // Read outside clap: the log filter.
+    let outside_clap = ["RUST_LOG"];
     let mut names = 0;
     for line in example.lines() {
         let line = line.trim_start_matches('#');

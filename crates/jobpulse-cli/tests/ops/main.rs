@@ -12,3 +12,5 @@ mod errors;
 mod logs;
 mod observability;
 mod procs;
+mod tls;
+mod watch;

@@ -583,6 +583,24 @@ async fn caps_are_respected(b: Backend) -> anyhow::Result<()> {
         .raw_int("SELECT COUNT(*) FROM video_jobs WHERE state = 'RUNNING'")
         .await?;
     assert_eq!(running, 3);
+    // The operator's view of it (the API's jobpulse_queue_tenant_* gauges): A has work
+    // waiting and is at its cap of 2; B waits only for the global cap.
+    let stats = t.db.ops_stats().await?;
+    let load = |tenant| {
+        stats
+            .tenants
+            .iter()
+            .find(|l| l.queue == "video" && l.tenant == tenant)
+            .cloned()
+    };
+    let (la, lb) = (
+        load(a.tenant_id.get()).context("A listed")?,
+        load(bb.tenant_id.get()).context("B listed")?,
+    );
+    assert_eq!((la.waiting, la.running), (3, 2), "{la:?}");
+    assert_eq!((lb.waiting, lb.running), (4, 1), "{lb:?}");
+    assert!(la.capped(caps.per_tenant) && !lb.capped(caps.per_tenant));
+    assert!(!la.capped(None), "no cap, nobody capped");
 
     // Freeing one of A's slots lets A's oldest waiting job run.
     let done = claims
