@@ -7,6 +7,11 @@
 //! and the connection is marked *lagged*: the next time it is polled it re-reads what it missed
 //! from the tenant's change log, so intermediate progress may be coalesced but a final state is
 //! never lost. A connection that stays full for [`SLOW_READER_LIMIT`] is dropped.
+//!
+//! A stream of the lean HTTP/1.1 path whose task is idle gets no queue push and no wake-up at
+//! all: the dispatch loop writes the change's bytes (rendered and chunk-framed once per change)
+//! straight to its socket with a non-blocking write, and only a stream whose socket would block
+//! falls back to its task; see [`crate::outlet`] for who may write when.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,6 +23,8 @@ use jobpulse_store::{Change, SharedStore};
 use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::outlet::{Direct, Filter, Outlet};
+
 /// Queue length per connection.
 pub const QUEUE_LEN: usize = 64;
 /// A connection whose queue stays full this long is dropped.
@@ -28,7 +35,39 @@ pub const SLOW_READER_LIMIT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct Dispatched {
     pub change: Change,
-    pub frame: OnceLock<bytes::Bytes>,
+    frame: OnceLock<bytes::Bytes>,
+    /// `frame` as one HTTP/1.1 chunk (the lean path's direct writes).
+    chunked: OnceLock<bytes::Bytes>,
+}
+
+impl Dispatched {
+    pub fn new(change: Change) -> Self {
+        Self {
+            change,
+            frame: OnceLock::new(),
+            chunked: OnceLock::new(),
+        }
+    }
+
+    /// The change's SSE event, rendered on first use.
+    pub fn frame(&self, credentials: Option<&jobpulse_db::CredentialSeal>) -> &bytes::Bytes {
+        self.frame.get_or_init(|| {
+            let c = &self.change;
+            crate::routes::stream::event(
+                &c.key.task,
+                c.snapshot.as_ref(),
+                Some(&c.cursor),
+                credentials,
+            )
+        })
+    }
+
+    /// [`Dispatched::frame`] as one HTTP/1.1 chunk.
+    pub fn chunked(&self, credentials: Option<&jobpulse_db::CredentialSeal>) -> bytes::Bytes {
+        self.chunked
+            .get_or_init(|| crate::stream_conn::chunk(self.frame(credentials)))
+            .clone()
+    }
 }
 
 /// Which tasks a connection watches.
@@ -59,6 +98,7 @@ impl Watch {
 struct Sub {
     tx: mpsc::Sender<Arc<Dispatched>>,
     watch: Watch,
+    outlet: Arc<Outlet>,
     signal: Arc<Signal>,
     full_since: Option<Instant>,
 }
@@ -74,6 +114,13 @@ pub struct Signal {
 struct Inner {
     tenants: Mutex<HashMap<TenantId, HashMap<u64, Sub>>>,
     next_id: AtomicU64,
+    /// Live events the dispatch loop wrote straight to a socket, whole.
+    direct_whole: AtomicU64,
+    /// Direct writes the socket did not take whole (the stream's task took over).
+    direct_blocked: AtomicU64,
+    /// Direct writes are switched off (every delivery goes through the stream's task, as
+    /// before they existed: the benchmark's comparison).
+    direct_off: AtomicBool,
     /// Opens sealed initial passwords in job events (shared here, not kept per stream).
     credentials: Option<jobpulse_db::CredentialSeal>,
 }
@@ -98,6 +145,8 @@ pub struct Registration {
     id: u64,
     pub rx: mpsc::Receiver<Arc<Dispatched>>,
     pub signal: Arc<Signal>,
+    /// Shared with the hub: what was sent, and the direct path.
+    pub outlet: Arc<Outlet>,
 }
 
 impl Registration {
@@ -178,7 +227,14 @@ impl Hub {
         self.inner.tenants.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn register(&self, tenant: TenantId, watch: Watch) -> Result<Registration, CapExceeded> {
+    /// Registers a stream of `tenant` watching `watch`; `staff` streams see staff-only job
+    /// types.
+    pub fn register(
+        &self,
+        tenant: TenantId,
+        watch: Watch,
+        staff: bool,
+    ) -> Result<Registration, CapExceeded> {
         let mut tenants = self.lock();
         let subs = tenants.entry(tenant).or_default();
         if subs.len() >= self.per_tenant_cap {
@@ -187,11 +243,13 @@ impl Hub {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(QUEUE_LEN);
         let signal = Arc::new(Signal::default());
+        let outlet = Arc::new(Outlet::new(Filter::new(watch.clone(), staff)));
         subs.insert(
             id,
             Sub {
                 tx,
                 watch,
+                outlet: outlet.clone(),
                 signal: signal.clone(),
                 full_since: None,
             },
@@ -203,12 +261,27 @@ impl Hub {
             id,
             rx,
             signal,
+            outlet,
         })
     }
 
     /// The key that opens sealed initial passwords, if this server has one.
     pub fn credentials(&self) -> Option<&jobpulse_db::CredentialSeal> {
         self.inner.credentials.as_ref()
+    }
+
+    /// Switches the direct writes on or off (on by default; off sends every delivery through
+    /// the stream's task — `jobpulse bench --only sse --sse-direct-writes off` compares the two).
+    pub fn set_direct_writes(&self, on: bool) {
+        self.inner.direct_off.store(!on, Ordering::Relaxed);
+    }
+
+    /// Direct writes so far: (taken whole, handed to the stream's task).
+    pub fn direct_writes(&self) -> (u64, u64) {
+        (
+            self.inner.direct_whole.load(Ordering::Relaxed),
+            self.inner.direct_blocked.load(Ordering::Relaxed),
+        )
     }
 
     /// Open streams of this process.
@@ -222,13 +295,30 @@ impl Hub {
         let Some(subs) = tenants.get_mut(&change.key.tenant) else {
             return;
         };
-        let event = Arc::new(Dispatched {
-            change,
-            frame: OnceLock::new(),
-        });
+        let event = Arc::new(Dispatched::new(change));
+        let credentials = self.inner.credentials.as_ref();
+        let direct_on = !self.inner.direct_off.load(Ordering::Relaxed);
         let mut dropped = Vec::new();
+        let (mut whole, mut blocked) = (0, 0);
         for (id, sub) in subs.iter_mut() {
             if !sub.watch.wants(&event.change.key.task) {
+                continue;
+            }
+            // Held while queueing too: the stream's task decides to go direct under it.
+            let mut delivery = sub.outlet.lock();
+            if direct_on && delivery.direct && delivery.sock.is_some() {
+                match delivery.write_direct(&event.change, || event.chunked(credentials)) {
+                    Direct::Written => {
+                        whole += 1;
+                        sub.full_since = None;
+                    }
+                    Direct::Skipped => {}
+                    Direct::Blocked => {
+                        blocked += 1;
+                        drop(delivery);
+                        sub.outlet.flush.notify_one();
+                    }
+                }
                 continue;
             }
             match sub.tx.try_send(event.clone()) {
@@ -249,6 +339,11 @@ impl Hub {
             subs.remove(&id);
             metrics::counter!("jobpulse_sse_dropped_total").increment(1);
         }
+        drop(tenants);
+        self.inner.direct_whole.fetch_add(whole, Ordering::Relaxed);
+        self.inner
+            .direct_blocked
+            .fetch_add(blocked, Ordering::Relaxed);
     }
 
     fn mark_all_lagged(&self) {
