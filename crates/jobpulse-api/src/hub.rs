@@ -35,6 +35,8 @@ pub const SLOW_READER_LIMIT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct Dispatched {
     pub change: Change,
+    /// `change.cursor`, shared by every stream's record of its position.
+    pub cursor: Arc<str>,
     frame: OnceLock<bytes::Bytes>,
     /// `frame` as one HTTP/1.1 chunk (the lean path's direct writes).
     chunked: OnceLock<bytes::Bytes>,
@@ -43,6 +45,7 @@ pub struct Dispatched {
 impl Dispatched {
     pub fn new(change: Change) -> Self {
         Self {
+            cursor: change.cursor.as_str().into(),
             change,
             frame: OnceLock::new(),
             chunked: OnceLock::new(),
@@ -103,6 +106,73 @@ struct Sub {
     full_since: Option<Instant>,
 }
 
+/// One change on its way to the streams that watch its task.
+struct Delivering<'a> {
+    event: &'a Arc<Dispatched>,
+    credentials: Option<&'a jobpulse_db::CredentialSeal>,
+    direct_on: bool,
+    now: Instant,
+}
+
+/// What delivering a change did.
+#[derive(Debug, Default)]
+struct Tally {
+    whole: u64,
+    blocked: u64,
+    dropped: Vec<u64>,
+}
+
+impl Tally {
+    fn add(&mut self, other: Tally) {
+        self.whole += other.whole;
+        self.blocked += other.blocked;
+        self.dropped.extend(other.dropped);
+    }
+}
+
+impl Delivering<'_> {
+    /// Delivers the change to `subs`: written straight to an idle lean stream's socket, else
+    /// queued for the stream's task.
+    fn deliver(&self, subs: &mut [(u64, &mut Sub)]) -> Tally {
+        let mut tally = Tally::default();
+        for (id, sub) in subs.iter_mut() {
+            // Held while queueing too: the stream's task decides to go direct under it.
+            let mut delivery = sub.outlet.lock();
+            if self.direct_on && delivery.direct && delivery.sock.is_some() {
+                match delivery.write_direct(self.event, || self.event.chunked(self.credentials)) {
+                    Direct::Written => {
+                        tally.whole += 1;
+                        sub.full_since = None;
+                    }
+                    Direct::Skipped => {}
+                    Direct::Blocked => {
+                        tally.blocked += 1;
+                        drop(delivery);
+                        sub.outlet.flush.notify_one();
+                    }
+                }
+                continue;
+            }
+            match sub.tx.try_send(self.event.clone()) {
+                Ok(()) => sub.full_since = None,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    sub.signal.lagged.store(true, Ordering::Release);
+                    sub.signal.wake.notify_one();
+                    let since = *sub.full_since.get_or_insert(self.now);
+                    if self.now.duration_since(since) > SLOW_READER_LIMIT {
+                        tally.dropped.push(*id);
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => tally.dropped.push(*id),
+            }
+        }
+        tally
+    }
+}
+
+/// Watchers of one change from which the dispatch is split over threads.
+pub const SPLIT_AT: usize = 2048;
+
 /// Flags a connection reads when it is polled.
 #[derive(Debug, Default)]
 pub struct Signal {
@@ -121,6 +191,8 @@ struct Inner {
     /// Direct writes are switched off (every delivery goes through the stream's task, as
     /// before they existed: the benchmark's comparison).
     direct_off: AtomicBool,
+    /// Threads a large dispatch is split over (the machine's cores).
+    threads: usize,
     /// Opens sealed initial passwords in job events (shared here, not kept per stream).
     credentials: Option<jobpulse_db::CredentialSeal>,
 }
@@ -185,6 +257,7 @@ impl Hub {
         let hub = Hub {
             inner: Arc::new(Inner {
                 credentials,
+                threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
                 ..Inner::default()
             }),
             per_tenant_cap,
@@ -290,60 +363,62 @@ impl Hub {
     }
 
     fn dispatch(&self, change: Change) {
-        let now = Instant::now();
         let mut tenants = self.lock();
         let Some(subs) = tenants.get_mut(&change.key.tenant) else {
             return;
         };
         let event = Arc::new(Dispatched::new(change));
-        let credentials = self.inner.credentials.as_ref();
-        let direct_on = !self.inner.direct_off.load(Ordering::Relaxed);
-        let mut dropped = Vec::new();
-        let (mut whole, mut blocked) = (0, 0);
-        for (id, sub) in subs.iter_mut() {
-            if !sub.watch.wants(&event.change.key.task) {
-                continue;
-            }
-            // Held while queueing too: the stream's task decides to go direct under it.
-            let mut delivery = sub.outlet.lock();
-            if direct_on && delivery.direct && delivery.sock.is_some() {
-                match delivery.write_direct(&event.change, || event.chunked(credentials)) {
-                    Direct::Written => {
-                        whole += 1;
-                        sub.full_since = None;
-                    }
-                    Direct::Skipped => {}
-                    Direct::Blocked => {
-                        blocked += 1;
-                        drop(delivery);
-                        sub.outlet.flush.notify_one();
-                    }
+        let ctx = Delivering {
+            event: &event,
+            credentials: self.inner.credentials.as_ref(),
+            direct_on: !self.inner.direct_off.load(Ordering::Relaxed),
+            now: Instant::now(),
+        };
+        let mut watching: Vec<(u64, &mut Sub)> = subs
+            .iter_mut()
+            .filter(|(_, sub)| sub.watch.wants(&event.change.key.task))
+            .map(|(id, sub)| (*id, sub))
+            .collect();
+        // Many watchers: the list is split over threads (the direct writes are system calls,
+        // and each part's streams are independent); the next change waits for all parts, so a
+        // stream's events stay in order.
+        let parts = if watching.len() >= SPLIT_AT {
+            self.inner.threads
+        } else {
+            1
+        };
+        let tally = if parts > 1 {
+            let size = watching.len().div_ceil(parts);
+            std::thread::scope(|scope| {
+                let mut chunks = watching.chunks_mut(size);
+                let first = chunks.next();
+                let others: Vec<_> = chunks
+                    .map(|part| scope.spawn(|| ctx.deliver(part)))
+                    .collect();
+                let mut tally = first.map(|part| ctx.deliver(part)).unwrap_or_default();
+                for other in others {
+                    // A part that panicked delivered nothing more; the streams it had not
+                    // reached resync at their next change or heartbeat.
+                    tally.add(other.join().unwrap_or_default());
                 }
-                continue;
-            }
-            match sub.tx.try_send(event.clone()) {
-                Ok(()) => sub.full_since = None,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    sub.signal.lagged.store(true, Ordering::Release);
-                    sub.signal.wake.notify_one();
-                    let since = *sub.full_since.get_or_insert(now);
-                    if now.duration_since(since) > SLOW_READER_LIMIT {
-                        dropped.push(*id);
-                    }
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => dropped.push(*id),
-            }
-        }
-        for id in dropped {
+                tally
+            })
+        } else {
+            ctx.deliver(&mut watching)
+        };
+        drop(watching);
+        for id in tally.dropped {
             // Dropping the sender ends the connection's stream the next time it is polled.
             subs.remove(&id);
             metrics::counter!("jobpulse_sse_dropped_total").increment(1);
         }
         drop(tenants);
-        self.inner.direct_whole.fetch_add(whole, Ordering::Relaxed);
+        self.inner
+            .direct_whole
+            .fetch_add(tally.whole, Ordering::Relaxed);
         self.inner
             .direct_blocked
-            .fetch_add(blocked, Ordering::Relaxed);
+            .fetch_add(tally.blocked, Ordering::Relaxed);
     }
 
     fn mark_all_lagged(&self) {

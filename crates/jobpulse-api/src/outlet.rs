@@ -36,12 +36,12 @@ use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use jobpulse_domain::{Status, TaskId};
-use jobpulse_store::{Change, Snapshot};
+use jobpulse_store::Snapshot;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-use crate::hub::Watch;
+use crate::hub::{Dispatched, Watch};
 
 /// See the module docs.
 #[derive(Debug)]
@@ -71,7 +71,7 @@ pub struct Filter {
     /// Staff see staff-only job types.
     pub staff: bool,
     /// Newest change-log position delivered.
-    pub cursor: Option<String>,
+    pub cursor: Option<Arc<str>>,
     sent: Sent,
 }
 
@@ -140,7 +140,8 @@ impl Filter {
     }
 
     /// Whether a live change goes to this stream (recording it as sent when it does).
-    pub fn live(&mut self, c: &Change) -> bool {
+    pub fn live(&mut self, d: &Dispatched) -> bool {
+        let c = &d.change;
         if let Some(s) = &c.snapshot
             && !self.visible(&c.key.task, s)
         {
@@ -149,7 +150,7 @@ impl Filter {
         if !self.fresh(&c.key.task, c.rev) {
             return false;
         }
-        self.cursor = Some(c.cursor.clone());
+        self.cursor = Some(d.cursor.clone());
         true
     }
 }
@@ -168,7 +169,7 @@ pub enum Direct {
 impl Delivery {
     /// Writes a live change to the socket (see the module docs); `frame` renders its chunked
     /// bytes (once per change, shared by every stream).
-    pub fn write_direct(&mut self, change: &Change, frame: impl FnOnce() -> Bytes) -> Direct {
+    pub fn write_direct(&mut self, change: &Dispatched, frame: impl FnOnce() -> Bytes) -> Direct {
         let Some(sock) = self.sock.as_ref() else {
             self.direct = false;
             return Direct::Blocked;

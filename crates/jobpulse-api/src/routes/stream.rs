@@ -322,7 +322,7 @@ impl Conn {
             {
                 ChangesSince::Changes(list) => {
                     let Some((last, _)) = list.last() else {
-                        self.reg.outlet.lock().filter.cursor = Some(after);
+                        self.reg.outlet.lock().filter.cursor = Some(after.as_str().into());
                         return Ok(());
                     };
                     let last = last.clone();
@@ -333,7 +333,7 @@ impl Conn {
                         .map(|(_, t)| t)
                         .filter(|t| self.watch.wants(t) && seen.insert(t.clone()))
                         .collect();
-                    self.reg.outlet.lock().filter.cursor = Some(last.clone());
+                    self.reg.outlet.lock().filter.cursor = Some(last.as_str().into());
                     // A task deleted since then is sent as unknown.
                     self.send_current(&tasks, true).await?;
                     if !full {
@@ -361,7 +361,7 @@ impl Conn {
     }
 
     fn live(&mut self, d: &Dispatched) -> Option<Bytes> {
-        if !self.reg.outlet.lock().filter.live(&d.change) {
+        if !self.reg.outlet.lock().filter.live(d) {
             return None;
         }
         // The same bytes for every stream that gets this change: its id is the change's.

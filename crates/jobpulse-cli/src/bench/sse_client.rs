@@ -198,6 +198,11 @@ fn drain(conn: &mut Conn, chunk: &mut [u8], shared: &Shared) -> Option<String> {
                 conn.buf.extend_from_slice(&chunk[..n]);
                 let watching = conn.watching;
                 scan(&mut conn.buf, |_, seq| record(watching, seq, at, shared));
+                // Less than asked for: drained (bytes arriving later raise a new edge), so no
+                // second read just to hear `EAGAIN`.
+                if n < chunk.len() {
+                    return None;
+                }
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => return None,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
