@@ -170,8 +170,9 @@ impl Delivering<'_> {
     }
 }
 
-/// Watchers of one change from which the dispatch is split over threads.
-pub const SPLIT_AT: usize = 2048;
+/// Watchers of one change from which the dispatch is split over threads (below it, a thread's
+/// start costs more than the writes it would take over).
+pub const SPLIT_AT: usize = 512;
 
 /// Flags a connection reads when it is polled.
 #[derive(Debug, Default)]
@@ -390,15 +391,27 @@ impl Hub {
         let tally = if parts > 1 {
             let size = watching.len().div_ceil(parts);
             std::thread::scope(|scope| {
-                let mut chunks = watching.chunks_mut(size);
-                let first = chunks.next();
-                let others: Vec<_> = chunks
-                    .map(|part| scope.spawn(|| ctx.deliver(part)))
-                    .collect();
-                let mut tally = first.map(|part| ctx.deliver(part)).unwrap_or_default();
+                let mut tally = Tally::default();
+                let mut others = Vec::new();
+                let count = watching.len().div_ceil(size);
+                for (i, part) in watching.chunks_mut(size).enumerate() {
+                    if i + 1 == count {
+                        // The last part on this thread.
+                        tally.add(ctx.deliver(part));
+                        continue;
+                    }
+                    match std::thread::Builder::new()
+                        .name("sse-fanout".into())
+                        .spawn_scoped(scope, || ctx.deliver(part))
+                    {
+                        Ok(handle) => others.push(handle),
+                        // No thread to be had: this part on this thread too.
+                        Err(_) => tally.add(ctx.deliver(part)),
+                    }
+                }
                 for other in others {
                     // A part that panicked delivered nothing more; the streams it had not
-                    // reached resync at their next change or heartbeat.
+                    // reached catch up at their next change.
                     tally.add(other.join().unwrap_or_default());
                 }
                 tally
