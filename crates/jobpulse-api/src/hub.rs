@@ -390,29 +390,33 @@ impl Hub {
         };
         let tally = if parts > 1 {
             let size = watching.len().div_ceil(parts);
-            std::thread::scope(|scope| {
+            // Parts are taken from a shared list by this thread and by the helpers it could
+            // start (a thread that cannot be started leaves its share to the others).
+            let queue = Mutex::new(watching.chunks_mut(size).collect::<Vec<_>>());
+            let work = || {
                 let mut tally = Tally::default();
-                let mut others = Vec::new();
-                let count = watching.len().div_ceil(size);
-                for (i, part) in watching.chunks_mut(size).enumerate() {
-                    if i + 1 == count {
-                        // The last part on this thread.
-                        tally.add(ctx.deliver(part));
-                        continue;
-                    }
-                    match std::thread::Builder::new()
-                        .name("sse-fanout".into())
-                        .spawn_scoped(scope, || ctx.deliver(part))
-                    {
-                        Ok(handle) => others.push(handle),
-                        // No thread to be had: this part on this thread too.
-                        Err(_) => tally.add(ctx.deliver(part)),
-                    }
+                loop {
+                    let part = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                    let Some(part) = part else {
+                        return tally;
+                    };
+                    tally.add(ctx.deliver(part));
                 }
-                for other in others {
-                    // A part that panicked delivered nothing more; the streams it had not
+            };
+            std::thread::scope(|scope| {
+                let helpers: Vec<_> = (1..parts)
+                    .filter_map(|_| {
+                        std::thread::Builder::new()
+                            .name("sse-fanout".into())
+                            .spawn_scoped(scope, work)
+                            .ok()
+                    })
+                    .collect();
+                let mut tally = work();
+                for helper in helpers {
+                    // A helper that panicked delivered nothing more; the streams it had not
                     // reached catch up at their next change.
-                    tally.add(other.join().unwrap_or_default());
+                    tally.add(helper.join().unwrap_or_default());
                 }
                 tally
             })
