@@ -103,7 +103,15 @@ struct Sub {
     watch: Watch,
     outlet: Arc<Outlet>,
     signal: Arc<Signal>,
-    full_since: Option<Instant>,
+}
+
+/// A watching stream's handles, taken out of the hub's map for one dispatch (so the map's lock
+/// is not held during the writes).
+struct Target {
+    id: u64,
+    tx: mpsc::Sender<Arc<Dispatched>>,
+    outlet: Arc<Outlet>,
+    signal: Arc<Signal>,
 }
 
 /// One change on its way to the streams that watch its task.
@@ -133,16 +141,17 @@ impl Tally {
 impl Delivering<'_> {
     /// Delivers the change to `subs`: written straight to an idle lean stream's socket, else
     /// queued for the stream's task.
-    fn deliver(&self, subs: &mut [(u64, &mut Sub)]) -> Tally {
+    fn deliver(&self, subs: &[Target]) -> Tally {
         let mut tally = Tally::default();
-        for (id, sub) in subs.iter_mut() {
+        for sub in subs {
+            let id = &sub.id;
             // Held while queueing too: the stream's task decides to go direct under it.
             let mut delivery = sub.outlet.lock();
             if self.direct_on && delivery.direct && delivery.sock.is_some() {
                 match delivery.write_direct(self.event, || self.event.chunked(self.credentials)) {
                     Direct::Written => {
                         tally.whole += 1;
-                        sub.full_since = None;
+                        delivery.full_since = None;
                     }
                     Direct::Skipped => {}
                     Direct::Blocked => {
@@ -154,11 +163,11 @@ impl Delivering<'_> {
                 continue;
             }
             match sub.tx.try_send(self.event.clone()) {
-                Ok(()) => sub.full_since = None,
+                Ok(()) => delivery.full_since = None,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     sub.signal.lagged.store(true, Ordering::Release);
                     sub.signal.wake.notify_one();
-                    let since = *sub.full_since.get_or_insert(self.now);
+                    let since = *delivery.full_since.get_or_insert(self.now);
                     if self.now.duration_since(since) > SLOW_READER_LIMIT {
                         tally.dropped.push(*id);
                     }
@@ -325,7 +334,6 @@ impl Hub {
                 watch,
                 outlet: outlet.clone(),
                 signal: signal.clone(),
-                full_since: None,
             },
         );
         metrics::gauge!("jobpulse_sse_streams").increment(1.0);
@@ -364,25 +372,33 @@ impl Hub {
     }
 
     fn dispatch(&self, change: Change) {
-        let mut tenants = self.lock();
-        let Some(subs) = tenants.get_mut(&change.key.tenant) else {
-            return;
-        };
         let event = Arc::new(Dispatched::new(change));
+        // The watchers' handles are taken under the map's lock, which is then let go: streams
+        // open and close while the writes run. The next change waits for this one (the hub's
+        // loop calls this in turn), so a stream's events stay in order.
+        let watching: Vec<Target> = {
+            let tenants = self.lock();
+            let Some(subs) = tenants.get(&event.change.key.tenant) else {
+                return;
+            };
+            subs.iter()
+                .filter(|(_, sub)| sub.watch.wants(&event.change.key.task))
+                .map(|(id, sub)| Target {
+                    id: *id,
+                    tx: sub.tx.clone(),
+                    outlet: sub.outlet.clone(),
+                    signal: sub.signal.clone(),
+                })
+                .collect()
+        };
         let ctx = Delivering {
             event: &event,
             credentials: self.inner.credentials.as_ref(),
             direct_on: !self.inner.direct_off.load(Ordering::Relaxed),
             now: Instant::now(),
         };
-        let mut watching: Vec<(u64, &mut Sub)> = subs
-            .iter_mut()
-            .filter(|(_, sub)| sub.watch.wants(&event.change.key.task))
-            .map(|(id, sub)| (*id, sub))
-            .collect();
         // Many watchers: the list is split over threads (the direct writes are system calls,
-        // and each part's streams are independent); the next change waits for all parts, so a
-        // stream's events stay in order.
+        // and each part's streams are independent); the next change waits for all parts.
         let parts = if watching.len() >= SPLIT_AT {
             self.inner.threads
         } else {
@@ -392,7 +408,7 @@ impl Hub {
             let size = watching.len().div_ceil(parts);
             // Parts are taken from a shared list by this thread and by the helpers it could
             // start (a thread that cannot be started leaves its share to the others).
-            let queue = Mutex::new(watching.chunks_mut(size).collect::<Vec<_>>());
+            let queue = Mutex::new(watching.chunks(size).collect::<Vec<_>>());
             let work = || {
                 let mut tally = Tally::default();
                 loop {
@@ -421,15 +437,21 @@ impl Hub {
                 tally
             })
         } else {
-            ctx.deliver(&mut watching)
+            ctx.deliver(&watching)
         };
         drop(watching);
-        for id in tally.dropped {
-            // Dropping the sender ends the connection's stream the next time it is polled.
-            subs.remove(&id);
-            metrics::counter!("jobpulse_sse_dropped_total").increment(1);
+        if !tally.dropped.is_empty() {
+            let mut tenants = self.lock();
+            if let Some(subs) = tenants.get_mut(&event.change.key.tenant) {
+                for id in &tally.dropped {
+                    // Dropping the sender ends the connection's stream the next time it is
+                    // polled.
+                    if subs.remove(id).is_some() {
+                        metrics::counter!("jobpulse_sse_dropped_total").increment(1);
+                    }
+                }
+            }
         }
-        drop(tenants);
         self.inner
             .direct_whole
             .fetch_add(tally.whole, Ordering::Relaxed);

@@ -62,6 +62,9 @@ pub struct Delivery {
     /// else.
     pub leftover: Option<Bytes>,
     pub filter: Filter,
+    /// Since when the hub finds the stream's queue full (a slow reader; see
+    /// [`crate::hub::SLOW_READER_LIMIT`]).
+    pub full_since: Option<std::time::Instant>,
 }
 
 /// What a stream was sent: the de-dup record and its position.
@@ -207,6 +210,7 @@ impl Outlet {
                 sock: None,
                 leftover: None,
                 filter,
+                full_since: None,
             }),
             flush: Notify::new(),
         }
