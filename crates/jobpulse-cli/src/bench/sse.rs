@@ -160,9 +160,17 @@ pub struct Latency {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Stats {
     pub count: usize,
+    // Not a number (no deliveries) travels as `null`.
+    #[serde(deserialize_with = "nan_if_null")]
     pub p50_ms: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub p99_ms: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub max_ms: f64,
+}
+
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 impl Stats {
@@ -815,7 +823,11 @@ mod tests {
             (s.count, s.p50_ms, s.p99_ms, s.max_ms),
             (100, 51.0, 99.0, 100.0)
         );
-        assert!(Stats::of(Vec::new()).p99_ms.is_nan());
+        let none = Stats::of(Vec::new());
+        assert!(none.p99_ms.is_nan());
+        let back: Stats =
+            serde_json::from_str(&serde_json::to_string(&none).expect("json")).expect("read back");
+        assert!(back.p99_ms.is_nan() && back.count == 0, "{back:?}");
     }
 
     #[test]

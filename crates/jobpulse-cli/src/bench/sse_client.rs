@@ -467,11 +467,15 @@ async fn open(cfg: &ClientConfig, i: usize) -> Result<(tokio::net::TcpStream, Ve
         if status != 200 {
             return Err(OpenError::new(format!("first request: status {status}")));
         }
-        let len = len.ok_or_else(|| OpenError::new("first request: no content-length"))?;
-        while buf.len() < len {
-            read_more(&mut tcp, &mut buf).await?;
+        match len {
+            Some(len) => {
+                while buf.len() < len {
+                    read_more(&mut tcp, &mut buf).await?;
+                }
+                buf.drain(..len);
+            }
+            None => skip_chunked(&mut tcp, &mut buf).await?,
         }
-        buf.drain(..len);
     }
     let (status, _) = read_head(&mut tcp, &mut buf).await?;
     if status != 200 {
@@ -486,6 +490,28 @@ async fn open(cfg: &ClientConfig, i: usize) -> Result<(tokio::net::TcpStream, Ve
         read_more(&mut tcp, &mut buf)
             .await
             .map_err(|e| OpenError::new(format!("before the snapshot was complete: {}", e.why)))?;
+    }
+}
+
+/// Reads past a chunked body at the front of `buf`.
+async fn skip_chunked(tcp: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Result<(), OpenError> {
+    loop {
+        let Some(line) = find(buf, b"\r\n") else {
+            read_more(tcp, buf).await?;
+            continue;
+        };
+        let size = std::str::from_utf8(&buf[..line])
+            .ok()
+            .and_then(|h| usize::from_str_radix(h.split(';').next()?.trim(), 16).ok())
+            .ok_or_else(|| OpenError::new("first request: a bad chunk size"))?;
+        let end = line + 2 + size + 2;
+        while buf.len() < end {
+            read_more(tcp, buf).await?;
+        }
+        buf.drain(..end);
+        if size == 0 {
+            return Ok(());
+        }
     }
 }
 
