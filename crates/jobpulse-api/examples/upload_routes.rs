@@ -254,6 +254,9 @@ async fn main() -> anyhow::Result<()> {
             video_bytes: 8 * 1024 * MIB as u64,
             ..Limits::default()
         },
+        submit_rate: jobpulse_api::rate::UserRate::new(Limits::default().submits, "job submits"),
+        probes: jobpulse_api::probe_pool::ProbePool::new(Limits::default().probes),
+        spool: jobpulse_api::spool::SpoolBudget::new(Limits::default().spool),
         spool_dir: dir.path().join("spool"),
         public_url: base.clone(),
         credentials: None,

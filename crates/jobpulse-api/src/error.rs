@@ -41,6 +41,22 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("{0}")]
     TooManyRequests(&'static str),
+    /// A per-user rate limit ([`crate::rate`]); `Retry-After` says when to try again.
+    #[error("too many {what} from this user; try again in {} s", retry_after.as_secs().max(1))]
+    RateLimited {
+        what: &'static str,
+        retry_after: std::time::Duration,
+    },
+    /// The server is at a bound of its own (e.g. the probe pool); `Retry-After` says when to
+    /// try again.
+    #[error("too many {what} right now; try again in {} s", retry_after.as_secs().max(1))]
+    Busy {
+        what: &'static str,
+        retry_after: std::time::Duration,
+    },
+    /// The server's disk is (almost) full.
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// A dependency (read model, database) is unreachable; the message says which, no details.
     #[error("{0} is unavailable")]
     Unavailable(&'static str),
@@ -68,8 +84,11 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyRequests(_) | ApiError::RateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::Unavailable(_) | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -83,8 +102,10 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Unprocessable(_) => "unprocessable",
-            ApiError::TooManyRequests(_) => "too_many_requests",
+            ApiError::TooManyRequests(_) | ApiError::RateLimited { .. } => "too_many_requests",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Busy { .. } => "busy",
+            ApiError::InsufficientStorage(_) => "insufficient_storage",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -117,7 +138,15 @@ impl IntoResponse for ApiError {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+        if let ApiError::RateLimited { retry_after, .. } | ApiError::Busy { retry_after, .. } =
+            &self
+        {
+            let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        } else if status == StatusCode::SERVICE_UNAVAILABLE
+            || status == StatusCode::TOO_MANY_REQUESTS
+        {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("3"));
         }

@@ -40,10 +40,13 @@ pub mod metrics;
 pub mod observe;
 pub mod openapi;
 pub mod outlet;
+pub mod probe_pool;
+pub mod rate;
 pub mod render;
 pub mod routes;
 pub mod server;
 pub mod signing;
+pub mod spool;
 pub mod state;
 pub mod stream_conn;
 

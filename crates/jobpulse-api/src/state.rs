@@ -113,6 +113,12 @@ pub struct Limits {
     /// Lifetime of direct-upload URLs (presigned S3 PUTs or the API's own; CONTRACT.md §7:
     /// the front end allows 2 h and asks for a fresh one on a 403).
     pub upload_url_ttl: std::time::Duration,
+    /// Job submits per user (JSON, multipart, enroll); see [`crate::rate`].
+    pub submits: crate::rate::RateLimit,
+    /// ffprobe runs while answering uploads; see [`crate::probe_pool`].
+    pub probes: crate::probe_pool::ProbeLimits,
+    /// Bytes uploads may hold in the spool, free space kept; see [`crate::spool`].
+    pub spool: crate::spool::SpoolLimits,
 }
 
 impl Default for Limits {
@@ -122,6 +128,9 @@ impl Default for Limits {
             job_file_bytes: 20 * 1024 * 1024,
             media_url_ttl: std::time::Duration::from_secs(6 * 3600),
             upload_url_ttl: std::time::Duration::from_secs(2 * 3600),
+            submits: crate::rate::RateLimit::SUBMITS,
+            probes: crate::probe_pool::ProbeLimits::default(),
+            spool: crate::spool::SpoolLimits::default(),
         }
     }
 }
@@ -140,6 +149,13 @@ pub struct AppState {
     pub toolchain: Option<jobpulse_media::Toolchain>,
     pub catalog: Arc<dyn JobCatalog>,
     pub limits: Limits,
+    /// Counts each user's job submits against `limits.submits`: build it with
+    /// `UserRate::new(limits.submits, "job submits")`.
+    pub submit_rate: crate::rate::UserRate,
+    /// Bounds the upload probes: `ProbePool::new(limits.probes)`.
+    pub probes: crate::probe_pool::ProbePool,
+    /// The spool's shared budget: `SpoolBudget::new(limits.spool)`.
+    pub spool: crate::spool::SpoolBudget,
     /// Where uploads are spooled before they go to media storage.
     pub spool_dir: std::path::PathBuf,
     /// The API's public base URL as browsers reach it (`--public-url`, e.g.

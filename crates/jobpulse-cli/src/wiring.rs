@@ -176,6 +176,9 @@ pub fn app_state(
         catalog: Arc::new(crate::catalog::RegistryCatalog(registry(settings))),
         credentials: credential_seal(settings),
         limits: Limits::default(),
+        submit_rate: jobpulse_api::rate::UserRate::new(Limits::default().submits, "job submits"),
+        probes: jobpulse_api::probe_pool::ProbePool::new(Limits::default().probes),
+        spool: jobpulse_api::spool::SpoolBudget::new(Limits::default().spool),
         spool_dir: settings.data_dir.join("spool"),
         public_url,
     })

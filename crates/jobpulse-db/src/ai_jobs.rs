@@ -459,6 +459,18 @@ pub struct AiJobFilter {
     pub before: Option<(i64, JobId)>,
     /// At most this many (clamped to 1..=200).
     pub limit: u32,
+    /// Leave out the staff-only job types ([`JobType::is_staff_only`]) in the query itself, so
+    /// that a page, its length and its keyset cursor are built from visible jobs only (a cursor
+    /// taken from a hidden job would disclose its id and time).
+    pub hide_staff_only: bool,
+}
+
+/// [`JobType::is_staff_only`] as SQL (PostgreSQL and SQLite alike); the test
+/// `staff_only_types_are_hidden_in_the_query` keeps the two in step.
+macro_rules! staff_only_sql {
+    () => {
+        "(j.job_type = 'excel_parsing' OR j.job_type LIKE '%\\_export' ESCAPE '\\')"
+    };
 }
 
 impl Db {
@@ -482,7 +494,9 @@ impl Db {
                  WHERE j.tenant_id = $1 AND ($2 IS NULL OR j.status = $2) \
                  AND ($3 IS NULL OR j.job_type = $3) \
                  AND ($4 IS NULL OR j.created_at < $4 OR (j.created_at = $4 AND j.job_id < $5)) \
-                 ORDER BY j.created_at DESC, j.job_id DESC LIMIT $6"
+                 AND NOT ($7 AND ",
+                staff_only_sql!(),
+                ") ORDER BY j.created_at DESC, j.job_id DESC LIMIT $6"
             ))
             .bind(tenant.get())
             .bind(filter.status.map(JobStatus::as_str))
@@ -490,6 +504,7 @@ impl Db {
             .bind(before_ms)
             .bind(before_id)
             .bind(limit)
+            .bind(filter.hide_staff_only)
             .fetch_all(&mut *c)
             .await?
             .iter()

@@ -3,7 +3,9 @@
 //!
 //! | key | holds |
 //! |---|---|
-//! | `tenants/3/video/raw/321/source.mp4` | the uploaded original ([`raw_key`]) |
+//! | `tenants/3/video/uploads/k3x…9q/source.mp4` | an uploaded original, as the API stores it ([`upload_key`], [`UploadKind::Video`]) |
+//! | `tenants/3/jobs/uploads/k3x…9q/input.xlsx` | an AI job's uploaded input ([`upload_key`], [`UploadKind::JobInput`]) |
+//! | `tenants/3/video/raw/321/source.mp4` | an original under its video's id ([`raw_key`]; tests and benches) |
 //! | `tenants/3/video/hls/321/` | the HLS output ([`hls_prefix`]): `master.m3u8`, `720p/index.m3u8`, `720p/seg_00000.ts`, … |
 //! | `tenants/3/video/thumbnails/321.jpg` | the poster frame ([`thumbnail_key`]) |
 //! | `tenants/3/jobs/a1b2/input.xlsx` | an AI job's input ([`job_input_key`]) |
@@ -12,9 +14,10 @@
 //! | `jobpulse-check/probe-….txt` | the storage check's probe object, deleted at once ([`storage_probe_key`]) |
 //!
 //! The tenant is the first segment so one tenant's data can be listed, exported or deleted by
-//! prefix. The raw upload keeps only an extension from an allowlist of video containers (the
-//! client's file name is never used: it could carry `../`, control characters or an extension
-//! that a content-type-by-extension server would turn into `text/html`).
+//! prefix. An upload keeps only an extension from an allowlist — video containers for videos,
+//! spreadsheet/document types for job inputs — and `bin` otherwise (the client's file name is
+//! never used: it could carry `../`, control characters, or an extension such as `.m3u8` or
+//! `.html` that a content-type-by-extension server or player would act on).
 
 use std::fmt;
 
@@ -128,6 +131,54 @@ const VIDEO_EXTENSIONS: &[&str] = &[
     "mp4", "mov", "m4v", "mkv", "webm", "avi", "mpg", "mpeg", "ts", "mts", "m2ts", "3gp", "3g2",
     "wmv", "flv", "ogv", "mxf",
 ];
+
+/// Extensions kept for AI job inputs; anything else is stored as `input.bin` (each handler checks
+/// the content).
+const JOB_INPUT_EXTENSIONS: &[&str] = &[
+    "xlsx", "xlsm", "xlsb", "xls", "ods", "csv", "tsv", "txt", "json", "pdf", "docx", "pptx",
+];
+
+/// What an upload is: it decides the key's area, its stem and the extensions it may keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadKind {
+    /// A video's original: `tenants/{t}/video/uploads/{random}/source.<video container|bin>`.
+    Video,
+    /// An AI job's input: `tenants/{t}/jobs/uploads/{random}/input.<document type|bin>`.
+    JobInput,
+}
+
+/// The extension an upload named `client_filename` is stored with: its own, lower-cased, when
+/// `kind` allows it, otherwise `bin`.
+pub fn upload_extension(kind: UploadKind, client_filename: &str) -> &'static str {
+    let allowed = match kind {
+        UploadKind::Video => VIDEO_EXTENSIONS,
+        UploadKind::JobInput => JOB_INPUT_EXTENSIONS,
+    };
+    client_filename
+        .rsplit_once('.')
+        .map(|(_, e)| e.trim().to_ascii_lowercase())
+        .and_then(|e| allowed.iter().copied().find(|a| *a == e))
+        .unwrap_or("bin")
+}
+
+/// A fresh key for an upload (a new random segment each call, so uploads never overwrite each
+/// other), e.g. `tenants/3/video/uploads/k3x0c9q1m2z7a8b4/source.mp4`.
+pub fn upload_key(tenant: TenantId, kind: UploadKind, client_filename: &str) -> StorageKey {
+    use rand::RngExt;
+    const ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let token: String = (0..16)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect();
+    let (area, stem) = match kind {
+        UploadKind::Video => ("video", "source"),
+        UploadKind::JobInput => ("jobs", "input"),
+    };
+    let ext = upload_extension(kind, client_filename);
+    StorageKey(format!(
+        "tenants/{tenant}/{area}/uploads/{token}/{stem}.{ext}"
+    ))
+}
 
 /// Where an uploaded original is stored: `tenants/{tid}/video/raw/{vid}/source.<ext>`, the
 /// extension taken from `client_filename` only when it is a known video container.
@@ -267,6 +318,41 @@ mod tests {
     }
     fn j() -> JobId {
         JobId::parse("a1b2").expect("valid")
+    }
+
+    #[test]
+    fn uploads_keep_only_allowed_extensions() {
+        use UploadKind::{JobInput, Video};
+        assert_eq!(upload_extension(Video, "Lecture 1.MP4"), "mp4");
+        assert_eq!(upload_extension(Video, "x.mkv"), "mkv");
+        // A playlist, a page, a script: never kept, whatever the content is.
+        for name in [
+            "x.m3u8",
+            "x.html",
+            "x.svg",
+            "x.js",
+            "x.xlsx",
+            "noext",
+            "x.../../etc",
+            "x.mp4 ",
+        ] {
+            let ext = upload_extension(Video, name);
+            assert!(ext == "bin" || ext == "mp4", "{name} → {ext}");
+        }
+        assert_eq!(upload_extension(Video, "x.m3u8"), "bin");
+        assert_eq!(upload_extension(JobInput, "students.XLSX"), "xlsx");
+        assert_eq!(upload_extension(JobInput, "a.csv"), "csv");
+        assert_eq!(upload_extension(JobInput, "a.html"), "bin");
+        assert_eq!(upload_extension(JobInput, "a.mp4"), "bin");
+        let a = upload_key(t(), Video, "x.m3u8");
+        let b = upload_key(t(), Video, "x.m3u8");
+        assert_ne!(a, b, "a fresh key per upload");
+        assert!(a.as_str().starts_with("tenants/3/video/uploads/"), "{a}");
+        assert!(a.as_str().ends_with("/source.bin"), "{a}");
+        assert!(StorageKey::parse(a.as_str()).is_ok());
+        let k = upload_key(t(), JobInput, "../../students.xlsx");
+        assert!(k.as_str().starts_with("tenants/3/jobs/uploads/"), "{k}");
+        assert!(k.as_str().ends_with("/input.xlsx"), "{k}");
     }
 
     #[test]

@@ -78,14 +78,18 @@ pub fn with_database(url: &str, name: &str) -> String {
 
 #[derive(Debug)]
 enum Guard {
-    Postgres { name: String },
+    /// A database created on the server of `admin` (a connection URL to its `postgres` db).
+    Postgres {
+        name: String,
+        admin: String,
+    },
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if let Guard::Postgres { name } = self {
-            let name = name.clone();
+        if let Guard::Postgres { name, admin } = self {
+            let (name, admin) = (name.clone(), admin.clone());
             // On a thread of its own: the test's runtime may be shutting down.
             let _ = std::thread::spawn(move || {
                 let Ok(rt) = tokio::runtime::Builder::new_current_thread()
@@ -96,7 +100,7 @@ impl Drop for Guard {
                 };
                 rt.block_on(async move {
                     use sqlx::Connection;
-                    if let Ok(mut c) = sqlx::PgConnection::connect(&admin_url()).await {
+                    if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
                         let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
                         let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await;
                     }
@@ -133,10 +137,24 @@ impl TestDatabase {
         backend: Backend,
         options: DbOptions,
     ) -> anyhow::Result<TestDatabase> {
+        Self::create(backend, &admin_url(), options).await
+    }
+
+    /// A fresh database on the PostgreSQL server `admin` connects to (e.g. a server the test
+    /// started itself, to restart it).
+    pub async fn on_server(admin: &str) -> anyhow::Result<TestDatabase> {
+        Self::create(Backend::Postgres, admin, test_options()).await
+    }
+
+    async fn create(
+        backend: Backend,
+        admin: &str,
+        options: DbOptions,
+    ) -> anyhow::Result<TestDatabase> {
         let (url, guard) = match backend {
             Backend::Postgres => {
                 use sqlx::Connection;
-                let admin = admin_url();
+                let admin = admin.to_owned();
                 let mut c = sqlx::PgConnection::connect(&admin).await.with_context(|| {
                     format!(
                         "PostgreSQL is not reachable at {admin}; start it (scripts/test does) \
@@ -149,7 +167,10 @@ impl TestDatabase {
                     .await
                     .context("CREATE DATABASE")?;
                 c.close().await?;
-                (with_database(&admin, &name), Guard::Postgres { name })
+                (
+                    with_database(&admin, &name),
+                    Guard::Postgres { name, admin },
+                )
             }
             Backend::Sqlite => {
                 let dir = tempfile::TempDir::new()?;

@@ -248,3 +248,81 @@ async fn a_corrupt_upload_is_bad_input() {
         other => panic!("expected BadInput, got {other:?}"),
     }
 }
+
+/// Issue 15 finding 4: an MP4 whose index (moov) comes first and whose second half is missing
+/// probes at its full duration and ffmpeg transcodes the half that is there; the pipeline must
+/// not call that READY.
+#[tokio::test]
+async fn a_truncated_upload_is_bad_input_not_a_short_ready() {
+    let s = setup();
+    let tenant = TenantId::new(3).expect("valid");
+    let video = VideoId::new(25).expect("valid");
+    let full = s.clips.join("full.mp4");
+    generate_clip(
+        &s.ctx.toolchain,
+        &full,
+        &ClipSpec::new(6.0, 320, 240).with_audio(),
+    )
+    .await
+    .expect("clip generated");
+    // The index first (faststart), then cut the file in half.
+    let cut = s.clips.join("cut.mp4");
+    let st = tokio::process::Command::new(s.ctx.toolchain.ffmpeg())
+        .args(["-v", "error", "-y", "-i"])
+        .arg(&full)
+        .args(["-c", "copy", "-movflags", "+faststart"])
+        .arg(&cut)
+        .status()
+        .await
+        .expect("ffmpeg runs");
+    assert!(st.success());
+    let len = std::fs::metadata(&cut).expect("written").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&cut)
+        .and_then(|f| f.set_len(len / 2))
+        .expect("truncated");
+    let probe = s.ctx.toolchain.probe(&cut).await.expect("still probes");
+    assert!(
+        probe.duration_secs > 5.5,
+        "the header still says 6 s: {}",
+        probe.duration_secs
+    );
+    let key = keys::raw_key(tenant, video, "cut.mp4");
+    s.ctx.storage.put_file(&key, &cut).await.expect("stored");
+    let task = VideoTask {
+        tenant,
+        video,
+        source: key,
+    };
+    let rep = reporter(&s.store, &TaskKey::video(tenant, video));
+    let r = pipeline::run(&s.ctx, &task, &rep, &CancellationToken::new()).await;
+    match r {
+        Err(PipelineError::BadInput(reason)) => {
+            assert!(
+                reason.contains("truncated or damaged") || reason.contains("nvalid"),
+                "{reason}"
+            );
+            eprintln!("truncated upload refused: {reason}");
+        }
+        other => panic!("expected BadInput for a truncated source, got {other:?}"),
+    }
+    // Nothing was published for the video: no master playlist, no thumbnail.
+    let master = keys::hls_prefix(tenant, video)
+        .join("master.m3u8")
+        .expect("a key");
+    assert!(
+        !s.ctx
+            .storage
+            .exists(&master)
+            .await
+            .expect("storage reachable")
+    );
+    assert!(
+        !s.ctx
+            .storage
+            .exists(&keys::thumbnail_key(tenant, video))
+            .await
+            .expect("storage reachable")
+    );
+}

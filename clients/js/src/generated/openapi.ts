@@ -1004,6 +1004,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Over the per-user submit rate (`Retry-After` says when to retry) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     list_jobs: {
@@ -1092,6 +1101,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description A JSON body over 68 KiB, a payload over 64 KiB, a file over the limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -1100,13 +1110,22 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Rejected (unknown job type, missing file): recorded as REJECTED_BAD_INPUT */
+            /** @description Rejected (unknown job type, missing file): recorded as REJECTED_BAD_INPUT for staff; for other roles an unknown type is refused with an error and nothing is recorded */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["Submitted"];
+                };
+            };
+            /** @description Over the per-user submit rate (`Retry-After` says when to retry) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -1417,6 +1436,15 @@ export interface operations {
             };
             /** @description Not a video (checked with ffprobe) */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Every probe slot busy and the line full (`Retry-After`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

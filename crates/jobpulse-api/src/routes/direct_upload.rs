@@ -46,7 +46,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use jobpulse_db::{UploadCompletion, Video, VideoUpload};
 use jobpulse_domain::{TenantId, VideoId, VideoStatus};
-use jobpulse_media::{CompletedPart, StorageError, StorageKey};
+use jobpulse_media::{CompletedPart, StorageError, StorageKey, keys};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
@@ -54,7 +54,6 @@ use utoipa::ToSchema;
 use crate::auth::{Audience, Principal};
 use crate::error::{ApiError, error_response};
 use crate::routes::media::{VideoRecord, publish, record};
-use crate::routes::upload;
 use crate::state::AppState;
 
 /// The `error_reason` of a video whose upload never arrived (CONTRACT.md §7).
@@ -348,7 +347,7 @@ pub async fn init(
     }
     let title = title_of(req.title.as_deref(), filename)?;
     let ct = content_type(req.content_type.as_deref())?;
-    let key = upload::upload_key(p.tenant, "video", "source", &upload::extension_of(filename))?;
+    let key = keys::upload_key(p.tenant, keys::UploadKind::Video, filename);
     let committed = state
         .db
         .create_pending_video(p.tenant, session, &title, key.as_str(), &ct)

@@ -63,7 +63,7 @@ pub struct EnrollForm {
 
 #[derive(Default)]
 struct Form {
-    file: Option<(tempfile::TempPath, String)>,
+    file: Option<(upload::Spooled, String)>,
     lecture_id: Option<i64>,
     password_mode: Option<String>,
     initial_password: Option<String>,
@@ -94,7 +94,7 @@ async fn read_form(state: &AppState, mut mp: Multipart) -> Result<Form, ApiError
                     return Err(dup());
                 }
                 let file_name = field.file_name().unwrap_or("students.xlsx").to_owned();
-                let (spool, _) = upload::spool(&mut field, &state.spool_dir, limit).await?;
+                let spool = upload::spool(&mut field, state, limit).await?;
                 form.file = Some((spool, file_name));
             }
             "lecture_id" | "session_id" => {
@@ -145,6 +145,7 @@ async fn read_form(state: &AppState, mut mp: Multipart) -> Result<Form, ApiError
               (status = 400, description = "A missing or unknown field, an unknown password_mode, a fixed initial_password under 4 characters", body = crate::error::ErrorBody),
               (status = 403, description = "Not a staff role", body = crate::error::ErrorBody),
               (status = 413, body = crate::error::ErrorBody),
+              (status = 429, description = "Over the per-user submit rate (`Retry-After` says when to retry)", body = crate::error::ErrorBody),
               (status = 422, description = "The lecture (or the session in it) does not exist in the caller's tenant; the file is empty", body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn enroll(
@@ -171,6 +172,8 @@ pub async fn enroll(
     new.lecture_id = Some(lecture_id);
     new.idempotency_key = idem;
     new.created_by = p.user_id.clone();
+    // Every check passed: this enroll writes, so it counts against the user's submit rate.
+    state.submit_rate.check(&p)?;
     let Some(spec) = state.catalog.describe(&job_type) else {
         let msg = format!(
             "{} has no handler in this deployment (no AI worker registered for it)",

@@ -116,7 +116,7 @@ struct Submission {
     job_type: String,
     payload: serde_json::Value,
     lecture_id: Option<i64>,
-    file: Option<(tempfile::TempPath, String)>,
+    file: Option<(upload::Spooled, String)>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -157,8 +157,11 @@ async fn read_multipart(state: &AppState, mut mp: Multipart) -> Result<Submissio
             }
             "payload" => {
                 let t = field.text().await.map_err(&bad)?;
-                if t.len() > 64 * 1024 {
-                    return Err(ApiError::PayloadTooLarge("payload: at most 64 KiB".into()));
+                if t.len() > PAYLOAD_LIMIT {
+                    return Err(ApiError::PayloadTooLarge(format!(
+                        "payload: at most {} KiB",
+                        PAYLOAD_LIMIT / 1024
+                    )));
                 }
                 sub.payload = serde_json::from_str(&t)
                     .map_err(|e| ApiError::BadRequest(format!("payload is not JSON: {e}")))?;
@@ -168,7 +171,7 @@ async fn read_multipart(state: &AppState, mut mp: Multipart) -> Result<Submissio
                     return Err(ApiError::BadRequest("send one file".into()));
                 }
                 let name = field.file_name().unwrap_or("input").to_owned();
-                let (spool, _) = upload::spool(&mut field, &state.spool_dir, limit).await?;
+                let spool = upload::spool(&mut field, state, limit).await?;
                 sub.file = Some((spool, name));
             }
             other => {
@@ -215,8 +218,9 @@ pub struct Submitted {
               (status = 200, description = "An earlier submit with the same Idempotency-Key", body = Submitted),
               (status = 400, body = crate::error::ErrorBody),
               (status = 403, description = "A staff-only job type", body = crate::error::ErrorBody),
-              (status = 413, body = crate::error::ErrorBody),
-              (status = 422, description = "Rejected (unknown job type, missing file): recorded as REJECTED_BAD_INPUT", body = Submitted)),
+              (status = 413, description = "A JSON body over 68 KiB, a payload over 64 KiB, a file over the limit", body = crate::error::ErrorBody),
+              (status = 422, description = "Rejected (unknown job type, missing file): recorded as REJECTED_BAD_INPUT for staff; for other roles an unknown type is refused with an error and nothing is recorded", body = Submitted),
+              (status = 429, description = "Over the per-user submit rate (`Retry-After` says when to retry)", body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn submit(
     State(state): State<AppState>,
@@ -236,7 +240,28 @@ pub async fn submit(
             .map_err(|e| ApiError::BadRequest(e.body_text()))?;
         read_multipart(&state, mp).await?
     } else if content_type.starts_with("application/json") {
-        let Json(body) = Json::<SubmitJson>::from_request(req, &()).await?;
+        // A JSON submit has no file: its body is bounded by the payload's cap, not the file's.
+        let bytes = axum::body::to_bytes(req.into_body(), JSON_BODY_LIMIT)
+            .await
+            .map_err(|_| {
+                ApiError::PayloadTooLarge(format!(
+                    "a JSON submit is at most {} KiB (its payload at most {} KiB)",
+                    JSON_BODY_LIMIT / 1024,
+                    PAYLOAD_LIMIT / 1024
+                ))
+            })?;
+        let body: SubmitJson = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?;
+        if body
+            .payload
+            .as_ref()
+            .is_some_and(|v| v.to_string().len() > PAYLOAD_LIMIT)
+        {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "payload: at most {} KiB",
+                PAYLOAD_LIMIT / 1024
+            )));
+        }
         Submission {
             job_type: body.job_type,
             payload: body.payload.unwrap_or_else(|| serde_json::json!({})),
@@ -278,6 +303,12 @@ pub async fn submit(
             job_type.as_str(),
             state.catalog.known().join(", ")
         );
+        // Only staff get a recorded REJECTED_BAD_INPUT job (for their work box); anyone else
+        // is refused before anything is written.
+        if !p.is_staff() {
+            return Err(ApiError::Unprocessable(msg));
+        }
+        state.submit_rate.check(&p)?;
         return reject(&state, new, msg).await;
     };
     if (spec.staff_only || job_type.is_staff_only()) && !p.is_staff() {
@@ -295,6 +326,7 @@ pub async fn submit(
     }
     match (&sub.file, spec.needs_file) {
         (None, true) => {
+            state.submit_rate.check(&p)?;
             return reject(&state, new, format!("{job_type} needs a file")).await;
         }
         (Some(_), false) => {
@@ -302,6 +334,8 @@ pub async fn submit(
         }
         _ => {}
     }
+    // Every check passed: this submit writes (the file, the job), so it counts.
+    state.submit_rate.check(&p)?;
     finish_submit(&state, new, spec, sub.file).await
 }
 
@@ -309,13 +343,13 @@ pub(crate) async fn finish_submit(
     state: &AppState,
     mut new: NewAiJob,
     spec: JobSpec,
-    file: Option<(tempfile::TempPath, String)>,
+    file: Option<(upload::Spooled, String)>,
 ) -> Result<Response, ApiError> {
     new.max_attempts = spec.max_attempts;
     new.timeout = spec.timeout;
     let mut stored: Option<StorageKey> = None;
     if let Some((spool, name)) = &file {
-        let key = upload::upload_key(new.tenant, "jobs", "input", &upload::extension_of(name))?;
+        let key = keys::upload_key(new.tenant, keys::UploadKind::JobInput, name);
         state.storage.put_file(&key, spool).await?;
         new.input_file_key = Some(key.as_str().to_owned());
         stored = Some(key);
@@ -354,11 +388,34 @@ pub(crate) async fn finish_submit(
         .into_response())
 }
 
+/// Largest `payload` (JSON text) of a submit, multipart or JSON.
+pub(crate) const PAYLOAD_LIMIT: usize = 64 * 1024;
+/// Largest JSON submit body: the payload and room for `job_type` and `lecture_id`.
+const JSON_BODY_LIMIT: usize = PAYLOAD_LIMIT + 4 * 1024;
+/// How much of a rejected submit's payload is kept (as text) for its error report.
+const REJECTED_EXCERPT: usize = 512;
+
+/// A rejected submit's payload as stored: the payload itself when small, otherwise an excerpt
+/// of its JSON text and its size (a rejected input is kept to explain the rejection, not to
+/// store what a client sent).
+fn rejected_payload(payload: &serde_json::Value) -> serde_json::Value {
+    let text = payload.to_string();
+    if text.len() <= REJECTED_EXCERPT {
+        return payload.clone();
+    }
+    let mut end = REJECTED_EXCERPT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    serde_json::json!({ "excerpt": &text[..end], "bytes": text.len(), "truncated": true })
+}
+
 pub(crate) async fn reject(
     state: &AppState,
-    new: NewAiJob,
+    mut new: NewAiJob,
     message: String,
 ) -> Result<Response, ApiError> {
+    new.payload = rejected_payload(&new.payload);
     let committed = state.db.reject_ai_job(new, &message).await?;
     publish(state, &committed.outbox).await;
     let job = &committed.value.job;
@@ -419,15 +476,19 @@ pub async fn list(
         })
         .transpose()?;
     let limit = q.limit.unwrap_or(50).clamp(1, 200);
+    let staff = p.is_staff();
+    // Staff-only types are left out by the query, so the page and its cursor hold visible
+    // jobs only.
     let jobs = state
         .db
         .list_ai_jobs(
             p.tenant,
             &AiJobFilter {
                 status,
-                job_type,
+                job_type: job_type.clone(),
                 before,
                 limit,
+                hide_staff_only: !staff,
             },
         )
         .await?;
@@ -435,17 +496,20 @@ pub async fn list(
         .then(|| jobs.last())
         .flatten()
         .map(|j| {
-            format!(
+            // The next page keeps this page's filters.
+            let mut next = format!(
                 "/api/v1/jobs/?limit={limit}&before={}.{}",
                 j.created_at_ms, j.job_id
-            )
+            );
+            if let Some(s) = status {
+                next.push_str(&format!("&status={}", s.as_str()));
+            }
+            if let Some(t) = &job_type {
+                next.push_str(&format!("&job_type={}", t.as_str()));
+            }
+            next
         });
-    let staff = p.is_staff();
-    let results = jobs
-        .iter()
-        .filter(|j| staff || !j.job_type.is_staff_only())
-        .map(record)
-        .collect();
+    let results = jobs.iter().map(record).collect();
     Ok(Json(JobPage { results, next }).into_response())
 }
 

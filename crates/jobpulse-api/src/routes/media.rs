@@ -117,7 +117,7 @@ pub(crate) async fn publish(state: &AppState, outbox: &[OutboxEntry]) {
 }
 
 struct Upload {
-    spool: tempfile::TempPath,
+    spool: upload::Spooled,
     bytes: u64,
     filename: String,
     title: Option<String>,
@@ -126,7 +126,7 @@ struct Upload {
 
 /// Streams the multipart body: the `file` field to a spool file, small text fields to memory.
 async fn read_upload(state: &AppState, mut mp: Multipart) -> Result<Upload, ApiError> {
-    let mut file: Option<(tempfile::TempPath, u64, String)> = None;
+    let mut file: Option<(upload::Spooled, u64, String)> = None;
     let mut title = None;
     let mut session_id = None;
     let bad = upload::multipart_error(state.limits.video_bytes);
@@ -137,8 +137,8 @@ async fn read_upload(state: &AppState, mut mp: Multipart) -> Result<Upload, ApiE
                     return Err(ApiError::BadRequest("send one file".into()));
                 }
                 let filename = field.file_name().unwrap_or("upload").to_owned();
-                let (spool, n) =
-                    upload::spool(&mut field, &state.spool_dir, state.limits.video_bytes).await?;
+                let spool = upload::spool(&mut field, state, state.limits.video_bytes).await?;
+                let n = spool.bytes;
                 file = Some((spool, n, filename));
             }
             "title" => {
@@ -200,7 +200,8 @@ fn title_from(filename: &str) -> String {
               (status = 403, description = "Needs a staff role", body = crate::error::ErrorBody),
               (status = 404, description = "Unknown session", body = crate::error::ErrorBody),
               (status = 413, body = crate::error::ErrorBody),
-              (status = 422, description = "Not a video (checked with ffprobe)", body = crate::error::ErrorBody)),
+              (status = 422, description = "Not a video (checked with ffprobe)", body = crate::error::ErrorBody),
+              (status = 503, description = "Every probe slot busy and the line full (`Retry-After`)", body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn upload(
     State(state): State<AppState>,
@@ -210,10 +211,16 @@ pub async fn upload(
     let p = staff(&state, &headers)?;
     let mp = mp.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let up = read_upload(&state, mp).await?;
+    // A slot of the bounded probe pool first (503 + Retry-After when it is full).
+    let slot = match &state.toolchain {
+        Some(_) => Some(state.probes.slot().await?),
+        None => None,
+    };
     if let Some(tc) = &state.toolchain
         && let Err(e) = tc.probe(&up.spool).await
     {
         if e.is_bad_input() {
+            tracing::info!(tenant.id = %p.tenant, bytes = up.bytes, error = %e, "upload refused: not a video");
             return Err(ApiError::Unprocessable(format!(
                 "{}: {e}",
                 up.filename.chars().take(100).collect::<String>()
@@ -222,12 +229,8 @@ pub async fn upload(
         // ffprobe itself failed (not the file): let the worker decide.
         tracing::warn!(error = %e, "upload probe failed; leaving the check to the worker");
     }
-    let key = upload::upload_key(
-        p.tenant,
-        "video",
-        "source",
-        &upload::extension_of(&up.filename),
-    )?;
+    drop(slot);
+    let key = keys::upload_key(p.tenant, keys::UploadKind::Video, &up.filename);
     state.storage.put_file(&key, &up.spool).await?;
     let title = up.title.clone().unwrap_or_else(|| title_from(&up.filename));
     let committed = match state

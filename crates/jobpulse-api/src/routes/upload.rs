@@ -1,10 +1,9 @@
 //! Multipart helpers shared by the video upload and the job submit: spooling a file field to
-//! disk under a size limit, mapping multipart errors, and naming the stored upload.
+//! disk under a size limit and mapping multipart errors. Upload keys are named by
+//! `jobpulse_media::keys::upload_key`.
 
 use axum::extract::multipart::{Field, MultipartError};
 use axum::http::StatusCode;
-use jobpulse_domain::TenantId;
-use jobpulse_media::StorageKey;
 use tokio::io::AsyncWriteExt;
 
 use crate::error::ApiError;
@@ -20,13 +19,31 @@ pub(crate) fn multipart_error(limit: u64) -> impl Fn(MultipartError) -> ApiError
     }
 }
 
+/// A file received into the spool: removed, and its bytes returned to the spool's budget, when
+/// dropped. Derefs to its path.
+#[derive(Debug)]
+pub(crate) struct Spooled {
+    pub path: tempfile::TempPath,
+    pub bytes: u64,
+    _reserved: crate::spool::Reservation,
+}
+
+impl std::ops::Deref for Spooled {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
 /// Streams a file field to a new spool file (never whole in memory), refusing more than
-/// `limit` bytes and an empty file. The spool file is removed when the returned path drops.
+/// `limit` bytes, an empty file, and what the spool's budget or disk cannot hold
+/// ([`crate::spool`]).
 pub(crate) async fn spool(
     field: &mut Field<'_>,
-    spool_dir: &std::path::Path,
+    state: &crate::state::AppState,
     limit: u64,
-) -> Result<(tempfile::TempPath, u64), ApiError> {
+) -> Result<Spooled, ApiError> {
+    let spool_dir = &state.spool_dir;
     tokio::fs::create_dir_all(spool_dir)
         .await
         .map_err(ApiError::internal)?;
@@ -35,6 +52,7 @@ pub(crate) async fn spool(
         .tempfile_in(spool_dir)
         .map_err(ApiError::internal)?
         .into_temp_path();
+    let mut reserved = state.spool.reserve();
     let mut out = tokio::fs::File::create(&path)
         .await
         .map_err(ApiError::internal)?;
@@ -43,62 +61,23 @@ pub(crate) async fn spool(
     while let Some(chunk) = field.chunk().await.map_err(&bad)? {
         n += chunk.len() as u64;
         if n > limit {
+            tracing::info!(limit, "upload refused: larger than the limit");
             return Err(ApiError::PayloadTooLarge(format!(
                 "the file is larger than {limit} bytes"
             )));
         }
+        state
+            .spool
+            .grow(&mut reserved, chunk.len() as u64, spool_dir)?;
         out.write_all(&chunk).await.map_err(ApiError::internal)?;
     }
     out.flush().await.map_err(ApiError::internal)?;
     if n == 0 {
         return Err(ApiError::Unprocessable("the file is empty".into()));
     }
-    Ok((path, n))
-}
-
-/// The lower-cased extension of a client file name when it is short and alphanumeric, else
-/// `bin` (the client's name never reaches a storage key).
-pub(crate) fn extension_of(name: &str) -> String {
-    let ext = name
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
-    if (1..=5).contains(&ext.len()) && ext.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        ext
-    } else {
-        "bin".into()
-    }
-}
-
-/// A fresh storage key for an upload: `tenants/{t}/{area}/uploads/{random}/{stem}.{ext}`.
-pub(crate) fn upload_key(
-    tenant: TenantId,
-    area: &str,
-    stem: &str,
-    ext: &str,
-) -> Result<StorageKey, ApiError> {
-    use rand::RngExt;
-    let token: String = {
-        let mut rng = rand::rng();
-        (0..16)
-            .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
-            .collect()
-    };
-    StorageKey::parse(&format!(
-        "tenants/{tenant}/{area}/uploads/{token}/{stem}.{ext}"
-    ))
-    .map_err(|e| ApiError::internal(e.0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn extensions_never_carry_client_text() {
-        assert_eq!(extension_of("a.MP4"), "mp4");
-        assert_eq!(extension_of("noext"), "bin");
-        assert_eq!(extension_of("x.../../etc"), "bin");
-        assert_eq!(extension_of("x.toolongext"), "bin");
-    }
+    Ok(Spooled {
+        path,
+        bytes: n,
+        _reserved: reserved,
+    })
 }

@@ -9,6 +9,7 @@ mod enroll;
 mod fanout;
 mod hardening;
 mod helpers;
+mod hostile;
 mod ingest;
 mod playback;
 mod push;

@@ -12,7 +12,8 @@
 //! # Layout
 //!
 //! - `harness`: processes, own redis-servers, the fault proxy, an API client, figures;
-//! - `s01_zombies` … `s10_memory`: the ten scenarios of the issue.
+//! - `s01_zombies` … `s10_memory`: the ten scenarios of issue 9;
+//! - `s11_pg_real_restart` …: issue 15's (hostile input and limits, round 2).
 
 mod harness;
 
@@ -26,3 +27,4 @@ mod s07_tokens;
 mod s08_cross_tenant;
 mod s09_slow_clients;
 mod s10_memory;
+mod s11_pg_real_restart;

@@ -195,3 +195,59 @@ async fn jobs_are_listed_newest_first_per_tenant(b: Backend) -> anyhow::Result<(
     Ok(())
 }
 both!(jobs_are_listed_newest_first_per_tenant);
+
+/// The query's staff-only rule (`hide_staff_only`) is [`JobType::is_staff_only`], type by type —
+/// including names where SQL's `_` wildcard would match what the rule does not.
+async fn staff_only_types_are_hidden_in_the_query(b: Backend) -> anyhow::Result<()> {
+    let t = test_db(b).await?;
+    let a = t.db.create_tenant("a", "A").await?;
+    let types = [
+        "excel_parsing",
+        "attendance_excel_export",
+        "_export",
+        "ppt_generation",
+        "xexport",
+        "export_summary",
+        "grades_exports",
+        "excel_parsing2",
+        "a_export_b",
+    ];
+    for ty in types {
+        t.db.submit_ai_job(NewAiJob::new(a.tenant_id, JobType::parse(ty)?))
+            .await?;
+    }
+    let listed = |hide: bool| {
+        let db = t.db.clone();
+        async move {
+            let jobs = db
+                .list_ai_jobs(
+                    a.tenant_id,
+                    &jobpulse_db::AiJobFilter {
+                        limit: 200,
+                        hide_staff_only: hide,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            let mut names: Vec<String> = jobs.iter().map(|j| j.job_type.to_string()).collect();
+            names.sort();
+            anyhow::Ok(names)
+        }
+    };
+    let mut all: Vec<String> = types.iter().map(|s| (*s).to_owned()).collect();
+    all.sort();
+    assert_eq!(listed(false).await?, all);
+    let mut visible: Vec<String> = types
+        .iter()
+        .filter(|ty| !JobType::parse(ty).is_ok_and(|t| t.is_staff_only()))
+        .map(|s| (*s).to_owned())
+        .collect();
+    visible.sort();
+    assert_eq!(listed(true).await?, visible, "the SQL rule is the domain's");
+    assert!(
+        visible.len() >= 5 && visible.len() < types.len(),
+        "{visible:?}"
+    );
+    Ok(())
+}
+both!(staff_only_types_are_hidden_in_the_query);

@@ -64,6 +64,20 @@ pub enum PipelineError {
     Cancelled,
 }
 
+/// Why an output is too short for its source, if it is: the source's header promised
+/// `probed` seconds and only `output` seconds could be decoded — a truncated or damaged upload
+/// (e.g. an MP4 whose index comes first and whose data was cut off), which ffmpeg transcodes
+/// "successfully" as far as the data goes. A tolerance of 2 s or 10 % absorbs streams of
+/// slightly different lengths.
+pub fn short_output(probed: f64, output: f64) -> Option<String> {
+    let tolerance = (probed * 0.10).max(2.0);
+    (probed.is_finite() && output + tolerance < probed).then(|| {
+        format!(
+            "the source is truncated or damaged: only {output:.1} s of its {probed:.1} s could be decoded"
+        )
+    })
+}
+
 impl From<MediaError> for PipelineError {
     fn from(e: MediaError) -> Self {
         if matches!(e, MediaError::Cancelled) {
@@ -181,6 +195,9 @@ pub async fn run(
     let summary = validate_hls(&out_dir)
         .await
         .map_err(|e| PipelineError::Transient(format!("the transcoded output is invalid: {e}")))?;
+    if let Some(reason) = short_output(probe.duration_secs, summary.total_duration_secs) {
+        return Err(PipelineError::BadInput(reason));
+    }
     check(cancel)?;
 
     // 6. thumbnail
@@ -229,4 +246,19 @@ pub async fn run(
             .filter_map(|v| v.resolution.map(|(w, h)| format!("{w}x{h}")))
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_output;
+
+    #[test]
+    fn an_output_short_of_its_source_is_refused_with_a_reason() {
+        assert!(short_output(6.0, 3.04).is_some_and(|r| r.contains("3.0 s of its 6.0 s")));
+        assert_eq!(short_output(6.0, 5.0), None, "within 2 s");
+        assert_eq!(short_output(600.0, 550.0), None, "within 10 %");
+        assert!(short_output(600.0, 500.0).is_some());
+        assert_eq!(short_output(6.0, 6.4), None, "longer is fine");
+        assert_eq!(short_output(0.0, 0.0), None);
+    }
 }

@@ -15,10 +15,12 @@
 
 pub mod http;
 pub mod load;
+pub mod pg;
 pub mod procs;
 pub mod proxy;
 pub mod raw;
 pub mod redis;
+pub mod runs;
 pub mod stats;
 
 use std::net::SocketAddr;
@@ -92,6 +94,9 @@ pub struct Options {
     pub redis_proxy: bool,
     /// Processes reach PostgreSQL through a proxy.
     pub pg_proxy: bool,
+    /// The test's database on this server (an admin URL, e.g. an [`pg::OwnPostgres`]) instead
+    /// of the shared one.
+    pub pg_server: Option<String>,
 }
 
 /// One test's services and processes. See the module docs.
@@ -157,7 +162,10 @@ impl Cluster {
         }
         let data_dir = dir.path().join("data");
         std::fs::create_dir_all(&data_dir)?;
-        let db = TestDatabase::new(Backend::Postgres).await?;
+        let db = match &options.pg_server {
+            Some(admin) => TestDatabase::on_server(admin).await?,
+            None => TestDatabase::new(Backend::Postgres).await?,
+        };
         let args: Vec<&str> = options.redis_args.iter().map(String::as_str).collect();
         let redis = RedisServer::start(dir.path().join("redis"), &args).await?;
         let redis_proxy = match options.redis_proxy {
