@@ -179,9 +179,11 @@ impl Delivering<'_> {
     }
 }
 
-/// Watchers of one change from which the dispatch is split over threads (below it, a thread's
-/// start costs more than the writes it would take over).
-pub const SPLIT_AT: usize = 512;
+/// Watchers of one change from which the dispatch is split over threads. Splitting takes every
+/// core for the fan-out's duration, so other requests wait meanwhile: it is kept for fan-outs
+/// large enough to need it (the reliability scenario s09, 1 000 non-reading streams of one job
+/// beside timed pollers, failed its latency bound twice at load 6–8 with a split from 512).
+pub const SPLIT_AT: usize = 2048;
 
 /// Flags a connection reads when it is polled.
 #[derive(Debug, Default)]
