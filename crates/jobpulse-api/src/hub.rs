@@ -7,6 +7,11 @@
 //! and the connection is marked *lagged*: the next time it is polled it re-reads what it missed
 //! from the tenant's change log, so intermediate progress may be coalesced but a final state is
 //! never lost. A connection that stays full for [`SLOW_READER_LIMIT`] is dropped.
+//!
+//! A stream of the lean HTTP/1.1 path whose task is idle gets no queue push and no wake-up at
+//! all: the dispatch loop writes the change's bytes (rendered and chunk-framed once per change)
+//! straight to its socket with a non-blocking write, and only a stream whose socket would block
+//! falls back to its task; see [`crate::outlet`] for who may write when.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,6 +23,8 @@ use jobpulse_store::{Change, SharedStore};
 use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::outlet::{Direct, Filter, Outlet};
+
 /// Queue length per connection.
 pub const QUEUE_LEN: usize = 64;
 /// A connection whose queue stays full this long is dropped.
@@ -28,7 +35,42 @@ pub const SLOW_READER_LIMIT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct Dispatched {
     pub change: Change,
-    pub frame: OnceLock<bytes::Bytes>,
+    /// `change.cursor`, shared by every stream's record of its position.
+    pub cursor: Arc<str>,
+    frame: OnceLock<bytes::Bytes>,
+    /// `frame` as one HTTP/1.1 chunk (the lean path's direct writes).
+    chunked: OnceLock<bytes::Bytes>,
+}
+
+impl Dispatched {
+    pub fn new(change: Change) -> Self {
+        Self {
+            cursor: change.cursor.as_str().into(),
+            change,
+            frame: OnceLock::new(),
+            chunked: OnceLock::new(),
+        }
+    }
+
+    /// The change's SSE event, rendered on first use.
+    pub fn frame(&self, credentials: Option<&jobpulse_db::CredentialSeal>) -> &bytes::Bytes {
+        self.frame.get_or_init(|| {
+            let c = &self.change;
+            crate::routes::stream::event(
+                &c.key.task,
+                c.snapshot.as_ref(),
+                Some(&c.cursor),
+                credentials,
+            )
+        })
+    }
+
+    /// [`Dispatched::frame`] as one HTTP/1.1 chunk.
+    pub fn chunked(&self, credentials: Option<&jobpulse_db::CredentialSeal>) -> bytes::Bytes {
+        self.chunked
+            .get_or_init(|| crate::stream_conn::chunk(self.frame(credentials)))
+            .clone()
+    }
 }
 
 /// Which tasks a connection watches.
@@ -59,9 +101,89 @@ impl Watch {
 struct Sub {
     tx: mpsc::Sender<Arc<Dispatched>>,
     watch: Watch,
+    outlet: Arc<Outlet>,
     signal: Arc<Signal>,
-    full_since: Option<Instant>,
 }
+
+/// A watching stream's handles, taken out of the hub's map for one dispatch (so the map's lock
+/// is not held during the writes).
+struct Target {
+    id: u64,
+    tx: mpsc::Sender<Arc<Dispatched>>,
+    outlet: Arc<Outlet>,
+    signal: Arc<Signal>,
+}
+
+/// One change on its way to the streams that watch its task.
+struct Delivering<'a> {
+    event: &'a Arc<Dispatched>,
+    credentials: Option<&'a jobpulse_db::CredentialSeal>,
+    direct_on: bool,
+    now: Instant,
+}
+
+/// What delivering a change did.
+#[derive(Debug, Default)]
+struct Tally {
+    whole: u64,
+    blocked: u64,
+    dropped: Vec<u64>,
+}
+
+impl Tally {
+    fn add(&mut self, other: Tally) {
+        self.whole += other.whole;
+        self.blocked += other.blocked;
+        self.dropped.extend(other.dropped);
+    }
+}
+
+impl Delivering<'_> {
+    /// Delivers the change to `subs`: written straight to an idle lean stream's socket, else
+    /// queued for the stream's task.
+    fn deliver(&self, subs: &[Target]) -> Tally {
+        let mut tally = Tally::default();
+        for sub in subs {
+            let id = &sub.id;
+            // Held while queueing too: the stream's task decides to go direct under it.
+            let mut delivery = sub.outlet.lock();
+            if self.direct_on && delivery.direct && delivery.sock.is_some() {
+                match delivery.write_direct(self.event, || self.event.chunked(self.credentials)) {
+                    Direct::Written => {
+                        tally.whole += 1;
+                        delivery.full_since = None;
+                    }
+                    Direct::Skipped => {}
+                    Direct::Blocked => {
+                        tally.blocked += 1;
+                        drop(delivery);
+                        sub.outlet.flush.notify_one();
+                    }
+                }
+                continue;
+            }
+            match sub.tx.try_send(self.event.clone()) {
+                Ok(()) => delivery.full_since = None,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    sub.signal.lagged.store(true, Ordering::Release);
+                    sub.signal.wake.notify_one();
+                    let since = *delivery.full_since.get_or_insert(self.now);
+                    if self.now.duration_since(since) > SLOW_READER_LIMIT {
+                        tally.dropped.push(*id);
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => tally.dropped.push(*id),
+            }
+        }
+        tally
+    }
+}
+
+/// Watchers of one change from which the dispatch is split over threads. Splitting takes every
+/// core for the fan-out's duration, so other requests wait meanwhile: it is kept for fan-outs
+/// large enough to need it (the reliability scenario s09, 1 000 non-reading streams of one job
+/// beside timed pollers, failed its latency bound twice at load 6–8 with a split from 512).
+pub const SPLIT_AT: usize = 2048;
 
 /// Flags a connection reads when it is polled.
 #[derive(Debug, Default)]
@@ -74,6 +196,15 @@ pub struct Signal {
 struct Inner {
     tenants: Mutex<HashMap<TenantId, HashMap<u64, Sub>>>,
     next_id: AtomicU64,
+    /// Live events the dispatch loop wrote straight to a socket, whole.
+    direct_whole: AtomicU64,
+    /// Direct writes the socket did not take whole (the stream's task took over).
+    direct_blocked: AtomicU64,
+    /// Direct writes are switched off (every delivery goes through the stream's task, as
+    /// before they existed: the benchmark's comparison).
+    direct_off: AtomicBool,
+    /// Threads a large dispatch is split over (the machine's cores).
+    threads: usize,
     /// Opens sealed initial passwords in job events (shared here, not kept per stream).
     credentials: Option<jobpulse_db::CredentialSeal>,
 }
@@ -98,6 +229,8 @@ pub struct Registration {
     id: u64,
     pub rx: mpsc::Receiver<Arc<Dispatched>>,
     pub signal: Arc<Signal>,
+    /// Shared with the hub: what was sent, and the direct path.
+    pub outlet: Arc<Outlet>,
 }
 
 impl Registration {
@@ -136,6 +269,7 @@ impl Hub {
         let hub = Hub {
             inner: Arc::new(Inner {
                 credentials,
+                threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
                 ..Inner::default()
             }),
             per_tenant_cap,
@@ -178,7 +312,14 @@ impl Hub {
         self.inner.tenants.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn register(&self, tenant: TenantId, watch: Watch) -> Result<Registration, CapExceeded> {
+    /// Registers a stream of `tenant` watching `watch`; `staff` streams see staff-only job
+    /// types.
+    pub fn register(
+        &self,
+        tenant: TenantId,
+        watch: Watch,
+        staff: bool,
+    ) -> Result<Registration, CapExceeded> {
         let mut tenants = self.lock();
         let subs = tenants.entry(tenant).or_default();
         if subs.len() >= self.per_tenant_cap {
@@ -187,13 +328,14 @@ impl Hub {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(QUEUE_LEN);
         let signal = Arc::new(Signal::default());
+        let outlet = Arc::new(Outlet::new(Filter::new(watch.clone(), staff)));
         subs.insert(
             id,
             Sub {
                 tx,
                 watch,
+                outlet: outlet.clone(),
                 signal: signal.clone(),
-                full_since: None,
             },
         );
         metrics::gauge!("jobpulse_sse_streams").increment(1.0);
@@ -203,6 +345,7 @@ impl Hub {
             id,
             rx,
             signal,
+            outlet,
         })
     }
 
@@ -211,44 +354,112 @@ impl Hub {
         self.inner.credentials.as_ref()
     }
 
+    /// Switches the direct writes on or off (on by default; off sends every delivery through
+    /// the stream's task — `jobpulse bench --only sse --sse-direct-writes off` compares the two).
+    pub fn set_direct_writes(&self, on: bool) {
+        self.inner.direct_off.store(!on, Ordering::Relaxed);
+    }
+
+    /// Direct writes so far: (taken whole, handed to the stream's task).
+    pub fn direct_writes(&self) -> (u64, u64) {
+        (
+            self.inner.direct_whole.load(Ordering::Relaxed),
+            self.inner.direct_blocked.load(Ordering::Relaxed),
+        )
+    }
+
     /// Open streams of this process.
     pub fn streams(&self) -> usize {
         self.lock().values().map(HashMap::len).sum()
     }
 
     fn dispatch(&self, change: Change) {
-        let now = Instant::now();
-        let mut tenants = self.lock();
-        let Some(subs) = tenants.get_mut(&change.key.tenant) else {
-            return;
+        let event = Arc::new(Dispatched::new(change));
+        // The watchers' handles are taken under the map's lock, which is then let go: streams
+        // open and close while the writes run. The next change waits for this one (the hub's
+        // loop calls this in turn), so a stream's events stay in order.
+        let watching: Vec<Target> = {
+            let tenants = self.lock();
+            let Some(subs) = tenants.get(&event.change.key.tenant) else {
+                return;
+            };
+            subs.iter()
+                .filter(|(_, sub)| sub.watch.wants(&event.change.key.task))
+                .map(|(id, sub)| Target {
+                    id: *id,
+                    tx: sub.tx.clone(),
+                    outlet: sub.outlet.clone(),
+                    signal: sub.signal.clone(),
+                })
+                .collect()
         };
-        let event = Arc::new(Dispatched {
-            change,
-            frame: OnceLock::new(),
-        });
-        let mut dropped = Vec::new();
-        for (id, sub) in subs.iter_mut() {
-            if !sub.watch.wants(&event.change.key.task) {
-                continue;
-            }
-            match sub.tx.try_send(event.clone()) {
-                Ok(()) => sub.full_since = None,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    sub.signal.lagged.store(true, Ordering::Release);
-                    sub.signal.wake.notify_one();
-                    let since = *sub.full_since.get_or_insert(now);
-                    if now.duration_since(since) > SLOW_READER_LIMIT {
-                        dropped.push(*id);
+        let ctx = Delivering {
+            event: &event,
+            credentials: self.inner.credentials.as_ref(),
+            direct_on: !self.inner.direct_off.load(Ordering::Relaxed),
+            now: Instant::now(),
+        };
+        // Many watchers: the list is split over threads (the direct writes are system calls,
+        // and each part's streams are independent); the next change waits for all parts.
+        let parts = if watching.len() >= SPLIT_AT {
+            self.inner.threads
+        } else {
+            1
+        };
+        let tally = if parts > 1 {
+            let size = watching.len().div_ceil(parts);
+            // Parts are taken from a shared list by this thread and by the helpers it could
+            // start (a thread that cannot be started leaves its share to the others).
+            let queue = Mutex::new(watching.chunks(size).collect::<Vec<_>>());
+            let work = || {
+                let mut tally = Tally::default();
+                loop {
+                    let part = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                    let Some(part) = part else {
+                        return tally;
+                    };
+                    tally.add(ctx.deliver(part));
+                }
+            };
+            std::thread::scope(|scope| {
+                let helpers: Vec<_> = (1..parts)
+                    .filter_map(|_| {
+                        std::thread::Builder::new()
+                            .name("sse-fanout".into())
+                            .spawn_scoped(scope, work)
+                            .ok()
+                    })
+                    .collect();
+                let mut tally = work();
+                for helper in helpers {
+                    // A helper that panicked delivered nothing more; the streams it had not
+                    // reached catch up at their next change.
+                    tally.add(helper.join().unwrap_or_default());
+                }
+                tally
+            })
+        } else {
+            ctx.deliver(&watching)
+        };
+        drop(watching);
+        if !tally.dropped.is_empty() {
+            let mut tenants = self.lock();
+            if let Some(subs) = tenants.get_mut(&event.change.key.tenant) {
+                for id in &tally.dropped {
+                    // Dropping the sender ends the connection's stream the next time it is
+                    // polled.
+                    if subs.remove(id).is_some() {
+                        metrics::counter!("jobpulse_sse_dropped_total").increment(1);
                     }
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => dropped.push(*id),
             }
         }
-        for id in dropped {
-            // Dropping the sender ends the connection's stream the next time it is polled.
-            subs.remove(&id);
-            metrics::counter!("jobpulse_sse_dropped_total").increment(1);
-        }
+        self.inner
+            .direct_whole
+            .fetch_add(tally.whole, Ordering::Relaxed);
+        self.inner
+            .direct_blocked
+            .fetch_add(tally.blocked, Ordering::Relaxed);
     }
 
     fn mark_all_lagged(&self) {
@@ -258,5 +469,60 @@ impl Hub {
                 sub.signal.wake.notify_one();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jobpulse_domain::{Fence, State, TaskKey, VideoId, VideoStatus, Write};
+    use jobpulse_store::MemoryStore;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_change_watched_by_more_streams_than_split_at_reaches_each_once_in_order() {
+        let store: SharedStore = Arc::new(MemoryStore::default());
+        let stop = CancellationToken::new();
+        let hub = Hub::start(&store, 10_000, stop.clone());
+        let tenant = TenantId::new(1).expect("valid");
+        let video = VideoId::new(1).expect("valid");
+        let watch = Watch::Tasks(vec![TaskId::Video(video)].into());
+        let n = SPLIT_AT * 3 / 2;
+        let mut regs: Vec<Registration> = (0..n)
+            .map(|_| {
+                hub.register(tenant, watch.clone(), false)
+                    .expect("under the cap")
+            })
+            .collect();
+        let other = hub
+            .register(
+                tenant,
+                Watch::Tasks(vec![TaskId::Video(VideoId::new(2).expect("valid"))].into()),
+                false,
+            )
+            .expect("under the cap");
+        for seq in 1..=3 {
+            let w = Write::set(
+                TaskKey::video(tenant, video),
+                Fence::new(1, 1, seq).expect("valid"),
+                State::video(VideoStatus::Processing),
+            )
+            .expect("valid");
+            store.apply(&w).await.expect("applies");
+        }
+        for (i, reg) in regs.iter_mut().enumerate() {
+            let mut revs = Vec::new();
+            for _ in 0..3 {
+                let d = tokio::time::timeout(Duration::from_secs(5), reg.rx.recv())
+                    .await
+                    .unwrap_or_else(|_| panic!("stream {i}: a change within 5 s"))
+                    .expect("open");
+                revs.push(d.change.rev);
+            }
+            assert!(revs.windows(2).all(|w| w[0] < w[1]), "stream {i}: {revs:?}");
+            assert!(reg.rx.try_recv().is_err(), "stream {i}: each change once");
+        }
+        assert!(other.rx.is_empty(), "a stream of another task got nothing");
+        assert_eq!(hub.streams(), n + 1);
+        stop.cancel();
     }
 }

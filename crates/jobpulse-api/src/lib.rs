@@ -14,6 +14,8 @@
 //! - [`hub`]: fan-out of read-model changes to SSE connections.
 //! - [`server`]: binding, connection hardening, graceful shutdown.
 //! - [`stream_conn`]: the lean HTTP/1.1 connection of event streams (no hyper buffers).
+//! - [`outlet`]: a stream's delivery state shared with the hub; the hub's direct writes to
+//!   idle lean streams.
 //! - [`error`]: the one error type and its JSON envelope.
 //!
 //! [`router`] assembles the whole application from its parts, with the cross-cutting layers
@@ -37,6 +39,7 @@ pub mod hub;
 pub mod metrics;
 pub mod observe;
 pub mod openapi;
+pub mod outlet;
 pub mod probe_pool;
 pub mod rate;
 pub mod render;

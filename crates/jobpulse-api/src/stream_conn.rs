@@ -18,7 +18,12 @@
 //!
 //! While a stream is open the connection is also read (a few bytes at a time, discarded) so a
 //! client that goes away ends it at once, and shutdown ends it too.
+//!
+//! A chunked stream shares its socket with the hub ([`crate::outlet`]): while the stream's task
+//! is idle the hub writes live events to it directly; bytes such a write left behind are
+//! written here first, behind the write-stall guard, before anything else.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -35,6 +40,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::outlet::{Outlet, SharedSocket, Tap};
 use crate::server::StallGuard;
 
 /// The request line prefix served here.
@@ -208,7 +214,7 @@ pub async fn serve(
         let _ = Box::pin(write_plain(&mut stream, response, version)).await;
         return;
     }
-    let _ = write_stream(&mut stream, response, version, config, shutdown).await;
+    let _ = write_stream(stream, response, version, config, shutdown).await;
 }
 
 /// Reads and parses the request head; the error is the status to answer with.
@@ -330,7 +336,7 @@ async fn write_plain(
 /// An event stream: chunked (HTTP/1.1) or close-delimited (HTTP/1.0), one write per frame,
 /// until the body ends, the client goes away, a write stalls, or shutdown.
 async fn write_stream(
-    stream: &mut TcpStream,
+    stream: TcpStream,
     response: Response<Body>,
     version: Version,
     config: ConnConfig,
@@ -342,16 +348,23 @@ async fn write_stream(
     } else {
         ""
     };
-    let (parts, body) = response.into_parts();
+    let (mut parts, body) = response.into_parts();
+    // Direct writes need the chunked framing (each event one chunk).
+    let tap = parts.extensions.remove::<Tap>().filter(|_| chunked);
     let out = head(
         &Response::from_parts(parts, Body::empty()),
         version,
         framing,
     );
-    let (mut rd, wr) = stream.split();
-    let mut wr = StallGuard::new(wr, config.write_stall_timeout);
+    let sock = Arc::new(stream);
+    let mut rd = SharedSocket(sock.clone());
+    let mut wr = StallGuard::new(SharedSocket(sock.clone()), config.write_stall_timeout);
     wr.write_all(&out).await?;
     drop(out);
+    let attached = tap.map(|Tap(outlet)| {
+        outlet.attach(sock);
+        Attached(outlet)
+    });
     let mut frames = body.into_data_stream();
     let mut probe = [0u8; 16];
     // Registered once: every stream shares the token, and a registration per event would make
@@ -368,17 +381,53 @@ async fn write_stream(
                 // Bytes after the request (pipelining is not served here): ignored.
                 Ok(_) => {}
             },
+            // A direct write left bytes behind: they go first.
+            _ = flushed(attached.as_ref()) => write_leftover(&mut wr, attached.as_ref()).await?,
             frame = frames.next() => match frame {
-                Some(Ok(data)) if !data.is_empty() => write_frame(&mut wr, &data, chunked).await?,
+                Some(Ok(data)) if !data.is_empty() => {
+                    write_leftover(&mut wr, attached.as_ref()).await?;
+                    write_frame(&mut wr, &data, chunked).await?;
+                }
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => break,
             },
         }
     }
+    if let Some(left) = attached.as_ref().and_then(|a| a.0.detach()) {
+        wr.write_all(&left).await?;
+    }
     if chunked {
         wr.write_all(b"0\r\n\r\n").await?;
     }
     wr.shutdown().await
+}
+
+/// A stream's outlet with this connection's socket attached; detached when the stream ends
+/// (the hub writes no more).
+struct Attached(Arc<Outlet>);
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        self.0.detach();
+    }
+}
+
+/// Resolves when a direct write left bytes for this task (never without an outlet).
+async fn flushed(attached: Option<&Attached>) {
+    match attached {
+        Some(a) => a.0.flush.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn write_leftover<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    attached: Option<&Attached>,
+) -> std::io::Result<()> {
+    match attached.and_then(|a| a.0.take_leftover()) {
+        Some(left) => wr.write_all(&left).await,
+        None => Ok(()),
+    }
 }
 
 /// One body frame in one write: `{len:x}\r\n{data}\r\n` when chunked.
@@ -390,9 +439,14 @@ async fn write_frame<W: AsyncWrite + Unpin>(
     if !chunked {
         return wr.write_all(data).await;
     }
+    wr.write_all(&chunk(data)).await
+}
+
+/// `data` as one HTTP/1.1 chunk: `{len:x}\r\n{data}\r\n`.
+pub fn chunk(data: &[u8]) -> bytes::Bytes {
     let mut buf = Vec::with_capacity(data.len() + 12);
     buf.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
     buf.extend_from_slice(data);
     buf.extend_from_slice(b"\r\n");
-    wr.write_all(&buf).await
+    buf.into()
 }

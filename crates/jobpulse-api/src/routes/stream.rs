@@ -17,10 +17,11 @@
 //!   opens a new `EventSource` to resume passes its position as `last_event_id` (the header
 //!   wins when both are sent).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -32,13 +33,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use futures::StreamExt;
-use jobpulse_domain::{JobId, Status, TaskId, TenantId, VideoId};
+use jobpulse_domain::{JobId, TaskId, TenantId, VideoId};
 use jobpulse_store::{ChangesSince, SharedStore, Snapshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Audience, Principal};
 use crate::error::ApiError;
 use crate::hub::{Dispatched, Hub, Registration, Watch};
+use crate::outlet::Tap;
 use crate::render;
 use crate::routes::batch::MAX_IDS;
 use crate::state::ReadState;
@@ -182,19 +184,14 @@ pub async fn stream(
     }
     let reg = state
         .hub
-        .register(principal.tenant, q.watch.clone())
+        .register(principal.tenant, q.watch.clone(), principal.is_staff())
         .map_err(|_| ApiError::TooManyRequests("too many open streams for this tenant"))?;
-    let sent = match &q.watch {
-        Watch::All => Sent::All(HashMap::new()),
-        Watch::Tasks(ids) => Sent::Tasks(vec![0; ids.len()].into_boxed_slice()),
-    };
+    let tap = Tap(reg.outlet.clone());
     let mut conn = Conn {
         reg,
         store: state.read.store.clone(),
         principal,
         watch: q.watch,
-        cursor: None,
-        sent,
         pending: VecDeque::new(),
         heartbeat: Box::pin(tokio::time::sleep(state.heartbeat)),
         heartbeat_every: state.heartbeat,
@@ -223,21 +220,20 @@ pub async fn stream(
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    // The lean path attaches its socket to the stream's outlet (direct writes from the hub).
+    res.extensions_mut().insert(tap);
     Ok(res)
 }
 
 /// One open stream. Held for as long as the client stays, so it is kept small (see
 /// docs/benchmarks.md, SSE fan-out): the watched ids are the hub's shared slice, the revisions
-/// sent are one number per id, and the snapshot's queue is freed once sent.
+/// sent are one number per id (in the outlet shared with the hub, [`crate::outlet::Filter`],
+/// with the change-log position delivered), and the snapshot's queue is freed once sent.
 struct Conn {
     reg: Registration,
     store: SharedStore,
     principal: Principal,
     watch: Watch,
-    /// Newest change-log position delivered.
-    cursor: Option<String>,
-    /// Revision last sent per task, so a late notification never sends an older state.
-    sent: Sent,
     pending: VecDeque<Bytes>,
     /// The next `: hb` comment (a fixed cadence: no timer work per event).
     heartbeat: Pin<Box<tokio::time::Sleep>>,
@@ -247,7 +243,7 @@ struct Conn {
 const HEARTBEAT: &[u8] = b": hb\n\n";
 
 /// One SSE event as sent: `event:`, `data:` (our JSON has no line breaks) and `id:` lines.
-fn frame(name: &str, data: &[u8], id: Option<&str>) -> Bytes {
+pub fn frame(name: &str, data: &[u8], id: Option<&str>) -> Bytes {
     let mut b = Vec::with_capacity(name.len() + data.len() + id.map_or(0, str::len) + 24);
     b.extend_from_slice(b"event: ");
     b.extend_from_slice(name.as_bytes());
@@ -261,60 +257,22 @@ fn frame(name: &str, data: &[u8], id: Option<&str>) -> Bytes {
     Bytes::from(b)
 }
 
-/// Revisions sent: `rev + 1` per watched id (0: nothing yet), or a map for a tenant watch.
-enum Sent {
-    Tasks(Box<[u64]>),
-    All(HashMap<TaskId, u64>),
+/// The event of `task` in state `snap`, with `id` as its position.
+pub(crate) fn event(
+    task: &TaskId,
+    snap: Option<&Snapshot>,
+    id: Option<&str>,
+    credentials: Option<&jobpulse_db::CredentialSeal>,
+) -> Bytes {
+    match task {
+        TaskId::Video(v) => frame("video", &render::video(*v, snap), id),
+        TaskId::Job(j) => frame("job", &render::job(j, snap, credentials), id),
+    }
 }
-
-const MAX_TRACKED: usize = 10_000;
 
 impl Conn {
     fn tenant(&self) -> TenantId {
         self.principal.tenant
-    }
-
-    fn visible(&self, snap: &Snapshot) -> bool {
-        self.principal.is_staff()
-            || !snap
-                .state
-                .job_type
-                .as_ref()
-                .is_some_and(|t| t.is_staff_only())
-    }
-
-    /// Records `rev` for `task`; false when something as new was already sent.
-    fn fresh(&mut self, task: &TaskId, rev: u64) -> bool {
-        match &mut self.sent {
-            Sent::Tasks(revs) => {
-                let Some(slot) = self.watch.position(task).and_then(|i| revs.get_mut(i)) else {
-                    return false;
-                };
-                if *slot > rev {
-                    return false;
-                }
-                *slot = rev.saturating_add(1);
-                true
-            }
-            Sent::All(map) => {
-                if map.get(task).is_some_and(|r| *r >= rev) {
-                    return false;
-                }
-                if map.len() >= MAX_TRACKED {
-                    map.clear();
-                }
-                map.insert(task.clone(), rev);
-                true
-            }
-        }
-    }
-
-    /// The event of `task` in state `snap`, with `id` as its position.
-    fn event(&self, task: &TaskId, snap: Option<&Snapshot>, id: Option<&str>) -> Bytes {
-        match task {
-            TaskId::Video(v) => frame("video", &render::video(*v, snap), id),
-            TaskId::Job(j) => frame("job", &render::job(j, snap, self.reg.hub_credentials()), id),
-        }
     }
 
     /// The current state of `tasks`, read in one round trip, queued as events.
@@ -323,16 +281,23 @@ impl Conn {
         tasks: &[TaskId],
         include_unknown: bool,
     ) -> Result<(), ApiError> {
+        let outlet = self.reg.outlet.clone();
         for chunk in tasks.chunks(MAX_IDS) {
             let snaps = self.store.get_many(self.tenant(), chunk).await?;
+            let mut d = outlet.lock();
             for (task, snap) in chunk.iter().zip(snaps) {
-                let snap = snap.filter(|s| self.visible(s) && kind_matches(task, s));
+                let snap = snap.filter(|s| d.filter.visible(task, s));
                 match &snap {
-                    Some(s) if !self.fresh(task, s.rev) => continue,
+                    Some(s) if !d.filter.fresh(task, s.rev) => continue,
                     None if !include_unknown => continue,
                     _ => {}
                 }
-                let ev = self.event(task, snap.as_ref(), self.cursor.as_deref());
+                let ev = event(
+                    task,
+                    snap.as_ref(),
+                    d.filter.cursor.as_deref(),
+                    self.reg.hub_credentials(),
+                );
                 self.pending.push_back(ev);
             }
         }
@@ -357,7 +322,7 @@ impl Conn {
             {
                 ChangesSince::Changes(list) => {
                     let Some((last, _)) = list.last() else {
-                        self.cursor = Some(after);
+                        self.reg.outlet.lock().filter.cursor = Some(after.as_str().into());
                         return Ok(());
                     };
                     let last = last.clone();
@@ -368,7 +333,7 @@ impl Conn {
                         .map(|(_, t)| t)
                         .filter(|t| self.watch.wants(t) && seen.insert(t.clone()))
                         .collect();
-                    self.cursor = Some(last.clone());
+                    self.reg.outlet.lock().filter.cursor = Some(last.as_str().into());
                     // A task deleted since then is sent as unknown.
                     self.send_current(&tasks, true).await?;
                     if !full {
@@ -396,29 +361,19 @@ impl Conn {
     }
 
     fn live(&mut self, d: &Dispatched) -> Option<Bytes> {
-        let c = &d.change;
-        if let Some(s) = &c.snapshot
-            && (!self.visible(s) || !kind_matches(&c.key.task, s))
-        {
+        if !self.reg.outlet.lock().filter.live(d) {
             return None;
         }
-        if !self.fresh(&c.key.task, c.rev) {
-            return None;
-        }
-        self.cursor = Some(c.cursor.clone());
         // The same bytes for every stream that gets this change: its id is the change's.
-        Some(
-            d.frame
-                .get_or_init(|| self.event(&c.key.task, c.snapshot.as_ref(), Some(&c.cursor)))
-                .clone(),
-        )
+        Some(d.frame(self.reg.hub_credentials()).clone())
     }
 
     /// Re-reads what a lagging stream missed. Rare, so boxed: the state an open stream keeps
     /// between events stays small.
     fn resync(&mut self) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + '_>> {
         Box::pin(async move {
-            match self.cursor.clone() {
+            let cursor = self.reg.outlet.lock().filter.cursor.clone();
+            match cursor {
                 Some(c) => self.catch_up(&c).await,
                 None => match self.watch {
                     Watch::All => Ok(()),
@@ -448,19 +403,38 @@ impl Conn {
                 continue;
             }
             let signal = self.reg.signal.clone();
-            tokio::select! {
+            let outlet = self.reg.outlet.clone();
+            {
+                // Idle: nothing queued, nothing of our own to send, no resync asked for, no
+                // bytes left by a direct write — the hub may write to the socket itself (lean
+                // path only: it has attached one). Checked under the lock the hub queues under.
+                let mut d = outlet.lock();
+                if d.sock.is_some()
+                    && d.leftover.is_none()
+                    && self.reg.rx.is_empty()
+                    && !signal.lagged.load(Ordering::Acquire)
+                {
+                    d.direct = true;
+                }
+            }
+            let woke = tokio::select! {
                 biased;
-                msg = self.reg.rx.recv() => match msg {
-                    Some(d) => {
-                        if let Some(ev) = self.live(&d) {
-                            return Some(ev);
-                        }
+                msg = self.reg.rx.recv() => Woke::Queued(msg),
+                _ = signal.wake.notified() => Woke::Signal,
+                _ = self.heartbeat.as_mut() => Woke::Heartbeat,
+            };
+            // Whatever woke us, the hub stops writing before we do.
+            outlet.lock().direct = false;
+            match woke {
+                Woke::Queued(Some(d)) => {
+                    if let Some(ev) = self.live(&d) {
+                        return Some(ev);
                     }
-                    // The hub dropped us (a reader too slow for too long).
-                    None => return None,
-                },
-                _ = signal.wake.notified() => {}
-                _ = self.heartbeat.as_mut() => {
+                }
+                // The hub dropped us (a reader too slow for too long).
+                Woke::Queued(None) => return None,
+                Woke::Signal => {}
+                Woke::Heartbeat => {
                     let next = tokio::time::Instant::now() + self.heartbeat_every;
                     self.heartbeat.as_mut().reset(next);
                     return Some(Bytes::from_static(HEARTBEAT));
@@ -470,9 +444,9 @@ impl Conn {
     }
 }
 
-fn kind_matches(task: &TaskId, snap: &Snapshot) -> bool {
-    matches!(
-        (task, snap.state.status),
-        (TaskId::Video(_), Status::Video(_)) | (TaskId::Job(_), Status::Job(_))
-    )
+/// What ended a stream's wait.
+enum Woke {
+    Queued(Option<Arc<Dispatched>>),
+    Signal,
+    Heartbeat,
 }

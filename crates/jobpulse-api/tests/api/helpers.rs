@@ -21,6 +21,8 @@ pub struct TestApp {
     pub store: SharedStore,
     pub verifier: Arc<Verifier>,
     pub client: reqwest::Client,
+    /// The stream route's hub, when it is served.
+    pub hub: Option<jobpulse_api::hub::Hub>,
     stop: CancellationToken,
 }
 
@@ -62,6 +64,7 @@ impl TestApp {
         let stop = CancellationToken::new();
         let mut stream = StreamState::start(read.clone(), sse_cap, stop.clone());
         stream.heartbeat = Duration::from_millis(300);
+        let hub = Some(stream.hub.clone());
         let router = jobpulse_api::router(
             Parts {
                 read,
@@ -86,6 +89,7 @@ impl TestApp {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("client"),
+            hub,
             stop,
         }
     }
@@ -101,6 +105,11 @@ impl TestApp {
                 worker: false,
             })
             .expect("mints")
+    }
+
+    /// The hub's direct writes so far: (taken whole, handed to the stream's task).
+    pub fn direct_writes(&self) -> (u64, u64) {
+        self.hub.as_ref().expect("the stream route").direct_writes()
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
@@ -274,6 +283,7 @@ impl DbApp {
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()?,
+            hub: None,
             stop,
         };
         Ok(DbApp {

@@ -6,6 +6,7 @@ mod contract;
 mod dashboard;
 mod direct_upload;
 mod enroll;
+mod fanout;
 mod hardening;
 mod helpers;
 mod hostile;

@@ -24,6 +24,7 @@
 //! another (for `sse`, in another process). Both share the machine, identically for every
 //! scenario.
 
+mod floor;
 mod load;
 mod old_way;
 mod pipeline;
@@ -90,6 +91,10 @@ pub struct BenchArgs {
     /// the lean stream path (for comparison).
     #[arg(long)]
     sse_reuse_connection: bool,
+    /// sse: the hub's direct writes to idle lean-path streams (`off`: every delivery goes
+    /// through the stream's task, for comparison).
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    sse_direct_writes: String,
     /// pipeline: length of the generated 1280x720 clip, seconds.
     #[arg(long, default_value_t = 60)]
     clip_secs: u32,
@@ -376,6 +381,7 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
             writes: args.sse_writes,
             write_every: millis(&args.sse_write_every, "sse-write-every")?,
             reuse_connection: args.sse_reuse_connection,
+            direct_writes: args.sse_direct_writes == "on",
         };
         sse::run(&settings, &args.store, options).await?;
     }

@@ -29,7 +29,7 @@
 //!   memory per stream = delta / streams held. The child's RSS is printed separately, and so
 //!   is the kernel's TCP buffer memory (`/proc/net/sockstat`, machine-wide, both ends), which
 //!   no RSS includes.
-//! - Latency: `--sse-writes` progress writes to video 1 (one every 50 ms, each with a fresh
+//! - Latency: `--sse-writes` progress writes to video 1 (one every `--sse-write-every`, each with a fresh
 //!   fence) through the server's own store; each write's sequence number travels in
 //!   `encoding_remaining_seconds` and its send instant (wall clock, shared by both processes)
 //!   is given to the child at the end, which computes write → client latency for every
@@ -37,6 +37,15 @@
 //!   (apply → Change received) running on the server's runtime beside the hub, so the ratio
 //!   shows what the hub, HTTP and SSE add. The writer runs on this process's main runtime, as
 //!   a worker would beside the server.
+//!
+//! - Floor ([`super::floor`]), same run, after the above: the latency group's streams are
+//!   closed, as many raw connections are opened to a minimal server thread in this process
+//!   (read by the same client code), and the same number of writes is sent through it — the
+//!   same event bytes, one non-blocking write per socket from one thread. The report prints
+//!   jobpulse's latency as a ratio of this floor's.
+//! - The hub's direct writes (`--sse-direct-writes on`, the default) and how many of them the
+//!   socket would not take; `off` sends every delivery through the stream's task, as before
+//!   they existed.
 //!
 //! An open-files limit below what is needed is reported (figure reached, which limit) rather
 //! than failing.
@@ -50,6 +59,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use jobpulse_domain::{Fence, TaskKey, TenantId, VideoId, Write};
+use jobpulse_store::Change;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
@@ -74,6 +84,8 @@ pub struct SseOptions {
     pub write_every: Duration,
     /// Open each stream after a first request on its connection (hyper's path).
     pub reuse_connection: bool,
+    /// The hub writes live events to idle lean-path streams itself.
+    pub direct_writes: bool,
 }
 
 /// What the child is told at start.
@@ -104,6 +116,18 @@ pub enum Msg {
     /// Parent → child: the writes' send instants (sequence, Unix ns); answer: `Latency`.
     Sent(Vec<(u64, u64)>),
     Latency(Latency),
+    /// Parent → child: close the latency group's streams (before the floor phase); answer:
+    /// `Held`.
+    CloseWatching,
+    /// Parent → child: open the floor's connections; answer: `Opened`.
+    Floor(FloorConfig),
+}
+
+/// The floor server's address and how many connections to open to it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FloorConfig {
+    pub addr: SocketAddr,
+    pub count: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,9 +160,17 @@ pub struct Latency {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Stats {
     pub count: usize,
+    // Not a number (no deliveries) travels as `null`.
+    #[serde(deserialize_with = "nan_if_null")]
     pub p50_ms: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub p99_ms: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub max_ms: f64,
+}
+
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 impl Stats {
@@ -310,12 +342,13 @@ impl ClientProcess {
     }
 }
 
-/// The latency writer and the baseline subscriber, on the server's store.
+/// The latency writer and the baseline subscriber, on the server's store: the send instants,
+/// the baseline's latencies, and the last change of video 1 as the feed carried it.
 async fn write_and_watch(
     server: &Server,
     writes: u32,
     every: Duration,
-) -> anyhow::Result<(Vec<(u64, u64)>, Vec<f64>)> {
+) -> anyhow::Result<(Vec<(u64, u64)>, Vec<f64>, Option<Change>)> {
     let store = &server.store;
     let key = TaskKey::video(TenantId::new(1)?, VideoId::new(1)?);
     let mut feed = store.subscribe();
@@ -323,18 +356,21 @@ async fn write_and_watch(
     // On the server's runtime, beside the hub: the same scheduling as the hub's own feed.
     let baseline = server.runtime.spawn(async move {
         let mut got = Vec::new();
+        let mut last = None;
         while let Ok(Ok(c)) = tokio::time::timeout(Duration::from_secs(2), feed.recv()).await {
             let at = unix_ns();
             let seq = c
                 .snapshot
+                .as_ref()
                 .filter(|_| c.key == watched)
                 .and_then(|s| s.state.remaining_seconds)
                 .map(u64::from);
             if let Some(seq) = seq.filter(|s| *s >= SEQ_BASE) {
                 got.push((seq, at));
+                last = Some(c);
             }
         }
-        got
+        (got, last)
     });
     let mut sent = Vec::new();
     let mut tick = tokio::time::interval(every);
@@ -345,14 +381,118 @@ async fn write_and_watch(
         sent.push((seq, unix_ns()));
         store.apply(&write).await.context("applying a write")?;
     }
-    let got = baseline.await.context("the baseline subscriber")?;
+    let (got, last) = baseline.await.context("the baseline subscriber")?;
     let at: HashMap<u64, u64> = sent.iter().copied().collect();
     let ms = got
         .iter()
         .filter_map(|(seq, t)| at.get(seq).map(|s0| t.saturating_sub(*s0) as f64 / 1e6))
         .collect();
-    Ok((sent, ms))
+    Ok((sent, ms, last))
 }
+
+/// The bytes jobpulse's lean path sends for `change` with `seq` as its sequence number: the
+/// event rendered by `jobpulse_api`, in one HTTP/1.1 chunk.
+fn event_bytes(change: &Change, seq: u64) -> anyhow::Result<Vec<u8>> {
+    let mut snap = change
+        .snapshot
+        .clone()
+        .context("a change without a snapshot")?;
+    snap.state.remaining_seconds = Some(u32::try_from(seq)?);
+    let data = jobpulse_api::render::video(VideoId::new(1)?, Some(&snap));
+    let frame = jobpulse_api::routes::stream::frame("video", &data, Some(&change.cursor));
+    Ok(jobpulse_api::stream_conn::chunk(&frame).to_vec())
+}
+
+/// The floor's answer to a request: an event-stream head and a snapshot of `PAGE` videos.
+fn floor_head() -> anyhow::Result<Vec<u8>> {
+    let mut snapshot = Vec::new();
+    for v in 1..=PAGE {
+        let data = jobpulse_api::render::video(VideoId::new(v)?, None);
+        snapshot.extend_from_slice(&jobpulse_api::routes::stream::frame("video", &data, None));
+    }
+    let mut out =
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\
+                    transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+            .to_vec();
+    out.extend_from_slice(&jobpulse_api::stream_conn::chunk(&snapshot));
+    Ok(out)
+}
+
+/// What the floor phase measured.
+#[derive(Debug, Default)]
+struct FloorRun {
+    opened: usize,
+    /// Sockets that took a write whole, summed over the writes.
+    whole_writes: usize,
+    /// Time the server side's write loop took, per write (ms).
+    loop_ms: Vec<f64>,
+    lat: Option<Latency>,
+    error: Option<String>,
+}
+
+/// The floor phase (see [`super::floor`]): the latency group's streams are closed, as many raw
+/// connections are opened to the floor server, and the same writes are sent through it.
+async fn floor_phase(
+    client: &mut ClientProcess,
+    server: &Server,
+    o: &SseOptions,
+    watchers: usize,
+    last: Option<&Change>,
+) -> anyhow::Result<FloorRun> {
+    let mut run = FloorRun::default();
+    let Some(last) = last else {
+        run.error = Some("no write reached the baseline subscriber".into());
+        return Ok(run);
+    };
+    client.send(&Msg::CloseWatching).await?;
+    let Msg::Held(_) = client.recv(Duration::from_secs(60)).await? else {
+        anyhow::bail!("the SSE client answered out of turn");
+    };
+    // The server side lets go of those sockets too before the floor takes as many.
+    let others = o.streams.saturating_sub(watchers);
+    for _ in 0..200 {
+        if server.hub.as_ref().is_none_or(|h| h.streams() <= others) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let floor = super::floor::Floor::start(floor_head()?)?;
+    client
+        .send(&Msg::Floor(FloorConfig {
+            addr: floor.addr,
+            count: watchers,
+        }))
+        .await?;
+    let Msg::Opened(opened) = client.recv(Duration::from_secs(300)).await? else {
+        anyhow::bail!("the SSE client answered out of turn");
+    };
+    run.opened = opened.verified;
+    if opened.verified < watchers {
+        run.error = opened.first_error;
+    }
+    let mut sent = Vec::new();
+    let mut tick = tokio::time::interval(o.write_every);
+    for k in 1..=u64::from(o.writes) {
+        tick.tick().await;
+        let seq = SEQ_BASE + FLOOR_SEQ + k;
+        let bytes = event_bytes(last, seq)?;
+        let started = std::time::Instant::now();
+        let (at, whole) = tokio::task::block_in_place(|| floor.write(bytes))?;
+        run.loop_ms.push(started.elapsed().as_secs_f64() * 1e3);
+        run.whole_writes += whole;
+        sent.push((seq, at));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    client.send(&Msg::Sent(sent)).await?;
+    let Msg::Latency(lat) = client.recv(Duration::from_secs(60)).await? else {
+        anyhow::bail!("the SSE client answered out of turn");
+    };
+    run.lat = Some(lat);
+    Ok(run)
+}
+
+/// Floor sequence numbers start here (apart from jobpulse's).
+const FLOOR_SEQ: u64 = 500_000;
 
 fn progress_write(key: &TaskKey, k: u64, seq: u64) -> anyhow::Result<Write> {
     let mut s = jobpulse_domain::State::video(jobpulse_domain::VideoStatus::Processing);
@@ -392,6 +532,9 @@ pub async fn run(settings: &Settings, store_kind: &str, o: SseOptions) -> anyhow
             tenants: o.tenants,
         },
     )?;
+    if let Some(hub) = &server.hub {
+        hub.set_direct_writes(o.direct_writes);
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut gauges = Gauges::open();
     let rss_before = gauges.rss_kb();
@@ -422,12 +565,14 @@ pub async fn run(settings: &Settings, store_kind: &str, o: SseOptions) -> anyhow
     let tcp_held = gauges.tcp_kernel_kb();
     let hub_streams = server.hub.as_ref().map_or(0, |h| h.streams());
 
-    let (sent, base_ms) = write_and_watch(&server, o.writes, o.write_every).await?;
+    let (sent, base_ms, last) = write_and_watch(&server, o.writes, o.write_every).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     client.send(&Msg::Sent(sent)).await?;
     let Msg::Latency(lat) = client.recv(Duration::from_secs(60)).await? else {
         anyhow::bail!("the SSE client answered out of turn");
     };
+    let direct = server.hub.as_ref().map_or((0, 0), |h| h.direct_writes());
+    let floor = floor_phase(&mut client, &server, &o, watchers, last.as_ref()).await?;
     client.finish().await;
     drop(server);
 
@@ -443,6 +588,8 @@ pub async fn run(settings: &Settings, store_kind: &str, o: SseOptions) -> anyhow
         tcp_kb: (tcp_before, tcp_held),
         base: Stats::of(base_ms),
         lat,
+        floor,
+        direct,
     };
     report.print();
     Ok(())
@@ -460,6 +607,9 @@ struct Report<'a> {
     tcp_kb: (Option<u64>, Option<u64>),
     base: Stats,
     lat: Latency,
+    floor: FloorRun,
+    /// The hub's direct writes: (taken whole, handed to the stream's task).
+    direct: (u64, u64),
 }
 
 impl Report<'_> {
@@ -469,7 +619,8 @@ impl Report<'_> {
         println!(
             "{} streams requested, one keep-alive connection each, from a separate client \
              process: {} in tenant 1 watching videos 1–20, the rest round-robin over tenants \
-             2..={} on other pages of 20; hub cap {} per tenant; ulimit -n {}; {}.\n",
+             2..={} on other pages of 20; hub cap {} per tenant; ulimit -n {}; {}; the hub's \
+             direct writes {}.\n",
             o.streams,
             self.watchers,
             o.tenants,
@@ -479,7 +630,8 @@ impl Report<'_> {
                 "each stream is its connection's second request (served by hyper)"
             } else {
                 "each stream is its connection's first request (the lean stream path)"
-            }
+            },
+            if o.direct_writes { "on" } else { "off" }
         );
         self.print_streams();
         self.print_latency();
@@ -580,12 +732,67 @@ impl Report<'_> {
             s.p99_ms - b.p99_ms,
             if s.p99_ms <= 20.0 { "met" } else { "NOT met" }
         );
+        println!(
+            "\nthe hub's direct writes (live events written by the dispatch loop itself, no \
+             task wake-up): {} taken whole, {} handed to the stream's task (socket would block)",
+            self.direct.0, self.direct.1
+        );
+        self.print_floor(s);
         if s.count < w * self.lat.watching {
             println!(
                 "({} deliveries missing: a lagging stream is caught up with the current state \
                  only, so intermediate writes are coalesced by design)",
                 w * self.lat.watching - s.count
             );
+        }
+    }
+}
+
+impl Report<'_> {
+    #[allow(clippy::print_stdout)]
+    fn print_floor(&self, s: &Stats) {
+        let f = &self.floor;
+        let Some(lat) = &f.lat else {
+            println!(
+                "\nfloor: not measured ({})",
+                f.error.as_deref().unwrap_or("?")
+            );
+            return;
+        };
+        let fl = &lat.stats;
+        let w = self.o.writes as usize;
+        let loops = Stats::of(f.loop_ms.clone());
+        println!(
+            "\n**floor** (same run, after the above): the latency group's streams closed, {} raw \
+             connections opened to a minimal server thread in this process and read by the same \
+             reader; each write is the same event bytes sent with one non-blocking write per \
+             socket from one thread ({} of {} socket writes taken whole; the write loop took \
+             p50 {:.2} ms, max {:.2} ms).\n",
+            f.opened,
+            f.whole_writes,
+            w * f.opened,
+            loops.p50_ms,
+            loops.max_ms
+        );
+        println!("| path | deliveries (of expected) | p50 ms | p99 ms | max ms |");
+        println!("|---|---|---|---|---|");
+        println!(
+            "| floor: raw sockets → client process | {} ({}) | {:.2} | {:.2} | {:.2} |",
+            fl.count,
+            w * lat.watching,
+            fl.p50_ms,
+            fl.p99_ms,
+            fl.max_ms
+        );
+        println!(
+            "\njobpulse/floor: p50 {:.1}×, p99 {:.1}× (+{:.2} ms at p99); floor p99 {} 20 ms",
+            s.p50_ms / fl.p50_ms,
+            s.p99_ms / fl.p99_ms,
+            s.p99_ms - fl.p99_ms,
+            if fl.p99_ms <= 20.0 { "≤" } else { ">" }
+        );
+        if let Some(e) = &f.error {
+            println!("(floor: {e})");
         }
     }
 }
@@ -631,7 +838,11 @@ mod tests {
             near(s.p50_ms, 50.0) && near(s.p99_ms, 99.0) && near(s.max_ms, 100.0),
             "{s:?}"
         );
-        assert!(Stats::of(Vec::new()).p99_ms.is_nan());
+        let none = Stats::of(Vec::new());
+        assert!(none.p99_ms.is_nan());
+        let back: Stats =
+            serde_json::from_str(&serde_json::to_string(&none).expect("json")).expect("read back");
+        assert!(back.p99_ms.is_nan() && back.count == 0, "{back:?}");
     }
 
     #[test]

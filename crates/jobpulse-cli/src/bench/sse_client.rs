@@ -2,39 +2,47 @@
 //! `jobpulse bench --sse-client`): reads [`Msg`]s on stdin, answers on stdout (see
 //! [`super::sse`]).
 //!
-//! Opens one HTTP/1.1 connection per stream (hyper client, at most [`OPENING`] handshakes at a
-//! time), waits for each stream's initial snapshot (one event per watched video), then keeps
-//! reading every stream. Streams of the latency group record, for each live event of video 1,
-//! the write's sequence number (carried in `encoding_remaining_seconds`) and the arrival
-//! instant; the parent's send instants arrive at the end and give one latency per delivery.
-//! Events are parsed by `eventsource-stream` (the browser's rules: multi-line `data:` joined
-//! with `\n`, comments skipped).
+//! **Opening** (tokio, at most [`OPENING`] at a time): one TCP connection per stream, the
+//! request written by hand (`GET /healthz` first with `--sse-reuse-connection`, so hyper serves
+//! the stream), the answer's head parsed with `httparse`, then the stream's initial snapshot
+//! (one `video` event per watched video) read before the stream counts as opened.
+//!
+//! **Reading** (one thread, one `epoll` set through `mio`, [`Reader`]): every open socket is
+//! registered edge-triggered and read until it would block; the bytes are split into SSE
+//! blocks at `\n\n` (chunk-size lines end up between blocks and are ignored) and a block only
+//! has its `encoding_remaining_seconds` number looked up — no HTTP client, no task per stream,
+//! no JSON parse. Each read is timestamped once, right after the system call returns. A write's
+//! sequence number travels in that field; the parent's send instants arrive at the end and give
+//! one latency per (write, stream) delivery.
+//!
+//! The same opening and the same reader serve the jobpulse streams and the floor's raw
+//! connections ([`super::floor`]), so both figures carry the same client cost.
 
-use std::pin::Pin;
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use bytes::Bytes;
-use eventsource_stream::{Event, EventStreamError, Eventsource};
-use futures::{Stream, StreamExt};
-use http_body_util::{BodyDataStream, BodyExt, Empty};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
-use serde::Deserialize;
+use mio::net::TcpStream as MioStream;
+use mio::{Events, Interest, Poll, Token, Waker};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, mpsc};
 
 use super::sse::{
-    ClientConfig, Gauges, Held, Latency, Msg, Opened, PAGE, SEQ_BASE, Stats, layout, path, unix_ns,
+    ClientConfig, FloorConfig, Gauges, Held, Latency, Msg, Opened, PAGE, SEQ_BASE, Stats, layout,
+    path, unix_ns,
 };
 
 /// Stream opens in flight at once (keeps the server's accept backlog from overflowing).
 const OPENING: usize = 128;
 /// `EMFILE`: this process is out of file descriptors.
 const EMFILE: i32 = 24;
+/// Largest response head accepted while opening.
+const MAX_HEAD: usize = 16 * 1024;
 
-/// What all stream tasks share.
+/// What the opening tasks and the reader thread share.
 #[derive(Debug, Default)]
 struct Shared {
     open: AtomicUsize,
@@ -61,20 +69,184 @@ impl OpenError {
     }
 }
 
-/// The events of a stream's body.
-type Events = Pin<Box<dyn Stream<Item = Result<Event, EventStreamError<hyper::Error>>> + Send>>;
-
-/// An open stream: its connection handle (kept so the connection stays up) and events.
-struct Open {
-    _send: SendRequest<Empty<Bytes>>,
-    events: Events,
+/// An opened stream handed to the reader.
+struct Conn {
+    stream: MioStream,
+    /// Bytes read but not yet split into complete SSE blocks.
+    buf: Vec<u8>,
+    /// In the latency group (its deliveries are recorded).
+    watching: bool,
 }
 
-/// The part of an event body the client reads.
-#[derive(Debug, Deserialize)]
-struct Body {
-    id: i64,
-    encoding_remaining_seconds: Option<u64>,
+/// What the reader thread is told.
+enum Cmd {
+    Add(Conn),
+    /// Close every latency-group stream; answers with how many were closed.
+    CloseWatching(std::sync::mpsc::Sender<usize>),
+}
+
+/// The reader thread's handle.
+struct Reader {
+    tx: std::sync::mpsc::Sender<Cmd>,
+    waker: Arc<Waker>,
+}
+
+const WAKER: Token = Token(1 << 40);
+
+impl Reader {
+    fn start(shared: Arc<Shared>) -> anyhow::Result<Reader> {
+        let poll = Poll::new().context("epoll")?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).context("epoll waker")?);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("sse-reader".into())
+            .spawn(move || read_loop(poll, rx, &shared))
+            .context("starting the reader thread")?;
+        Ok(Reader { tx, waker })
+    }
+
+    fn send(&self, cmd: Cmd) {
+        if self.tx.send(cmd).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// The reader thread: every stream in one epoll set, read until it would block.
+fn read_loop(mut poll: Poll, rx: std::sync::mpsc::Receiver<Cmd>, shared: &Shared) {
+    let mut conns: Vec<Option<Conn>> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    let mut events = Events::with_capacity(4096);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        if let Err(e) = poll.poll(&mut events, Some(Duration::from_millis(200))) {
+            if e.kind() == ErrorKind::Interrupted {
+                continue;
+            }
+            lock(&shared.first_end).get_or_insert(format!("epoll: {e}"));
+            return;
+        }
+        for ev in events.iter() {
+            if ev.token() == WAKER {
+                continue;
+            }
+            let i = ev.token().0;
+            let Some(conn) = conns.get_mut(i).and_then(Option::as_mut) else {
+                continue;
+            };
+            if let Some(why) = drain(conn, &mut chunk, shared) {
+                let Some(mut conn) = conns.get_mut(i).and_then(Option::take) else {
+                    continue;
+                };
+                let _ = poll.registry().deregister(&mut conn.stream);
+                free.push(i);
+                forget(&conn, shared);
+                lock(&shared.first_end).get_or_insert(why);
+            }
+        }
+        loop {
+            match rx.try_recv() {
+                Ok(Cmd::Add(mut conn)) => {
+                    let i = free.pop().unwrap_or_else(|| {
+                        conns.push(None);
+                        conns.len() - 1
+                    });
+                    if poll
+                        .registry()
+                        .register(&mut conn.stream, Token(i), Interest::READABLE)
+                        .is_err()
+                    {
+                        free.push(i);
+                        forget(&conn, shared);
+                        continue;
+                    }
+                    // Bytes that came with the snapshot (none expected) are looked at too.
+                    let at = unix_ns();
+                    scan(&mut conn.buf, |_, seq| {
+                        record(conn.watching, seq, at, shared)
+                    });
+                    conns[i] = Some(conn);
+                }
+                Ok(Cmd::CloseWatching(reply)) => {
+                    let mut closed = 0;
+                    for (i, slot) in conns.iter_mut().enumerate() {
+                        if slot.as_ref().is_some_and(|c| c.watching)
+                            && let Some(mut conn) = slot.take()
+                        {
+                            let _ = poll.registry().deregister(&mut conn.stream);
+                            free.push(i);
+                            forget(&conn, shared);
+                            closed += 1;
+                        }
+                    }
+                    let _ = reply.send(closed);
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+            }
+        }
+    }
+}
+
+/// Reads `conn` until it would block; `Some(why)` when it ended.
+fn drain(conn: &mut Conn, chunk: &mut [u8], shared: &Shared) -> Option<String> {
+    loop {
+        match conn.stream.read(chunk) {
+            Ok(0) => return Some("the stream ended".into()),
+            Ok(n) => {
+                let at = unix_ns();
+                conn.buf.extend_from_slice(&chunk[..n]);
+                let watching = conn.watching;
+                scan(&mut conn.buf, |_, seq| record(watching, seq, at, shared));
+                // Less than asked for: drained (bytes arriving later raise a new edge), so no
+                // second read just to hear `EAGAIN`.
+                if n < chunk.len() {
+                    return None;
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return None,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Some(format!("reading the stream: {e}")),
+        }
+    }
+}
+
+fn record(watching: bool, seq: Option<u64>, at: u64, shared: &Shared) {
+    if let Some(seq) = seq.filter(|s| watching && *s > SEQ_BASE) {
+        lock(&shared.deliveries).push((seq, at));
+    }
+}
+
+fn forget(conn: &Conn, shared: &Shared) {
+    shared.open.fetch_sub(1, Ordering::Relaxed);
+    if conn.watching {
+        shared.watching.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Splits the complete SSE blocks off `buf`: for each, whether it is a `video` event and the
+/// number after `"encoding_remaining_seconds":`, if any.
+fn scan(buf: &mut Vec<u8>, mut on: impl FnMut(bool, Option<u64>)) {
+    const FIELD: &[u8] = b"\"encoding_remaining_seconds\":";
+    let mut start = 0;
+    while let Some(end) = find(&buf[start..], b"\n\n") {
+        let block = &buf[start..start + end];
+        start += end + 2;
+        let video = find(block, b"event: video").is_some();
+        let seq = find(block, FIELD).and_then(|i| {
+            let digits: &[u8] = &block[i + FIELD.len()..];
+            let n = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+            std::str::from_utf8(&digits[..n]).ok()?.parse().ok()
+        });
+        on(video, seq);
+    }
+    if start > 0 {
+        buf.drain(..start);
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Entry point of the child process.
@@ -88,8 +260,9 @@ pub async fn main() -> anyhow::Result<()> {
         anyhow::bail!("expected a start message");
     };
     let shared = Arc::new(Shared::default());
+    let reader = Arc::new(Reader::start(shared.clone())?);
     let mut gauges = Gauges::open();
-    let mut opened = open_all(Arc::new(cfg), &shared).await;
+    let mut opened = open_all(Arc::new(cfg), &shared, &reader).await;
     opened.rss_kb = gauges.rss_kb();
     reply(&Msg::Opened(opened))?;
     while let Some(line) = lines.recv().await {
@@ -100,6 +273,18 @@ pub async fn main() -> anyhow::Result<()> {
                 rss_kb: gauges.rss_kb(),
             }))?,
             Msg::Sent(sent) => reply(&Msg::Latency(latency(&shared, &sent)))?,
+            Msg::CloseWatching => {
+                close_watching(&shared, &reader).await?;
+                reply(&Msg::Held(Held {
+                    open: shared.open.load(Ordering::Relaxed),
+                    first_end: None,
+                    rss_kb: gauges.rss_kb(),
+                }))?;
+            }
+            Msg::Floor(floor) => {
+                let opened = open_floor(floor, &shared, &reader).await;
+                reply(&Msg::Opened(opened))?;
+            }
             other => anyhow::bail!("unexpected message {other:?}"),
         }
     }
@@ -131,7 +316,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn latency(shared: &Shared, sent: &[(u64, u64)]) -> Latency {
-    let at: std::collections::HashMap<u64, u64> = sent.iter().copied().collect();
+    let at: HashMap<u64, u64> = sent.iter().copied().collect();
     let ms = lock(&shared.deliveries)
         .iter()
         .filter_map(|(seq, t)| at.get(seq).map(|s0| t.saturating_sub(*s0) as f64 / 1e6))
@@ -142,9 +327,36 @@ fn latency(shared: &Shared, sent: &[(u64, u64)]) -> Latency {
     }
 }
 
+/// Before the floor phase: the latency group's jobpulse streams are closed, so that both
+/// processes keep the same number of sockets once the floor's connections are open.
+async fn close_watching(shared: &Arc<Shared>, reader: &Arc<Reader>) -> anyhow::Result<usize> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    reader.send(Cmd::CloseWatching(tx));
+    let closed = tokio::task::spawn_blocking(move || rx.recv())
+        .await?
+        .context("the reader thread stopped")?;
+    lock(&shared.deliveries).clear();
+    Ok(closed)
+}
+
+/// The floor phase: as many raw connections to the floor server as the latency group had,
+/// opened and read by the same code.
+async fn open_floor(floor: FloorConfig, shared: &Arc<Shared>, reader: &Arc<Reader>) -> Opened {
+    let cfg = ClientConfig {
+        addr: floor.addr,
+        tokens: vec!["floor".into()],
+        streams: floor.count,
+        watchers: floor.count,
+        tenants: 1,
+        open_timeout_secs: 30,
+        reuse_connection: false,
+    };
+    open_all(Arc::new(cfg), shared, reader).await
+}
+
 /// Opens every stream (stopping early when out of file descriptors); returns once each has
 /// opened or failed.
-async fn open_all(cfg: Arc<ClientConfig>, shared: &Arc<Shared>) -> Opened {
+async fn open_all(cfg: Arc<ClientConfig>, shared: &Arc<Shared>, reader: &Arc<Reader>) -> Opened {
     let started = Instant::now();
     let gate = Arc::new(Semaphore::new(OPENING));
     let (tx, mut rx) = mpsc::unbounded_channel::<Result<(), OpenError>>();
@@ -156,7 +368,7 @@ async fn open_all(cfg: Arc<ClientConfig>, shared: &Arc<Shared>) -> Opened {
         if shared.fd_limited.load(Ordering::Relaxed) {
             break;
         }
-        let (cfg, shared, tx) = (cfg.clone(), shared.clone(), tx.clone());
+        let (cfg, shared, tx, reader) = (cfg.clone(), shared.clone(), tx.clone(), reader.clone());
         tokio::spawn(async move {
             let timeout = Duration::from_secs(cfg.open_timeout_secs);
             let result = tokio::time::timeout(timeout, open(&cfg, i))
@@ -168,10 +380,23 @@ async fn open_all(cfg: Arc<ClientConfig>, shared: &Arc<Shared>) -> Opened {
                     )))
                 });
             drop(permit);
-            match result {
-                Ok(stream) => {
+            match result.and_then(|(tcp, buf)| {
+                let std = tcp
+                    .into_std()
+                    .map_err(|e| OpenError::new(format!("into_std: {e}")))?;
+                Ok(Conn {
+                    stream: MioStream::from_std(std),
+                    buf,
+                    watching: i < cfg.watchers,
+                })
+            }) {
+                Ok(conn) => {
+                    shared.open.fetch_add(1, Ordering::Relaxed);
+                    if conn.watching {
+                        shared.watching.fetch_add(1, Ordering::Relaxed);
+                    }
+                    reader.send(Cmd::Add(conn));
                     let _ = tx.send(Ok(()));
-                    follow(stream, i < cfg.watchers, &shared).await;
                 }
                 Err(e) => {
                     if e.fd_limit {
@@ -205,146 +430,152 @@ async fn open_all(cfg: Arc<ClientConfig>, shared: &Arc<Shared>) -> Opened {
     }
 }
 
-/// Connects, asks for stream `i` and reads its initial snapshot.
-async fn open(cfg: &ClientConfig, i: usize) -> Result<Open, OpenError> {
+/// Connects, asks for stream `i` and reads its initial snapshot; returns the socket and the
+/// bytes read past the snapshot.
+async fn open(cfg: &ClientConfig, i: usize) -> Result<(tokio::net::TcpStream, Vec<u8>), OpenError> {
     let (tenant, first) = layout(i, cfg.watchers, cfg.tenants);
     let token = usize::try_from(tenant - 1)
         .ok()
         .and_then(|t| cfg.tokens.get(t))
         .ok_or_else(|| OpenError::new(format!("no token for tenant {tenant}")))?;
-    let tcp = tokio::net::TcpStream::connect(cfg.addr)
+    let mut tcp = tokio::net::TcpStream::connect(cfg.addr)
         .await
         .map_err(|e| OpenError {
             fd_limit: e.raw_os_error() == Some(EMFILE),
             why: format!("connect: {e}"),
         })?;
     let _ = tcp.set_nodelay(true);
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| OpenError::new(format!("handshake: {e}")))?;
-    tokio::spawn(conn);
+    let mut req = Vec::with_capacity(1024);
     if cfg.reuse_connection {
         // A first request on the connection: the stream then rides a connection hyper serves.
-        let first = hyper::Request::get("/healthz")
-            .header("host", "bench")
-            .body(Empty::new())
-            .map_err(|e| OpenError::new(e.to_string()))?;
-        let res = send
-            .send_request(first)
-            .await
-            .map_err(|e| OpenError::new(format!("first request: {e}")))?;
-        res.into_body()
-            .collect()
-            .await
-            .map_err(|e| OpenError::new(format!("first request's body: {e}")))?;
+        req.extend_from_slice(b"GET /healthz HTTP/1.1\r\nhost: bench\r\n\r\n");
     }
-    let req = hyper::Request::get(path(first))
-        .header("host", "bench")
-        .header("authorization", format!("Bearer {token}"))
-        .header("accept", "text/event-stream")
-        .body(Empty::new())
-        .map_err(|e| OpenError::new(e.to_string()))?;
-    let res = send
-        .send_request(req)
+    req.extend_from_slice(
+        format!(
+            "GET {} HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {token}\r\n\
+             accept: text/event-stream\r\n\r\n",
+            path(first)
+        )
+        .as_bytes(),
+    );
+    tcp.write_all(&req)
         .await
         .map_err(|e| OpenError::new(format!("request: {e}")))?;
-    if !res.status().is_success() {
-        return Err(OpenError::new(format!("status {}", res.status())));
+    let mut buf = Vec::with_capacity(4096);
+    if cfg.reuse_connection {
+        let (status, len) = read_head(&mut tcp, &mut buf).await?;
+        if status != 200 {
+            return Err(OpenError::new(format!("first request: status {status}")));
+        }
+        match len {
+            Some(len) => {
+                while buf.len() < len {
+                    read_more(&mut tcp, &mut buf).await?;
+                }
+                buf.drain(..len);
+            }
+            None => skip_chunked(&mut tcp, &mut buf).await?,
+        }
     }
-    let mut stream = Open {
-        _send: send,
-        events: Box::pin(BodyDataStream::new(res.into_body()).eventsource()),
-    };
+    let (status, _) = read_head(&mut tcp, &mut buf).await?;
+    if status != 200 {
+        return Err(OpenError::new(format!("status {status}")));
+    }
     let mut seen = 0;
-    while seen < PAGE {
-        let event = next_event(&mut stream)
+    loop {
+        scan(&mut buf, |video, _| seen += i64::from(video));
+        if seen >= PAGE {
+            return Ok((tcp, buf));
+        }
+        read_more(&mut tcp, &mut buf)
             .await
-            .map_err(|e| OpenError::new(format!("before the snapshot was complete: {e}")))?;
-        if event.event == "video" {
-            seen += 1;
-        }
-    }
-    Ok(stream)
-}
-
-/// The next event of a stream (comments, i.e. heartbeats, are skipped by the parser).
-async fn next_event(s: &mut Open) -> anyhow::Result<Event> {
-    match s.events.next().await {
-        Some(Ok(event)) => Ok(event),
-        Some(Err(e)) => Err(anyhow::anyhow!("reading the stream: {e}")),
-        None => anyhow::bail!("the stream ended"),
+            .map_err(|e| OpenError::new(format!("before the snapshot was complete: {}", e.why)))?;
     }
 }
 
-/// Reads a stream until it ends, recording latency-group deliveries.
-async fn follow(mut s: Open, watching: bool, shared: &Shared) {
-    shared.open.fetch_add(1, Ordering::Relaxed);
-    if watching {
-        shared.watching.fetch_add(1, Ordering::Relaxed);
-    }
-    let why = loop {
-        let event = match next_event(&mut s).await {
-            Ok(e) => e,
-            Err(e) => break format!("{e:#}"),
-        };
-        let at = unix_ns();
-        if !watching {
+/// Reads past a chunked body at the front of `buf`.
+async fn skip_chunked(tcp: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Result<(), OpenError> {
+    loop {
+        let Some(line) = find(buf, b"\r\n") else {
+            read_more(tcp, buf).await?;
             continue;
-        }
-        let seq = serde_json::from_str::<Body>(&event.data)
+        };
+        let size = std::str::from_utf8(&buf[..line])
             .ok()
-            .filter(|b| b.id == 1)
-            .and_then(|b| b.encoding_remaining_seconds)
-            .filter(|s| *s > SEQ_BASE);
-        if let Some(seq) = seq {
-            lock(&shared.deliveries).push((seq, at));
+            .and_then(|h| usize::from_str_radix(h.split(';').next()?.trim(), 16).ok())
+            .ok_or_else(|| OpenError::new("first request: a bad chunk size"))?;
+        let end = line + 2 + size + 2;
+        while buf.len() < end {
+            read_more(tcp, buf).await?;
         }
-    };
-    shared.open.fetch_sub(1, Ordering::Relaxed);
-    if watching {
-        shared.watching.fetch_sub(1, Ordering::Relaxed);
+        buf.drain(..end);
+        if size == 0 {
+            return Ok(());
+        }
     }
-    lock(&shared.first_end).get_or_insert(why);
+}
+
+async fn read_more(tcp: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Result<(), OpenError> {
+    let mut chunk = [0u8; 4096];
+    match tcp.read(&mut chunk).await {
+        Ok(0) => Err(OpenError::new("the connection closed")),
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            Ok(())
+        }
+        Err(e) => Err(OpenError::new(format!("reading: {e}"))),
+    }
+}
+
+/// Reads one response head off the front of `buf` (reading more as needed): its status and
+/// `content-length`.
+async fn read_head(
+    tcp: &mut tokio::net::TcpStream,
+    buf: &mut Vec<u8>,
+) -> Result<(u16, Option<usize>), OpenError> {
+    loop {
+        if let Some(end) = find(buf, b"\r\n\r\n") {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut res = httparse::Response::new(&mut headers);
+            match res.parse(&buf[..end + 4]) {
+                Ok(httparse::Status::Complete(_)) => {}
+                _ => return Err(OpenError::new("a malformed response head")),
+            }
+            let status = res.code.unwrap_or(0);
+            let len = res
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok());
+            buf.drain(..end + 4);
+            return Ok((status, len));
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(OpenError::new("a response head over 16 KiB"));
+        }
+        read_more(tcp, buf).await?;
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use eventsource_stream::Eventsource;
-    use futures::StreamExt;
+    use super::scan;
 
-    /// What the bench and `jobpulse watch` rely on from the parser: an event split over
-    /// chunks and over several `data:` lines comes out whole (lines joined with `\n`),
-    /// heartbeats (comments) produce nothing, `retry:` is read (only in a block with data: the
-    /// crate drops a `retry:`-only block, unlike browsers; our server sends none).
-    #[tokio::test]
-    async fn events_across_chunks_multi_line_data_and_heartbeats() {
-        let chunks = [
-            ": hb\n\nevent: video\nretry: 1500\nid: 7\ndata: {\"id\":",
-            "\ndata: 1}\n",
-            "\n: hb\n\n",
-        ];
-        let events: Vec<_> = futures::stream::iter(
-            chunks.map(|c| Ok::<_, std::convert::Infallible>(bytes::Bytes::from(c))),
-        )
-        .eventsource()
-        .collect()
-        .await;
-        let events: Vec<_> = events.into_iter().map(|e| e.expect("parsed")).collect();
-        let video = events
-            .iter()
-            .find(|e| e.event == "video")
-            .expect("the video event");
-        assert_eq!(
-            (video.id.as_str(), video.data.as_str()),
-            ("7", "{\"id\":\n1}")
+    fn blocks(bytes: &[u8]) -> (Vec<(bool, Option<u64>)>, Vec<u8>) {
+        let mut buf = bytes.to_vec();
+        let mut out = Vec::new();
+        scan(&mut buf, |v, s| out.push((v, s)));
+        (out, buf)
+    }
+
+    #[test]
+    fn blocks_heartbeats_and_chunk_lines() {
+        let (out, rest) = blocks(
+            b"1a\r\nevent: video\ndata: {\"id\":1,\"encoding_remaining_seconds\":1000007}\nid: 5\n\n\r\n6\r\n: hb\n\n\r\n9\r\nevent: vi",
         );
-        let body: serde_json::Value = serde_json::from_str(&video.data).expect("JSON");
-        assert_eq!(body["id"], 1);
-        assert!(
-            events
-                .iter()
-                .any(|e| e.retry == Some(std::time::Duration::from_millis(1500))),
-            "{events:?}"
-        );
+        assert_eq!(out, vec![(true, Some(1_000_007)), (false, None)]);
+        assert_eq!(rest, b"\r\n9\r\nevent: vi");
+        let (out, _) = blocks(b"event: job\ndata: {\"encoding_remaining_seconds\":null}\n\n");
+        assert_eq!(out, vec![(false, None)]);
     }
 }
