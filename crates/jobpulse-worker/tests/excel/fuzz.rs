@@ -270,3 +270,48 @@ fn a_rezipped_workbook_still_imports() {
     let g = generate_students_workbook(&WorkbookSpec::valid_rows(12)).expect("generates");
     assert_matches(&must_import(&rezip(&unzip(&g.bytes))), &g.expected);
 }
+
+/// Issue 15 finding 8: one cell of 120 MB (under the old 128 MiB unpacked limit) took a worker
+/// to 797 MB. A part that unpacks beyond `max_part_bytes` is refused from the zip directory,
+/// before the parser holds any of it; a long cell that fits is refused by `max_cell_chars`.
+#[test]
+fn a_huge_cell_is_refused_before_it_is_parsed() {
+    let g = generate_students_workbook(&WorkbookSpec::valid_rows(3)).expect("generates");
+    let mut entries = unzip(&g.bytes);
+    let sst = entries
+        .iter_mut()
+        .find(|(n, _)| n == "xl/sharedStrings.xml")
+        .expect("a shared-strings part");
+    let huge = "가".repeat(12 * 1024 * 1024); // 36 MiB of UTF-8 in one string
+    let text = String::from_utf8(sst.1.clone()).expect("utf-8");
+    let at = text.find("<si>").expect("a first string");
+    sst.1 = format!("{}<si><t>{huge}</t></si>{}", &text[..at], &text[at..]).into_bytes();
+    let bytes = rezip(&entries);
+    let started = std::time::Instant::now();
+    match import(&bytes) {
+        Err(ImportError::TooLarge { what }) => {
+            assert!(what.contains("sharedStrings"), "{what}");
+            eprintln!("refused in {:?}: {what}", started.elapsed());
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_long_cell_is_refused_with_its_row() {
+    let mut book = Workbook::new();
+    let sheet = book.add_worksheet();
+    sheet.write_string(0, 0, "이름").expect("writes");
+    sheet.write_string(0, 1, "부모 전화번호").expect("writes");
+    sheet.write_string(1, 0, "홍길동").expect("writes");
+    sheet.write_string(1, 1, "010-1234-5678").expect("writes");
+    sheet.write_string(2, 0, "가".repeat(5000)).expect("writes");
+    sheet.write_string(2, 1, "010-1234-5679").expect("writes");
+    let bytes = book.save_to_buffer().expect("saves");
+    match import(&bytes) {
+        Err(ImportError::TooLarge { what }) => {
+            assert!(what.contains("3행") && what.contains("5000자"), "{what}");
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+}

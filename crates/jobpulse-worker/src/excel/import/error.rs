@@ -23,6 +23,12 @@ pub struct Limits {
     pub max_cells: u64,
     /// Most bytes the .xlsx may unpack to, by its own zip directory.
     pub max_unpacked_bytes: u64,
+    /// Most bytes one part (a worksheet, the shared-strings table) may unpack to: the parser
+    /// holds a part's strings in memory, so this bounds an import's memory before anything is
+    /// parsed (one 120 MB cell once took a worker from 43 MB to 797 MB).
+    pub max_part_bytes: u64,
+    /// Most characters in one cell (a name or a phone number is a few dozen).
+    pub max_cell_chars: usize,
 }
 
 impl Default for Limits {
@@ -31,7 +37,9 @@ impl Default for Limits {
             max_data_rows: 20_000,
             max_columns: 200,
             max_cells: 2_000_000,
-            max_unpacked_bytes: 128 * 1024 * 1024,
+            max_unpacked_bytes: 64 * 1024 * 1024,
+            max_part_bytes: 32 * 1024 * 1024,
+            max_cell_chars: 4096,
         }
     }
 }

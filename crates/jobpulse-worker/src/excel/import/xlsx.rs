@@ -60,6 +60,19 @@ fn check_zip_directory(bytes: &[u8], limits: &Limits) -> Result<(), ImportError>
     let mut total: u64 = 0;
     for i in 0..meta.len() {
         let entry = meta.entry(i).map_err(unreadable)?;
+        if entry.size() > limits.max_part_bytes {
+            return Err(ImportError::TooLarge {
+                what: format!(
+                    "{} 압축을 푼 크기 {} MB, 최대 {} MB",
+                    entry
+                        .name()
+                        .map(|n| n.chars().take(80).collect::<String>())
+                        .unwrap_or_default(),
+                    entry.size() / (1024 * 1024),
+                    limits.max_part_bytes / (1024 * 1024)
+                ),
+            });
+        }
         total = total.saturating_add(entry.size());
     }
     if total > limits.max_unpacked_bytes {
@@ -106,6 +119,18 @@ fn read_cells(
         };
         if col >= limits.max_columns {
             continue;
+        }
+        if let Cell::Text(t) = &value
+            && t.chars().count() > limits.max_cell_chars
+        {
+            return Err(ImportError::TooLarge {
+                what: format!(
+                    "{}행 칸 하나에 {}자, 최대 {}자",
+                    row.saturating_add(1),
+                    t.chars().count(),
+                    limits.max_cell_chars
+                ),
+            });
         }
         let Some(number) = row.checked_add(1) else {
             continue;
