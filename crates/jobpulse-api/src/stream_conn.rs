@@ -45,8 +45,13 @@ use crate::server::StallGuard;
 
 /// The request line prefix served here.
 pub const STREAM_REQUEST: &[u8] = b"GET /api/v1/progress/stream";
-/// Largest request head accepted on this path (the token may ride in the query).
-pub const MAX_HEAD: usize = 16 * 1024;
+/// Largest request head accepted on this path (the token may ride in the query): hyper's
+/// default read buffer (8 KiB + 100 × 4 KiB), so a head is refused with 431 on this path
+/// exactly when hyper would refuse it on every other route — with 16 KiB here a 16 KB token
+/// was answered 431 or 401 depending on how the request's bytes arrived.
+pub const MAX_HEAD: usize = 8 * 1024 + 100 * 4 * 1024;
+/// Most header lines accepted (hyper's default).
+const MAX_HEADERS: usize = 100;
 /// Largest non-stream answer (an error envelope) written by this path.
 const MAX_PLAIN_BODY: usize = 64 * 1024;
 
@@ -239,7 +244,7 @@ async fn read_request(stream: &mut TcpStream, prefix: Prefix) -> Result<Request<
             return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
         }
     };
-    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
     match parsed.parse(&head[..end]) {
         Ok(httparse::Status::Complete(_)) => {}

@@ -376,3 +376,52 @@ async fn streams_opened_while_writes_flow_get_the_terminal_state_once() {
     }
     assert!(app.direct_writes().0 > 0, "the hub wrote directly");
 }
+
+/// Sends `head` in `piece`-byte writes and returns the answer's status code.
+async fn status_of(app: &TestApp, head: &str, piece: usize) -> u16 {
+    let mut sock = TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .expect("connects");
+    for part in head.as_bytes().chunks(piece) {
+        sock.write_all(part).await.expect("writes");
+        sock.flush().await.expect("flushes");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(2).any(|w| w == b"\r\n") {
+        match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
+    }
+    let line = String::from_utf8_lossy(&buf);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {line:?}"))
+}
+
+/// A forged 16 KB token on the stream route was answered 431 or 401 depending on how its bytes
+/// arrived (the lean path's head limit was 16 KiB; a fresh-clone CI run caught it in s07). The
+/// stream route must answer a large head exactly as every other route does.
+#[tokio::test]
+async fn a_large_token_is_answered_like_on_every_other_route() {
+    let app = TestApp::spawn().await;
+    for size in [15_000, 16 * 1024, 16_500, 40_000, 300_000] {
+        let token = "a".repeat(size);
+        for (path, piece) in [
+            ("/api/v1/progress/stream?videos=1", 1000),
+            ("/api/v1/progress/stream?videos=1", 64 * 1024),
+            ("/api/v1/media/videos/1/progress/", 1000),
+        ] {
+            let head =
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n");
+            assert_eq!(
+                status_of(&app, &head, piece).await,
+                401,
+                "{size}-byte token on {path} in {piece}-byte writes"
+            );
+        }
+    }
+}
