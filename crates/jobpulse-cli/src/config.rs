@@ -116,6 +116,11 @@ impl Show for u32 {
         self.to_string()
     }
 }
+impl Show for u64 {
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
 impl Show for usize {
     fn show(&self) -> String {
         self.to_string()
@@ -388,6 +393,8 @@ impl_show_merged!(
     IpAddr,
     Bool,
     u16,
+    u32,
+    u64,
     usize,
     LogFormat,
     Dur,
@@ -551,6 +558,19 @@ settings! {
     /// with a burst cannot take every worker); default: no cap. `jobpulse_queue_tenant_capped`
     /// counts the tenants held back by it.
     tenant_concurrency: u32, env "JOBPULSE_TENANT_CONCURRENCY", No;
+    /// Job submits (that write) one user may make per minute, per API process; beyond it
+    /// 429 with Retry-After.
+    submit_rate_per_minute: u32, env "JOBPULSE_SUBMIT_RATE_PER_MINUTE", No, default jobpulse_api::rate::RateLimit::SUBMITS.per_minute;
+    /// Job submits one user may make at once before the per-minute rate applies.
+    submit_burst: u32, env "JOBPULSE_SUBMIT_BURST", No, default jobpulse_api::rate::RateLimit::SUBMITS.burst;
+    /// ffprobe checks of uploads the API runs at once.
+    upload_probes: usize, env "JOBPULSE_UPLOAD_PROBES", No, default jobpulse_api::probe_pool::ProbeLimits::default().running;
+    /// Uploads waiting for a probe beyond those; more get 503 with Retry-After.
+    upload_probe_queue: usize, env "JOBPULSE_UPLOAD_PROBE_QUEUE", No, default jobpulse_api::probe_pool::ProbeLimits::default().waiting;
+    /// Bytes all uploads being received may hold in the spool together (503 beyond).
+    spool_max_bytes: u64, env "JOBPULSE_SPOOL_MAX_BYTES", No, default jobpulse_api::spool::SpoolLimits::default().max_bytes;
+    /// Free bytes the spool's disk keeps; an upload that would go below gets 507.
+    spool_min_free_bytes: u64, env "JOBPULSE_SPOOL_MIN_FREE_BYTES", No, default jobpulse_api::spool::SpoolLimits::default().min_free_bytes;
     /// How long a worker's claim or heartbeat holds a job; a crashed worker's jobs are retried
     /// this long after its last heartbeat (heartbeats go every third of it). Default 30s.
     lease: Dur, env "JOBPULSE_WORKER_LEASE", No;

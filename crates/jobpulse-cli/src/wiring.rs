@@ -174,6 +174,22 @@ pub fn app_state(
 ) -> anyhow::Result<AppState> {
     let public_url = settings.public_base();
     warn_if_insecure(&public_url);
+    let limits = Limits {
+        submits: jobpulse_api::rate::RateLimit {
+            per_minute: settings.submit_rate_per_minute,
+            burst: settings.submit_burst,
+        },
+        probes: jobpulse_api::probe_pool::ProbeLimits {
+            running: settings.upload_probes,
+            waiting: settings.upload_probe_queue,
+            ..Limits::default().probes
+        },
+        spool: jobpulse_api::spool::SpoolLimits {
+            max_bytes: settings.spool_max_bytes,
+            min_free_bytes: settings.spool_min_free_bytes,
+        },
+        ..Limits::default()
+    };
     Ok(AppState {
         db: db.clone(),
         store: store.clone(),
@@ -184,10 +200,10 @@ pub fn app_state(
         toolchain: toolchain(settings),
         catalog: Arc::new(crate::catalog::RegistryCatalog(registry(settings))),
         credentials: credential_seal(settings),
-        limits: Limits::default(),
-        submit_rate: jobpulse_api::rate::UserRate::new(Limits::default().submits, "job submits"),
-        probes: jobpulse_api::probe_pool::ProbePool::new(Limits::default().probes),
-        spool: jobpulse_api::spool::SpoolBudget::new(Limits::default().spool),
+        submit_rate: jobpulse_api::rate::UserRate::new(limits.submits, "job submits"),
+        probes: jobpulse_api::probe_pool::ProbePool::new(limits.probes),
+        spool: jobpulse_api::spool::SpoolBudget::new(limits.spool),
+        limits,
         spool_dir: settings.data_dir.join("spool"),
         public_url,
     })
