@@ -99,6 +99,8 @@ impl Watch {
 
 #[derive(Debug)]
 struct Sub {
+    /// The token subject that opened it (`None`: a token without a user id).
+    user: Option<Arc<str>>,
     tx: mpsc::Sender<Arc<Dispatched>>,
     watch: Watch,
     outlet: Arc<Outlet>,
@@ -214,12 +216,21 @@ struct Inner {
 pub struct Hub {
     inner: Arc<Inner>,
     per_tenant_cap: usize,
+    /// Most streams one user (token subject) of a tenant may hold; the tenant cap by default.
+    per_user_cap: usize,
 }
 
-/// The tenant already has as many streams as allowed.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("too many open streams for this tenant")]
-pub struct CapExceeded;
+/// A stream cap is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CapExceeded {
+    /// The tenant already has as many streams as allowed.
+    #[error("too many open streams for this tenant")]
+    Tenant,
+    /// This user already has as many streams as one user may hold (the rest of the tenant's
+    /// allowance stays for everyone else).
+    #[error("too many open streams for this user")]
+    User,
+}
 
 /// A connection's membership; dropping it unregisters.
 #[derive(Debug)]
@@ -273,6 +284,7 @@ impl Hub {
                 ..Inner::default()
             }),
             per_tenant_cap,
+            per_user_cap: per_tenant_cap,
         };
         let mut feed = store.subscribe();
         let mut gaps = store.feed_gaps();
@@ -314,16 +326,29 @@ impl Hub {
 
     /// Registers a stream of `tenant` watching `watch`; `staff` streams see staff-only job
     /// types.
+    /// The same hub with at most `cap` streams per user (token subject) of a tenant, so that
+    /// one user cannot take the whole tenant's allowance (`serve`/`up` set it; 1 at least).
+    pub fn with_per_user_cap(mut self, cap: usize) -> Hub {
+        self.per_user_cap = cap.max(1);
+        self
+    }
+
     pub fn register(
         &self,
         tenant: TenantId,
+        user: Option<&str>,
         watch: Watch,
         staff: bool,
     ) -> Result<Registration, CapExceeded> {
         let mut tenants = self.lock();
         let subs = tenants.entry(tenant).or_default();
         if subs.len() >= self.per_tenant_cap {
-            return Err(CapExceeded);
+            return Err(CapExceeded::Tenant);
+        }
+        if self.per_user_cap < self.per_tenant_cap
+            && subs.values().filter(|s| s.user.as_deref() == user).count() >= self.per_user_cap
+        {
+            return Err(CapExceeded::User);
         }
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(QUEUE_LEN);
@@ -332,6 +357,7 @@ impl Hub {
         subs.insert(
             id,
             Sub {
+                user: user.map(Arc::from),
                 tx,
                 watch,
                 outlet: outlet.clone(),
@@ -489,13 +515,14 @@ mod tests {
         let n = SPLIT_AT * 3 / 2;
         let mut regs: Vec<Registration> = (0..n)
             .map(|_| {
-                hub.register(tenant, watch.clone(), false)
+                hub.register(tenant, None, watch.clone(), false)
                     .expect("under the cap")
             })
             .collect();
         let other = hub
             .register(
                 tenant,
+                None,
                 Watch::Tasks(vec![TaskId::Video(VideoId::new(2).expect("valid"))].into()),
                 false,
             )
@@ -523,6 +550,44 @@ mod tests {
         }
         assert!(other.rx.is_empty(), "a stream of another task got nothing");
         assert_eq!(hub.streams(), n + 1);
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn one_user_cannot_take_the_tenants_streams() {
+        let store: SharedStore = Arc::new(MemoryStore::default());
+        let stop = CancellationToken::new();
+        let hub = Hub::start(&store, 10, stop.clone()).with_per_user_cap(3);
+        let t = TenantId::new(1).expect("valid");
+        let watch = Watch::Tasks(vec![TaskId::Video(VideoId::new(1).expect("valid"))].into());
+        let mine: Vec<Registration> = (0..3)
+            .map(|_| {
+                hub.register(t, Some("student-1"), watch.clone(), false)
+                    .expect("under")
+            })
+            .collect();
+        assert_eq!(
+            hub.register(t, Some("student-1"), watch.clone(), false)
+                .err(),
+            Some(CapExceeded::User)
+        );
+        // The owner and other users still get theirs, up to the tenant's cap.
+        let others: Vec<Registration> = (0..7)
+            .map(|i| {
+                hub.register(t, Some(&format!("u{i}")), watch.clone(), true)
+                    .expect("the rest of the tenant's allowance")
+            })
+            .collect();
+        assert_eq!(
+            hub.register(t, Some("owner"), watch.clone(), true).err(),
+            Some(CapExceeded::Tenant)
+        );
+        drop(mine);
+        assert!(
+            hub.register(t, Some("student-1"), watch, false).is_ok(),
+            "freed on drop"
+        );
+        drop(others);
         stop.cancel();
     }
 }

@@ -563,6 +563,9 @@ settings! {
     submit_rate_per_minute: u32, env "JOBPULSE_SUBMIT_RATE_PER_MINUTE", No, default jobpulse_api::rate::RateLimit::SUBMITS.per_minute;
     /// Job submits one user may make at once before the per-minute rate applies.
     submit_burst: u32, env "JOBPULSE_SUBMIT_BURST", No, default jobpulse_api::rate::RateLimit::SUBMITS.burst;
+    /// Most SSE streams one user (token subject) may hold per tenant and API process; 429
+    /// beyond (the tenant's cap is 2 000 per process).
+    sse_streams_per_user: usize, env "JOBPULSE_SSE_STREAMS_PER_USER", No, default 100;
     /// ffprobe checks of uploads the API runs at once.
     upload_probes: usize, env "JOBPULSE_UPLOAD_PROBES", No, default jobpulse_api::probe_pool::ProbeLimits::default().running;
     /// Uploads waiting for a probe beyond those; more get 503 with Retry-After.

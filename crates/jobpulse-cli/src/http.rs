@@ -100,7 +100,8 @@ pub async fn bind(
         settings.tenant_concurrency,
         shutdown.clone(),
     );
-    let stream = StreamState::start(read.clone(), SSE_PER_TENANT, shutdown.clone());
+    let mut stream = StreamState::start(read.clone(), SSE_PER_TENANT, shutdown.clone());
+    stream.hub = stream.hub.with_per_user_cap(settings.sse_streams_per_user);
     let router = jobpulse_api::router(
         Parts {
             read,

@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Audience, Principal};
 use crate::error::ApiError;
-use crate::hub::{Dispatched, Hub, Registration, Watch};
+use crate::hub::{CapExceeded, Dispatched, Hub, Registration, Watch};
 use crate::outlet::Tap;
 use crate::render;
 use crate::routes::batch::MAX_IDS;
@@ -184,8 +184,19 @@ pub async fn stream(
     }
     let reg = state
         .hub
-        .register(principal.tenant, q.watch.clone(), principal.is_staff())
-        .map_err(|_| ApiError::TooManyRequests("too many open streams for this tenant"))?;
+        .register(
+            principal.tenant,
+            principal.user_id.as_deref(),
+            q.watch.clone(),
+            principal.is_staff(),
+        )
+        .map_err(|e| {
+            tracing::warn!(tenant = %principal.tenant, user = principal.user_id.as_deref().unwrap_or("-"), cap = %e, "stream refused");
+            ApiError::TooManyRequests(match e {
+                CapExceeded::Tenant => "too many open streams for this tenant",
+                CapExceeded::User => "too many open streams for this user",
+            })
+        })?;
     let tap = Tap(reg.outlet.clone());
     let mut conn = Conn {
         reg,

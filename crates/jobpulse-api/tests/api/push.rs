@@ -535,7 +535,9 @@ async fn streams_are_served_without_hyper_with_chunked_frames_and_closing_errors
     assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
     let huge = format!(
         "GET /api/v1/progress/stream?videos=1 HTTP/1.1\r\nX-Pad: {}\r\n\r\n",
-        "a".repeat(20_000)
+        // Beyond hyper's limit, which this path shares (a 20 KB head is answered like on any
+        // other route: see fanout::a_large_token_is_answered_like_on_every_other_route).
+        "a".repeat(500_000)
     );
     let big = raw(&app, &huge, 1, Duration::from_secs(3)).await;
     assert!(big.starts_with("HTTP/1.1 431"), "{big}");

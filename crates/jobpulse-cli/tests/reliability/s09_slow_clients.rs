@@ -153,6 +153,22 @@ async fn non_reader(
     Ok(())
 }
 
+/// The status code a stream request of `token` is answered with (the connection is closed).
+async fn stream_status(addr: SocketAddr, token: &str) -> anyhow::Result<u16> {
+    let mut s = TcpStream::connect(addr).await?;
+    let req = format!(
+        "GET /api/v1/progress/stream?jobs=big HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await??;
+    let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("no status line: {line:?}"))
+}
+
 /// Floods the watched job: a new generation ending DONE with an 8 KB result, 8 times a second.
 async fn flood(
     store: jobpulse_store::RedisStore,
@@ -228,8 +244,17 @@ async fn slow_clients_are_cut_off_and_others_stay_fast() -> anyhow::Result<()> {
     let n_slow = scaled(1000, 1000);
     let release = Arc::new(tokio::sync::Notify::new());
     let mut readers = tokio::task::JoinSet::new();
-    for _ in 0..n_sse {
-        readers.spawn(non_reader(addr, token.clone(), release.clone()));
+    // Spread over users: one user may hold at most `sse_streams_per_user` (100 by default)
+    // streams of its tenant.
+    let attackers: Vec<String> = (0..n_sse.div_ceil(100))
+        .map(|u| c.user_token(t.tenant_id, "student", &format!("attacker-{u}")))
+        .collect();
+    for i in 0..n_sse {
+        readers.spawn(non_reader(
+            addr,
+            attackers[i % attackers.len()].clone(),
+            release.clone(),
+        ));
     }
     eventually(
         "every SSE client is registered",
@@ -241,6 +266,15 @@ async fn slow_clients_are_cut_off_and_others_stay_fast() -> anyhow::Result<()> {
         },
     )
     .await?;
+    // Issue 15 finding 7: one more stream of an attacking user is refused (429), while the
+    // tenant's owner still opens one (the attackers hold 1 000 of the tenant's 2 000).
+    let more = stream_status(addr, &attackers[0]).await?;
+    let owners = stream_status(addr, &token).await?;
+    figure!("s09 per-user cap: the 101st stream of one user → {more}; the owner's → {owners}");
+    anyhow::ensure!(
+        more == 429 && owners == 200,
+        "per-user stream cap: a 101st stream of one user answered {more}, the owner's {owners}"
+    );
     let header = format!("GET /api/v1/media/videos/1/progress/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n").into_bytes();
     let mut slow = tokio::task::JoinSet::new();
     for i in 0..n_slow {

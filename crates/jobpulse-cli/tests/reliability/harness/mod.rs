@@ -289,6 +289,20 @@ impl Cluster {
         self.mint(tenant, "staff", true)
     }
 
+    /// A browser token of user `user` (the others are all user 7).
+    pub fn user_token(&self, tenant: TenantId, role: &str, user: &str) -> String {
+        self.verifier
+            .mint(&TokenSpec {
+                tenant,
+                tenant_code: None,
+                user_id: Some(user.into()),
+                role: Some(role.into()),
+                ttl_secs: 3600,
+                worker: false,
+            })
+            .expect("minting a token")
+    }
+
     fn mint(&self, tenant: TenantId, role: &str, worker: bool) -> String {
         self.verifier
             .mint(&TokenSpec {
