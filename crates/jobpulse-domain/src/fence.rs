@@ -23,6 +23,15 @@
 //! 6. otherwise it applies; within the same attempt the overall percent is
 //!    `max(cur.percent, w.percent)` (except for the initial states UPLOADED/PENDING, pinned at 0),
 //!    so no reader ever sees it go back.
+//!
+//! Before these, ownership ([`Origin`]): a record belongs to whoever created it. Tasks in our
+//! database are written by our workers, relay and repair ([`Origin::Database`]); the worker
+//! ingest API writes for external systems ([`Origin::External`]). Then:
+//!
+//! 0. an external write to a database-owned record is rejected ([`RejectReason::OwnedByDatabase`]);
+//!    a database write to an external record takes it over whatever its fence (the database is
+//!    the source of truth for its tasks; an external writer may have raced it to an id it owns),
+//!    as if there were no record — except that the revision still grows.
 
 use serde::{Deserialize, Serialize};
 
@@ -83,12 +92,32 @@ pub enum WriteKind {
     Delete,
 }
 
+/// Who writes a task's record (rule 0 of the module docs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// Our database owns the task: our workers, the outbox relay and repair write it.
+    #[default]
+    Database,
+    /// An external system reports the task through the worker ingest API.
+    External,
+}
+
+impl Origin {
+    pub fn is_database(&self) -> bool {
+        *self == Origin::Database
+    }
+}
+
 /// One fenced write for one task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Write {
     pub key: TaskKey,
     pub fence: Fence,
     pub kind: WriteKind,
+    /// Absent (database) in everything written before external writes were told apart.
+    #[serde(default, skip_serializing_if = "Origin::is_database")]
+    pub origin: Origin,
 }
 
 impl Write {
@@ -99,6 +128,7 @@ impl Write {
             key,
             fence,
             kind: WriteKind::Set(state),
+            origin: Origin::Database,
         })
     }
 
@@ -107,6 +137,7 @@ impl Write {
             key,
             fence,
             kind: WriteKind::Heartbeat,
+            origin: Origin::Database,
         }
     }
 
@@ -115,7 +146,14 @@ impl Write {
             key,
             fence,
             kind: WriteKind::Delete,
+            origin: Origin::Database,
         }
+    }
+
+    /// The same write, made for an external system (the worker ingest API).
+    pub fn external(mut self) -> Self {
+        self.origin = Origin::External;
+        self
     }
 }
 
@@ -127,6 +165,8 @@ pub struct Stored {
     /// after the store lost everything never reuses a revision a client may still hold.
     pub rev: u64,
     pub state: Option<State>,
+    /// Who created the record (rule 0).
+    pub origin: Origin,
 }
 
 impl Stored {
@@ -144,6 +184,8 @@ pub enum RejectReason {
     Missing,
     #[error("the heartbeat is for an attempt the store has not seen")]
     UnknownAttempt,
+    #[error("the task belongs to jobpulse's database; only its own workers write it")]
+    OwnedByDatabase,
 }
 
 /// The result of a write, as every store reports it.
@@ -191,18 +233,29 @@ impl Decision {
 /// The ordering rule (see the module docs). `now_micros` feeds the revision.
 pub fn decide(current: Option<&Stored>, write: &Write, now_micros: u64) -> Decision {
     let w = write.fence;
+    let origin = write.origin;
+    let (current, floor_rev) = match current {
+        Some(cur) if cur.origin != origin => match origin {
+            Origin::External => return Decision::Reject(RejectReason::OwnedByDatabase),
+            Origin::Database => (None, cur.rev),
+        },
+        other => (other, 0),
+    };
     let Some(cur) = current else {
+        let rev = now_micros.max(floor_rev.saturating_add(1)).max(1);
         return match &write.kind {
             WriteKind::Heartbeat => Decision::Reject(RejectReason::Missing),
             WriteKind::Set(state) => Decision::Write(Stored {
                 fence: w,
-                rev: now_micros.max(1),
+                rev,
                 state: Some(state.clone()),
+                origin,
             }),
             WriteKind::Delete => Decision::Write(Stored {
                 fence: w,
-                rev: now_micros.max(1),
+                rev,
                 state: None,
+                origin,
             }),
         };
     };
@@ -237,6 +290,7 @@ pub fn decide(current: Option<&Stored>, write: &Write, now_micros: u64) -> Decis
                 fence: w,
                 rev: next_rev,
                 state: None,
+                origin,
             })
         }
         WriteKind::Set(state) => {
@@ -257,6 +311,7 @@ pub fn decide(current: Option<&Stored>, write: &Write, now_micros: u64) -> Decis
                 fence: w,
                 rev: next_rev,
                 state: Some(state),
+                origin,
             })
         }
     }

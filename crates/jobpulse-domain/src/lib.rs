@@ -29,7 +29,7 @@ pub mod progress;
 pub mod status;
 pub mod steps;
 
-pub use fence::{Decision, Fence, Outcome, RejectReason, Stored, Write, WriteKind, decide};
+pub use fence::{Decision, Fence, Origin, Outcome, RejectReason, Stored, Write, WriteKind, decide};
 pub use ids::{IdError, JobId, JobType, TaskId, TaskKey, TenantId, VideoId};
 pub use progress::{JobResult, Percent, ProgressError, State, StepProgress, Text};
 pub use status::{JobStatus, Status, TaskKind, VideoStatus};

@@ -277,3 +277,61 @@ proptest! {
         }
     }
 }
+
+/// Rule 0: an external writer (the worker ingest API) cannot touch a task our database owns,
+/// whatever fence it claims; our database takes back a record an external writer created for
+/// one of its tasks, whatever that record's fence, and the revision still grows.
+#[test]
+fn external_writes_never_touch_database_tasks_and_the_database_takes_its_tasks_back() {
+    let mut slot = None;
+    let ready = Write::set(key(), fence(1, 1, 3), State::video(VideoStatus::Ready)).expect("ok");
+    assert!(matches!(
+        apply(&mut slot, &ready, 10),
+        Outcome::Applied { rev: 10 }
+    ));
+    for w in [
+        Write::set(key(), fence(9, 0, 0), processing(10)).expect("ok"),
+        Write::heartbeat(key(), fence(1, 1, 3)),
+        Write::delete(key(), fence(9, 9, 9)),
+    ] {
+        assert_eq!(
+            apply(&mut slot, &w.external(), 11),
+            Outcome::Rejected {
+                reason: jobpulse_domain::RejectReason::OwnedByDatabase
+            }
+        );
+    }
+    assert_eq!(status(&slot), Some(VideoStatus::Ready));
+
+    let mut slot = None;
+    let forged = Write::set(key(), fence(9, 5, 5), State::video(VideoStatus::Ready))
+        .expect("ok")
+        .external();
+    assert!(matches!(
+        apply(&mut slot, &forged, 100),
+        Outcome::Applied { rev: 100 }
+    ));
+    // The external writer goes on by its own fences.
+    let older = Write::set(key(), fence(9, 5, 4), processing(5))
+        .expect("ok")
+        .external();
+    assert!(matches!(
+        apply(&mut slot, &older, 101),
+        Outcome::Stale { .. }
+    ));
+    // Our database's write, with a far older fence, takes the record back.
+    let ours = Write::set(key(), fence(1, 1, 2), processing(40)).expect("ok");
+    assert_eq!(apply(&mut slot, &ours, 50), Outcome::Applied { rev: 101 });
+    assert_eq!(status(&slot), Some(VideoStatus::Processing));
+    assert_eq!(
+        slot.as_ref().map(|s| s.origin),
+        Some(jobpulse_domain::Origin::Database)
+    );
+    let again = Write::set(key(), fence(10, 0, 0), processing(1))
+        .expect("ok")
+        .external();
+    assert!(matches!(
+        apply(&mut slot, &again, 102),
+        Outcome::Rejected { .. }
+    ));
+}

@@ -197,6 +197,11 @@ pub fn raw_prefix(tenant: TenantId, video: VideoId) -> StoragePrefix {
 }
 
 /// A video's HLS output: `tenants/{tid}/video/hls/{vid}/`.
+/// Everything of one tenant: `tenants/{tid}/`.
+pub fn tenant_prefix(tenant: TenantId) -> StoragePrefix {
+    StoragePrefix(format!("tenants/{tenant}/"))
+}
+
 pub fn hls_prefix(tenant: TenantId, video: VideoId) -> StoragePrefix {
     StoragePrefix(format!("tenants/{tenant}/video/hls/{video}/"))
 }

@@ -1,8 +1,9 @@
 //! The Redis store against the reference model (the in-process store, which calls
 //! `jobpulse_domain::decide` directly): the same writes must give the same observable results.
 //!
-//! These catch a Lua transcription that forgets terminal absorption, orders attempts wrongly or
-//! does not clamp the percent (each was tried by breaking the script on purpose).
+//! These catch a Lua transcription that forgets terminal absorption, orders attempts wrongly,
+//! does not clamp the percent or lets an external writer touch a database-owned record (each
+//! was tried by breaking the script on purpose).
 
 mod common;
 
@@ -118,6 +119,8 @@ struct Spec {
     percent: u8,
     /// Repeat an earlier write instead (a duplicate delivery).
     repeat: Option<usize>,
+    /// Written by an external system (the ingest API) rather than by our database.
+    external: bool,
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
@@ -130,17 +133,21 @@ fn spec() -> impl Strategy<Value = Spec> {
         0u8..8,
         0u8..=100,
         proptest::option::weighted(0.1, any::<usize>()),
+        proptest::bool::weighted(0.25),
     )
-        .prop_map(|(kind, task, g, a, s, status, percent, repeat)| Spec {
-            kind,
-            task,
-            g,
-            a,
-            s,
-            status,
-            percent,
-            repeat,
-        })
+        .prop_map(
+            |(kind, task, g, a, s, status, percent, repeat, external)| Spec {
+                kind,
+                task,
+                g,
+                a,
+                s,
+                status,
+                percent,
+                repeat,
+                external,
+            },
+        )
 }
 
 fn build(specs: &[Spec]) -> Vec<Write> {
@@ -164,7 +171,7 @@ fn build(specs: &[Spec]) -> Vec<Write> {
                 Write::set(key, fence, state).expect("valid state")
             }
         };
-        out.push(w);
+        out.push(if sp.external { w.external() } else { w });
     }
     out
 }

@@ -9,6 +9,14 @@
 //! Tasks reported this way are owned by the external system: its database is their source of
 //! truth, and after a read-model loss it re-publishes them (our `repair` rebuilds only the
 //! tasks in our database). These routes need no database at all.
+//!
+//! Writes here are [`Origin::External`]: the store refuses them (422, `reason` says why) on a
+//! record our database owns — written by our own workers through the outbox — whatever fence
+//! they carry, and our database takes back any record an external write created for one of its
+//! tasks (`jobpulse_domain::fence`, rule 0). A write that creates a record is therefore handed
+//! to the miss hook (read-repair, when the API has a database) which re-publishes the task if
+//! our database has it. A `hls_path` must be a storage key under the token's tenant
+//! (`tenants/{tenant}/…`); anything else is 422.
 
 use axum::Json;
 use axum::Router;
@@ -18,8 +26,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use jobpulse_domain::{
-    Fence, JobId, JobResult, JobStatus, JobType, Outcome, Percent, State as TaskState, Status,
-    StepProgress, TaskKey, TaskKind, Text, VideoId, Write,
+    Fence, JobId, JobResult, JobStatus, JobType, Outcome, Percent, RejectReason,
+    State as TaskState, Status, StepProgress, TaskKey, TaskKind, Text, VideoId, Write,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -110,6 +118,20 @@ fn invalid(e: impl std::fmt::Display) -> ApiError {
     ApiError::Unprocessable(e.to_string())
 }
 
+/// A `hls_path` names a file of the writer's own tenant, never another's.
+fn hls_path_of(key: &TaskKey, path: &str) -> Result<Text, ApiError> {
+    let parsed = jobpulse_media::keys::StorageKey::parse(path)
+        .ok()
+        .filter(|k| jobpulse_media::keys::tenant_prefix(key.tenant).contains(k));
+    if parsed.is_none() {
+        return Err(ApiError::Unprocessable(format!(
+            "hls_path must be a storage key under tenants/{}/",
+            key.tenant
+        )));
+    }
+    Text::parse(path, "hls_path", 1024).map_err(invalid)
+}
+
 fn state_of(key: &TaskKey, b: &IngestBody) -> Result<TaskState, ApiError> {
     let kind = key.task.kind();
     let status_name = b
@@ -151,9 +173,8 @@ fn state_of(key: &TaskKey, b: &IngestBody) -> Result<TaskState, ApiError> {
     s.hls_path = b
         .hls_path
         .as_deref()
-        .map(|e| Text::parse(e, "hls_path", 1024))
-        .transpose()
-        .map_err(invalid)?;
+        .map(|p| hls_path_of(key, p))
+        .transpose()?;
     if kind == TaskKind::Job {
         let t = b
             .job_type
@@ -218,8 +239,28 @@ pub async fn ingest(
             Write::set(key, fence, s).map_err(invalid)?
         }
         _ => return Err(ApiError::NotFound),
-    };
+    }
+    .external();
+    // A write that creates the record may have raced our database to one of its tasks: have
+    // read-repair look (it takes the record back if the task is ours). Heartbeats never create.
+    let creates = !matches!(action.as_str(), "heartbeat")
+        && state.on_miss.is_some()
+        && state.store.get(&write.key).await?.is_none();
     let outcome = state.store.apply(&write).await?;
+    match outcome {
+        Outcome::Applied { .. } if creates => {
+            if let Some(hook) = &state.on_miss {
+                hook(&write.key);
+            }
+        }
+        Outcome::Rejected {
+            reason: reason @ RejectReason::OwnedByDatabase,
+        } => tracing::warn!(
+            tenant = %write.key.tenant, task = %write.key.task, %reason,
+            "ingest write refused: the task belongs to our database"
+        ),
+        _ => {}
+    }
     let (status, answer) = match outcome {
         Outcome::Applied { rev } => (
             StatusCode::OK,

@@ -28,3 +28,4 @@ mod s08_cross_tenant;
 mod s09_slow_clients;
 mod s10_memory;
 mod s11_pg_real_restart;
+mod s12_ingest_owner;

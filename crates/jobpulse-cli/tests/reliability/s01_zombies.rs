@@ -133,14 +133,14 @@ fn stale(rng: &mut StdRng, key: &TaskKey) -> (String, serde_json::Value, Write) 
             )
         }
         4 => {
+            // A playlist of the writer's own tenant, so only ownership and fencing refuse it.
+            let other = format!("tenants/{}/video/hls/999/master.m3u8", key.tenant);
             let mut ready = State::video(VideoStatus::Ready);
-            ready.hls_path = Some(
-                Text::parse("tenants/1/video/hls/999/master.m3u8", "hls", 1024).expect("text"),
-            );
+            ready.hls_path = Some(Text::parse(&other, "hls", 1024).expect("text"));
             ready.duration = Some(1);
             (
                 "transition".into(),
-                json!({"fence": fence_json, "status": "READY", "hls_path": "tenants/1/video/hls/999/master.m3u8", "duration": 1}),
+                json!({"fence": fence_json, "status": "READY", "hls_path": other, "duration": 1}),
                 Write::set(key.clone(), fence, ready).expect("write"),
             )
         }
@@ -243,9 +243,10 @@ async fn stale_and_zombie_writers_change_nothing() -> anyhow::Result<()> {
                     let path = format!("/internal/v1/videos/{id}/{action}");
                     let r = api.post_json(&path, &token, &body).await?;
                     *answers.entry(format!("ingest {}", r.status)).or_default() += 1;
-                    // Refused as stale (409) — not for another reason (401, 404, 400), which
-                    // would say nothing about fencing.
-                    if r.status != 409 {
+                    // The video is our database's: the ingest API refuses every write to it
+                    // (422, `rejected`, the ownership reason) before fencing — not for another
+                    // reason (401, 404, 400), which would say nothing about it.
+                    if r.status != 422 || !r.text().contains("belongs to jobpulse's database") {
                         applied.push(format!("ingest {action} {body} → {}", r.status));
                     }
                 } else {

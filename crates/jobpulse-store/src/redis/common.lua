@@ -3,7 +3,8 @@
 --
 -- The record is a hash: g, a, s (the fence), r (revision), t ('0' in progress, '1' terminal,
 -- '2' deletion tombstone), p (overall percent after the clamp), j (the State JSON as the writer
--- sent it; absent on a tombstone).
+-- sent it; absent on a tombstone), o ('x' when an external system owns the record, see
+-- `owned`; absent when our database does).
 --
 -- Lua numbers are doubles: fences (seq < 2^53) and revisions (microseconds) stay exact, and
 -- every number leaves the script through fmt() so it is never printed in exponent form.
@@ -19,13 +20,13 @@ end
 
 -- The stored record, or nil when there is none (never written or expired).
 local function load_record(key)
-  local f = redis.call('HMGET', key, 'g', 'a', 's', 'r', 't', 'p')
+  local f = redis.call('HMGET', key, 'g', 'a', 's', 'r', 't', 'p', 'o')
   if not f[1] then
     return nil
   end
   local cur = {
     g = tonumber(f[1]), a = tonumber(f[2]), s = tonumber(f[3]), r = tonumber(f[4]),
-    t = f[5], p = tonumber(f[6]),
+    t = f[5], p = tonumber(f[6]), o = f[7],
   }
   if not (cur.g and cur.a and cur.s and cur.r) or (cur.t ~= '0' and cur.t ~= '1' and cur.t ~= '2') then
     error({ err = 'ERR jobpulse: unreadable record at ' .. key })
@@ -54,16 +55,36 @@ local function refused(cur, g, a, s)
   return false
 end
 
+-- Rule 0 of decide, ownership. `origin` is the writer's: 'x' (an external system, through the
+-- ingest API) or 'd' (our database). Returns the record the fence rules compare with, or false
+-- when the write is refused (external onto ours); when our database takes over an external
+-- record it returns nil (as if there were none) and that record's revision, which the new one
+-- must still exceed.
+local function owned(found, origin)
+  if not found then
+    return nil, nil
+  end
+  local external = found.o == 'x'
+  if origin == 'x' and not external then
+    return false, nil
+  end
+  if origin ~= 'x' and external then
+    return nil, found.r
+  end
+  return found, nil
+end
+
 -- Stores an applied set (json ~= nil) or deletion, sets its TTL, appends it to the tenant's
--- change log and announces it. ARGV layout shared by set and delete:
+-- change log and announces it. `prev_r` is the revision to exceed (nil: none); `took_over` says
+-- our database is taking an external record back. ARGV layout shared by set and delete:
 --   1 generation, 2 attempt, 3 seq, 4 live TTL ms, 5 terminal TTL ms ('0' keeps it),
 --   6 tombstone TTL ms, 7 task label (v:321 / j:ab), 8 tenant, 9 changes channel,
 --   10 change log length.
 -- KEYS: 1 the record, 2 the tenant's change log (same hash tag, so same slot).
-local function commit(cur, flag, percent, json)
+local function commit(prev_r, flag, percent, json, origin, took_over)
   local rev = now_micros()
-  if cur then
-    rev = math.max(cur.r + 1, rev)
+  if prev_r then
+    rev = math.max(prev_r + 1, rev)
   else
     rev = math.max(rev, 1)
   end
@@ -74,6 +95,11 @@ local function commit(cur, flag, percent, json)
   else
     redis.call('HDEL', KEYS[1], 'p', 'j')
     redis.call('HSET', KEYS[1], 'g', ARGV[1], 'a', ARGV[2], 's', ARGV[3], 'r', revs, 't', '2')
+  end
+  if origin == 'x' then
+    redis.call('HSET', KEYS[1], 'o', 'x')
+  elseif took_over then
+    redis.call('HDEL', KEYS[1], 'o')
   end
   if flag == '0' then
     redis.call('PEXPIRE', KEYS[1], ARGV[4])

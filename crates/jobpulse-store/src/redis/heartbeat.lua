@@ -1,7 +1,11 @@
 -- A heartbeat (WriteKind::Heartbeat): slides the TTL of the attempt's in-progress record and
 -- changes nothing else (no new revision, no change log entry, no announcement).
--- KEYS: 1 the record. ARGV: 1 generation, 2 attempt, 3 seq (unused), 4 live TTL ms.
-local cur = load_record(KEYS[1])
+-- KEYS: 1 the record. ARGV: 1 generation, 2 attempt, 3 seq (unused), 4 live TTL ms, 5 the
+-- writer's origin ('x' or 'd', see `owned`).
+local cur = owned(load_record(KEYS[1]), ARGV[5])
+if cur == false then
+  return { 'rejected', 'owned' }
+end
 if not cur then
   return { 'rejected', 'missing' }
 end

@@ -10,7 +10,7 @@ use ::redis::aio::ConnectionManager;
 use ::redis::{RedisError, Script, ScriptInvocation, ServerErrorKind, Value};
 use jobpulse_domain::fence::MAX_SEQ;
 use jobpulse_domain::keys::KeySpace;
-use jobpulse_domain::{Fence, Outcome, RejectReason, Write, WriteKind};
+use jobpulse_domain::{Fence, Origin, Outcome, RejectReason, Write, WriteKind};
 
 use super::record::{array, task_label, text};
 use crate::{StoreConfig, StoreError, TENANT_LOG_LEN};
@@ -102,11 +102,16 @@ impl Scripts {
         if !matches!(w.kind, WriteKind::Heartbeat) {
             inv.key(ctx.keys.tenant_events(w.key.tenant));
         }
+        let origin = match w.origin {
+            Origin::Database => "d",
+            Origin::External => "x",
+        };
         inv.arg(f.generation)
             .arg(f.attempt)
             .arg(f.seq)
             .arg(&ctx.live_ttl_ms);
         if matches!(w.kind, WriteKind::Heartbeat) {
+            inv.arg(origin);
             return Ok(inv);
         }
         inv.arg(&ctx.terminal_ttl_ms)
@@ -123,6 +128,7 @@ impl Scripts {
                 .arg(state.percent.get())
                 .arg(json);
         }
+        inv.arg(origin);
         Ok(inv)
     }
 
@@ -198,6 +204,9 @@ pub(super) fn parse_outcome(reply: Value) -> Result<Outcome, StoreError> {
             }),
             Some("unknown_attempt") => Ok(Outcome::Rejected {
                 reason: RejectReason::UnknownAttempt,
+            }),
+            Some("owned") => Ok(Outcome::Rejected {
+                reason: RejectReason::OwnedByDatabase,
             }),
             _ => Err(bad()),
         },
