@@ -62,9 +62,9 @@ pub enum LimitViolation {
     /// A side over [`MediaLimits::max_dimension`].
     #[error("the video is {width}x{height} pixels; the limit is {max} pixels on either side")]
     Dimension {
-        /// The larger of coded and displayed width.
+        /// Width of the picture (coded or displayed) with a side over the limit.
         width: u32,
-        /// The larger of coded and displayed height.
+        /// Its height.
         height: u32,
         /// The limit.
         max: u32,
@@ -105,24 +105,26 @@ impl MediaLimits {
             });
         }
         // Memory follows the stored picture; the displayed one is what gets scaled. Both count.
-        let (width, height) = (
-            probe.width.max(probe.coded_width),
-            probe.height.max(probe.coded_height),
-        );
-        let (cw, ch) = (probe.coded_width, probe.coded_height);
-        let larger =
-            if u64::from(cw) * u64::from(ch) >= u64::from(probe.width) * u64::from(probe.height) {
-                (cw, ch)
-            } else {
-                (probe.width, probe.height)
-            };
-        if width > self.max_dimension || height > self.max_dimension {
+        let pictures = [
+            (probe.coded_width, probe.coded_height),
+            (probe.width, probe.height),
+        ];
+        if let Some(&(width, height)) = pictures
+            .iter()
+            .find(|(w, h)| (*w).max(*h) > self.max_dimension)
+        {
             return Err(LimitViolation::Dimension {
-                width: larger.0,
-                height: larger.1,
+                width,
+                height,
                 max: self.max_dimension,
             });
         }
+        let area = |(w, h): (u32, u32)| u64::from(w) * u64::from(h);
+        let larger = if area(pictures[0]) >= area(pictures[1]) {
+            pictures[0]
+        } else {
+            pictures[1]
+        };
         if u64::from(larger.0) * u64::from(larger.1) > self.max_pixels {
             return Err(LimitViolation::Pixels {
                 width: larger.0,
@@ -265,7 +267,14 @@ mod tests {
         // A stored picture larger than the displayed one counts (anamorphic squeeze).
         let mut p = probe(10.0, 1920, 1080, 25.0);
         p.coded_width = 8192;
-        assert!(matches!(l.check(&p), Err(LimitViolation::Dimension { .. })));
+        assert!(matches!(
+            l.check(&p),
+            Err(LimitViolation::Dimension { width: 8192, .. })
+        ));
+        // A phone's portrait 4K: stored landscape, shown portrait.
+        let mut p = probe(60.0, 2160, 3840, 30.0);
+        (p.coded_width, p.coded_height, p.rotation) = (3840, 2160, 90);
+        assert_eq!(l.check(&p), Ok(()));
     }
 
     #[test]
