@@ -119,6 +119,8 @@ pub struct Limits {
     pub probes: crate::probe_pool::ProbeLimits,
     /// Bytes uploads may hold in the spool, free space kept; see [`crate::spool`].
     pub spool: crate::spool::SpoolLimits,
+    /// The largest video accepted, checked on the upload's probe (422 beyond).
+    pub media: jobpulse_media::MediaLimits,
 }
 
 impl Default for Limits {
@@ -131,6 +133,7 @@ impl Default for Limits {
             submits: crate::rate::RateLimit::SUBMITS,
             probes: crate::probe_pool::ProbeLimits::default(),
             spool: crate::spool::SpoolLimits::default(),
+            media: jobpulse_media::MediaLimits::default(),
         }
     }
 }

@@ -121,6 +121,13 @@ impl Show for u64 {
         self.to_string()
     }
 }
+impl Show for f64 {
+    fn show(&self) -> String {
+        // TOML floats need a fraction: 2 → 2.0.
+        let v = toml::Value::Float(*self);
+        v.to_string()
+    }
+}
 impl Show for usize {
     fn show(&self) -> String {
         self.to_string()
@@ -395,6 +402,7 @@ impl_show_merged!(
     u16,
     u32,
     u64,
+    f64,
     usize,
     LogFormat,
     Dur,
@@ -580,6 +588,26 @@ settings! {
     /// Serve a worker's Prometheus metrics (`/metrics`, `/healthz`) on this port of --bind;
     /// off by default.
     metrics_port: u16, env "JOBPULSE_METRICS_PORT", No;
+    /// Longest video accepted (upload 422, or FAILED in the worker); bounds transcode work and
+    /// the HLS segment count.
+    video_max_duration: Dur, env "JOBPULSE_VIDEO_MAX_DURATION", No, default Dur(jobpulse_media::MediaLimits::default().max_duration);
+    /// Largest width or height of a video accepted, pixels.
+    video_max_dimension: u32, env "JOBPULSE_VIDEO_MAX_DIMENSION", No, default jobpulse_media::MediaLimits::default().max_dimension;
+    /// Largest frame of a video accepted, pixels (width × height).
+    video_max_pixels: u64, env "JOBPULSE_VIDEO_MAX_PIXELS", No, default jobpulse_media::MediaLimits::default().max_pixels;
+    /// Highest frame rate of a video accepted, frames per second.
+    video_max_fps: u32, env "JOBPULSE_VIDEO_MAX_FPS", No, default jobpulse_media::MediaLimits::default().max_fps;
+    /// A transcode may run this many times the video's duration (at least 2 min) before ffmpeg
+    /// is killed; retried once, then FAILED.
+    transcode_timeout_factor: f64, env "JOBPULSE_TRANSCODE_TIMEOUT_FACTOR", No, default jobpulse_media::TranscodeOptions::default().timeout_factor;
+    /// Hard cap on one transcode's wall-clock time.
+    transcode_timeout_max: Dur, env "JOBPULSE_TRANSCODE_TIMEOUT_MAX", No, default Dur(jobpulse_media::TranscodeOptions::default().timeout_max);
+    /// Address-space budget of each ffmpeg/ffprobe run on media, bytes (RLIMIT_AS; 0 turns it
+    /// off); a video needing more is FAILED (or refused at upload).
+    ffmpeg_memory_limit: u64, env "JOBPULSE_FFMPEG_MEMORY_LIMIT", No, default DEFAULT_FFMPEG_MEMORY_LIMIT;
+    /// Threads of each transcode (decoder, filters, x264); default: the machine's cores, at
+    /// most 8.
+    ffmpeg_threads: u32, env "JOBPULSE_FFMPEG_THREADS", No, default default_ffmpeg_threads();
     /// The ffmpeg executable; default: `ffmpeg` on PATH.
     ffmpeg: PathBuf, env "JOBPULSE_FFMPEG", No;
     /// The ffprobe executable; default: `ffprobe` on PATH.
@@ -602,6 +630,40 @@ settings! {
     /// Virtual-hosted S3 requests (https://bucket.host/key) instead of path style; default true
     /// on AWS for buckets without dots, false with an endpoint.
     aws_virtual_hosted_style_request: Bool, env "AWS_VIRTUAL_HOSTED_STYLE_REQUEST", No;
+}
+
+/// Default address-space budget of ffmpeg/ffprobe: 3 GiB, a backstop behind the video limits.
+/// With two threads a 1080p or 4K transcode maps about 670 MiB, an 8192x8192 one 710 MiB, the
+/// issue's 15872x15872 file 1.6 GiB (1.2 GiB resident); more threads map more.
+pub const DEFAULT_FFMPEG_MEMORY_LIMIT: u64 = 3 * 1024 * 1024 * 1024;
+
+/// The machine's cores, at most 8 (x264 gains little beyond that at these sizes).
+pub fn default_ffmpeg_threads() -> u32 {
+    std::thread::available_parallelism()
+        .map_or(2, |n| u32::try_from(n.get()).unwrap_or(8))
+        .min(8)
+}
+
+impl Config {
+    /// The largest video accepted (`video_max_*`).
+    pub fn media_limits(&self) -> jobpulse_media::MediaLimits {
+        jobpulse_media::MediaLimits {
+            max_duration: self.video_max_duration.0,
+            max_dimension: self.video_max_dimension,
+            max_pixels: self.video_max_pixels,
+            max_fps: self.video_max_fps,
+        }
+    }
+
+    /// The transcode's threads and time budget.
+    pub fn transcode_options(&self) -> jobpulse_media::TranscodeOptions {
+        jobpulse_media::TranscodeOptions {
+            threads: Some(self.ffmpeg_threads),
+            timeout_factor: self.transcode_timeout_factor,
+            timeout_max: self.transcode_timeout_max.0,
+            ..jobpulse_media::TranscodeOptions::default()
+        }
+    }
 }
 
 /// How long a direct upload may stay PENDING by default.
@@ -651,6 +713,25 @@ impl Settings {
         }
         if config.concurrency == Some(0) {
             bail!("concurrency: at least 1");
+        }
+        config
+            .media_limits()
+            .validate()
+            .map_err(|e| anyhow::anyhow!(e))?;
+        if !(config.transcode_timeout_factor.is_finite() && config.transcode_timeout_factor > 0.0) {
+            bail!("transcode_timeout_factor: a number above 0 (e.g. 2 or 1.5)");
+        }
+        if config.transcode_timeout_max.0 < Duration::from_secs(1) {
+            bail!("transcode_timeout_max: at least 1s");
+        }
+        if config.ffmpeg_threads == 0 || config.ffmpeg_threads > 64 {
+            bail!("ffmpeg_threads: 1 to 64");
+        }
+        if config.ffmpeg_memory_limit != 0 && config.ffmpeg_memory_limit < 256 * 1024 * 1024 {
+            bail!(
+                "ffmpeg_memory_limit: 0 (off) or at least 268435456 (256 MiB; ffmpeg needs about \
+                 400 MiB for a small clip)"
+            );
         }
         if config.tenant_concurrency == Some(0) {
             bail!("tenant_concurrency: at least 1 (unset means no cap)");
@@ -839,13 +920,14 @@ impl Settings {
             .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
-    /// ffmpeg/ffprobe from the settings, else from PATH.
+    /// ffmpeg/ffprobe from the settings, else from PATH, with the memory budget.
     pub fn toolchain(&self) -> Result<jobpulse_media::Toolchain, jobpulse_media::MediaError> {
         jobpulse_media::Toolchain::detect_from(
             self.ffmpeg.clone().map(Into::into),
             self.ffprobe.clone().map(Into::into),
             std::env::var_os("PATH"),
         )
+        .map(|t| t.with_memory_limit(Some(self.ffmpeg_memory_limit)))
     }
 }
 

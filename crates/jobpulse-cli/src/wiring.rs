@@ -188,6 +188,7 @@ pub fn app_state(
             max_bytes: settings.spool_max_bytes,
             min_free_bytes: settings.spool_min_free_bytes,
         },
+        media: settings.media_limits(),
         ..Limits::default()
     };
     Ok(AppState {

@@ -52,6 +52,21 @@ pub enum MediaError {
         /// Reported height.
         height: u32,
     },
+    /// The video is over one of the configured [`crate::MediaLimits`].
+    #[error("{0}")]
+    OverLimit(#[from] crate::limits::LimitViolation),
+    /// A tool failed because it reached its address-space budget (`RLIMIT_AS`, see
+    /// [`crate::Toolchain::with_memory_limit`]): the video needs more memory than allowed.
+    #[error(
+        "{tool} ran out of its memory budget ({limit_mib} MiB) on this video; it is too large or \
+         too complex to process here"
+    )]
+    OutOfMemory {
+        /// The tool that failed.
+        tool: &'static str,
+        /// The budget in MiB.
+        limit_mib: u64,
+    },
     /// The caller asked for the work to stop; the child process has been killed and reaped.
     #[error("cancelled")]
     Cancelled,
@@ -108,6 +123,8 @@ impl MediaError {
                 | MediaError::NoVideoStream
                 | MediaError::ZeroDuration
                 | MediaError::BadDimensions { .. }
+                | MediaError::OverLimit(_)
+                | MediaError::OutOfMemory { .. }
         )
     }
 

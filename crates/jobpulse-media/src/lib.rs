@@ -8,6 +8,8 @@
 //! - [`probe`]: [`Toolchain::probe`] → [`ProbeInfo`] (display size honouring rotation, duration,
 //!   audio, codecs), with errors a user can read.
 //! - [`ladder`](mod@ladder): which HLS renditions and bit rates for a source size. Pure.
+//! - [`limits`]: [`MediaLimits`], the largest video accepted (duration, size, frame rate),
+//!   checked against a probe with human messages. Pure.
 //! - [`transcode`]: the one ffmpeg invocation producing HLS VOD ([`Toolchain::transcode_hls`]),
 //!   progress over a `watch` channel, cancellation that kills the whole process group.
 //! - [`progress`]: the `-progress pipe:1` parser and the monotonic fraction tracker.
@@ -24,12 +26,14 @@
 //! - `testing` (feature `testing`): clip generators for tests.
 //!
 //! Every child process runs without a shell, in its own process group, with bounded output
-//! capture (see `process`).
+//! capture and, when configured, an address-space budget (see `process` and
+//! [`Toolchain::with_memory_limit`]).
 
 pub mod error;
 pub mod hls;
 pub mod keys;
 pub mod ladder;
+pub mod limits;
 pub mod probe;
 mod process;
 pub mod progress;
@@ -48,6 +52,7 @@ pub use keys::{
     thumbnail_key,
 };
 pub use ladder::{Rendition, ladder};
+pub use limits::{LimitViolation, MediaLimits};
 pub use probe::ProbeInfo;
 pub use progress::{ProgressParser, ProgressTracker, TranscodeProgress};
 pub use storage::{

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::process::{command, run_to_end};
+use crate::process::{command, run_limited};
 use crate::toolchain::FFPROBE_ENV;
 use crate::{MediaError, Toolchain};
 
@@ -81,11 +81,12 @@ impl Toolchain {
     /// Probes `path` (a local file). See the module docs for the command line.
     ///
     /// Errors a user can act on: [`MediaError::NotMedia`] (not a readable media file),
-    /// [`MediaError::NoVideoStream`], [`MediaError::ZeroDuration`], and
+    /// [`MediaError::NoVideoStream`], [`MediaError::ZeroDuration`],
+    /// [`MediaError::OutOfMemory`] (ffprobe hit the toolchain's memory budget), and
     /// [`MediaError::ToolMissing`] when ffprobe is not installed.
     pub async fn probe(&self, path: &Path) -> Result<ProbeInfo, MediaError> {
         let abs = absolute_input(path).await?;
-        let out = run_to_end(
+        let out = run_limited(
             "ffprobe",
             FFPROBE_ENV,
             command(self.ffprobe().as_os_str())
@@ -94,8 +95,12 @@ impl Toolchain {
                 .args(["-print_format", "json", "-show_format", "-show_streams"])
                 .arg(&abs),
             PROBE_TIMEOUT,
+            self.memory_limit(),
         )
         .await?;
+        if let Some(oom) = out.out_of_memory {
+            return Err(oom);
+        }
         if !out.status.success() {
             return Err(MediaError::NotMedia {
                 detail: probe_failure_detail(&out.stderr_tail, &abs),

@@ -9,6 +9,16 @@
 //!
 //! Memory is bounded everywhere: lines are cut at [`MAX_LINE`] bytes, the stderr tail keeps
 //! [`TAIL_LINES`] lines, and whole-stdout capture (ffprobe JSON) stops at a fixed limit.
+//!
+//! The tools' own memory: [`Running::spawn_limited`] gives the child an address-space budget
+//! (`RLIMIT_AS`, set with `prlimit(2)` on the child's pid right after the spawn — no `unsafe`
+//! `pre_exec`, no cgroups, works unprivileged). The window between `exec` and that call is a
+//! few hundred microseconds in which ffmpeg is still loading its libraries; whatever it maps
+//! then still counts against the budget afterwards, so it cannot be used to escape it. glibc
+//! reserves 64 MiB of address space per malloc arena (up to 8 per core), which counts against
+//! `RLIMIT_AS` without being memory; `MALLOC_ARENA_MAX=2` keeps the budget about memory. A
+//! tool that hits the budget reports an allocation failure on stderr ("Cannot allocate
+//! memory"); [`StderrTail::alloc_failed`] notices it on any line, not only in the tail.
 
 use std::collections::VecDeque;
 use std::ffi::OsStr;
@@ -72,24 +82,50 @@ impl LineSplitter {
 pub(crate) struct Tail {
     lines: VecDeque<String>,
     splitter: LineSplitter,
+    alloc_failed: bool,
 }
+
+/// What a tool wrote to stderr, as far as jobpulse keeps it.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct StderrTail {
+    /// The last [`TAIL_LINES`] non-empty lines.
+    pub(crate) text: String,
+    /// Some line (anywhere in the stream) reported a failed allocation.
+    pub(crate) alloc_failed: bool,
+}
+
+/// How ffmpeg, its libraries and the dynamic loader say that an allocation failed.
+const ALLOC_FAILURES: [&str; 5] = [
+    "cannot allocate memory",
+    "could not allocate",
+    "malloc of size",
+    "failed to map segment",
+    "out of memory",
+];
 
 impl Tail {
     pub(crate) fn push(&mut self, chunk: &[u8]) {
-        let lines = &mut self.lines;
-        self.splitter.push(chunk, |l| keep(lines, l));
+        let (lines, flag) = (&mut self.lines, &mut self.alloc_failed);
+        self.splitter.push(chunk, |l| keep(lines, flag, l));
     }
 
-    pub(crate) fn finish(mut self) -> String {
-        let lines = &mut self.lines;
-        self.splitter.finish(|l| keep(lines, l));
-        self.lines.into_iter().collect::<Vec<_>>().join("\n")
+    pub(crate) fn finish(mut self) -> StderrTail {
+        let (lines, flag) = (&mut self.lines, &mut self.alloc_failed);
+        self.splitter.finish(|l| keep(lines, flag, l));
+        StderrTail {
+            text: self.lines.into_iter().collect::<Vec<_>>().join("\n"),
+            alloc_failed: self.alloc_failed,
+        }
     }
 }
 
-fn keep(lines: &mut VecDeque<String>, line: &str) {
+fn keep(lines: &mut VecDeque<String>, alloc_failed: &mut bool, line: &str) {
     if line.trim().is_empty() {
         return;
+    }
+    if !*alloc_failed {
+        let lower = line.to_ascii_lowercase();
+        *alloc_failed = ALLOC_FAILURES.iter().any(|m| lower.contains(m));
     }
     if lines.len() == TAIL_LINES {
         lines.pop_front();
@@ -98,7 +134,7 @@ fn keep(lines: &mut VecDeque<String>, line: &str) {
 }
 
 /// Reads a child's stderr to the end in the background, keeping only its tail.
-pub(crate) fn collect_tail(mut stderr: ChildStderr) -> JoinHandle<String> {
+pub(crate) fn collect_tail(mut stderr: ChildStderr) -> JoinHandle<StderrTail> {
     tokio::spawn(async move {
         let mut tail = Tail::default();
         let mut buf = [0u8; 4096];
@@ -132,6 +168,8 @@ pub(crate) struct Running {
     pub(crate) tool: &'static str,
     pub(crate) child: Child,
     group: GroupGuard,
+    /// The address-space budget given to the child, bytes.
+    pub(crate) memory_limit: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -178,7 +216,70 @@ impl Running {
             tool,
             child,
             group: GroupGuard { pgid },
+            memory_limit: None,
         })
+    }
+
+    /// [`Running::spawn`] with an address-space budget of `memory_limit` bytes (`None`: none);
+    /// see the module docs. A budget that cannot be set kills the child and fails: running
+    /// unbounded when a bound was configured would be a silent downgrade.
+    pub(crate) fn spawn_limited(
+        tool: &'static str,
+        env: &'static str,
+        cmd: &mut Command,
+        memory_limit: Option<u64>,
+    ) -> Result<Self, MediaError> {
+        if memory_limit.is_some() {
+            cmd.env("MALLOC_ARENA_MAX", "2");
+        }
+        let mut running = Self::spawn(tool, env, cmd)?;
+        let Some(bytes) = memory_limit else {
+            return Ok(running);
+        };
+        running.memory_limit = Some(bytes);
+        let pid = running
+            .child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .and_then(rustix::process::Pid::from_raw);
+        let limit = rustix::process::Rlimit {
+            current: Some(bytes),
+            maximum: Some(bytes),
+        };
+        let set = match pid {
+            Some(pid) => rustix::process::prlimit(Some(pid), rustix::process::Resource::As, limit)
+                .map(|_| ()),
+            // Already reaped: nothing left to limit.
+            None => Ok(()),
+        };
+        match set {
+            // ESRCH: the child already exited; its status tells the rest.
+            Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(running),
+            Err(e) => {
+                running.group.kill();
+                let _ = running.child.start_kill();
+                Err(MediaError::io(
+                    format!("limiting {tool}'s memory"),
+                    std::io::Error::from(e),
+                ))
+            }
+        }
+    }
+
+    /// The error for an unsuccessful exit: [`MediaError::OutOfMemory`] when the child had a
+    /// budget and reported a failed allocation, else [`MediaError::Failed`].
+    pub(crate) fn failure(&self, code: Option<i32>, stderr: StderrTail) -> MediaError {
+        match self.memory_limit {
+            Some(bytes) if stderr.alloc_failed => MediaError::OutOfMemory {
+                tool: self.tool,
+                limit_mib: bytes / (1024 * 1024),
+            },
+            _ => MediaError::Failed {
+                tool: self.tool,
+                code,
+                stderr_tail: stderr.text,
+            },
+        }
     }
 
     /// Kills the process group and reaps the child. Used on cancel, timeout and errors.
@@ -207,13 +308,18 @@ pub(crate) struct Output {
     pub(crate) status: ExitStatus,
     pub(crate) stdout: Vec<u8>,
     pub(crate) stderr_tail: String,
+    /// The child ran with a memory budget and reported a failed allocation.
+    pub(crate) out_of_memory: Option<MediaError>,
 }
 
 impl Output {
-    /// Turns an unsuccessful exit into [`MediaError::Failed`].
+    /// Turns an unsuccessful exit into [`MediaError::OutOfMemory`] (budget hit) or
+    /// [`MediaError::Failed`].
     pub(crate) fn check(self, tool: &'static str) -> Result<Self, MediaError> {
         if self.status.success() {
             Ok(self)
+        } else if let Some(oom) = self.out_of_memory {
+            Err(oom)
         } else {
             Err(MediaError::Failed {
                 tool,
@@ -232,7 +338,18 @@ pub(crate) async fn run_to_end(
     cmd: &mut Command,
     timeout: Duration,
 ) -> Result<Output, MediaError> {
-    let mut running = Running::spawn(tool, env, cmd)?;
+    run_limited(tool, env, cmd, timeout, None).await
+}
+
+/// [`run_to_end`] with an address-space budget (see [`Running::spawn_limited`]).
+pub(crate) async fn run_limited(
+    tool: &'static str,
+    env: &'static str,
+    cmd: &mut Command,
+    timeout: Duration,
+    memory_limit: Option<u64>,
+) -> Result<Output, MediaError> {
+    let mut running = Running::spawn_limited(tool, env, cmd, memory_limit)?;
     let stderr = running.child.stderr.take().map(collect_tail);
     let mut stdout = running.child.stdout.take();
     let work = async {
@@ -258,14 +375,19 @@ pub(crate) async fn run_to_end(
             });
         }
     };
-    let stderr_tail = match stderr {
+    let stderr = match stderr {
         Some(h) => h.await.unwrap_or_default(),
-        None => String::new(),
+        None => StderrTail::default(),
+    };
+    let out_of_memory = match running.failure(status.code(), stderr.clone()) {
+        e @ MediaError::OutOfMemory { .. } if !status.success() => Some(e),
+        _ => None,
     };
     Ok(Output {
         status,
         stdout,
-        stderr_tail,
+        stderr_tail: stderr.text,
+        out_of_memory,
     })
 }
 
@@ -321,6 +443,27 @@ mod tests {
     }
 
     #[test]
+    fn an_allocation_failure_is_noticed_anywhere_in_the_stream() {
+        let mut t = Tail::default();
+        t.push(b"[h264 @ 0x55] Could not allocate memory\n");
+        for i in 0..100 {
+            t.push(format!("later line {i}\n").as_bytes());
+        }
+        let tail = t.finish();
+        assert!(tail.alloc_failed, "the line is long gone from the tail");
+        assert!(!tail.text.contains("allocate"));
+        let mut t = Tail::default();
+        t.push(b"Error while decoding stream #0:0: Cannot allocate memory");
+        assert!(
+            t.finish().alloc_failed,
+            "a last line without newline counts"
+        );
+        let mut t = Tail::default();
+        t.push(b"Invalid data found when processing input\n");
+        assert!(!t.finish().alloc_failed);
+    }
+
+    #[test]
     fn tail_keeps_the_last_lines() {
         let mut t = Tail::default();
         for i in 0..100 {
@@ -328,7 +471,8 @@ mod tests {
         }
         t.push(b"last without newline");
         let tail = t.finish();
-        let lines: Vec<_> = tail.lines().collect();
+        assert!(!tail.alloc_failed);
+        let lines: Vec<_> = tail.text.lines().collect();
         assert_eq!(lines.len(), TAIL_LINES);
         assert_eq!(lines[0], "line 81");
         assert_eq!(lines[TAIL_LINES - 1], "last without newline");

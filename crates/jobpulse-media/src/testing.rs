@@ -1,8 +1,9 @@
 //! Test support (cargo feature `testing`): synthetic clips made by ffmpeg itself, so tests of
 //! this crate, the worker and the API run on real media without checked-in binaries.
 //!
-//! [`generate_clip`] encodes ffmpeg's `testsrc2` pattern (moving, so encoders do real work) and,
-//! on request, a 440 Hz `sine` tone:
+//! [`generate_clip`] encodes ffmpeg's `testsrc2` pattern (moving, so encoders do real work), or
+//! for [`ClipSpec::still`] a grey `color` picture with one keyframe (hours of video in seconds),
+//! and, on request, a 440 Hz `sine` tone:
 //!
 //! ```text
 //! ffmpeg -f lavfi -i testsrc2=size=WxH:rate=FPS:duration=S
@@ -42,6 +43,9 @@ pub struct ClipSpec {
     pub fps: u32,
     /// Display rotation in degrees clockwise (90 = how phones store portrait video).
     pub rotate: Option<u16>,
+    /// A still grey picture (`color` source) with one keyframe: encodes hours of video in
+    /// seconds, like a recording of a static slide.
+    pub still: bool,
 }
 
 impl Default for ClipSpec {
@@ -53,6 +57,7 @@ impl Default for ClipSpec {
             audio: false,
             fps: 25,
             rotate: None,
+            still: false,
         }
     }
 }
@@ -80,6 +85,12 @@ impl ClipSpec {
         self
     }
 
+    /// The same clip as a still grey picture (see [`ClipSpec::still`]).
+    pub fn still(mut self) -> Self {
+        self.still = true;
+        self
+    }
+
     /// The same clip at another frame rate.
     pub fn at_fps(mut self, fps: u32) -> Self {
         self.fps = fps;
@@ -98,8 +109,14 @@ pub async fn generate_clip(
         Some(_) => with_suffix(path, ".unrotated.mp4"),
     };
     let secs = format!("{:.3}", spec.seconds);
+    let source = if spec.still {
+        "color=c=gray"
+    } else {
+        "testsrc2"
+    };
+    let sep = if spec.still { ':' } else { '=' };
     let video = format!(
-        "testsrc2=size={}x{}:rate={}:duration={secs}",
+        "{source}{sep}size={}x{}:rate={}:duration={secs}",
         spec.width, spec.height, spec.fps
     );
     let mut cmd = command(tools.ffmpeg().as_os_str());
@@ -121,7 +138,15 @@ pub async fn generate_clip(
         "-pix_fmt",
         "yuv420p",
     ])
-    .args(["-g", &(spec.fps * 2).max(1).to_string()])
+    .args([
+        "-g",
+        &if spec.still {
+            100_000
+        } else {
+            (spec.fps * 2).max(1)
+        }
+        .to_string(),
+    ])
     .arg(&encoded);
     run_to_end("ffmpeg", FFMPEG_ENV, &mut cmd, GENERATE_TIMEOUT)
         .await?

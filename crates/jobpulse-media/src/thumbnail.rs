@@ -18,7 +18,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::probe::{INPUT_FORMATS, absolute_input};
-use crate::process::{command, run_to_end};
+use crate::process::{command, run_limited};
 use crate::toolchain::FFMPEG_ENV;
 use crate::{MediaError, Toolchain};
 
@@ -57,7 +57,7 @@ impl Toolchain {
             // A stale file from an earlier attempt must not pass for this run's output.
             let _ = tokio::fs::remove_file(&output).await;
             let scale = format!("scale='min({THUMBNAIL_MAX_WIDTH},iw)':-2");
-            run_to_end(
+            run_limited(
                 "ffmpeg",
                 FFMPEG_ENV,
                 command(self.ffmpeg().as_os_str())
@@ -68,8 +68,10 @@ impl Toolchain {
                     .arg(&input)
                     .args(["-map", "0:v:0", "-frames:v", "1", "-vf", &scale])
                     .args(["-q:v", "3", "-f", "image2", "-update", "1"])
+                    .args(["-threads", "1"])
                     .arg(&output),
                 THUMBNAIL_TIMEOUT,
+                self.memory_limit(),
             )
             .await?
             .check("ffmpeg")?;

@@ -26,6 +26,8 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Toolchain {
     ffmpeg: PathBuf,
     ffprobe: PathBuf,
+    /// Address-space budget of every ffmpeg/ffprobe run on media (bytes); `None`: unbounded.
+    memory_limit: Option<u64>,
 }
 
 impl Toolchain {
@@ -35,7 +37,23 @@ impl Toolchain {
         Self {
             ffmpeg: ffmpeg.into(),
             ffprobe: ffprobe.into(),
+            memory_limit: None,
         }
+    }
+
+    /// The same tools, each probe, transcode and thumbnail run with an address-space budget of
+    /// `bytes` (`RLIMIT_AS`; `None` or 0: unbounded). A run that needs more fails with
+    /// [`MediaError::OutOfMemory`] instead of growing without bound. With two threads ffmpeg
+    /// maps about 410 MiB to transcode a 640x360 clip and 670 MiB for 1080p or 4K (its libraries
+    /// alone take a good part), so budgets below ~1 GiB refuse ordinary videos.
+    pub fn with_memory_limit(mut self, bytes: Option<u64>) -> Self {
+        self.memory_limit = bytes.filter(|b| *b > 0);
+        self
+    }
+
+    /// The budget set by [`Toolchain::with_memory_limit`], bytes.
+    pub fn memory_limit(&self) -> Option<u64> {
+        self.memory_limit
     }
 
     /// Finds the tools from `JOBPULSE_FFMPEG` / `JOBPULSE_FFPROBE`, else from `PATH`.
@@ -59,7 +77,11 @@ impl Toolchain {
     ) -> Result<Self, MediaError> {
         let ffmpeg = locate("ffmpeg", FFMPEG_ENV, ffmpeg_env, path.as_ref())?;
         let ffprobe = locate("ffprobe", FFPROBE_ENV, ffprobe_env, path.as_ref())?;
-        Ok(Self { ffmpeg, ffprobe })
+        Ok(Self {
+            ffmpeg,
+            ffprobe,
+            memory_limit: None,
+        })
     }
 
     /// The ffmpeg executable.

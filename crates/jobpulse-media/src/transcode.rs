@@ -53,7 +53,17 @@
 //! When the `CancellationToken` fires, ffmpeg's whole process group gets SIGKILL and is reaped
 //! before [`Toolchain::transcode_hls`] returns [`MediaError::Cancelled`], so the output directory
 //! can be removed right away. Dropping the future kills the group too. A non-zero exit becomes
-//! [`MediaError::Failed`] with the last 20 lines of stderr.
+//! [`MediaError::Failed`] with the last 20 lines of stderr, or [`MediaError::OutOfMemory`] when
+//! ffmpeg ran under the toolchain's memory budget and reported a failed allocation.
+//!
+//! # Bounds
+//!
+//! - Time: the run gets [`TranscodeOptions::time_budget`] of wall-clock time (a multiple of the
+//!   probed duration, with a floor and a hard cap); past it the process group is killed and the
+//!   call returns [`MediaError::TimedOut`]. A source whose header under-states its length cannot
+//!   keep a worker for longer than that.
+//! - Memory: [`Toolchain::with_memory_limit`] (`RLIMIT_AS` on the child).
+//! - Threads: [`TranscodeOptions::threads`] goes to the decoder, the filter graph and x264.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -156,9 +166,20 @@ pub struct TranscodeOptions {
     pub audio_kbps: u32,
     /// Frame rates above this are reduced to it (240 fps slow-motion clips); default 60.
     pub max_fps: u32,
-    /// ffmpeg `-threads`; `None` lets ffmpeg decide (all cores).
+    /// ffmpeg `-threads` (decoder and encoder) and `-filter_complex_threads`; `None` lets ffmpeg
+    /// decide (about 1.5 threads per core for x264).
     pub threads: Option<u32>,
+    /// The wall-clock budget of one transcode is this many times the probed duration (at least
+    /// [`MIN_TIME_BUDGET`], at most [`TranscodeOptions::timeout_max`]); default 2 (ffmpeg at
+    /// half real time).
+    pub timeout_factor: f64,
+    /// Hard cap on one transcode's wall-clock time, whatever the duration; default 12 h.
+    pub timeout_max: Duration,
 }
+
+/// The shortest transcode budget [`TranscodeOptions::time_budget`] gives (unless
+/// [`TranscodeOptions::timeout_max`] is shorter): start-up and a slow first segment.
+pub const MIN_TIME_BUDGET: Duration = Duration::from_secs(120);
 
 impl Default for TranscodeOptions {
     fn default() -> Self {
@@ -168,7 +189,30 @@ impl Default for TranscodeOptions {
             audio_kbps: 128,
             max_fps: 60,
             threads: None,
+            timeout_factor: 2.0,
+            timeout_max: Duration::from_secs(12 * 3600),
         }
+    }
+}
+
+impl TranscodeOptions {
+    /// How long a transcode of `duration_secs` of video may run before ffmpeg is killed:
+    /// `timeout_factor × duration`, at least [`MIN_TIME_BUDGET`], at most `timeout_max`.
+    pub fn time_budget(&self, duration_secs: f64) -> Duration {
+        let factor = if self.timeout_factor.is_finite() && self.timeout_factor > 0.0 {
+            self.timeout_factor
+        } else {
+            1.0
+        };
+        let secs = if duration_secs.is_finite() && duration_secs > 0.0 {
+            duration_secs * factor
+        } else {
+            0.0
+        };
+        Duration::try_from_secs_f64(secs)
+            .unwrap_or(self.timeout_max)
+            .max(MIN_TIME_BUDGET)
+            .min(self.timeout_max)
     }
 }
 
@@ -276,6 +320,11 @@ pub fn hls_args(job: &HlsJob) -> Result<Vec<OsString>, MediaError> {
         .input
         .to_str()
         .ok_or_else(|| MediaError::InvalidRequest("input path is not UTF-8".to_owned()))?;
+    let threads = opts.threads.map(|t| t.clamp(1, 64).to_string());
+    if let Some(t) = &threads {
+        // Before -i: the decoder's threads (each frame thread holds frames of its own).
+        push(&["-threads", t, "-filter_complex_threads", t]);
+    }
     push(&["-i", input]);
     push(&["-filter_complex", &filter_graph(job)]);
     for i in 0..n {
@@ -299,8 +348,9 @@ pub fn hls_args(job: &HlsJob) -> Result<Vec<OsString>, MediaError> {
     }
     push(&["-map_metadata", "-1", "-map_chapters", "-1"]);
     push(&["-max_muxing_queue_size", "1024"]);
-    if let Some(t) = opts.threads {
-        push(&["-threads", &t.to_string()]);
+    if let Some(t) = &threads {
+        // After the inputs: x264's threads.
+        push(&["-threads", t]);
     }
     let map: Vec<String> = job
         .renditions
@@ -380,14 +430,24 @@ impl Toolchain {
         let args = hls_args(&resolved)?;
 
         let started = Instant::now();
+        let budget = job.options.time_budget(job.duration_secs);
+        let deadline = tokio::time::sleep(budget);
+        tokio::pin!(deadline);
         let mut cmd = command(self.ffmpeg().as_os_str());
         cmd.args(&args);
-        let mut running = Running::spawn("ffmpeg", FFMPEG_ENV, &mut cmd)?;
+        let mut running =
+            Running::spawn_limited("ffmpeg", FFMPEG_ENV, &mut cmd, self.memory_limit())?;
         tracing::debug!(
             ffmpeg.pid = running.child.id(),
             renditions = job.renditions.len(),
+            budget_secs = budget.as_secs(),
+            memory_limit = self.memory_limit(),
             "transcode started"
         );
+        let timed_out = || MediaError::TimedOut {
+            tool: "ffmpeg",
+            secs: budget.as_secs(),
+        };
         let stderr = running.child.stderr.take().map(collect_tail);
         let mut stdout = running.child.stdout.take();
 
@@ -402,6 +462,10 @@ impl Toolchain {
                     () = cancel.cancelled() => {
                         running.kill().await;
                         return Err(MediaError::Cancelled);
+                    }
+                    () = &mut deadline => {
+                        running.kill().await;
+                        return Err(timed_out());
                     }
                     r = pipe.read(&mut buf) => r,
                 };
@@ -428,18 +492,18 @@ impl Toolchain {
                 running.kill().await;
                 return Err(MediaError::Cancelled);
             }
+            () = &mut deadline => {
+                running.kill().await;
+                return Err(timed_out());
+            }
             s = running.wait() => s?,
         };
         let stderr_tail = match stderr {
             Some(h) => h.await.unwrap_or_default(),
-            None => String::new(),
+            None => Default::default(),
         };
         if !status.success() {
-            return Err(MediaError::Failed {
-                tool: "ffmpeg",
-                code: status.code(),
-                stderr_tail,
-            });
+            return Err(running.failure(status.code(), stderr_tail));
         }
         let master = job.master_playlist();
         if !is_file(&master).await {
@@ -535,6 +599,14 @@ mod tests {
         assert!(!a.iter().any(|x| x == "0:a:0" || x == "aac"));
         assert_eq!(value_of(&a, "-preset"), "slow");
         assert_eq!(value_of(&a, "-threads"), "2");
+        assert_eq!(value_of(&a, "-filter_complex_threads"), "2");
+        let i = a.iter().position(|x| x == "-i").expect("-i");
+        assert_eq!(
+            a.iter().filter(|x| *x == "-threads").count(),
+            2,
+            "decoder and encoder"
+        );
+        assert!(a.iter().position(|x| x == "-threads").expect("threads") < i);
     }
 
     #[test]
@@ -557,6 +629,25 @@ mod tests {
         let mut j = job(1280, 720, true);
         j.options.segment_secs = 0;
         assert!(hls_args(&j).is_err());
+    }
+
+    #[test]
+    fn the_time_budget_follows_the_duration_within_bounds() {
+        let o = TranscodeOptions::default();
+        assert_eq!(o.time_budget(10.0), MIN_TIME_BUDGET);
+        assert_eq!(o.time_budget(3600.0), Duration::from_secs(7200));
+        assert_eq!(o.time_budget(4.0 * 3600.0), Duration::from_secs(8 * 3600));
+        assert_eq!(o.time_budget(10.0 * 3600.0), Duration::from_secs(12 * 3600));
+        assert_eq!(o.time_budget(f64::NAN), MIN_TIME_BUDGET);
+        let tight = TranscodeOptions {
+            timeout_max: Duration::from_secs(2),
+            ..TranscodeOptions::default()
+        };
+        assert_eq!(
+            tight.time_budget(600.0),
+            Duration::from_secs(2),
+            "the cap wins"
+        );
     }
 
     #[test]

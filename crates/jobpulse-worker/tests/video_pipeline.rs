@@ -31,6 +31,7 @@ fn setup() -> Setup {
             storage,
             work_root: dir.path().join("work"),
             options: TranscodeOptions::default(),
+            limits: jobpulse_media::MediaLimits::default(),
         },
         store: Arc::new(MemoryStore::default()),
         clips,

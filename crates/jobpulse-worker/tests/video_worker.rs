@@ -4,6 +4,8 @@
 //! database that stops taking writes; failures permanent and transient; concurrency.
 
 mod common;
+#[path = "video_worker/limits.rs"]
+mod limits;
 
 use std::time::{Duration, Instant};
 

@@ -1434,7 +1434,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Not a video (checked with ffprobe) */
+            /** @description Not a video, or over the video limits (duration, size, frame rate; checked with ffprobe) */
             422: {
                 headers: {
                     [name: string]: unknown;

@@ -2,7 +2,8 @@
 //!
 //! Upload streams the multipart `file` field to a spool file on disk (never whole in memory,
 //! bounded by `Limits::video_bytes`), checks it with ffprobe when this process has ffmpeg (a
-//! non-video is a 422 and nothing is created), moves it to media storage, then creates the
+//! non-video, or a video over `Limits::media` — too long, too large, too many frames per second
+//! — is a 422 with a sentence saying which, and nothing is created), moves it to media storage, then creates the
 //! video row, its queued transcode job and the outbox row in one transaction, and publishes
 //! the UPLOADED state to the read model *before* answering — so the first poll of the new id is
 //! not UNKNOWN. If the read model is down at that moment, the relay publishes it later.
@@ -16,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use jobpulse_db::{OutboxEntry, Video, VideoFilter};
 use jobpulse_domain::{VideoId, VideoStatus};
-use jobpulse_media::{StorageKey, keys};
+use jobpulse_media::{MediaError, StorageKey, keys};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -200,7 +201,7 @@ fn title_from(filename: &str) -> String {
               (status = 403, description = "Needs a staff role", body = crate::error::ErrorBody),
               (status = 404, description = "Unknown session", body = crate::error::ErrorBody),
               (status = 413, body = crate::error::ErrorBody),
-              (status = 422, description = "Not a video (checked with ffprobe)", body = crate::error::ErrorBody),
+              (status = 422, description = "Not a video, or over the video limits (duration, size, frame rate; checked with ffprobe)", body = crate::error::ErrorBody),
               (status = 503, description = "Every probe slot busy and the line full (`Retry-After`)", body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn upload(
@@ -216,18 +217,31 @@ pub async fn upload(
         Some(_) => Some(state.probes.slot().await?),
         None => None,
     };
-    if let Some(tc) = &state.toolchain
-        && let Err(e) = tc.probe(&up.spool).await
-    {
-        if e.is_bad_input() {
-            tracing::info!(tenant.id = %p.tenant, bytes = up.bytes, error = %e, "upload refused: not a video");
-            return Err(ApiError::Unprocessable(format!(
-                "{}: {e}",
-                up.filename.chars().take(100).collect::<String>()
-            )));
+    if let Some(tc) = &state.toolchain {
+        let checked = match tc.probe(&up.spool).await {
+            Ok(info) => state.limits.media.check(&info).map_err(MediaError::from),
+            Err(e) => Err(e),
+        };
+        match checked {
+            Ok(()) => {}
+            Err(e) if e.is_bad_input() => {
+                let what = if matches!(e, MediaError::OverLimit(_) | MediaError::OutOfMemory { .. })
+                {
+                    "over the limits"
+                } else {
+                    "not a video"
+                };
+                tracing::info!(tenant.id = %p.tenant, bytes = up.bytes, error = %e, "upload refused: {what}");
+                return Err(ApiError::Unprocessable(format!(
+                    "{}: {e}",
+                    up.filename.chars().take(100).collect::<String>()
+                )));
+            }
+            // ffprobe itself failed (not the file): let the worker decide.
+            Err(e) => {
+                tracing::warn!(error = %e, "upload probe failed; leaving the check to the worker");
+            }
         }
-        // ffprobe itself failed (not the file): let the worker decide.
-        tracing::warn!(error = %e, "upload probe failed; leaving the check to the worker");
     }
     drop(slot);
     let key = keys::upload_key(p.tenant, keys::UploadKind::Video, &up.filename);

@@ -11,5 +11,6 @@ mod hardening;
 mod helpers;
 mod hostile;
 mod ingest;
+mod media_limits;
 mod playback;
 mod push;

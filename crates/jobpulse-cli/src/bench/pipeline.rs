@@ -113,6 +113,7 @@ impl Embedded {
             storage: storage.clone(),
             work_root: dir.join("work"),
             options: TranscodeOptions::default(),
+            limits: jobpulse_media::MediaLimits::default(),
         };
         let worker = VideoWorker::new(
             db.clone(),

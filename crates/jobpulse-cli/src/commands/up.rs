@@ -8,7 +8,6 @@ use anyhow::Context;
 use clap::Args;
 use jobpulse_api::auth::{TokenSpec, Verifier};
 use jobpulse_db::DbError;
-use jobpulse_media::TranscodeOptions;
 use jobpulse_worker::ai::{AiWorker, AiWorkerConfig};
 use jobpulse_worker::video::pipeline::PipelineContext;
 use jobpulse_worker::video::{VideoWorker, VideoWorkerConfig};
@@ -106,7 +105,8 @@ pub async fn run(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
                 toolchain,
                 storage: storage.clone(),
                 work_root: settings.data_dir.join("work"),
-                options: TranscodeOptions::default(),
+                options: settings.transcode_options(),
+                limits: settings.media_limits(),
             };
             let mut config = VideoWorkerConfig::new(settings.data_dir.join("work"));
             config.caps.per_tenant = settings.tenant_concurrency;

@@ -2,7 +2,6 @@
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use jobpulse_media::TranscodeOptions;
 use jobpulse_worker::ai::{AiWorker, AiWorkerConfig};
 use jobpulse_worker::video::pipeline::PipelineContext;
 use jobpulse_worker::video::{VideoWorker, VideoWorkerConfig};
@@ -101,7 +100,8 @@ pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {
                 toolchain,
                 storage,
                 work_root: settings.data_dir.join("work"),
-                options: TranscodeOptions::default(),
+                options: settings.transcode_options(),
+                limits: settings.media_limits(),
             };
             VideoWorker::new(db, store, bg.relay.clone(), ctx, config)
                 .run(shutdown.clone())

@@ -5,6 +5,13 @@
 //! percent and the measured-speed ETA) · 5 validating (playlists parse, every rendition has
 //! segments) · 6 thumbnail · 7 uploading (every output file, then the thumbnail).
 //!
+//! Bounds (issue 15): after probing, the source is checked against [`PipelineContext::limits`]
+//! (over a limit: FAILED, not retried, the limit's sentence as `error_reason`); the transcode
+//! runs within [`TranscodeOptions::time_budget`] of the probed duration (past it ffmpeg is
+//! killed and the attempt ends [`PipelineError::TimedOut`], which the worker retries once) and
+//! under the toolchain's memory budget (hit: FAILED, not retried — the same file needs the same
+//! memory next time).
+//!
 //! The work directory is a `TempDir`: it is removed when the attempt ends, however it ends
 //! (success, failure, cancel, panic unwinding). Cancellation (delete, lease lost, shutdown)
 //! reaches ffmpeg at once through the token: it is killed, not waited for. An attempt whose
@@ -14,9 +21,10 @@
 use std::path::PathBuf;
 
 use jobpulse_domain::{TenantId, VideoId};
+use jobpulse_media::limits::human_duration;
 use jobpulse_media::{
-    HlsJob, MediaError, MediaStorage, StorageError, StorageKey, Toolchain, TranscodeOptions,
-    TranscodeProgress, keys, thumbnail_time, validate_hls,
+    HlsJob, MediaError, MediaLimits, MediaStorage, StorageError, StorageKey, Toolchain,
+    TranscodeOptions, TranscodeProgress, keys, thumbnail_time, validate_hls,
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +39,8 @@ pub struct PipelineContext {
     /// Parent of the per-attempt work directories.
     pub work_root: PathBuf,
     pub options: TranscodeOptions,
+    /// The largest source transcoded; checked after probing.
+    pub limits: MediaLimits,
 }
 
 /// The input of one attempt.
@@ -60,6 +70,10 @@ pub enum PipelineError {
     /// Something that may work next time (I/O, storage, a crashed tool).
     #[error("{0}")]
     Transient(String),
+    /// The transcode ran out of its wall-clock budget and ffmpeg was killed. Retried once (a
+    /// machine loaded by something else may be at fault), FAILED after that.
+    #[error("{0}")]
+    TimedOut(String),
     #[error("cancelled")]
     Cancelled,
 }
@@ -94,6 +108,19 @@ impl From<StorageError> for PipelineError {
     fn from(e: StorageError) -> Self {
         PipelineError::Transient(format!("media storage: {e}"))
     }
+}
+
+/// A media error as the attempt's result, with a log line when the source is refused for good
+/// (over a limit, out of its memory budget, not a video).
+fn refused(task: &VideoTask, e: MediaError) -> PipelineError {
+    let r = PipelineError::from(e);
+    if let PipelineError::BadInput(reason) = &r {
+        tracing::warn!(
+            tenant.id = %task.tenant, video.id = %task.video, %reason,
+            "source refused; failing the video without a retry"
+        );
+    }
+    r
 }
 
 fn check(cancel: &CancellationToken) -> Result<(), PipelineError> {
@@ -160,9 +187,12 @@ pub async fn run(
     // 3. probing
     enter(reporter, cancel, 3).await?;
     let probe = tokio::select! {
-        r = ctx.toolchain.probe(&source) => r?,
+        r = ctx.toolchain.probe(&source) => r.map_err(|e| refused(task, e))?,
         _ = cancel.cancelled() => return Err(PipelineError::Cancelled),
     };
+    if let Err(over) = ctx.limits.check(&probe) {
+        return Err(refused(task, over.into()));
+    }
 
     // 4. transcoding, with the measured speed feeding the ETA.
     enter(reporter, cancel, 4).await?;
@@ -187,7 +217,24 @@ pub async fn run(
             }
         }
     };
-    outcome?;
+    match outcome {
+        Ok(_) => {}
+        Err(MediaError::TimedOut { .. }) => {
+            let budget = ctx.options.time_budget(probe.duration_secs);
+            let reason = format!(
+                "the transcode did not finish within its time budget ({} for {} of video); \
+                 ffmpeg was stopped",
+                human_duration(budget.as_secs_f64()),
+                human_duration(probe.duration_secs)
+            );
+            tracing::warn!(
+                tenant.id = %task.tenant, video.id = %task.video,
+                budget_secs = budget.as_secs(), %reason, "transcode timed out"
+            );
+            return Err(PipelineError::TimedOut(reason));
+        }
+        Err(e) => return Err(refused(task, e)),
+    }
     reporter.clear_remaining();
 
     // 5. validating

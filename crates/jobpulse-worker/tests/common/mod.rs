@@ -193,6 +193,7 @@ impl Env {
             storage: self.storage.clone(),
             work_root: self.work_root(),
             options,
+            limits: jobpulse_media::MediaLimits::default(),
         }
     }
 
@@ -374,12 +375,13 @@ pub async fn clip(spec: &ClipSpec) -> anyhow::Result<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("video-worker-clips");
     std::fs::create_dir_all(&dir)?;
     let name = format!(
-        "{}x{}-{}s-{}fps-{}.mp4",
+        "{}x{}-{}s-{}fps-{}{}.mp4",
         spec.width,
         spec.height,
         spec.seconds,
         spec.fps,
-        if spec.audio { "a" } else { "na" }
+        if spec.audio { "a" } else { "na" },
+        if spec.still { "-still" } else { "" }
     );
     let path = dir.join(&name);
     if path.exists() {

@@ -11,6 +11,7 @@
 //! | nothing, or shutdown | output | [`Db::complete_video`] | `ready` |
 //! | nothing, or shutdown | bad input | [`Db::fail`], permanent | `failed` |
 //! | nothing, or shutdown | transient | [`Db::fail`], retryable | `retry` (`failed` after the last attempt) |
+//! | nothing, or shutdown | timed out (transcode budget) | [`Db::fail`], retryable on the first attempt only | `retry`, then `failed` |
 //!
 //! A final write refused with `LeaseLost` (a zombie) or `Cancelled` (video deleted meanwhile)
 //! is logged and counted, nothing else. Transient database errors on the final write are
@@ -345,6 +346,17 @@ async fn finish(
         (_, Err(PipelineError::BadInput(reason))) => {
             let r = final_write("fail", || shared.db.fail(claim, &reason, false)).await;
             published(shared, r, Outcome::Failed).await
+        }
+        (_, Err(PipelineError::TimedOut(reason))) => {
+            // Once: a second attempt at the same budget is as long as it is worth waiting.
+            let retry = claim.attempt < 2;
+            let r = final_write("fail", || shared.db.fail(claim, &reason, retry)).await;
+            match &r {
+                Ok(c) if c.value == FailOutcome::Dead => {
+                    published(shared, r, Outcome::Failed).await
+                }
+                _ => published(shared, r, Outcome::Retry).await,
+            }
         }
         (_, Err(PipelineError::Transient(reason))) => {
             let r = final_write("fail", || shared.db.fail(claim, &reason, true)).await;
