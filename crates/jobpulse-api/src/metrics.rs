@@ -282,8 +282,9 @@ pub fn render(handle: &PrometheusHandle) -> String {
 }
 
 /// Sets the queue and outbox gauges from a database snapshot.
-/// `tenant_cap`: the workers' per-tenant concurrency cap (`--tenant-concurrency`), if any.
-pub fn record_ops_stats(stats: &jobpulse_db::OpsStats, tenant_cap: Option<u32>) {
+/// `tenant_caps`: the workers' per-tenant concurrency caps (`--tenant-video-concurrency`,
+/// `--tenant-job-concurrency`).
+pub fn record_ops_stats(stats: &jobpulse_db::OpsStats, tenant_caps: jobpulse_db::TenantCaps) {
     // Tenants exported before: set back to 0 when they have no active job any more.
     static SEEN: std::sync::Mutex<std::collections::BTreeSet<(&'static str, i64)>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
@@ -306,10 +307,11 @@ pub fn record_ops_stats(stats: &jobpulse_db::OpsStats, tenant_cap: Option<u32>) 
         }
     }
     seen.extend(now);
-    for queue in ["video", "ai"] {
+    for q in [jobpulse_db::Queue::Video, jobpulse_db::Queue::Ai] {
+        let queue = q.as_str();
         let of_queue = || stats.tenants.iter().filter(move |t| t.queue == queue);
         let waiting = of_queue().filter(|t| t.waiting > 0).count();
-        let capped = of_queue().filter(|t| t.capped(tenant_cap)).count();
+        let capped = of_queue().filter(|t| t.capped(tenant_caps.of(q))).count();
         metrics::gauge!("jobpulse_queue_tenants_waiting", "queue" => queue).set(waiting as f64);
         metrics::gauge!("jobpulse_queue_tenant_capped", "queue" => queue).set(capped as f64);
     }

@@ -250,6 +250,89 @@ impl fmt::Display for Retention {
 }
 deserialize_from_str!(Retention);
 
+/// A retention that may be 0 (at once): a duration, `0`, or `off` (kept for ever).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepFor(pub Option<Duration>);
+
+impl FromStr for KeepFor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("off") {
+            return Ok(KeepFor(None));
+        }
+        if matches!(t, "0" | "0s") {
+            return Ok(KeepFor(Some(Duration::ZERO)));
+        }
+        s.parse::<Dur>().map(|d| KeepFor(Some(d.0)))
+    }
+}
+
+impl fmt::Display for KeepFor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(d) if d.is_zero() => f.write_str("0s"),
+            Some(d) => Dur(d).fmt(f),
+            None => f.write_str("off"),
+        }
+    }
+}
+deserialize_from_str!(KeepFor);
+
+/// A per-tenant concurrency cap: a number of jobs (at least 1), or `off` (no cap). In the file
+/// a TOML integer or string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantCap(pub Option<u32>);
+
+impl FromStr for TenantCap {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("off") {
+            return Ok(TenantCap(None));
+        }
+        match t.parse::<u32>() {
+            Ok(n) if n >= 1 => Ok(TenantCap(Some(n))),
+            _ => Err(format!(
+                "{s:?}: a number of jobs (at least 1), or off for no cap"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for TenantCap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(n) => write!(f, "{n}"),
+            None => f.write_str("off"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TenantCap {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(i64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => n.to_string().parse().map_err(serde::de::Error::custom),
+            Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Show for TenantCap {
+    fn show(&self) -> String {
+        match self.0 {
+            Some(n) => n.to_string(),
+            None => toml_str("off"),
+        }
+    }
+}
+
 /// Comma-separated browser origins; `*` allows any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origins(pub Option<Vec<String>>);
@@ -407,6 +490,8 @@ impl_show_merged!(
     LogFormat,
     Dur,
     Retention,
+    KeepFor,
+    TenantCap,
     Origins,
     HeaderNames
 );
@@ -552,6 +637,9 @@ settings! {
     /// How long workers keep the initial passwords of a finished import for staff to
     /// download; `off` keeps them.
     credentials_retention: Retention, env "JOBPULSE_CREDENTIALS_RETENTION", No, default Retention(Some(jobpulse_worker::ai::DEFAULT_CREDENTIALS_RETENTION));
+    /// How long the uploaded input of an ended job (an import's spreadsheet: names, phone
+    /// numbers) is kept; `0` deletes it as soon as the job ends, `off` keeps it.
+    job_input_retention: KeepFor, env "JOBPULSE_JOB_INPUT_RETENTION", No, default KeepFor(Some(jobpulse_worker::ai::DEFAULT_INPUT_RETENTION));
     /// Key for signed media URLs (shared by all API replicas); default: derived from the
     /// HS256 secret.
     media_secret: String, env "JOBPULSE_MEDIA_SECRET", Whole;
@@ -562,10 +650,16 @@ settings! {
     log_format: LogFormat, env "JOBPULSE_LOG_FORMAT", No, default LogFormat::Text;
     /// Jobs a worker process runs at once; default 1 for `worker video`, 2 for `worker ai`.
     concurrency: usize, env "JOBPULSE_WORKER_CONCURRENCY", No;
-    /// Most jobs of one tenant running at once in each queue, across all workers (a tenant
-    /// with a burst cannot take every worker); default: no cap. `jobpulse_queue_tenant_capped`
+    /// Most transcodes of one tenant running at once, across all video workers (a tenant with
+    /// a burst cannot take every worker); `off` for no cap. `jobpulse_queue_tenant_capped`
     /// counts the tenants held back by it.
-    tenant_concurrency: u32, env "JOBPULSE_TENANT_CONCURRENCY", No;
+    tenant_video_concurrency: TenantCap, env "JOBPULSE_TENANT_VIDEO_CONCURRENCY", No, default TenantCap(Some(jobpulse_db::TenantCaps::DEFAULT_VIDEO));
+    /// Most AI jobs (imports, exports, …) of one tenant running at once, across all AI
+    /// workers; `off` for no cap.
+    tenant_job_concurrency: TenantCap, env "JOBPULSE_TENANT_JOB_CONCURRENCY", No, default TenantCap(Some(jobpulse_db::TenantCaps::DEFAULT_AI));
+    /// Deprecated: both caps at once (for a queue whose own setting is not given); use
+    /// tenant_video_concurrency and tenant_job_concurrency.
+    tenant_concurrency: TenantCap, env "JOBPULSE_TENANT_CONCURRENCY", No;
     /// Job submits (that write) one user may make per minute, per API process; beyond it
     /// 429 with Retry-After.
     submit_rate_per_minute: u32, env "JOBPULSE_SUBMIT_RATE_PER_MINUTE", No, default jobpulse_api::rate::RateLimit::SUBMITS.per_minute;
@@ -733,9 +827,6 @@ impl Settings {
                  400 MiB for a small clip)"
             );
         }
-        if config.tenant_concurrency == Some(0) {
-            bail!("tenant_concurrency: at least 1 (unset means no cap)");
-        }
         Ok(Settings {
             config,
             config_file: args.config.clone(),
@@ -763,6 +854,20 @@ impl Settings {
             }
         }
         out
+    }
+
+    /// The per-tenant caps of both queues: each queue's own setting when given (flag, env,
+    /// file), else the deprecated `tenant_concurrency` when given, else the default.
+    pub fn tenant_caps(&self) -> jobpulse_db::TenantCaps {
+        let pick =
+            |name: &str, own: TenantCap| match (self.sources.get(name), self.tenant_concurrency) {
+                (Some(Source::Default), Some(both)) => both.0,
+                _ => own.0,
+            };
+        jobpulse_db::TenantCaps {
+            video: pick("tenant_video_concurrency", self.tenant_video_concurrency),
+            ai: pick("tenant_job_concurrency", self.tenant_job_concurrency),
+        }
     }
 
     /// The secret file `jobpulse up` generates in the data dir.
@@ -931,15 +1036,10 @@ impl Settings {
     }
 }
 
-/// Creates `dir` if needed; a path that exists but is not a directory is an error that says so
-/// (rather than the OS's "File exists").
+/// Creates `dir` private (`0700`) if needed, or makes an existing one private (see
+/// [`crate::private`]); a path that exists but is not a directory is an error that says so.
 pub fn ensure_dir(dir: &Path, what: &str) -> anyhow::Result<()> {
-    match std::fs::metadata(dir) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => bail!("the {what} {} exists but is not a directory", dir.display()),
-        Err(_) => std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating the {what} {}", dir.display())),
-    }
+    crate::private::dir(dir, what)
 }
 
 /// Parses a config file; an unknown key is an error naming it.
@@ -1191,6 +1291,56 @@ mod tests {
         };
         let o = s.s3_options_with(env)?;
         assert_eq!(o.endpoint.as_deref(), Some("https://flag.example"));
+        Ok(())
+    }
+
+    /// Per-tenant caps are on by default (issue 15 finding 9); each queue's own setting wins
+    /// over the deprecated `tenant_concurrency`, which wins over the defaults; `off` lifts one.
+    #[test]
+    fn tenant_caps_are_on_by_default() -> anyhow::Result<()> {
+        let caps = |s: Settings| (s.tenant_caps().video, s.tenant_caps().ai);
+        assert_eq!(caps(resolve(|_| {})?), (Some(2), Some(4)));
+        assert_eq!(
+            caps(resolve(|a| a.tenant_concurrency = Some(parse("3")))?),
+            (Some(3), Some(3))
+        );
+        assert_eq!(
+            caps(resolve(|a| {
+                a.tenant_concurrency = Some(parse("3"));
+                a.tenant_video_concurrency = Some(parse("off"));
+            })?),
+            (None, Some(3))
+        );
+        let file = parse_file("tenant_job_concurrency = 6\ntenant_video_concurrency = \"1\"\n")?;
+        let s = Settings {
+            config: Config::merge(&ServerArgs::default(), file),
+            config_file: None,
+            hs256_secret: None,
+        };
+        assert_eq!(caps(s), (Some(1), Some(6)));
+        for bad in ["0", "-1", "many"] {
+            assert!(bad.parse::<TenantCap>().is_err(), "{bad} must be refused");
+        }
+        assert!(parse_file("tenant_job_concurrency = 0\n").is_err());
+        Ok(())
+    }
+
+    /// `job_input_retention`: 0 (the default: at once), a duration, or off.
+    #[test]
+    fn job_input_retention_may_be_zero() -> anyhow::Result<()> {
+        assert_eq!(resolve(|_| {})?.job_input_retention.0, Some(Duration::ZERO));
+        assert_eq!(parse::<KeepFor>("0").0, Some(Duration::ZERO));
+        assert_eq!(parse::<KeepFor>("1h").0, Some(Duration::from_secs(3600)));
+        assert_eq!(parse::<KeepFor>("off").0, None);
+        for v in ["0", "1h", "off"] {
+            let shown = parse::<KeepFor>(v).show();
+            let back = parse_file(&format!("job_input_retention = {shown}\n"))?;
+            assert_eq!(
+                back.job_input_retention,
+                Some(parse::<KeepFor>(v)),
+                "{shown}"
+            );
+        }
         Ok(())
     }
 }

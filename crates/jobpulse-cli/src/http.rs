@@ -97,7 +97,7 @@ pub async fn bind(
     spawn_gauges(
         store.clone(),
         db.cloned(),
-        settings.tenant_concurrency,
+        settings.tenant_caps(),
         shutdown.clone(),
     );
     let mut stream = StreamState::start(read.clone(), SSE_PER_TENANT, shutdown.clone());
@@ -148,7 +148,7 @@ const GAUGES_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 fn spawn_gauges(
     store: SharedStore,
     db: Option<Db>,
-    tenant_cap: Option<u32>,
+    tenant_caps: jobpulse_db::TenantCaps,
     shutdown: CancellationToken,
 ) {
     tokio::spawn(async move {
@@ -166,7 +166,7 @@ fn spawn_gauges(
                     .set(if db_up { 1.0 } else { 0.0 });
                 match db.ops_stats().await {
                     Ok(stats) => {
-                        jobpulse_api::metrics::record_ops_stats(&stats, tenant_cap);
+                        jobpulse_api::metrics::record_ops_stats(&stats, tenant_caps);
                         failing = false;
                     }
                     Err(e) => {

@@ -9,6 +9,7 @@ mod commands;
 mod config;
 mod http;
 mod logging;
+mod private;
 mod services;
 mod wiring;
 
@@ -179,6 +180,19 @@ fn main() -> std::process::ExitCode {
     ) {
         // Before anything records a metric: what is recorded earlier is lost.
         jobpulse_api::metrics::install();
+    }
+    if matches!(
+        cli.command,
+        Command::Up { .. }
+            | Command::Serve { .. }
+            | Command::Worker { .. }
+            | Command::Migrate { .. }
+            | Command::Repair { .. }
+            | Command::Tenant { .. }
+            | Command::Token { .. }
+    ) {
+        // Before any file is created: the data dir's files are private (`private`).
+        private::restrict_umask();
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -33,6 +33,7 @@ pub fn start(
     store: &SharedStore,
     shutdown: &CancellationToken,
 ) -> Background {
+    log_tenant_caps(settings);
     let mut tasks = JoinSet::new();
     let relay = Relay::new(db.clone(), store.clone());
     tasks.spawn(relay.clone().run(shutdown.clone()));
@@ -63,4 +64,22 @@ pub async fn drain(mut tasks: JoinSet<()>) {
     {
         tracing::warn!("background tasks did not stop within 10 s");
     }
+}
+
+/// States the per-tenant caps in effect (the workers' claims and the API's
+/// `jobpulse_queue_tenant_capped` use them), and that `tenant_concurrency` is deprecated.
+fn log_tenant_caps(settings: &Settings) {
+    let caps = settings.tenant_caps();
+    let show = |c: Option<u32>| c.map_or_else(|| "off".to_owned(), |n| n.to_string());
+    if settings.tenant_concurrency.is_some() {
+        tracing::warn!(
+            "tenant_concurrency (JOBPULSE_TENANT_CONCURRENCY) is deprecated: it sets both \
+             queues' caps where tenant_video_concurrency / tenant_job_concurrency are not given"
+        );
+    }
+    tracing::info!(
+        video = %show(caps.video),
+        ai = %show(caps.ai),
+        "per-tenant concurrency caps (jobs of one tenant running at once, all workers)"
+    );
 }

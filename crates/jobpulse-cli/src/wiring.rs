@@ -78,15 +78,19 @@ pub fn media(settings: &Settings) -> anyhow::Result<MediaStorage> {
         Some(url) => {
             let parsed = StorageUrl::parse(url)
                 .with_context(|| format!("opening media storage {}", redact(url)))?;
-            let s3 = match parsed {
+            let s3 = match &parsed {
                 StorageUrl::S3 { .. } => settings.s3_options()?,
-                StorageUrl::File(_) => S3Options::default(),
+                StorageUrl::File(root) => {
+                    crate::private::dir(root, "media dir")?;
+                    S3Options::default()
+                }
             };
             MediaStorage::open(&parsed, &s3)
                 .with_context(|| format!("opening media storage {}", redact(url)))
         }
         None => {
             let dir = settings.data_dir.join("media");
+            crate::private::dir(&dir, "media dir")?;
             MediaStorage::local(&dir)
                 .with_context(|| format!("opening media storage at {}", dir.display()))
         }

@@ -146,10 +146,13 @@ impl Db {
                     .min_connections(1)
                     .idle_timeout(None)
                     .max_lifetime(None);
-            } else if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-                tokio::fs::create_dir_all(dir)
-                    .await
-                    .map_err(|e| DbError::Sqlx(sqlx::Error::Io(e)))?;
+            } else {
+                if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    tokio::fs::create_dir_all(dir)
+                        .await
+                        .map_err(|e| DbError::Sqlx(sqlx::Error::Io(e)))?;
+                }
+                create_private(&file).await?;
             }
             Backend::Sqlite(pool.connect_with(opts).await?)
         } else {
@@ -265,6 +268,20 @@ impl Db {
         if let Backend::Postgres(pool) = &self.inner.backend {
             self.inner.signals.start_listener(pool);
         }
+    }
+}
+
+/// Creates a missing SQLite file readable by its owner only (`0600`) before SQLite opens it:
+/// SQLite gives the `-wal` and `-shm` files it creates the database file's mode, so they are
+/// private too (the database holds students' names and phone numbers). An existing file is
+/// left as it is (`jobpulse` tightens its data dir at start).
+async fn create_private(file: &std::path::Path) -> Result<(), DbError> {
+    let mut opts = tokio::fs::OpenOptions::new();
+    opts.write(true).create_new(true).mode(0o600);
+    match opts.open(file).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(DbError::Sqlx(sqlx::Error::Io(e))),
     }
 }
 

@@ -53,7 +53,7 @@ pub use model::{AiJob, Lecture, Session, Tenant, TenantSeed, Video, VideoJob, Vi
 pub use outbox::{Committed, OutboxEntry};
 pub use queue::{
     AiOutcome, Backoff, CancelOutcome, Caps, Claim, ClaimedTask, FailOutcome, Heartbeat, Queue,
-    QueueConfig, ReapReport, ReleaseOutcome,
+    QueueConfig, ReapReport, ReleaseOutcome, TenantCaps,
 };
 pub use relay::{PublishError, Relay, RelayConfig, RelayReport};
 pub use repair::{

@@ -43,6 +43,11 @@ pub(crate) const POSTGRES: &[Embedded] = &[
         "enrollment_session",
         include_str!("../migrations/postgres/0004_enrollment_session.sql"),
     ),
+    (
+        5,
+        "job_input_retention",
+        include_str!("../migrations/postgres/0005_job_input_retention.sql"),
+    ),
 ];
 
 pub(crate) const SQLITE: &[Embedded] = &[
@@ -65,6 +70,11 @@ pub(crate) const SQLITE: &[Embedded] = &[
         4,
         "enrollment_session",
         include_str!("../migrations/sqlite/0004_enrollment_session.sql"),
+    ),
+    (
+        5,
+        "job_input_retention",
+        include_str!("../migrations/sqlite/0005_job_input_retention.sql"),
     ),
 ];
 

@@ -12,12 +12,34 @@
 //! ago: the ledger's passwords become NULL, and the result loses its `credentials` and gains
 //! `"credentials_purged": true`, so the result endpoint (and the dashboard) can say why there is
 //! nothing to download. Students' password hashes are untouched: the accounts keep working.
-//! Workers run it periodically (`AiWorkerConfig::credentials_retention`).
+//! Workers run it periodically (`AiWorkerConfig::credentials_retention`). Every ended job
+//! qualifies — DONE, FAILED, REJECTED_BAD_INPUT and the other terminal statuses alike — since a
+//! failed import may have issued passwords before it failed.
+//!
+//! # Job inputs
+//!
+//! A job's uploaded input (`ai_jobs.input_file_key`: an import's spreadsheet, with names and
+//! phone numbers) is needed only while an attempt may still run. [`Db::expired_job_inputs`]
+//! lists the inputs of jobs that ended more than a retention ago (0 by default: as soon as the
+//! job ends); the AI workers delete each object from storage and then [`Db::forget_job_input`]
+//! clears the key, so a pass that fails between the two is repeated and never leaves a key to
+//! a deleted object behind unnoticed. Running or waiting jobs are never listed.
 
 use std::time::Duration;
 
+use jobpulse_domain::{JobId, TenantId};
+
 use crate::conn::{RowExt, dual, ms, now_ms};
 use crate::{Db, DbError};
+
+/// An ended job's input file that its retention let go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredInput {
+    pub job_id: JobId,
+    pub tenant: TenantId,
+    /// The storage key (`ai_jobs.input_file_key`).
+    pub key: String,
+}
 
 /// The key a purged result carries instead of `credentials`.
 pub const PURGED_KEY: &str = "credentials_purged";
@@ -92,6 +114,60 @@ impl Db {
             tracing::info!(jobs = n, "purged the initial passwords of finished imports");
         }
         Ok(n)
+    }
+}
+
+impl Db {
+    /// The inputs of at most `batch` jobs that ended before `older_than` ago and still have
+    /// one (oldest first); see the module docs.
+    pub async fn expired_job_inputs(
+        &self,
+        older_than: Duration,
+        batch: u32,
+    ) -> Result<Vec<ExpiredInput>, DbError> {
+        let cutoff = now_ms().saturating_sub(ms(older_than));
+        let mut conn = self.read().await?;
+        let inputs = dual!(conn.conn(), |c, d| {
+            sqlx::query(
+                "SELECT job_id, tenant_id, input_file_key FROM ai_jobs \
+                 WHERE input_file_key IS NOT NULL AND updated_at <= $1 \
+                 AND status NOT IN ('PENDING', 'RUNNING', 'RETRYING') \
+                 ORDER BY updated_at LIMIT $2",
+            )
+            .bind(cutoff)
+            .bind(i64::from(batch))
+            .fetch_all(&mut *c)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(ExpiredInput {
+                    job_id: JobId::parse(&r.text("job_id")?).map_err(DbError::corrupt)?,
+                    tenant: TenantId::new(r.int("tenant_id")?).map_err(DbError::corrupt)?,
+                    key: r.text("input_file_key")?,
+                })
+            })
+            .collect::<Result<Vec<_>, DbError>>()?
+        });
+        Ok(inputs)
+    }
+
+    /// Clears an ended job's input key once its object is deleted; `false` when the job no
+    /// longer holds that key (another worker was first) or is not ended.
+    pub async fn forget_job_input(&self, input: &ExpiredInput) -> Result<bool, DbError> {
+        let mut conn = self.read().await?;
+        let n = dual!(conn.conn(), |c, d| {
+            sqlx::query(
+                "UPDATE ai_jobs SET input_file_key = NULL \
+                 WHERE job_id = $1 AND input_file_key = $2 \
+                 AND status NOT IN ('PENDING', 'RUNNING', 'RETRYING')",
+            )
+            .bind(input.job_id.as_str())
+            .bind(&input.key)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+        });
+        Ok(n > 0)
     }
 }
 

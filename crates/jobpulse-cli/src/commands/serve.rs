@@ -22,6 +22,8 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     http::cancel_on_signal(&shutdown);
     let (db, background, app) = match &settings.database_url {
         Some(_) => {
+            // The upload spool lives in the data dir.
+            crate::private::secure_data_dir(&settings)?;
             let db = wiring::database(&settings).await?;
             let bg = services::start(&settings, &db, &store, &shutdown);
             let app = wiring::app_state(&settings, &db, &store, &bg.relay, &verifier)?;

@@ -48,7 +48,7 @@ fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
 }
 
 pub async fn run(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
-    crate::config::ensure_dir(&settings.data_dir, "data dir")?;
+    crate::private::secure_data_dir(&settings)?;
     // One `up` per data dir: two would each hold an in-process read model over one SQLite file.
     let _lock = lock_data_dir(&settings.data_dir)?;
     let db = wiring::database(&settings).await?;
@@ -109,7 +109,7 @@ pub async fn run(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
                 limits: settings.media_limits(),
             };
             let mut config = VideoWorkerConfig::new(settings.data_dir.join("work"));
-            config.caps.per_tenant = settings.tenant_concurrency;
+            config.caps.per_tenant = settings.tenant_caps().video;
             if let Some(c) = settings.concurrency {
                 config.concurrency = c;
             }
@@ -138,9 +138,10 @@ pub async fn run(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
         {
             let mut config = AiWorkerConfig {
                 credentials_retention: settings.credentials_retention.0,
+                input_retention: settings.job_input_retention.0,
                 ..AiWorkerConfig::default()
             };
-            config.caps.per_tenant = settings.tenant_concurrency;
+            config.caps.per_tenant = settings.tenant_caps().ai;
             if let Some(c) = settings.concurrency {
                 config.concurrency = c;
             }

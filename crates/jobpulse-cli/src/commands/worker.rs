@@ -71,6 +71,8 @@ pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {
         );
     }
     let lease = settings.lease.map(|d| d.0);
+    // Work files (and, with file storage there, media) live in the data dir.
+    crate::private::secure_data_dir(&settings)?;
     let db = wiring::database(&settings).await?;
     let store = wiring::store(&settings, false, wiring::StoreUse::Write).await?;
     let storage = wiring::media(&settings)?;
@@ -89,7 +91,7 @@ pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {
                 )
             })?;
             let mut config = VideoWorkerConfig::new(settings.data_dir.join("work"));
-            config.caps.per_tenant = settings.tenant_concurrency;
+            config.caps.per_tenant = settings.tenant_caps().video;
             if let Some(c) = settings.concurrency {
                 config.concurrency = c;
             }
@@ -117,9 +119,10 @@ pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {
             }
             let mut config = AiWorkerConfig {
                 credentials_retention: settings.credentials_retention.0,
+                input_retention: settings.job_input_retention.0,
                 ..AiWorkerConfig::default()
             };
-            config.caps.per_tenant = settings.tenant_concurrency;
+            config.caps.per_tenant = settings.tenant_caps().ai;
             if let Some(c) = settings.concurrency {
                 config.concurrency = c;
             }

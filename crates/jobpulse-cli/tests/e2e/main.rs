@@ -6,4 +6,5 @@ mod cli;
 mod flow;
 mod harness;
 mod playback;
+mod private;
 mod upload_browser;

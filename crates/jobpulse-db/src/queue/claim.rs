@@ -1,4 +1,5 @@
-//! Claiming the oldest runnable job (see the `queue` module docs).
+//! Claiming a runnable job: the fewest running of its tenant first, then the oldest (see the
+//! `queue` module docs).
 
 use std::time::Duration;
 
@@ -16,20 +17,23 @@ const VIDEO_CLAIM_LOCK: i64 = 0x6a70_7671;
 const AI_CLAIM_LOCK: i64 = 0x6a70_6171;
 
 /// The claim statement: `$1` owner, `$2` lease end, `$3` now, `$4` per-tenant cap, `$5` global
-/// cap (NULL = none). `$lock` is `FOR NO KEY UPDATE SKIP LOCKED` on PostgreSQL (see the
-/// `queue` module docs on locks).
+/// cap (NULL = none). `$lock` is `FOR NO KEY UPDATE OF j SKIP LOCKED` on PostgreSQL (see the
+/// `queue` module docs on locks). `r` holds each tenant's RUNNING jobs (live lease); the tenant
+/// with the fewest goes first, then the oldest job (module docs, Fairness).
 macro_rules! video_claim_sql {
     ($lock:literal) => {
         concat!(
             "UPDATE video_jobs SET state = 'RUNNING', attempt = attempt + 1, lease_owner = $1, \
              lease_until = $2, heartbeat_at = $3, updated_at = $3 \
              WHERE id = (SELECT j.id FROM video_jobs j \
+             LEFT JOIN (SELECT tenant_id, COUNT(*) AS n FROM video_jobs \
+                  WHERE state = 'RUNNING' AND lease_until > $3 GROUP BY tenant_id) r \
+                  ON r.tenant_id = j.tenant_id \
              WHERE (j.state = 'QUEUED' OR (j.state = 'RETRY_WAIT' AND j.run_after <= $3)) \
-             AND ($4 IS NULL OR (SELECT COUNT(*) FROM video_jobs r WHERE r.state = 'RUNNING' \
-                  AND r.lease_until > $3 AND r.tenant_id = j.tenant_id) < $4) \
-             AND ($5 IS NULL OR (SELECT COUNT(*) FROM video_jobs r WHERE r.state = 'RUNNING' \
-                  AND r.lease_until > $3) < $5) \
-             ORDER BY j.id LIMIT 1 ",
+             AND ($4 IS NULL OR COALESCE(r.n, 0) < $4) \
+             AND ($5 IS NULL OR (SELECT COUNT(*) FROM video_jobs g WHERE g.state = 'RUNNING' \
+                  AND g.lease_until > $3) < $5) \
+             ORDER BY COALESCE(r.n, 0), j.id LIMIT 1 ",
             $lock,
             ") RETURNING ",
             video_job_cols!()
@@ -38,7 +42,7 @@ macro_rules! video_claim_sql {
 }
 
 /// `$order`: the insertion-order tie-breaker for jobs created in the same millisecond
-/// (PostgreSQL `queue_seq`, SQLite `rowid`; migration 0002).
+/// (PostgreSQL `queue_seq`, SQLite `rowid`; migration 0002). Fairness as for videos.
 macro_rules! ai_claim_sql {
     ($lock:literal, $order:literal) => {
         concat!(
@@ -46,12 +50,14 @@ macro_rules! ai_claim_sql {
              fence_attempt = attempt + 1, fence_seq = 1, lease_owner = $1, lease_until = $2, \
              heartbeat_at = $3, updated_at = $3 \
              WHERE job_id = (SELECT j.job_id FROM ai_jobs j \
+             LEFT JOIN (SELECT tenant_id, COUNT(*) AS n FROM ai_jobs \
+                  WHERE status = 'RUNNING' AND lease_until > $3 GROUP BY tenant_id) r \
+                  ON r.tenant_id = j.tenant_id \
              WHERE (j.status = 'PENDING' OR (j.status = 'RETRYING' AND j.run_after <= $3)) \
-             AND ($4 IS NULL OR (SELECT COUNT(*) FROM ai_jobs r WHERE r.status = 'RUNNING' \
-                  AND r.lease_until > $3 AND r.tenant_id = j.tenant_id) < $4) \
-             AND ($5 IS NULL OR (SELECT COUNT(*) FROM ai_jobs r WHERE r.status = 'RUNNING' \
-                  AND r.lease_until > $3) < $5) \
-             ORDER BY j.created_at, ",
+             AND ($4 IS NULL OR COALESCE(r.n, 0) < $4) \
+             AND ($5 IS NULL OR (SELECT COUNT(*) FROM ai_jobs g WHERE g.status = 'RUNNING' \
+                  AND g.lease_until > $3) < $5) \
+             ORDER BY COALESCE(r.n, 0), j.created_at, ",
             $order,
             " LIMIT 1 ",
             $lock,
@@ -75,8 +81,9 @@ struct Params<'a> {
 }
 
 impl Db {
-    /// Claims the oldest runnable job of `queue` for `worker_id` with a lease of `lease`,
-    /// respecting `caps`; `None` when nothing is runnable. See the module docs.
+    /// Claims a runnable job of `queue` — of the tenant with the fewest running, then the oldest
+    /// — for `worker_id` with a lease of `lease`, respecting `caps`; `None` when nothing is
+    /// runnable. See the module docs.
     pub async fn claim(
         &self,
         queue: Queue,
@@ -223,7 +230,7 @@ fn cap(v: Option<u32>) -> Option<i64> {
 async fn claim_video_row(c: Conn<'_>, p: &Params<'_>) -> Result<Option<VideoJob>, DbError> {
     dual!(c, |c, d| {
         let sql = d.pick(
-            video_claim_sql!("FOR NO KEY UPDATE SKIP LOCKED"),
+            video_claim_sql!("FOR NO KEY UPDATE OF j SKIP LOCKED"),
             video_claim_sql!(""),
         );
         sqlx::query(sql)
@@ -242,7 +249,7 @@ async fn claim_video_row(c: Conn<'_>, p: &Params<'_>) -> Result<Option<VideoJob>
 async fn claim_ai_row(c: Conn<'_>, p: &Params<'_>) -> Result<Option<JobId>, DbError> {
     dual!(c, |c, d| {
         let sql = d.pick(
-            ai_claim_sql!("FOR NO KEY UPDATE SKIP LOCKED", "j.queue_seq"),
+            ai_claim_sql!("FOR NO KEY UPDATE OF j SKIP LOCKED", "j.queue_seq"),
             ai_claim_sql!("", "j.rowid"),
         );
         sqlx::query(sql)

@@ -26,15 +26,29 @@
 //!
 //! # Claiming
 //!
-//! [`Db::claim`] takes the oldest runnable job — QUEUED/PENDING, or RETRY_WAIT/RETRYING whose
-//! `run_after` has passed — sets it
+//! [`Db::claim`] takes a runnable job — QUEUED/PENDING, or RETRY_WAIT/RETRYING whose
+//! `run_after` has passed; which one is under Fairness below — sets it
 //! RUNNING with `attempt + 1` and a lease, and commits the PROCESSING/RUNNING state change with its
 //! outbox row, all in one transaction. PostgreSQL picks with `FOR NO KEY UPDATE SKIP LOCKED` (claimers
 //! never wait for each other); SQLite runs the same single `UPDATE … WHERE id = (SELECT … LIMIT 1)
 //! RETURNING …` inside `BEGIN IMMEDIATE`, which serializes writers.
 //!
-//! Concurrency caps ([`Caps`]) count RUNNING jobs with a live lease, globally and per tenant, in
-//! the same statement. On SQLite that is exact (one writer at a time). On PostgreSQL two claimers
+//! # Fairness
+//!
+//! Among runnable jobs, the claim takes one of the tenant with the fewest RUNNING jobs (live
+//! lease) first, and the oldest within that: a tenant with work waiting gets the next free slot
+//! before a tenant that already runs jobs, whatever their age. A tenant alone still gets every
+//! slot (up to its cap); a second tenant's first job waits only for the next slot to free.
+//!
+//! The running counts come from one grouped read of the RUNNING jobs (their partial index), joined
+//! to the runnable ones; ranking them reads the whole runnable backlog of the queue (see
+//! docs/reliability.md, issue 15 finding 9, for the cost at 10 000 waiting jobs). Without caps,
+//! concurrent PostgreSQL claimers may count the same running jobs, so the order is approximate
+//! there; with caps it is exact (below).
+//!
+//! Concurrency caps ([`Caps`]; per tenant on by default, [`TenantCaps`]) count RUNNING jobs with a
+//! live lease, globally and per tenant, in the same statement. On SQLite that is exact (one
+//! writer at a time). On PostgreSQL two claimers
 //! could both see "one slot left", so when any cap is set a claim first takes a per-queue
 //! transaction-scoped advisory lock: claims of that queue then run one at a time (a few
 //! milliseconds each), which keeps caps exact; without caps nothing is serialized.
@@ -100,6 +114,7 @@ impl Queue {
 }
 
 /// Concurrency caps: at most this many jobs RUNNING (with a live lease) at once.
+/// `Caps::default()` caps nothing; workers start from [`TenantCaps::default`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Caps {
     pub global: Option<u32>,
@@ -109,6 +124,48 @@ pub struct Caps {
 impl Caps {
     pub fn is_unlimited(&self) -> bool {
         self.global.is_none() && self.per_tenant.is_none()
+    }
+
+    /// Only a per-tenant cap.
+    pub fn per_tenant(cap: Option<u32>) -> Self {
+        Self {
+            global: None,
+            per_tenant: cap,
+        }
+    }
+}
+
+/// The per-tenant caps of both queues (`None`: no cap), across every worker of a deployment.
+/// The defaults — 2 transcodes and 4 AI jobs of one tenant running at once — are on so that one
+/// tenant's burst cannot hold every worker (issue 15 finding 9; the reasoning is in
+/// docs/architecture.md, "Caps").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantCaps {
+    pub video: Option<u32>,
+    pub ai: Option<u32>,
+}
+
+impl TenantCaps {
+    /// Transcodes of one tenant running at once by default.
+    pub const DEFAULT_VIDEO: u32 = 2;
+    /// AI jobs (imports, exports, …) of one tenant running at once by default.
+    pub const DEFAULT_AI: u32 = 4;
+
+    /// The cap of `queue`.
+    pub fn of(&self, queue: Queue) -> Option<u32> {
+        match queue {
+            Queue::Video => self.video,
+            Queue::Ai => self.ai,
+        }
+    }
+}
+
+impl Default for TenantCaps {
+    fn default() -> Self {
+        Self {
+            video: Some(Self::DEFAULT_VIDEO),
+            ai: Some(Self::DEFAULT_AI),
+        }
     }
 }
 

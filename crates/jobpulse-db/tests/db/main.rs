@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod fairness;
 mod jobs;
 mod migrations;
 mod notify;

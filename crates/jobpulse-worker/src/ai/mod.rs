@@ -33,13 +33,17 @@ use crate::progress::Reporter;
 
 pub mod attendance_export;
 pub mod excel_import;
+pub mod inputs;
 pub mod registry;
 pub mod worker;
 
 pub use attendance_export::{AttendanceExportHandler, ExportSettings};
 pub use excel_import::{ExcelImportHandler, ExcelImportSettings};
 pub use registry::{HandlerSettings, JobTypeInfo, Registry};
-pub use worker::{AiWorker, AiWorkerConfig, AiWorkerHandle, DEFAULT_CREDENTIALS_RETENTION};
+pub use worker::{
+    AiWorker, AiWorkerConfig, AiWorkerHandle, DEFAULT_CREDENTIALS_RETENTION,
+    DEFAULT_INPUT_RETENTION,
+};
 
 /// Attempts of a job type that does not say otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;

@@ -35,11 +35,12 @@ use std::time::Duration;
 use futures::FutureExt;
 use jobpulse_db::{
     AiOutcome, Caps, Claim, ClaimedTask, Committed, Db, DbError, FailOutcome, Heartbeat,
-    OutboxEntry, Queue, Relay, ReleaseOutcome,
+    OutboxEntry, Queue, Relay, ReleaseOutcome, TenantCaps,
 };
 use jobpulse_domain::{JobStatus, State, WriteKind};
 use jobpulse_media::MediaStorage;
 use jobpulse_store::SharedStore;
+use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -59,7 +60,8 @@ pub struct AiWorkerConfig {
     pub lease: Duration,
     /// Heartbeat period (a third of the lease by default).
     pub heartbeat_every: Duration,
-    /// Cluster-wide concurrency caps, counted at claim time.
+    /// Cluster-wide concurrency caps, counted at claim time; default: the per-tenant cap of
+    /// [`TenantCaps::default`] (4 AI jobs of one tenant at once).
     pub caps: Caps,
     /// Longest wait for a wake-up before looking for work again (bounds how late a retry whose
     /// backoff ended starts).
@@ -73,7 +75,15 @@ pub struct AiWorkerConfig {
     pub credentials_retention: Option<Duration>,
     /// How often the worker purges expired initial passwords.
     pub purge_every: Duration,
+    /// How long the uploaded input of an ended job (an import's spreadsheet) is kept; `None`:
+    /// forever. Default 0: deleted as soon as the job ends. See [`super::inputs`].
+    pub input_retention: Option<Duration>,
+    /// Period of the input pass beside the one after each attempt of this worker.
+    pub input_purge_every: Duration,
 }
+
+/// Inputs of ended jobs are deleted at once by default.
+pub const DEFAULT_INPUT_RETENTION: Duration = Duration::ZERO;
 
 /// Initial passwords of a finished import are kept this long (7 days) by default.
 pub const DEFAULT_CREDENTIALS_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -85,12 +95,14 @@ impl Default for AiWorkerConfig {
             concurrency: 2,
             lease: Duration::from_secs(30),
             heartbeat_every: Duration::from_secs(10),
-            caps: Caps::default(),
+            caps: Caps::per_tenant(TenantCaps::default().ai),
             idle_wait: Duration::from_secs(5),
             reap_every: Duration::from_secs(5),
             progress_interval: Duration::from_secs(1),
             credentials_retention: Some(DEFAULT_CREDENTIALS_RETENTION),
             purge_every: Duration::from_secs(3600),
+            input_retention: Some(DEFAULT_INPUT_RETENTION),
+            input_purge_every: Duration::from_secs(60),
         }
     }
 }
@@ -144,6 +156,8 @@ struct Inner {
     registry: Registry,
     relay: Relay,
     config: AiWorkerConfig,
+    /// Notified when an attempt of this worker ended: the input pass runs ([`super::inputs`]).
+    inputs_due: Arc<Notify>,
 }
 
 /// A worker running in this process (see [`AiWorker::spawn`]).
@@ -203,6 +217,7 @@ impl AiWorker {
                 registry,
                 relay,
                 config,
+                inputs_due: Arc::new(Notify::new()),
             }),
         }
     }
@@ -234,6 +249,17 @@ impl AiWorker {
             let db = self.inner.db.clone();
             let (every, stop) = (c.purge_every, shutdown.clone());
             tasks.spawn(async move { purge_credentials(db, keep, every, stop).await });
+        }
+        if let Some(keep) = c.input_retention {
+            let (db, storage) = (self.inner.db.clone(), self.inner.storage.clone());
+            let (every, due, stop) = (
+                c.input_purge_every,
+                self.inner.inputs_due.clone(),
+                shutdown.clone(),
+            );
+            tasks.spawn(async move {
+                super::inputs::purge_inputs(db, storage, keep, every, due, stop).await;
+            });
         }
         for _ in 0..c.concurrency.max(1) {
             let inner = self.inner.clone();
@@ -442,6 +468,7 @@ impl Inner {
             tenant.id = %claim.tenant, job.id = %job.job_id, job.attempt = claim.attempt,
             outcome, "job attempt ended"
         );
+        self.inputs_due.notify_one();
     }
 
     /// The final write of a handler's error.

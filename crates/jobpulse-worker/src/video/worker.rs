@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobpulse_db::{Caps, Db, Queue, Relay};
+use jobpulse_db::{Caps, Db, Queue, Relay, TenantCaps};
 use jobpulse_store::SharedStore;
 use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio::time::Instant;
@@ -63,7 +63,8 @@ pub struct VideoWorkerConfig {
     pub lease: Duration,
     /// Heartbeat period; default a third of the lease (two heartbeats may fail in a row).
     pub heartbeat_every: Duration,
-    /// Concurrency caps counted over all workers of the queue.
+    /// Concurrency caps counted over all workers of the queue; default: the per-tenant cap of
+    /// [`TenantCaps::default`] (2 transcodes of one tenant at once).
     pub caps: Caps,
     /// Longest sleep when nothing is runnable; bounds how late a job whose backoff ended (which
     /// is not announced) starts. Default 5 s.
@@ -96,7 +97,7 @@ impl VideoWorkerConfig {
             concurrency: 1,
             lease,
             heartbeat_every: lease / 3,
-            caps: Caps::default(),
+            caps: Caps::per_tenant(TenantCaps::default().video),
             idle_wait: Duration::from_secs(5),
             reap_every: Duration::from_secs(5),
             work_root: work_root.into(),

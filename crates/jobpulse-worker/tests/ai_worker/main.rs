@@ -3,9 +3,11 @@
 //!
 //! - `import`: the 2 000-row sheet, a worker killed mid-import, a result over 10 KB;
 //! - `errors`: bad input, a job type without a handler, a transient error retried, a timeout;
-//! - `export`: the attendance workbook.
+//! - `export`: the attendance workbook;
+//! - `retention`: inputs and initial passwords of ended jobs.
 
 mod errors;
 mod export;
 mod helpers;
 mod import;
+mod retention;
