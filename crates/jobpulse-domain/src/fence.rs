@@ -202,6 +202,9 @@ pub enum Outcome {
 
 /// What [`decide`] tells a store to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// A short-lived return value, moved once into the store: boxing would cost an allocation per
+// write for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Decision {
     /// Store this record (its `rev` is already bumped).
     Write(Stored),
