@@ -113,7 +113,7 @@ mod tests {
         let seal = CredentialSeal::random();
         let creds = serde_json::json!([{"name": "김", "login_id": "s1", "password": "pw"}]);
         let sealed = seal
-            .seal_credentials("job1", creds.clone(), Some(5_000))
+            .seal_credentials("job1", &creds, Some(5_000))
             .expect("seals");
         let result = map(serde_json::json!({"created": 1, "credentials": [],
                                              SEALED_CREDENTIALS_KEY: sealed}));

@@ -2,6 +2,7 @@
 //!
 //! Every subcommand lives in [`commands`] and is a few lines of wiring.
 
+mod allocator;
 mod bench;
 mod catalog;
 mod client;

@@ -29,3 +29,4 @@ mod s09_slow_clients;
 mod s10_memory;
 mod s11_pg_real_restart;
 mod s12_ingest_owner;
+mod s13_import_memory;

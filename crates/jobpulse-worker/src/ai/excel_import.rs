@@ -200,13 +200,11 @@ impl ExcelImportHandler {
         let invalid = |e: String| HandlerError::Permanent(format!("result: {e}"));
         let job = ctx.job_id().as_str();
         let seal = &self.settings.seal;
-        let creds =
-            serde_json::to_value(&report.credentials).map_err(|e| invalid(e.to_string()))?;
         let public = serde_json::to_value(report.without_credentials())
             .map_err(|e| invalid(e.to_string()))?;
         let with_sealed = |expires: Option<i64>| -> Result<serde_json::Value, HandlerError> {
             let sealed = seal
-                .seal_credentials(job, creds.clone(), expires)
+                .seal_credentials(job, &report.credentials, expires)
                 .map_err(|e| invalid(e.to_string()))?;
             let mut v = public.clone();
             if let Some(o) = v.as_object_mut() {

@@ -5,7 +5,7 @@
 //! cells. Here memory follows the cells actually present, and reading stops as soon as a limit is
 //! passed.
 
-use std::io::Cursor;
+use std::io::{Cursor, Read};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use calamine::{DataRef, Reader, SheetType, SheetVisible, Xlsx};
@@ -33,6 +33,7 @@ pub fn read_xlsx(
         return Err(ImportError::LegacyXls);
     }
     check_zip_directory(bytes, limits)?;
+    check_shared_strings(bytes, limits)?;
     // calamine parses untrusted XML; a panic inside it must become a refused file, not a dead
     // worker. (The callback runs inside too; a panic there is reported the same way.)
     catch_unwind(AssertUnwindSafe(|| read_cells(bytes, limits, progress))).unwrap_or_else(|_| {
@@ -87,6 +88,93 @@ fn check_zip_directory(bytes: &[u8], limits: &Limits) -> Result<(), ImportError>
     Ok(())
 }
 
+/// Refuses a shared-strings table with more strings than [`Limits::max_shared_strings`], by a
+/// streaming scan of the unpacked part (constant memory) before the parser reads it. The parser
+/// keeps every shared string for the whole read (about 40 bytes each beyond the text, so a
+/// 16 MiB part of one-character strings would cost ~40 MB), and it reserves room for the count
+/// the file declares (`uniqueCount`) up front: a declared count of 10^13 was an allocation
+/// failure that aborts the process, not an error.
+fn check_shared_strings(bytes: &[u8], limits: &Limits) -> Result<(), ImportError> {
+    let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(unreadable)?;
+    for i in 0..zip.len() {
+        let entry = zip.by_index(i).map_err(unreadable)?;
+        if !entry.name().is_ok_and(|n| n.ends_with("sharedStrings.xml")) {
+            continue;
+        }
+        let (declared, found) = scan_shared_strings(entry, limits.max_shared_strings)?;
+        let count = declared.max(found);
+        if count > limits.max_shared_strings {
+            return Err(ImportError::TooLarge {
+                what: format!(
+                    "서로 다른 글자 칸 {}개 이상, 최대 {}개",
+                    count, limits.max_shared_strings
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The count a shared-strings part declares (`uniqueCount`, 0 when absent) and the `<si>`
+/// elements it holds, counted up to one past `max`.
+fn scan_shared_strings(mut part: impl Read, max: u64) -> Result<(u64, u64), ImportError> {
+    let mut chunk = vec![0u8; 64 * 1024];
+    // The tail of the previous chunk, so that a tag split between two reads is still seen.
+    let mut carry: Vec<u8> = Vec::with_capacity(8);
+    let mut declared = None;
+    let mut found = 0u64;
+    let mut window = Vec::with_capacity(chunk.len() + 8);
+    loop {
+        let n = part.read(&mut chunk).map_err(unreadable)?;
+        if n == 0 {
+            break;
+        }
+        window.clear();
+        window.extend_from_slice(&carry);
+        window.extend_from_slice(&chunk[..n]);
+        if declared.is_none() {
+            declared = declared_count(&window);
+        }
+        found += count_si(&window, carry.len());
+        if found > max {
+            break;
+        }
+        let keep = window.len().min(3);
+        carry.clear();
+        carry.extend_from_slice(&window[window.len() - keep..]);
+    }
+    Ok((declared.unwrap_or(0), found))
+}
+
+/// `<si>`, `<si …>` and prefixed `<x:si>` starts in `window` that end at or after `from`
+/// (those ending before were counted with the previous chunk).
+fn count_si(window: &[u8], from: usize) -> u64 {
+    let mut n = 0;
+    for i in 1..window.len().saturating_sub(2) {
+        if &window[i..i + 2] == b"si"
+            && matches!(window[i - 1], b'<' | b':')
+            && matches!(window[i + 2], b'>' | b' ' | b'\t' | b'\r' | b'\n')
+            && i + 2 >= from
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// The `uniqueCount` attribute of the `<sst>` start tag, when it is in `window`: saturating, so
+/// that an absurd number is simply over the limit.
+fn declared_count(window: &[u8]) -> Option<u64> {
+    let at = window
+        .windows(b"uniqueCount=".len())
+        .position(|w| w == b"uniqueCount=")?;
+    let rest = window.get(at + b"uniqueCount=".len() + 1..)?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit());
+    Some(digits.fold(0u64, |n, d| {
+        n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+    }))
+}
+
 fn read_cells(
     bytes: &[u8],
     limits: &Limits,
@@ -112,26 +200,41 @@ fn read_cells(
 
     let mut grid = GridBuilder::default();
     let mut reported = 0;
+    // Text kept so far: every cell's text is copied into the grid, so one shared string repeated
+    // in many cells costs its length each time. Counted before the copy is made.
+    let mut text_bytes: u64 = 0;
     while let Some(cell) = cells.next_cell().map_err(unreadable)? {
         let (row, col) = cell.get_position();
-        let Some(value) = convert(cell.get_value()) else {
-            continue;
-        };
         if col >= limits.max_columns {
             continue;
         }
-        if let Cell::Text(t) = &value
-            && t.chars().count() > limits.max_cell_chars
-        {
-            return Err(ImportError::TooLarge {
-                what: format!(
-                    "{}행 칸 하나에 {}자, 최대 {}자",
-                    row.saturating_add(1),
-                    t.chars().count(),
-                    limits.max_cell_chars
-                ),
-            });
+        let raw = cell.get_value();
+        if let Some(text) = text_of(raw) {
+            let chars = text.chars().count();
+            if chars > limits.max_cell_chars {
+                return Err(ImportError::TooLarge {
+                    what: format!(
+                        "{}행 칸 하나에 {}자, 최대 {}자",
+                        row.saturating_add(1),
+                        chars,
+                        limits.max_cell_chars
+                    ),
+                });
+            }
+            text_bytes = text_bytes.saturating_add(text.len() as u64);
+            if text_bytes > limits.max_text_bytes {
+                return Err(ImportError::TooLarge {
+                    what: format!(
+                        "칸의 글자가 모두 {} MB 초과 ({}행까지)",
+                        limits.max_text_bytes / (1024 * 1024),
+                        row.saturating_add(1)
+                    ),
+                });
+            }
         }
+        let Some(value) = convert(raw) else {
+            continue;
+        };
         let Some(number) = row.checked_add(1) else {
             continue;
         };
@@ -167,6 +270,15 @@ fn read_cells(
     Ok(grid.finish())
 }
 
+/// The text a cell would copy into the grid, measured before [`convert`] allocates it.
+fn text_of<'a>(v: &'a DataRef<'_>) -> Option<&'a str> {
+    match v {
+        DataRef::String(s) | DataRef::DateTimeIso(s) | DataRef::DurationIso(s) => Some(s),
+        DataRef::SharedString(s) => Some(s),
+        _ => None,
+    }
+}
+
 fn convert(v: &DataRef<'_>) -> Option<Cell> {
     match v {
         DataRef::Empty => None,
@@ -179,5 +291,38 @@ fn convert(v: &DataRef<'_>) -> Option<Cell> {
         DataRef::DateTime(d) => Some(Cell::Float(d.as_f64())),
         DataRef::Bool(b) => Some(Cell::Bool(*b)),
         DataRef::Error(e) => Some(Cell::Error(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_strings_are_counted_across_chunk_boundaries() -> Result<(), ImportError> {
+        // 100 000 strings: the 64 KiB reads split some `<si>` tags.
+        let mut xml = String::from(r#"<sst xmlns="x" count="3" uniqueCount="7">"#);
+        for i in 0..100_000 {
+            xml.push_str(&format!("<si><t>{i}</t></si>"));
+        }
+        xml.push_str("<x:si a=\"1\"><t>y</t></x:si><sis>no</sis></sst>");
+        let (declared, found) = scan_shared_strings(xml.as_bytes(), u64::MAX)?;
+        assert_eq!((declared, found), (7, 100_001));
+        let (_, early) = scan_shared_strings(xml.as_bytes(), 10)?;
+        assert!(
+            early > 10 && early < 100_001,
+            "stops soon after the limit: {early}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn an_absurd_declared_count_saturates() {
+        assert_eq!(
+            declared_count(br#"<sst uniqueCount="99999999999999999999999999">"#),
+            Some(u64::MAX)
+        );
+        assert_eq!(declared_count(b"<sst count='5'>"), None);
+        assert_eq!(declared_count(b"<sst uniqueCount='12'>"), Some(12));
     }
 }

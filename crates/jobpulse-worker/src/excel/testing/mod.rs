@@ -7,6 +7,9 @@
 //!
 //! Rows can be marked pre-existing: their identities are returned so an enrolment test can put
 //! those students (soft-deleted or not) in the database before importing.
+//!
+//! [`hostile`] writes workbooks built to cost memory (a huge cell, one long string repeated in
+//! many cells, a huge shared-strings table, many cells), for the memory bounds' tests.
 
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
@@ -14,6 +17,8 @@ use rand::{RngExt, SeedableRng};
 use rust_xlsxwriter::{Workbook, XlsxError};
 
 use super::import::Field;
+
+pub mod hostile;
 
 /// How header texts are spelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
