@@ -119,57 +119,74 @@ fn check_shared_strings(bytes: &[u8], limits: &Limits) -> Result<(), ImportError
 /// elements it holds, counted up to one past `max`.
 fn scan_shared_strings(mut part: impl Read, max: u64) -> Result<(u64, u64), ImportError> {
     let mut chunk = vec![0u8; 64 * 1024];
-    // The tail of the previous chunk, so that a tag split between two reads is still seen.
-    let mut carry: Vec<u8> = Vec::with_capacity(8);
+    // A tag cut by the end of the previous read, carried into the next.
+    let mut window = Vec::with_capacity(chunk.len() + MAX_TAG_NAME);
     let mut declared = None;
     let mut found = 0u64;
-    let mut window = Vec::with_capacity(chunk.len() + 8);
     loop {
         let n = part.read(&mut chunk).map_err(unreadable)?;
         if n == 0 {
             break;
         }
-        window.clear();
-        window.extend_from_slice(&carry);
         window.extend_from_slice(&chunk[..n]);
-        if declared.is_none() {
+        if declared.is_none() && found == 0 {
+            // The `<sst>` tag opens the part, before any string.
             declared = declared_count(&window);
         }
-        found += count_si(&window, carry.len());
+        let (count, cut) = count_si(&window);
+        found += count;
         if found > max {
             break;
         }
-        let keep = window.len().min(3);
-        carry.clear();
-        carry.extend_from_slice(&window[window.len() - keep..]);
+        window.drain(..cut);
     }
     Ok((declared.unwrap_or(0), found))
 }
 
-/// `<si>`, `<si …>` and prefixed `<x:si>` starts in `window` that end at or after `from`
-/// (those ending before were counted with the previous chunk).
-fn count_si(window: &[u8], from: usize) -> u64 {
+/// Longest tag name looked at (`si`, perhaps with a namespace prefix).
+const MAX_TAG_NAME: usize = 64;
+
+/// Start tags whose local name is `si` (`<si>`, `<si …>`, `<x:si>`) in `window`, and where the
+/// unread rest starts: at a tag whose name the window cuts, else at the end.
+fn count_si(window: &[u8]) -> (u64, usize) {
     let mut n = 0;
-    for i in 1..window.len().saturating_sub(2) {
-        if &window[i..i + 2] == b"si"
-            && matches!(window[i - 1], b'<' | b':')
-            && matches!(window[i + 2], b'>' | b' ' | b'\t' | b'\r' | b'\n')
-            && i + 2 >= from
-        {
+    let mut at = 0;
+    while let Some(lt) = window[at..].iter().position(|b| *b == b'<') {
+        let start = at + lt + 1;
+        let end = window[start..]
+            .iter()
+            .take(MAX_TAG_NAME)
+            .position(|b| matches!(b, b'>' | b'/' | b' ' | b'\t' | b'\r' | b'\n'));
+        let Some(len) = end else {
+            if window.len() - start < MAX_TAG_NAME {
+                // Cut by the end of this read: looked at again with the next.
+                return (n, start - 1);
+            }
+            at = start;
+            continue;
+        };
+        let name = &window[start..start + len];
+        let local = name.rsplit(|b| *b == b':').next().unwrap_or(name);
+        if local == b"si" && len > 0 {
             n += 1;
         }
+        at = start + len;
     }
-    n
+    (n, window.len())
 }
 
-/// The `uniqueCount` attribute of the `<sst>` start tag, when it is in `window`: saturating, so
-/// that an absurd number is simply over the limit.
+/// The `uniqueCount` attribute of the `<sst>` start tag, when the tag is whole in `window`:
+/// saturating, so that an absurd number is simply over the limit.
 fn declared_count(window: &[u8]) -> Option<u64> {
-    let at = window
-        .windows(b"uniqueCount=".len())
-        .position(|w| w == b"uniqueCount=")?;
-    let rest = window.get(at + b"uniqueCount=".len() + 1..)?;
-    let digits = rest.iter().take_while(|b| b.is_ascii_digit());
+    let open = window.windows(4).position(|w| w == b"sst ")?;
+    let tag = &window[open..];
+    let tag = &tag[..tag.iter().position(|b| *b == b'>')?];
+    let key = b"uniqueCount=";
+    let at = tag.windows(key.len()).position(|w| w == key)?;
+    let digits = tag[at + key.len()..]
+        .iter()
+        .skip(1)
+        .take_while(|b| b.is_ascii_digit());
     Some(digits.fold(0u64, |n, d| {
         n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
     }))
@@ -324,5 +341,11 @@ mod tests {
         );
         assert_eq!(declared_count(b"<sst count='5'>"), None);
         assert_eq!(declared_count(b"<sst uniqueCount='12'>"), Some(12));
+        // Only the tag's attribute counts, not a string that spells one.
+        assert_eq!(
+            declared_count(b"<sst count='1'><si><t>uniqueCount='9'</t></si>"),
+            None
+        );
+        assert_eq!(declared_count(b"<x:sst uniqueCount=\"3\">"), Some(3));
     }
 }
