@@ -6,14 +6,12 @@
 
 use std::time::Duration;
 
-use jobpulse_domain::{Fence, JobId, JobResult, JobStatus, JobType, TenantId};
+use jobpulse_domain::{JobId, JobResult, JobStatus, JobType, TenantId};
 
 use crate::conn::{Conn, Dialect, RowExt, dual, now_ms};
-use crate::model::{AiJob, ai_job_cols, clean_message};
+use crate::model::{AiJob, CancelOutcome, ai_job_cols, clean_message};
 use crate::outbox::{self, Committed, OutboxEntry};
-use crate::queue::CancelOutcome;
 use crate::tenants::lecture_in;
-use crate::videos::next_seq;
 use crate::{Db, DbError};
 
 /// What a caller submits.
@@ -402,7 +400,7 @@ impl Db {
             JobStatus::Pending | JobStatus::Retrying => {
                 let next = AiJob {
                     status: JobStatus::Failed,
-                    fence: next_seq(cur.fence),
+                    fence: cur.fence.next_seq(),
                     error_message: Some("cancelled".into()),
                     ..cur.clone()
                 };
@@ -431,11 +429,6 @@ impl Db {
             }
         }
     }
-}
-
-/// The fence of a write made between attempt `attempt` and the next one.
-pub(crate) fn between(job: &AiJob) -> Fence {
-    Fence::between_attempts(job.fence.generation, job.attempt)
 }
 
 #[cfg(test)]

@@ -4,12 +4,13 @@
 //! Lock order, everywhere: the video's job row first, then the video row. Keeping one order
 //! means two transactions touching the same video wait for each other instead of deadlocking.
 
-use jobpulse_domain::{Fence, TenantId, VideoId, VideoStatus};
+use jobpulse_domain::{TenantId, VideoId, VideoStatus};
 
 use crate::conn::{Conn, RowExt, dual, now_ms};
-use crate::model::{Video, VideoJob, VideoJobState, clean_message, video_cols, video_job_cols};
+use crate::model::{
+    CancelOutcome, Video, VideoJob, VideoJobState, clean_message, video_cols, video_job_cols,
+};
 use crate::outbox::{self, Committed, OutboxEntry};
-use crate::queue::CancelOutcome;
 use crate::tenants::check_title;
 use crate::{Db, DbError};
 
@@ -351,7 +352,7 @@ impl Db {
         }
         let next = Video {
             status: VideoStatus::Uploaded,
-            fence: Fence::new(cur.fence.generation + 1, 0, 1)?,
+            fence: cur.fence.next_generation(),
             attempt: 0,
             error_reason: None,
             hls_path: None,
@@ -386,7 +387,7 @@ impl Db {
             stop_video_job(tx.conn(), job, "deleted").await?;
         }
         let next = Video {
-            fence: Fence::new(cur.fence.generation + 1, 0, 1)?,
+            fence: cur.fence.next_generation(),
             deleted_at_ms: Some(now_ms()),
             ..cur.clone()
         };
@@ -424,7 +425,7 @@ impl Db {
             status: VideoStatus::Failed,
             // No attempt is running (the job row is locked and was waiting): the next seq of the
             // last state change orders this after everything written so far.
-            fence: next_seq(cur.fence),
+            fence: cur.fence.next_seq(),
             error_reason: Some("cancelled".to_owned()),
             attempt: job.attempt,
             ..cur.clone()
@@ -433,15 +434,6 @@ impl Db {
         self.commit(tx, true).await?;
         tracing::info!(tenant.id = %tenant, video.id = %id, "video job cancelled");
         Ok(Committed::one(CancelOutcome::Ended, entry))
-    }
-}
-
-/// The fence right after `f` within the same attempt, for changes made while no worker holds
-/// the task (so nobody else can be writing that attempt).
-pub(crate) fn next_seq(f: Fence) -> Fence {
-    Fence {
-        seq: f.seq + 1,
-        ..f
     }
 }
 
@@ -474,6 +466,8 @@ async fn stop_video_job(
 
 #[cfg(test)]
 mod tests {
+    use jobpulse_domain::Fence;
+
     use super::*;
 
     fn video(status: VideoStatus, fence: Fence) -> Video {

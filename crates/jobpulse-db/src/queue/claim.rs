@@ -110,7 +110,7 @@ impl Db {
                     tracing::info!(
                         tenant.id = %claim.tenant,
                         job.id = %claim.job_ref(),
-                        attempt = claim.attempt,
+                        attempt = claim.attempt(),
                         worker = worker_id,
                         queue = queue.as_str(),
                         "job claimed"
@@ -174,9 +174,10 @@ impl Db {
             tx.commit().await?;
             return Ok(Attempt::Skipped);
         };
+        let fence = Fence::claim(job.generation, job.attempt)?;
         let next = Video {
             status: VideoStatus::Processing,
-            fence: Fence::new(job.generation, job.attempt, 1)?,
+            fence,
             attempt: job.attempt,
             ..cur.clone()
         };
@@ -185,8 +186,7 @@ impl Db {
         Ok(Attempt::Claimed(Box::new(Claim {
             tenant: video.tenant,
             key: TaskKey::video(video.tenant, video.id),
-            generation: job.generation,
-            attempt: job.attempt,
+            fence,
             max_attempts: job.max_attempts,
             worker_id: p.worker.to_owned(),
             lease: p.lease,
@@ -212,8 +212,8 @@ impl Db {
         Ok(Attempt::Claimed(Box::new(Claim {
             tenant: job.tenant,
             key: job.key(),
-            generation: job.fence.generation,
-            attempt: job.attempt,
+            // The claim statement set the job's fence to `(g, attempt, 1)`.
+            fence: job.fence,
             max_attempts: job.max_attempts,
             worker_id: p.worker.to_owned(),
             lease: p.lease,

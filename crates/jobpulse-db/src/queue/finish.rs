@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use jobpulse_domain::{Fence, JobResult, JobStatus, Text, VideoStatus};
+use jobpulse_domain::{JobResult, JobStatus, Text, VideoStatus};
 
 use super::{Claim, ClaimedTask, FailOutcome};
-use crate::ai_jobs::{apply_job_change, between, lock_ai_job, store_result};
+use crate::ai_jobs::{apply_job_change, lock_ai_job, store_result};
 use crate::conn::{Conn, Tx, dual, ms, now_ms};
 use crate::model::{AiJob, Video, VideoJobState, clean_message};
 use crate::outbox::Committed;
@@ -63,7 +63,7 @@ async fn finish_video_job(
         .bind(message)
         .bind(now_ms())
         .bind(job_id)
-        .bind(i64::from(claim.attempt))
+        .bind(i64::from(claim.attempt()))
         .bind(&claim.worker_id)
         .execute(&mut *c)
         .await?
@@ -84,7 +84,7 @@ pub(super) async fn claimed_video(
 ) -> Result<Option<Video>, DbError> {
     Ok(lock_video(tx.conn(), video.id)
         .await?
-        .filter(|v| v.deleted_at_ms.is_none() && v.fence.generation == claim.generation))
+        .filter(|v| v.deleted_at_ms.is_none() && v.fence.generation == claim.generation()))
 }
 
 /// Closes the job as CANCELLED after its video went away mid-attempt.
@@ -112,7 +112,7 @@ pub(super) async fn leased_ai_job(
         .await?
         .filter(|j| {
             j.status == JobStatus::Running
-                && j.attempt == claim.attempt
+                && j.attempt == claim.attempt()
                 && j.lease_owner.as_deref() == Some(claim.worker_id.as_str())
         })
         .ok_or(DbError::LeaseLost)
@@ -139,7 +139,7 @@ impl Db {
     ) -> Result<Committed<Video>, DbError> {
         let (job_id, video) = video_of(claim)?;
         let hls = Text::parse(hls_path, "hls_path", Text::MAX_MESSAGE)?;
-        let fence = claim.fence(seq.max(Claim::FIRST_PROGRESS_SEQ))?;
+        let fence = claim.final_fence(seq)?;
         let mut tx = self.begin().await?;
         finish_video_job(
             tx.conn(),
@@ -159,7 +159,7 @@ impl Db {
         let next = Video {
             status: VideoStatus::Ready,
             fence,
-            attempt: claim.attempt,
+            attempt: claim.attempt(),
             hls_path: Some(hls.as_str().to_owned()),
             duration_secs: Some(duration_secs),
             error_reason: None,
@@ -167,7 +167,7 @@ impl Db {
         };
         let (video, entry) = apply_video_change(tx.conn(), &cur, &next).await?;
         self.commit(tx, true).await?;
-        tracing::info!(tenant.id = %claim.tenant, video.id = %video.id, attempt = claim.attempt, "video ready");
+        tracing::info!(tenant.id = %claim.tenant, video.id = %video.id, attempt = claim.attempt(), "video ready");
         Ok(Committed::one(video, entry))
     }
 
@@ -189,7 +189,7 @@ impl Db {
                 to: outcome.status.as_str(),
             });
         }
-        let fence = claim.fence(seq.max(Claim::FIRST_PROGRESS_SEQ))?;
+        let fence = claim.final_fence(seq)?;
         let mut tx = self.begin().await?;
         let cur = leased_ai_job(&mut tx, claim, job).await?;
         if outcome.full_result.is_some() || outcome.read_result.is_some() {
@@ -214,7 +214,7 @@ impl Db {
             tenant.id = %claim.tenant,
             job.id = %done.job_id,
             status = done.status.as_str(),
-            attempt = claim.attempt,
+            attempt = claim.attempt(),
             "job finished"
         );
         Ok(Committed::one(done, entry))
@@ -229,9 +229,9 @@ impl Db {
         retryable: bool,
     ) -> Result<Committed<FailOutcome>, DbError> {
         let message = clean_message(error);
-        let retry = retryable && claim.attempt < claim.max_attempts;
+        let retry = retryable && claim.attempt() < claim.max_attempts;
         let outcome = if retry {
-            let delay = self.options().queue.backoff.delay(claim.attempt);
+            let delay = self.options().queue.backoff.delay(claim.attempt());
             FailOutcome::Retrying {
                 run_after_ms: now_ms().saturating_add(ms(delay)),
             }
@@ -242,7 +242,7 @@ impl Db {
             FailOutcome::Retrying { run_after_ms } => Some(run_after_ms),
             FailOutcome::Dead => None,
         };
-        let fence = Fence::between_attempts(claim.generation, claim.attempt);
+        let fence = claim.between_fence();
         let mut tx = self.begin().await?;
         let entry = match &claim.task {
             ClaimedTask::Video { job_id, video } => {
@@ -273,7 +273,7 @@ impl Db {
                         VideoStatus::Failed
                     },
                     fence,
-                    attempt: claim.attempt,
+                    attempt: claim.attempt(),
                     error_reason: Some(message.clone()),
                     ..cur.clone()
                 };
@@ -287,7 +287,7 @@ impl Db {
                     } else {
                         JobStatus::Failed
                     },
-                    fence: between(&cur),
+                    fence: claim.between_fence(),
                     run_after_ms: run_after.unwrap_or(cur.run_after_ms),
                     lease_until_ms: None,
                     error_message: Some(message.clone()),
@@ -312,7 +312,7 @@ impl Db {
         tracing::warn!(
             tenant.id = %claim.tenant,
             job.id = %claim.job_ref(),
-            attempt = claim.attempt,
+            attempt = claim.attempt(),
             outcome = result,
             error = %message,
             "job attempt failed"
@@ -323,7 +323,7 @@ impl Db {
     /// Acknowledges a cancel seen on a heartbeat: the job ends (video job CANCELLED and the
     /// video FAILED "cancelled" unless it was deleted; AI job FAILED "cancelled").
     pub async fn cancelled(&self, claim: &Claim) -> Result<Committed<()>, DbError> {
-        let fence = Fence::between_attempts(claim.generation, claim.attempt);
+        let fence = claim.between_fence();
         let mut tx = self.begin().await?;
         let entry = match &claim.task {
             ClaimedTask::Video { job_id, video } => {
@@ -344,7 +344,7 @@ impl Db {
                         let next = Video {
                             status: VideoStatus::Failed,
                             fence,
-                            attempt: claim.attempt,
+                            attempt: claim.attempt(),
                             error_reason: Some("cancelled".into()),
                             ..cur.clone()
                         };
@@ -356,7 +356,7 @@ impl Db {
                 let cur = leased_ai_job(&mut tx, claim, job).await?;
                 let next = AiJob {
                     status: JobStatus::Failed,
-                    fence: between(&cur),
+                    fence: claim.between_fence(),
                     lease_until_ms: None,
                     error_message: Some("cancelled".into()),
                     ..cur.clone()

@@ -85,6 +85,7 @@ use std::time::Duration;
 use jobpulse_domain::{Fence, State, TaskKey, TenantId, Write};
 
 use crate::conn::{Conn, RowExt, dual, ms, now_ms};
+pub use crate::model::CancelOutcome;
 use crate::model::{AiJob, Video};
 use crate::outbox::OutboxEntry;
 use crate::{Db, DbError};
@@ -236,9 +237,10 @@ pub struct Claim {
     pub tenant: TenantId,
     /// The read-model key of the task.
     pub key: TaskKey,
-    pub generation: u32,
-    /// This attempt (1-based).
-    pub attempt: u32,
+    /// The fence of the claim's PROCESSING/RUNNING write, `(g, attempt, 1)`: the generation and
+    /// this attempt (1-based). Every later write of the attempt steps from it
+    /// ([`Fence::next_seq`], [`Fence::next_attempt`]).
+    pub fence: Fence,
     pub max_attempts: u32,
     pub worker_id: String,
     /// The lease length; every heartbeat extends the lease by this much from now.
@@ -258,21 +260,42 @@ impl Claim {
         }
     }
 
+    /// This attempt (1-based).
+    pub fn attempt(&self) -> u32 {
+        self.fence.attempt
+    }
+
+    pub fn generation(&self) -> u32 {
+        self.fence.generation
+    }
+
     /// The fence for this attempt's write number `seq` (progress writes start at
     /// [`Claim::FIRST_PROGRESS_SEQ`]).
-    pub fn fence(&self, seq: u64) -> Result<Fence, DbError> {
-        Ok(Fence::new(self.generation, self.attempt, seq)?)
+    pub fn fence_at(&self, seq: u64) -> Result<Fence, DbError> {
+        Ok(self.fence.with_seq(seq)?)
+    }
+
+    /// The fence of a final write with `seq`: never below [`Claim::FIRST_PROGRESS_SEQ`], so it
+    /// outranks the claim's own write.
+    pub(crate) fn final_fence(&self, seq: u64) -> Result<Fence, DbError> {
+        self.fence_at(seq.max(Self::FIRST_PROGRESS_SEQ))
+    }
+
+    /// The fence of writes made after this attempt, before the next one (RETRY_WAIT/RETRYING,
+    /// a FAILED after an attempt, a release): `(g, attempt + 1, 0)`.
+    pub fn between_fence(&self) -> Fence {
+        self.fence.next_attempt()
     }
 
     /// A direct progress write of this attempt (seq from [`Claim::FIRST_PROGRESS_SEQ`] up, one
     /// per write, in order). Progress goes straight to the read model, never through the
     /// database; state changes must go through the database.
     pub fn progress_write(&self, seq: u64, state: State) -> Result<Write, DbError> {
-        Ok(Write::set(self.key.clone(), self.fence(seq)?, state)?)
+        Ok(Write::set(self.key.clone(), self.fence_at(seq)?, state)?)
     }
 
     pub fn is_last_attempt(&self) -> bool {
-        self.attempt >= self.max_attempts
+        self.attempt() >= self.max_attempts
     }
 
     fn job_ref(&self) -> String {
@@ -292,17 +315,6 @@ pub enum Heartbeat {
     CancelRequested,
     /// The lease is gone (expired and re-claimed, reaped, or ended): stop, write nothing.
     LeaseLost,
-}
-
-/// What [`Db::cancel_video`] / [`Db::cancel_ai_job`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CancelOutcome {
-    /// The job was waiting and is now ended.
-    Ended,
-    /// The job is running; its worker was asked to stop.
-    Requested,
-    /// Nothing to cancel (no active job, or already finished).
-    NotActive,
 }
 
 /// What [`Db::fail`] did.
@@ -343,7 +355,7 @@ impl Db {
                 tracing::warn!(
                     tenant.id = %claim.tenant,
                     job.id = %claim.job_ref(),
-                    attempt = claim.attempt,
+                    attempt = claim.attempt(),
                     "lease lost"
                 );
                 Heartbeat::LeaseLost
@@ -372,7 +384,7 @@ async fn heartbeat_sql(
     now: i64,
     until: i64,
 ) -> Result<Option<bool>, DbError> {
-    let attempt = i64::from(claim.attempt);
+    let attempt = i64::from(claim.attempt());
     Ok(match &claim.task {
         ClaimedTask::Video { job_id, .. } => dual!(c, |c, d| {
             sqlx::query(

@@ -12,7 +12,7 @@ use jobpulse_domain::{Fence, JobStatus, VideoStatus};
 use tokio_util::sync::CancellationToken;
 
 use super::{Queue, ReapReport};
-use crate::ai_jobs::{apply_job_change, between, lock_ai_job};
+use crate::ai_jobs::{apply_job_change, lock_ai_job};
 use crate::conn::{Conn, Dialect, RowExt, dual, ms, now_ms};
 use crate::model::{AiJob, Video, VideoJob, VideoJobState, clean_message, video_job_cols};
 use crate::videos::{apply_video_change, lock_video};
@@ -170,7 +170,7 @@ impl Db {
             };
             let next = AiJob {
                 status,
-                fence: between(&cur),
+                fence: Fence::between_attempts(cur.fence.generation, cur.attempt),
                 run_after_ms: now.saturating_add(ms(delay)),
                 lease_until_ms: None,
                 error_message: Some(clean_message(error)),

@@ -12,11 +12,11 @@
 //!
 //! A cancel that arrived meanwhile wins: the job ends as [`Db::cancelled`] would end it.
 
-use jobpulse_domain::{Fence, JobStatus, VideoStatus};
+use jobpulse_domain::{JobStatus, VideoStatus};
 
 use super::finish::{claimed_video, discard_video_job, leased_ai_job};
 use super::{Claim, ClaimedTask, Queue};
-use crate::ai_jobs::{apply_job_change, between};
+use crate::ai_jobs::apply_job_change;
 use crate::conn::{Conn, Dialect, RowExt, Tx, dual, now_ms};
 use crate::model::{AiJob, Video, clean_message};
 use crate::notify::{AI_CHANNEL, VIDEO_CHANNEL};
@@ -58,7 +58,7 @@ async fn release_video_job(
         .bind(message)
         .bind(now)
         .bind(job_id)
-        .bind(i64::from(claim.attempt))
+        .bind(i64::from(claim.attempt()))
         .bind(&claim.worker_id)
         .fetch_optional(&mut *c)
         .await?
@@ -99,7 +99,7 @@ impl Db {
         reason: &str,
     ) -> Result<Committed<ReleaseOutcome>, DbError> {
         let message = clean_message(reason);
-        let fence = Fence::between_attempts(claim.generation, claim.attempt);
+        let fence = claim.between_fence();
         let now = now_ms();
         let mut tx = self.begin().await?;
         let (outcome, entry) = match &claim.task {
@@ -122,7 +122,7 @@ impl Db {
                 let next = Video {
                     status,
                     fence,
-                    attempt: claim.attempt,
+                    attempt: claim.attempt(),
                     error_reason: Some(error.to_owned()),
                     ..cur.clone()
                 };
@@ -141,7 +141,7 @@ impl Db {
                 };
                 let next = AiJob {
                     status,
-                    fence: between(&cur),
+                    fence,
                     run_after_ms: now,
                     lease_until_ms: None,
                     error_message: Some(error.to_owned()),
@@ -181,7 +181,7 @@ impl Db {
         tracing::info!(
             tenant.id = %claim.tenant,
             job.id = %claim.job_ref(),
-            attempt = claim.attempt,
+            attempt = claim.attempt(),
             outcome = ?outcome,
             reason = %message,
             "job given back by its worker"

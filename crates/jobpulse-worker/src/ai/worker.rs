@@ -306,13 +306,13 @@ impl Inner {
                             "ai_attempt",
                             tenant.id = %claim.tenant,
                             job.id = %job.job_id,
-                            job.attempt = claim.attempt,
+                            job.attempt = claim.attempt(),
                             "job.type" = %job.job_type,
                         ),
                         ClaimedTask::Video { .. } => tracing::info_span!(
                             "ai_attempt",
                             tenant.id = %claim.tenant,
-                            job.attempt = claim.attempt,
+                            job.attempt = claim.attempt(),
                         ),
                     };
                     self.run_claim(claim, asked, &shutdown)
@@ -375,7 +375,7 @@ impl Inner {
             WriteKind::Set(s) => s.clone(),
             _ => {
                 let mut s = State::job(JobStatus::Running, job.job_type.clone());
-                s.attempt = Some(claim.attempt);
+                s.attempt = Some(claim.attempt());
                 s
             }
         };
@@ -383,8 +383,7 @@ impl Inner {
             Reporter::new(
                 self.store.clone(),
                 claim.key.clone(),
-                claim.generation,
-                claim.attempt,
+                claim.fence,
                 handler.plan(),
                 base,
             )
@@ -414,7 +413,7 @@ impl Inner {
 
         let timeout = handler.timeout();
         tracing::info!(
-            tenant.id = %claim.tenant, job.id = %job.job_id, job.attempt = claim.attempt,
+            tenant.id = %claim.tenant, job.id = %job.job_id, job.attempt = claim.attempt(),
             "job attempt started"
         );
         let run = AssertUnwindSafe(tokio::time::timeout(timeout, handler.run(&ctx))).catch_unwind();
@@ -427,7 +426,7 @@ impl Inner {
         // Whatever the handler left running (threads, producers) watches this token.
         cancel.cancel();
         tracing::info!(
-            tenant.id = %claim.tenant, job.id = %job.job_id, job.attempt = claim.attempt,
+            tenant.id = %claim.tenant, job.id = %job.job_id, job.attempt = claim.attempt(),
             "job attempt stopped"
         );
 
@@ -440,7 +439,7 @@ impl Inner {
         }
         let outcome = match (stop, result) {
             (Some(Stop::LeaseLost), _) => {
-                tracing::info!(job.id = %job.job_id, attempt = claim.attempt, "lease lost; attempt abandoned");
+                tracing::info!(job.id = %job.job_id, attempt = claim.attempt(), "lease lost; attempt abandoned");
                 "lost"
             }
             (Some(Stop::CancelRequested), _) => match self.db.cancelled(&claim).await {
@@ -465,7 +464,7 @@ impl Inner {
         };
         count(outcome);
         tracing::info!(
-            tenant.id = %claim.tenant, job.id = %job.job_id, job.attempt = claim.attempt,
+            tenant.id = %claim.tenant, job.id = %job.job_id, job.attempt = claim.attempt(),
             outcome, "job attempt ended"
         );
         self.inputs_due.notify_one();
@@ -592,10 +591,10 @@ impl Inner {
 
     fn final_write_failed(&self, claim: &Claim, e: DbError) -> &'static str {
         if matches!(e, DbError::LeaseLost) {
-            tracing::info!(tenant.id = %claim.tenant, attempt = claim.attempt, "lease lost before the final write");
+            tracing::info!(tenant.id = %claim.tenant, attempt = claim.attempt(), "lease lost before the final write");
         } else {
             // The lease runs out and the reaper retries the job.
-            tracing::error!(tenant.id = %claim.tenant, attempt = claim.attempt, error = %e, "final write failed");
+            tracing::error!(tenant.id = %claim.tenant, attempt = claim.attempt(), error = %e, "final write failed");
         }
         "lost"
     }
@@ -654,7 +653,7 @@ async fn heartbeat(
         let sent = Instant::now();
         if sent >= deadline {
             tracing::warn!(
-                tenant.id = %claim.tenant, attempt = claim.attempt,
+                tenant.id = %claim.tenant, attempt = claim.attempt(),
                 "no heartbeat got through for a whole lease; presuming the lease lost and \
                  stopping the attempt"
             );
@@ -665,13 +664,13 @@ async fn heartbeat(
             Ok(Ok(beat)) => {
                 extended_at = sent;
                 if failing {
-                    tracing::info!(tenant.id = %claim.tenant, attempt = claim.attempt, "heartbeats get through again");
+                    tracing::info!(tenant.id = %claim.tenant, attempt = claim.attempt(), "heartbeats get through again");
                     failing = false;
                 }
                 match beat {
                     Heartbeat::Continue => {}
                     Heartbeat::CancelRequested => {
-                        tracing::info!(tenant.id = %claim.tenant, attempt = claim.attempt, "cancel requested");
+                        tracing::info!(tenant.id = %claim.tenant, attempt = claim.attempt(), "cancel requested");
                         return halt(Stop::CancelRequested);
                     }
                     Heartbeat::LeaseLost => return halt(Stop::LeaseLost),

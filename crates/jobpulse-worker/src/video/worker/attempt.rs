@@ -167,7 +167,7 @@ pub(super) async fn run(shared: Arc<Shared>, claim: Claim, claimed_at: Instant, 
         tenant.id = %claim.tenant,
         video.id = video_id,
         job.id = job_id,
-        job.attempt = claim.attempt,
+        job.attempt = claim.attempt(),
         worker.id = %shared.config.worker_id,
     );
     // Boxed: the pipeline's state machine is large (ffmpeg, storage, progress futures).
@@ -182,12 +182,11 @@ async fn attempt(shared: &Shared, claim: &Claim, video: &Video, claimed_at: Inst
         .await;
     let mut base = State::video(VideoStatus::Processing);
     // As the claim's own write (and repair) shows it, so the field does not flicker.
-    base.attempt = Some(claim.attempt);
+    base.attempt = Some(claim.attempt());
     let reporter = Reporter::new(
         shared.store.clone(),
         claim.key.clone(),
-        claim.generation,
-        claim.attempt,
+        claim.fence,
         steps::VIDEO,
         base,
     )
@@ -349,7 +348,7 @@ async fn finish(
         }
         (_, Err(PipelineError::TimedOut(reason))) => {
             // Once: a second attempt at the same budget is as long as it is worth waiting.
-            let retry = claim.attempt < 2;
+            let retry = claim.attempt() < 2;
             let r = final_write("fail", || shared.db.fail(claim, &reason, retry)).await;
             match &r {
                 Ok(c) if c.value == FailOutcome::Dead => {
