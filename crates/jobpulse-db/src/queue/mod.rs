@@ -79,21 +79,31 @@
 //! writes use `(g, n, 2..)`; its final success uses its next seq; RETRY_WAIT/RETRYING and a
 //! FAILED after an attempt use `Fence::between_attempts(g, n)` = `(g, n + 1, 0)`, as does the
 //! reaper, so every late write of a dead attempt is stale.
+//!
+//! # Code layout
+//!
+//! Each operation is written once — `claim`, `finish` (complete, fail, cancelled), `release`,
+//! `reap` and the heartbeat below — over the `table` seam: a `TaskTable` (`table::VideoTable`,
+//! `table::AiTable`) holds what differs between the two task tables (the claim statement, the
+//! lease row, the task's visible change, the expired-lease scan). The tables use `videos.rs` /
+//! `ai_jobs.rs` for the checked change of a row; those modules do not import the queue.
 
 use std::time::Duration;
 
 use jobpulse_domain::{Fence, State, TaskKey, TenantId, Write};
 
-use crate::conn::{Conn, RowExt, dual, ms, now_ms};
+use crate::conn::{Conn, ms, now_ms};
 pub use crate::model::CancelOutcome;
 use crate::model::{AiJob, Video};
 use crate::outbox::OutboxEntry;
 use crate::{Db, DbError};
+use table::TaskTable;
 
 mod claim;
 mod finish;
 mod reap;
 mod release;
+mod table;
 
 pub use finish::AiOutcome;
 pub use release::ReleaseOutcome;
@@ -384,41 +394,10 @@ async fn heartbeat_sql(
     now: i64,
     until: i64,
 ) -> Result<Option<bool>, DbError> {
-    let attempt = i64::from(claim.attempt());
-    Ok(match &claim.task {
-        ClaimedTask::Video { job_id, .. } => dual!(c, |c, d| {
-            sqlx::query(
-                "UPDATE video_jobs SET lease_until = $1, heartbeat_at = $2 \
-                 WHERE id = $3 AND attempt = $4 AND lease_owner = $5 AND state = 'RUNNING' \
-                 RETURNING cancel_requested",
-            )
-            .bind(until)
-            .bind(now)
-            .bind(*job_id)
-            .bind(attempt)
-            .bind(&claim.worker_id)
-            .fetch_optional(&mut *c)
-            .await?
-            .map(|r| r.flag("cancel_requested"))
-            .transpose()?
-        }),
-        ClaimedTask::Ai(job) => dual!(c, |c, d| {
-            sqlx::query(
-                "UPDATE ai_jobs SET lease_until = $1, heartbeat_at = $2 \
-                 WHERE job_id = $3 AND attempt = $4 AND lease_owner = $5 AND status = 'RUNNING' \
-                 RETURNING cancel_requested",
-            )
-            .bind(until)
-            .bind(now)
-            .bind(job.job_id.as_str())
-            .bind(attempt)
-            .bind(&claim.worker_id)
-            .fetch_optional(&mut *c)
-            .await?
-            .map(|r| r.flag("cancel_requested"))
-            .transpose()?
-        }),
-    })
+    match claim.queue() {
+        Queue::Video => table::VideoTable::heartbeat(c, claim, now, until).await,
+        Queue::Ai => table::AiTable::heartbeat(c, claim, now, until).await,
+    }
 }
 
 #[cfg(test)]

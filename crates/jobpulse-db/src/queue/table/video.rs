@@ -1,0 +1,442 @@
+//! [`VideoTable`]: transcode jobs. The lease lives on the `video_jobs` row (one per video
+//! generation); what users see is the `videos` row. Lock order as everywhere: the job row, then
+//! the video row.
+
+use jobpulse_domain::{Fence, TaskKey, VideoStatus};
+
+use super::{ClaimParams, Claimed, End, Ended, Expired, Reaped, TaskTable, Verdict};
+use crate::DbError;
+use crate::conn::{Conn, RowExt, Tx, dual, ms, now_ms};
+use crate::model::{Video, VideoJob, VideoJobState, clean_message, video_job_cols};
+use crate::queue::{Claim, ClaimedTask, Queue};
+use crate::videos::{apply_video_change, end_video_job, lock_video};
+
+/// Transcode jobs (see the module docs).
+pub(in crate::queue) struct VideoTable;
+
+/// The claim statement: `$1` owner, `$2` lease end, `$3` now, `$4` per-tenant cap, `$5` global
+/// cap (NULL = none). `$lock` is `FOR NO KEY UPDATE OF j SKIP LOCKED` on PostgreSQL (see the
+/// `queue` module docs on locks). `r` holds each tenant's RUNNING jobs (live lease); the tenant
+/// with the fewest goes first, then the oldest job (module docs, Fairness).
+macro_rules! video_claim_sql {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE video_jobs SET state = 'RUNNING', attempt = attempt + 1, lease_owner = $1, \
+             lease_until = $2, heartbeat_at = $3, updated_at = $3 \
+             WHERE id = (SELECT j.id FROM video_jobs j \
+             LEFT JOIN (SELECT tenant_id, COUNT(*) AS n FROM video_jobs \
+                  WHERE state = 'RUNNING' AND lease_until > $3 GROUP BY tenant_id) r \
+                  ON r.tenant_id = j.tenant_id \
+             WHERE (j.state = 'QUEUED' OR (j.state = 'RETRY_WAIT' AND j.run_after <= $3)) \
+             AND ($4 IS NULL OR COALESCE(r.n, 0) < $4) \
+             AND ($5 IS NULL OR (SELECT COUNT(*) FROM video_jobs g WHERE g.state = 'RUNNING' \
+                  AND g.lease_until > $3) < $5) \
+             ORDER BY COALESCE(r.n, 0), j.id LIMIT 1 ",
+            $lock,
+            ") RETURNING ",
+            video_job_cols!()
+        )
+    };
+}
+
+/// The claim's job row id and video; `Invalid` for an AI claim.
+pub(in crate::queue) fn video_of(claim: &Claim) -> Result<(i64, &Video), DbError> {
+    match &claim.task {
+        ClaimedTask::Video { job_id, video } => Ok((*job_id, video)),
+        ClaimedTask::Ai(_) => Err(DbError::Invalid("not a video claim".into())),
+    }
+}
+
+/// Moves the claim's `video_jobs` row out of RUNNING, fenced by the lease.
+pub(in crate::queue) async fn finish_video_job(
+    c: Conn<'_>,
+    claim: &Claim,
+    job_id: i64,
+    to: VideoJobState,
+    run_after: Option<i64>,
+    code: Option<&str>,
+    message: Option<&str>,
+) -> Result<(), DbError> {
+    let n = dual!(c, |c, d| {
+        sqlx::query(
+            "UPDATE video_jobs SET state = $1, run_after = COALESCE($2, run_after), \
+             error_code = $3, error_message = COALESCE($4, error_message), lease_until = NULL, \
+             updated_at = $5 \
+             WHERE id = $6 AND attempt = $7 AND lease_owner = $8 AND state = 'RUNNING'",
+        )
+        .bind(to.as_str())
+        .bind(run_after)
+        .bind(code)
+        .bind(message)
+        .bind(now_ms())
+        .bind(job_id)
+        .bind(i64::from(claim.attempt()))
+        .bind(&claim.worker_id)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(DbError::LeaseLost)
+    }
+}
+
+/// The claim's video, unless it was deleted (or restarted) while the attempt ran.
+pub(in crate::queue) async fn claimed_video(
+    tx: &mut Tx,
+    claim: &Claim,
+    video: &Video,
+) -> Result<Option<Video>, DbError> {
+    Ok(lock_video(tx.conn(), video.id)
+        .await?
+        .filter(|v| v.deleted_at_ms.is_none() && v.fence.generation == claim.generation()))
+}
+
+/// Closes the job as CANCELLED after its video went away mid-attempt.
+pub(in crate::queue) async fn discard_video_job(c: Conn<'_>, job_id: i64) -> Result<(), DbError> {
+    dual!(c, |c, d| {
+        sqlx::query(
+            "UPDATE video_jobs SET state = 'CANCELLED', error_code = 'deleted', \
+             lease_until = NULL, updated_at = $1 WHERE id = $2",
+        )
+        .bind(now_ms())
+        .bind(job_id)
+        .execute(&mut *c)
+        .await?;
+    });
+    Ok(())
+}
+
+/// Moves the claim's job row back to RETRY_WAIT (or CANCELLED when a cancel is pending),
+/// fenced by the lease; returns whether a cancel was pending.
+async fn release_video_job(
+    c: Conn<'_>,
+    claim: &Claim,
+    job_id: i64,
+    message: &str,
+    now: i64,
+) -> Result<bool, DbError> {
+    let row = dual!(c, |c, d| {
+        sqlx::query(
+            "UPDATE video_jobs SET \
+             state = CASE WHEN cancel_requested THEN 'CANCELLED' ELSE 'RETRY_WAIT' END, \
+             max_attempts = CASE WHEN cancel_requested THEN max_attempts \
+                                 ELSE max_attempts + 1 END, \
+             error_code = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'released' END, \
+             error_message = CASE WHEN cancel_requested THEN 'cancelled' ELSE $1 END, \
+             run_after = $2, lease_until = NULL, updated_at = $2 \
+             WHERE id = $3 AND attempt = $4 AND lease_owner = $5 AND state = 'RUNNING' \
+             RETURNING cancel_requested",
+        )
+        .bind(message)
+        .bind(now)
+        .bind(job_id)
+        .bind(i64::from(claim.attempt()))
+        .bind(&claim.worker_id)
+        .fetch_optional(&mut *c)
+        .await?
+        .map(|r| r.flag("cancel_requested"))
+        .transpose()?
+    });
+    row.ok_or(DbError::LeaseLost)
+}
+
+/// Compare-and-set: only a job still RUNNING at this attempt with an expired lease moves.
+async fn reap_video_job(
+    c: Conn<'_>,
+    job: &VideoJob,
+    to: VideoJobState,
+    run_after: i64,
+    code: &str,
+    now: i64,
+) -> Result<bool, DbError> {
+    let message = clean_message(if code == "lease_expired" {
+        super::LOST
+    } else {
+        code
+    });
+    let n = dual!(c, |c, d| {
+        sqlx::query(
+            "UPDATE video_jobs SET state = $1, run_after = $2, error_code = $3, \
+             error_message = $4, lease_until = NULL, updated_at = $5 \
+             WHERE id = $6 AND state = 'RUNNING' AND attempt = $7 AND lease_until <= $5",
+        )
+        .bind(to.as_str())
+        .bind(run_after)
+        .bind(code)
+        .bind(message)
+        .bind(now)
+        .bind(job.id)
+        .bind(i64::from(job.attempt))
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+fn cap(v: Option<u32>) -> Option<i64> {
+    v.map(i64::from)
+}
+
+impl TaskTable for VideoTable {
+    const QUEUE: Queue = Queue::Video;
+    /// "jpvq".
+    const CLAIM_LOCK: i64 = 0x6a70_7671;
+    type Row = VideoJob;
+
+    async fn claim(tx: &mut Tx, p: &ClaimParams<'_>) -> Result<Claimed, DbError> {
+        let job = dual!(tx.conn(), |c, d| {
+            let sql = d.pick(
+                video_claim_sql!("FOR NO KEY UPDATE OF j SKIP LOCKED"),
+                video_claim_sql!(""),
+            );
+            sqlx::query(sql)
+                .bind(p.worker)
+                .bind(p.now.saturating_add(ms(p.lease)))
+                .bind(p.now)
+                .bind(cap(p.caps.per_tenant))
+                .bind(cap(p.caps.global))
+                .fetch_optional(&mut *c)
+                .await?
+                .map(|r| VideoJob::from_row(&r))
+                .transpose()?
+        });
+        let Some(job) = job else {
+            return Ok(Claimed::Empty);
+        };
+        let video = lock_video(tx.conn(), job.video_id).await?;
+        let consistent = video.as_ref().filter(|v| {
+            v.deleted_at_ms.is_none()
+                && v.fence.generation == job.generation
+                && v.status.can_transition(VideoStatus::Processing)
+        });
+        let Some(cur) = consistent else {
+            // Should not happen (deletes and retries close jobs in the same transaction), but a
+            // job that cannot run must not block the queue head forever.
+            tracing::error!(
+                video.id = %job.video_id,
+                job.id = job.id,
+                "claimed a job inconsistent with its video; closing it"
+            );
+            end_video_job(
+                tx.conn(),
+                &job,
+                VideoJobState::Cancelled,
+                "inconsistent",
+                Some("job does not match its video"),
+            )
+            .await?;
+            return Ok(Claimed::Skipped);
+        };
+        let fence = Fence::claim(job.generation, job.attempt)?;
+        let next = Video {
+            status: VideoStatus::Processing,
+            fence,
+            attempt: job.attempt,
+            ..cur.clone()
+        };
+        let (video, entry) = apply_video_change(tx.conn(), cur, &next).await?;
+        Ok(Claimed::Claim(Box::new(Claim {
+            tenant: video.tenant,
+            key: TaskKey::video(video.tenant, video.id),
+            fence,
+            max_attempts: job.max_attempts,
+            worker_id: p.worker.to_owned(),
+            lease: p.lease,
+            outbox: entry,
+            task: ClaimedTask::Video {
+                job_id: job.id,
+                video,
+            },
+        })))
+    }
+
+    async fn heartbeat(
+        c: Conn<'_>,
+        claim: &Claim,
+        now: i64,
+        until: i64,
+    ) -> Result<Option<bool>, DbError> {
+        let (job_id, _) = video_of(claim)?;
+        Ok(dual!(c, |c, d| {
+            sqlx::query(
+                "UPDATE video_jobs SET lease_until = $1, heartbeat_at = $2 \
+                 WHERE id = $3 AND attempt = $4 AND lease_owner = $5 AND state = 'RUNNING' \
+                 RETURNING cancel_requested",
+            )
+            .bind(until)
+            .bind(now)
+            .bind(job_id)
+            .bind(i64::from(claim.attempt()))
+            .bind(&claim.worker_id)
+            .fetch_optional(&mut *c)
+            .await?
+            .map(|r| r.flag("cancel_requested"))
+            .transpose()?
+        }))
+    }
+
+    async fn end(tx: &mut Tx, claim: &Claim, end: End<'_>, fence: Fence) -> Result<Ended, DbError> {
+        let (job_id, video) = video_of(claim)?;
+        let cancelled = match end {
+            End::Retry { run_after, message } => {
+                finish_video_job(
+                    tx.conn(),
+                    claim,
+                    job_id,
+                    VideoJobState::RetryWait,
+                    Some(run_after),
+                    Some("retryable"),
+                    Some(message),
+                )
+                .await?;
+                false
+            }
+            End::Dead { code, message } => {
+                finish_video_job(
+                    tx.conn(),
+                    claim,
+                    job_id,
+                    VideoJobState::Dead,
+                    None,
+                    Some(code),
+                    Some(message),
+                )
+                .await?;
+                false
+            }
+            End::Cancelled => {
+                finish_video_job(
+                    tx.conn(),
+                    claim,
+                    job_id,
+                    VideoJobState::Cancelled,
+                    None,
+                    Some("cancelled"),
+                    Some("cancelled"),
+                )
+                .await?;
+                true
+            }
+            End::Release { message, now } => {
+                release_video_job(tx.conn(), claim, job_id, message, now).await?
+            }
+        };
+        let Some(cur) = claimed_video(tx, claim, video).await? else {
+            // Deleted (or restarted): the delete published its own tombstone.
+            if end != End::Cancelled {
+                discard_video_job(tx.conn(), job_id).await?;
+            }
+            return Ok(Ended::Gone);
+        };
+        let (status, error) = match end {
+            End::Retry { message, .. } => (VideoStatus::RetryWait, message),
+            End::Release { message, .. } if !cancelled => (VideoStatus::RetryWait, message),
+            End::Dead { message, .. } => (VideoStatus::Failed, message),
+            End::Cancelled | End::Release { .. } => (VideoStatus::Failed, "cancelled"),
+        };
+        let next = Video {
+            status,
+            fence,
+            attempt: claim.attempt(),
+            error_reason: Some(error.to_owned()),
+            ..cur.clone()
+        };
+        let (_, entry) = apply_video_change(tx.conn(), &cur, &next).await?;
+        Ok(Ended::Written { entry, cancelled })
+    }
+
+    async fn expired(tx: &mut Tx, now: i64, limit: i64) -> Result<Vec<Expired<VideoJob>>, DbError> {
+        let jobs = dual!(tx.conn(), |c, d| {
+            let sql = d.pick(
+                concat!(
+                    "SELECT ",
+                    video_job_cols!(),
+                    " FROM video_jobs WHERE state = 'RUNNING' AND lease_until <= $1 \
+                     ORDER BY id LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED"
+                ),
+                concat!(
+                    "SELECT ",
+                    video_job_cols!(),
+                    " FROM video_jobs WHERE state = 'RUNNING' AND lease_until <= $1 \
+                     ORDER BY id LIMIT $2"
+                ),
+            );
+            sqlx::query(sql)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&mut *c)
+                .await?
+                .iter()
+                .map(VideoJob::from_row)
+                .collect::<Result<Vec<_>, _>>()?
+        });
+        Ok(jobs
+            .into_iter()
+            .map(|job| Expired {
+                tenant: job.tenant,
+                label: format!("video {} job {}", job.video_id, job.id),
+                attempt: job.attempt,
+                max_attempts: job.max_attempts,
+                cancel_requested: job.cancel_requested,
+                row: job,
+            })
+            .collect())
+    }
+
+    async fn reap(
+        tx: &mut Tx,
+        job: &Expired<VideoJob>,
+        verdict: Verdict,
+        run_after: i64,
+        now: i64,
+    ) -> Result<Reaped, DbError> {
+        let row = &job.row;
+        let video = lock_video(tx.conn(), row.video_id)
+            .await?
+            .filter(|x| x.deleted_at_ms.is_none() && x.fence.generation == row.generation);
+        let (to, code) = match (verdict, &video) {
+            (_, None) => (VideoJobState::Cancelled, "deleted"),
+            (Verdict::Retry, _) => (VideoJobState::RetryWait, "lease_expired"),
+            (Verdict::Dead, _) => (VideoJobState::Dead, "lease_expired"),
+            (Verdict::Cancelled, _) => (VideoJobState::Cancelled, "cancelled"),
+        };
+        if !reap_video_job(tx.conn(), row, to, run_after, code, now).await? {
+            return Ok(Reaped::Skipped);
+        }
+        let Some(cur) = video else {
+            return Ok(Reaped::Closed);
+        };
+        let status = match verdict {
+            Verdict::Retry => VideoStatus::RetryWait,
+            Verdict::Dead | Verdict::Cancelled => VideoStatus::Failed,
+        };
+        let next = Video {
+            status,
+            fence: Fence::between_attempts(row.generation, row.attempt),
+            attempt: row.attempt,
+            error_reason: Some(clean_message(verdict.message())),
+            ..cur.clone()
+        };
+        apply_video_change(tx.conn(), &cur, &next).await?;
+        Ok(Reaped::Moved)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::video_job_cols;
+
+    #[test]
+    fn an_expired_lease_is_never_reclaimed_without_the_reaper() {
+        let video_sql = video_claim_sql!("");
+        let taken_from = &video_sql[video_sql.find("WHERE (").expect("a WHERE")..];
+        assert!(
+            !taken_from[..taken_from.find("AND (").expect("caps")].contains("'RUNNING'"),
+            "an expired lease is never re-claimed without the reaper: {taken_from}"
+        );
+    }
+}
