@@ -50,7 +50,9 @@ use super::pipeline::PipelineContext;
 mod attempt;
 mod workdir;
 
-use attempt::{Shared, Stop, StopReason};
+use attempt::Shared;
+
+use crate::lease::{Stop, StopReason};
 
 /// Settings of one [`VideoWorker`].
 #[derive(Debug, Clone, PartialEq)]
