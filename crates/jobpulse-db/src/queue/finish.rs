@@ -9,7 +9,8 @@ use jobpulse_domain::{Fence, JobResult, JobStatus, Text, VideoStatus};
 
 use super::release::notify_in;
 use super::table::ai::leased_ai_job;
-use super::table::video::{claimed_video, discard_video_job, finish_video_job, video_of};
+use super::table::video::video_of;
+use super::table::video_jobs::{claimed_video, discard_video_job, finish_video_job};
 use super::table::{AiTable, End, Ended, TaskTable, VideoTable};
 use super::{Claim, FailOutcome, Queue};
 use crate::ai_jobs::{apply_job_change, store_result};

@@ -23,6 +23,7 @@ use crate::outbox::OutboxEntry;
 
 pub(super) mod ai;
 pub(super) mod video;
+pub(super) mod video_jobs;
 
 pub(super) use ai::AiTable;
 pub(super) use video::VideoTable;
