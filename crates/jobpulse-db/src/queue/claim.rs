@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::table::{AiTable, ClaimParams, Claimed, TaskTable, VideoTable};
+use super::table::{self, AiTable, ClaimParams, Claimed, TaskTable, VideoTable};
 use super::{Caps, Claim, Queue, check_worker_id};
 use crate::conn::{Dialect, dual, now_ms};
 use crate::{Db, DbError};
@@ -66,7 +66,10 @@ impl Db {
                     .await?;
             });
         }
-        let claimed = T::claim(&mut tx, p).await?;
+        let claimed = match table::pick::<T>(&mut tx, p).await? {
+            Some(picked) => T::start(&mut tx, picked, p).await?,
+            None => Claimed::Empty,
+        };
         let wrote = matches!(claimed, Claimed::Claim(_));
         self.commit(tx, wrote).await?;
         Ok(claimed)

@@ -97,7 +97,6 @@ pub use crate::model::CancelOutcome;
 use crate::model::{AiJob, Video};
 use crate::outbox::OutboxEntry;
 use crate::{Db, DbError};
-use table::TaskTable;
 
 mod claim;
 mod config;
@@ -292,7 +291,7 @@ async fn heartbeat_sql(
     until: i64,
 ) -> Result<Option<bool>, DbError> {
     match claim.queue() {
-        Queue::Video => table::VideoTable::heartbeat(c, claim, now, until).await,
-        Queue::Ai => table::AiTable::heartbeat(c, claim, now, until).await,
+        Queue::Video => table::heartbeat::<table::VideoTable>(c, claim, now, until).await,
+        Queue::Ai => table::heartbeat::<table::AiTable>(c, claim, now, until).await,
     }
 }

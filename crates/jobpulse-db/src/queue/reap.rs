@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::table::{AiTable, Reaped, TaskTable, Verdict, VideoTable};
+use super::table::{self, AiTable, Reaped, TaskTable, Verdict, VideoTable};
 use super::{Queue, ReapReport};
 use crate::conn::{ms, now_ms};
 use crate::{Db, DbError};
@@ -66,7 +66,8 @@ impl Db {
     async fn reap<T: TaskTable>(&self) -> Result<ReapReport, DbError> {
         let now = now_ms();
         let mut tx = self.begin().await?;
-        let jobs = T::expired(&mut tx, now, BATCH).await?;
+        let scanned = table::scan::<T>(&mut tx, now, BATCH).await?;
+        let jobs = T::expired(&mut tx, scanned, now).await?;
         let mut report = ReapReport::default();
         let mut wrote = false;
         let mut soonest: Option<Duration> = None;

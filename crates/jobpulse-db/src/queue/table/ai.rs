@@ -5,9 +5,9 @@
 
 use jobpulse_domain::{Fence, JobId, JobStatus};
 
-use super::{ClaimParams, Claimed, End, Ended, Expired, Reaped, TaskTable, Verdict};
+use super::{ClaimParams, Claimed, End, Ended, Expired, Reaped, RowId, TaskTable, Verdict};
 use crate::ai_jobs::{apply_job_change, lock_ai_job};
-use crate::conn::{Conn, Dialect, RowExt, Tx, dual, ms};
+use crate::conn::{RowExt, Tx, dual};
 use crate::model::{AiJob, clean_message};
 use crate::queue::{Claim, ClaimedTask, Queue};
 use crate::{DbError, outbox};
@@ -15,28 +15,22 @@ use crate::{DbError, outbox};
 /// AI jobs (see the module docs).
 pub(in crate::queue) struct AiTable;
 
-/// `$order`: the insertion-order tie-breaker for jobs created in the same millisecond
-/// (PostgreSQL `queue_seq`, SQLite `rowid`; migration 0002). Parameters, fairness and caps as for
-/// videos (see `video_claim_sql`).
+/// The claim statement (`claim_sql`): a PENDING job, or a RETRYING one whose backoff passed;
+/// the fence moves to `(g, attempt + 1, 1)` with it. `$order`: the insertion-order tie-breaker
+/// for jobs created in the same millisecond (PostgreSQL `queue_seq`, SQLite `rowid`; migration
+/// 0002).
 macro_rules! ai_claim_sql {
     ($lock:literal, $order:literal) => {
-        concat!(
-            "UPDATE ai_jobs SET status = 'RUNNING', attempt = attempt + 1, \
-             fence_attempt = attempt + 1, fence_seq = 1, lease_owner = $1, lease_until = $2, \
-             heartbeat_at = $3, updated_at = $3 \
-             WHERE job_id = (SELECT j.job_id FROM ai_jobs j \
-             LEFT JOIN (SELECT tenant_id, COUNT(*) AS n FROM ai_jobs \
-                  WHERE status = 'RUNNING' AND lease_until > $3 GROUP BY tenant_id) r \
-                  ON r.tenant_id = j.tenant_id \
-             WHERE (j.status = 'PENDING' OR (j.status = 'RETRYING' AND j.run_after <= $3)) \
-             AND ($4 IS NULL OR COALESCE(r.n, 0) < $4) \
-             AND ($5 IS NULL OR (SELECT COUNT(*) FROM ai_jobs g WHERE g.status = 'RUNNING' \
-                  AND g.lease_until > $3) < $5) \
-             ORDER BY COALESCE(r.n, 0), j.created_at, ",
-            $order,
-            " LIMIT 1 ",
-            $lock,
-            ") RETURNING job_id"
+        crate::queue::table::claim_sql!(
+            table: "ai_jobs",
+            key: "job_id",
+            state: "status",
+            waiting: "PENDING",
+            again: "RETRYING",
+            also_set: "fence_attempt = attempt + 1, fence_seq = 1, ",
+            order: concat!("j.created_at, ", $order),
+            lock: $lock,
+            returning: "job_id",
         )
     };
 }
@@ -62,36 +56,40 @@ pub(in crate::queue) async fn leased_ai_job(tx: &mut Tx, claim: &Claim) -> Resul
         .ok_or(DbError::LeaseLost)
 }
 
-fn cap(v: Option<u32>) -> Option<i64> {
-    v.map(i64::from)
-}
-
 impl TaskTable for AiTable {
     const QUEUE: Queue = Queue::Ai;
     /// "jpaq".
     const CLAIM_LOCK: i64 = 0x6a70_6171;
+    const CLAIM_SQL: (&'static str, &'static str) = (
+        ai_claim_sql!("FOR NO KEY UPDATE OF j SKIP LOCKED", "j.queue_seq"),
+        ai_claim_sql!("", "j.rowid"),
+    );
+    const HEARTBEAT_SQL: &'static str = "UPDATE ai_jobs SET lease_until = $1, heartbeat_at = $2 \
+         WHERE job_id = $3 AND attempt = $4 AND lease_owner = $5 AND status = 'RUNNING' \
+         RETURNING cancel_requested";
+    const EXPIRED_SQL: (&'static str, &'static str) = (
+        "SELECT job_id FROM ai_jobs WHERE status = 'RUNNING' AND lease_until <= $1 \
+         ORDER BY job_id LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED",
+        "SELECT job_id FROM ai_jobs WHERE status = 'RUNNING' AND lease_until <= $1 \
+         ORDER BY job_id LIMIT $2",
+    );
+    type Picked = JobId;
+    type Scanned = JobId;
     type Row = AiJob;
 
-    async fn claim(tx: &mut Tx, p: &ClaimParams<'_>) -> Result<Claimed, DbError> {
-        let id = dual!(tx.conn(), |c, d| {
-            let sql = d.pick(
-                ai_claim_sql!("FOR NO KEY UPDATE OF j SKIP LOCKED", "j.queue_seq"),
-                ai_claim_sql!("", "j.rowid"),
-            );
-            sqlx::query(sql)
-                .bind(p.worker)
-                .bind(p.now.saturating_add(ms(p.lease)))
-                .bind(p.now)
-                .bind(cap(p.caps.per_tenant))
-                .bind(cap(p.caps.global))
-                .fetch_optional(&mut *c)
-                .await?
-                .map(|r| JobId::parse(&r.text("job_id")?).map_err(DbError::corrupt))
-                .transpose()?
-        });
-        let Some(id) = id else {
-            return Ok(Claimed::Empty);
-        };
+    fn picked(r: &impl RowExt) -> Result<JobId, DbError> {
+        JobId::parse(&r.text("job_id")?).map_err(DbError::corrupt)
+    }
+
+    fn scanned(r: &impl RowExt) -> Result<JobId, DbError> {
+        Self::picked(r)
+    }
+
+    fn row_id(claim: &Claim) -> Result<RowId<'_>, DbError> {
+        Ok(RowId::Text(job_of(claim)?.job_id.as_str()))
+    }
+
+    async fn start(tx: &mut Tx, id: JobId, p: &ClaimParams<'_>) -> Result<Claimed, DbError> {
         let job = lock_ai_job(tx.conn(), &id)
             .await?
             .ok_or(DbError::NotFound("job"))?;
@@ -107,31 +105,6 @@ impl TaskTable for AiTable {
             outbox: entry,
             task: ClaimedTask::Ai(job),
         })))
-    }
-
-    async fn heartbeat(
-        c: Conn<'_>,
-        claim: &Claim,
-        now: i64,
-        until: i64,
-    ) -> Result<Option<bool>, DbError> {
-        let job = job_of(claim)?;
-        Ok(dual!(c, |c, d| {
-            sqlx::query(
-                "UPDATE ai_jobs SET lease_until = $1, heartbeat_at = $2 \
-                 WHERE job_id = $3 AND attempt = $4 AND lease_owner = $5 AND status = 'RUNNING' \
-                 RETURNING cancel_requested",
-            )
-            .bind(until)
-            .bind(now)
-            .bind(job.job_id.as_str())
-            .bind(i64::from(claim.attempt()))
-            .bind(&claim.worker_id)
-            .fetch_optional(&mut *c)
-            .await?
-            .map(|r| r.flag("cancel_requested"))
-            .transpose()?
-        }))
     }
 
     async fn end(tx: &mut Tx, claim: &Claim, end: End<'_>, fence: Fence) -> Result<Ended, DbError> {
@@ -170,27 +143,11 @@ impl TaskTable for AiTable {
         Ok(Ended::Written { entry, cancelled })
     }
 
-    async fn expired(tx: &mut Tx, now: i64, limit: i64) -> Result<Vec<Expired<AiJob>>, DbError> {
-        let ids = dual!(tx.conn(), |c, d| {
-            let sql = match d {
-                Dialect::Postgres => {
-                    "SELECT job_id FROM ai_jobs WHERE status = 'RUNNING' AND lease_until <= $1 \
-                     ORDER BY job_id LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED"
-                }
-                Dialect::Sqlite => {
-                    "SELECT job_id FROM ai_jobs WHERE status = 'RUNNING' AND lease_until <= $1 \
-                     ORDER BY job_id LIMIT $2"
-                }
-            };
-            sqlx::query(sql)
-                .bind(now)
-                .bind(limit)
-                .fetch_all(&mut *c)
-                .await?
-                .iter()
-                .map(|r| JobId::parse(&r.text("job_id")?).map_err(DbError::corrupt))
-                .collect::<Result<Vec<_>, _>>()?
-        });
+    async fn expired(
+        tx: &mut Tx,
+        ids: Vec<JobId>,
+        now: i64,
+    ) -> Result<Vec<Expired<AiJob>>, DbError> {
         let mut jobs = Vec::with_capacity(ids.len());
         for id in ids {
             let Some(cur) = lock_ai_job(tx.conn(), &id).await? else {

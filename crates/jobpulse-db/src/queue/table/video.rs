@@ -4,13 +4,13 @@
 
 use jobpulse_domain::{Fence, TaskKey, VideoStatus};
 
-use super::{ClaimParams, Claimed, End, Ended, Expired, Reaped, TaskTable, Verdict};
+use super::{ClaimParams, Claimed, End, Ended, Expired, Reaped, RowId, TaskTable, Verdict};
 use crate::DbError;
 
 use super::video_jobs::{
     claimed_video, discard_video_job, finish_video_job, reap_video_job, release_video_job,
 };
-use crate::conn::{Conn, RowExt, Tx, dual, ms};
+use crate::conn::{RowExt, Tx};
 use crate::model::{Video, VideoJob, VideoJobState, clean_message, video_job_cols};
 use crate::queue::{Claim, ClaimedTask, Queue};
 use crate::videos::{apply_video_change, end_video_job, lock_video};
@@ -18,27 +18,19 @@ use crate::videos::{apply_video_change, end_video_job, lock_video};
 /// Transcode jobs (see the module docs).
 pub(in crate::queue) struct VideoTable;
 
-/// The claim statement: `$1` owner, `$2` lease end, `$3` now, `$4` per-tenant cap, `$5` global
-/// cap (NULL = none). `$lock` is `FOR NO KEY UPDATE OF j SKIP LOCKED` on PostgreSQL (see the
-/// `queue` module docs on locks). `r` holds each tenant's RUNNING jobs (live lease); the tenant
-/// with the fewest goes first, then the oldest job (module docs, Fairness).
+/// The claim statement (`claim_sql`): a QUEUED job, or a RETRY_WAIT one whose backoff passed.
 macro_rules! video_claim_sql {
     ($lock:literal) => {
-        concat!(
-            "UPDATE video_jobs SET state = 'RUNNING', attempt = attempt + 1, lease_owner = $1, \
-             lease_until = $2, heartbeat_at = $3, updated_at = $3 \
-             WHERE id = (SELECT j.id FROM video_jobs j \
-             LEFT JOIN (SELECT tenant_id, COUNT(*) AS n FROM video_jobs \
-                  WHERE state = 'RUNNING' AND lease_until > $3 GROUP BY tenant_id) r \
-                  ON r.tenant_id = j.tenant_id \
-             WHERE (j.state = 'QUEUED' OR (j.state = 'RETRY_WAIT' AND j.run_after <= $3)) \
-             AND ($4 IS NULL OR COALESCE(r.n, 0) < $4) \
-             AND ($5 IS NULL OR (SELECT COUNT(*) FROM video_jobs g WHERE g.state = 'RUNNING' \
-                  AND g.lease_until > $3) < $5) \
-             ORDER BY COALESCE(r.n, 0), j.id LIMIT 1 ",
-            $lock,
-            ") RETURNING ",
-            video_job_cols!()
+        crate::queue::table::claim_sql!(
+            table: "video_jobs",
+            key: "id",
+            state: "state",
+            waiting: "QUEUED",
+            again: "RETRY_WAIT",
+            also_set: "",
+            order: "j.id",
+            lock: $lock,
+            returning: video_job_cols!(),
         )
     };
 }
@@ -51,36 +43,47 @@ pub(in crate::queue) fn video_of(claim: &Claim) -> Result<(i64, &Video), DbError
     }
 }
 
-fn cap(v: Option<u32>) -> Option<i64> {
-    v.map(i64::from)
-}
-
 impl TaskTable for VideoTable {
     const QUEUE: Queue = Queue::Video;
     /// "jpvq".
     const CLAIM_LOCK: i64 = 0x6a70_7671;
+    const CLAIM_SQL: (&'static str, &'static str) = (
+        video_claim_sql!("FOR NO KEY UPDATE OF j SKIP LOCKED"),
+        video_claim_sql!(""),
+    );
+    const HEARTBEAT_SQL: &'static str = "UPDATE video_jobs SET lease_until = $1, heartbeat_at = $2 \
+         WHERE id = $3 AND attempt = $4 AND lease_owner = $5 AND state = 'RUNNING' \
+         RETURNING cancel_requested";
+    const EXPIRED_SQL: (&'static str, &'static str) = (
+        concat!(
+            "SELECT ",
+            video_job_cols!(),
+            " FROM video_jobs WHERE state = 'RUNNING' AND lease_until <= $1 \
+             ORDER BY id LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED"
+        ),
+        concat!(
+            "SELECT ",
+            video_job_cols!(),
+            " FROM video_jobs WHERE state = 'RUNNING' AND lease_until <= $1 ORDER BY id LIMIT $2"
+        ),
+    );
+    type Picked = VideoJob;
+    type Scanned = VideoJob;
     type Row = VideoJob;
 
-    async fn claim(tx: &mut Tx, p: &ClaimParams<'_>) -> Result<Claimed, DbError> {
-        let job = dual!(tx.conn(), |c, d| {
-            let sql = d.pick(
-                video_claim_sql!("FOR NO KEY UPDATE OF j SKIP LOCKED"),
-                video_claim_sql!(""),
-            );
-            sqlx::query(sql)
-                .bind(p.worker)
-                .bind(p.now.saturating_add(ms(p.lease)))
-                .bind(p.now)
-                .bind(cap(p.caps.per_tenant))
-                .bind(cap(p.caps.global))
-                .fetch_optional(&mut *c)
-                .await?
-                .map(|r| VideoJob::from_row(&r))
-                .transpose()?
-        });
-        let Some(job) = job else {
-            return Ok(Claimed::Empty);
-        };
+    fn picked(r: &impl RowExt) -> Result<VideoJob, DbError> {
+        VideoJob::from_row(r)
+    }
+
+    fn scanned(r: &impl RowExt) -> Result<VideoJob, DbError> {
+        VideoJob::from_row(r)
+    }
+
+    fn row_id(claim: &Claim) -> Result<RowId<'_>, DbError> {
+        Ok(RowId::Int(video_of(claim)?.0))
+    }
+
+    async fn start(tx: &mut Tx, job: VideoJob, p: &ClaimParams<'_>) -> Result<Claimed, DbError> {
         let video = lock_video(tx.conn(), job.video_id).await?;
         let consistent = video.as_ref().filter(|v| {
             v.deleted_at_ms.is_none()
@@ -126,31 +129,6 @@ impl TaskTable for VideoTable {
                 video,
             },
         })))
-    }
-
-    async fn heartbeat(
-        c: Conn<'_>,
-        claim: &Claim,
-        now: i64,
-        until: i64,
-    ) -> Result<Option<bool>, DbError> {
-        let (job_id, _) = video_of(claim)?;
-        Ok(dual!(c, |c, d| {
-            sqlx::query(
-                "UPDATE video_jobs SET lease_until = $1, heartbeat_at = $2 \
-                 WHERE id = $3 AND attempt = $4 AND lease_owner = $5 AND state = 'RUNNING' \
-                 RETURNING cancel_requested",
-            )
-            .bind(until)
-            .bind(now)
-            .bind(job_id)
-            .bind(i64::from(claim.attempt()))
-            .bind(&claim.worker_id)
-            .fetch_optional(&mut *c)
-            .await?
-            .map(|r| r.flag("cancel_requested"))
-            .transpose()?
-        }))
     }
 
     async fn end(tx: &mut Tx, claim: &Claim, end: End<'_>, fence: Fence) -> Result<Ended, DbError> {
@@ -223,31 +201,11 @@ impl TaskTable for VideoTable {
         Ok(Ended::Written { entry, cancelled })
     }
 
-    async fn expired(tx: &mut Tx, now: i64, limit: i64) -> Result<Vec<Expired<VideoJob>>, DbError> {
-        let jobs = dual!(tx.conn(), |c, d| {
-            let sql = d.pick(
-                concat!(
-                    "SELECT ",
-                    video_job_cols!(),
-                    " FROM video_jobs WHERE state = 'RUNNING' AND lease_until <= $1 \
-                     ORDER BY id LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED"
-                ),
-                concat!(
-                    "SELECT ",
-                    video_job_cols!(),
-                    " FROM video_jobs WHERE state = 'RUNNING' AND lease_until <= $1 \
-                     ORDER BY id LIMIT $2"
-                ),
-            );
-            sqlx::query(sql)
-                .bind(now)
-                .bind(limit)
-                .fetch_all(&mut *c)
-                .await?
-                .iter()
-                .map(VideoJob::from_row)
-                .collect::<Result<Vec<_>, _>>()?
-        });
+    async fn expired(
+        _tx: &mut Tx,
+        jobs: Vec<VideoJob>,
+        _now: i64,
+    ) -> Result<Vec<Expired<VideoJob>>, DbError> {
         Ok(jobs
             .into_iter()
             .map(|job| Expired {
