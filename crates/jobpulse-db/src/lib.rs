@@ -20,7 +20,8 @@
 //! - [`tenants`], [`videos`], [`ai_jobs`], [`students`]: the operations the API and the
 //!   workers call.
 //! - [`retention`], [`sealed`]: initial passwords sealed at rest, and purged after a retention.
-//! - [`queue`]: claim / heartbeat / complete / fail / cancel / reap, wake-ups.
+//! - [`queue`]: claim / heartbeat / complete / fail / cancel / release / reap, wake-ups — each
+//!   written once over the queue's task-table seam (video jobs, AI jobs).
 //! - [`outbox`], [`relay`]: the outbox rows and the relay that publishes them.
 //! - [`mod@repair`]: full repair, the background reconciler, and bounded read-repair.
 //! - `conn`, `notify`: running SQL on either backend; LISTEN/NOTIFY and in-process wake-ups.

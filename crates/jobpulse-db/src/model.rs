@@ -15,6 +15,17 @@ use serde::Serialize;
 use crate::DbError;
 use crate::conn::{RowExt, to_u32, to_u64};
 
+/// What [`crate::Db::cancel_video`] / [`crate::Db::cancel_ai_job`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The job was waiting and is now ended.
+    Ended,
+    /// The job is running; its worker was asked to stop.
+    Requested,
+    /// Nothing to cancel (no active job, or already finished).
+    NotActive,
+}
+
 /// The columns [`Video::from_row`] reads (unqualified, so `RETURNING` can use them too).
 macro_rules! video_cols {
     () => {

@@ -19,7 +19,7 @@ use crate::conn::{Conn, RowExt, dual, now_ms};
 use crate::model::{Video, video_cols};
 use crate::outbox::{self, Committed};
 use crate::tenants::check_title;
-use crate::videos::{apply_video_change, check_file_key, insert_video_job, lock_video, next_seq};
+use crate::videos::{apply_video_change, check_file_key, insert_video_job, lock_video};
 use crate::{Db, DbError};
 
 /// What only a PENDING video needs.
@@ -218,7 +218,7 @@ impl Db {
         }
         let next = Video {
             status: VideoStatus::Uploaded,
-            fence: next_seq(cur.fence),
+            fence: cur.fence.next_seq(),
             ..cur.clone()
         };
         let (video, entry) = match apply_video_change(tx.conn(), &cur, &next).await {
@@ -259,7 +259,7 @@ impl Db {
         }
         let next = Video {
             status: VideoStatus::Failed,
-            fence: next_seq(cur.fence),
+            fence: cur.fence.next_seq(),
             error_reason: Some(reason.to_owned()),
             ..cur.clone()
         };
@@ -330,7 +330,7 @@ impl Db {
             cur.filter(|v| v.status == VideoStatus::Pending && v.deleted_at_ms.is_none())
         {
             let next = Video {
-                fence: jobpulse_domain::Fence::new(cur.fence.generation + 1, 0, 1)?,
+                fence: cur.fence.next_generation(),
                 deleted_at_ms: Some(now_ms()),
                 ..cur.clone()
             };

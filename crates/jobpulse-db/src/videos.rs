@@ -4,25 +4,20 @@
 //! Lock order, everywhere: the video's job row first, then the video row. Keeping one order
 //! means two transactions touching the same video wait for each other instead of deadlocking.
 
-use jobpulse_domain::{Fence, TenantId, VideoId, VideoStatus};
+use jobpulse_domain::{TenantId, VideoId, VideoStatus};
 
-use crate::conn::{Conn, RowExt, dual, now_ms};
-use crate::model::{Video, VideoJob, VideoJobState, clean_message, video_cols, video_job_cols};
+use crate::conn::{Conn, dual, now_ms};
+use crate::model::{CancelOutcome, Video, video_cols};
 use crate::outbox::{self, Committed, OutboxEntry};
-use crate::queue::CancelOutcome;
 use crate::tenants::check_title;
 use crate::{Db, DbError};
 
-/// Filters of [`Db::list_videos`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct VideoFilter {
-    pub status: Option<VideoStatus>,
-    pub session_id: Option<i64>,
-    /// Only videos with a smaller id (keyset pagination, newest first).
-    pub before_id: Option<VideoId>,
-    /// At most this many (clamped to 1..=200).
-    pub limit: u32,
-}
+mod jobs;
+mod read;
+
+use jobs::stop_video_job;
+pub(crate) use jobs::{active_video_job, end_video_job, insert_video_job};
+pub use read::VideoFilter;
 
 pub(crate) fn check_file_key(key: &str) -> Result<(), DbError> {
     if key.is_empty() || key.len() > 1024 || key.chars().any(char::is_control) {
@@ -122,94 +117,6 @@ pub(crate) async fn apply_video_change(
     Ok((updated, entry))
 }
 
-/// The active (QUEUED, RUNNING, RETRY_WAIT) job of a video, locked on PostgreSQL.
-pub(crate) async fn active_video_job(
-    c: Conn<'_>,
-    video: VideoId,
-) -> Result<Option<VideoJob>, DbError> {
-    dual!(c, |c, d| {
-        let sql = d.pick(
-            concat!(
-                "SELECT ",
-                video_job_cols!(),
-                " FROM video_jobs WHERE video_id = $1 \
-                 AND state IN ('QUEUED', 'RUNNING', 'RETRY_WAIT') FOR NO KEY UPDATE"
-            ),
-            concat!(
-                "SELECT ",
-                video_job_cols!(),
-                " FROM video_jobs WHERE video_id = $1 \
-                 AND state IN ('QUEUED', 'RUNNING', 'RETRY_WAIT')"
-            ),
-        );
-        sqlx::query(sql)
-            .bind(video.get())
-            .fetch_optional(&mut *c)
-            .await?
-            .map(|r| VideoJob::from_row(&r))
-            .transpose()
-    })
-}
-
-/// Ends a job that is still in `job.state` at `job.attempt` (compare-and-set); false when it
-/// moved on meanwhile.
-pub(crate) async fn end_video_job(
-    c: Conn<'_>,
-    job: &VideoJob,
-    to: VideoJobState,
-    code: &str,
-    message: Option<&str>,
-) -> Result<bool, DbError> {
-    let message = message.map(clean_message);
-    let n = dual!(c, |c, d| {
-        sqlx::query(
-            "UPDATE video_jobs SET state = $1, error_code = $2, \
-             error_message = COALESCE($3, error_message), lease_until = NULL, updated_at = $4 \
-             WHERE id = $5 AND state = $6 AND attempt = $7",
-        )
-        .bind(to.as_str())
-        .bind(code)
-        .bind(message)
-        .bind(now_ms())
-        .bind(job.id)
-        .bind(job.state.as_str())
-        .bind(i64::from(job.attempt))
-        .execute(&mut *c)
-        .await?
-        .rows_affected()
-    });
-    Ok(n == 1)
-}
-
-pub(crate) async fn insert_video_job(
-    c: Conn<'_>,
-    video: &Video,
-    max_attempts: u32,
-) -> Result<i64, DbError> {
-    let now = now_ms();
-    dual!(c, |c, d| {
-        let row = sqlx::query(
-            "INSERT INTO video_jobs (tenant_id, video_id, generation, state, max_attempts, \
-             run_after, created_at, updated_at) VALUES ($1, $2, $3, 'QUEUED', $4, $5, $5, $5) \
-             RETURNING id",
-        )
-        .bind(video.tenant.get())
-        .bind(video.id.get())
-        .bind(i64::from(video.fence.generation))
-        .bind(i64::from(max_attempts))
-        .bind(now)
-        .fetch_one(&mut *c)
-        .await;
-        match row {
-            Ok(r) => r.int("id"),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(DbError::Conflict(
-                format!("video {} already has an active job", video.id),
-            )),
-            Err(e) => Err(e.into()),
-        }
-    })
-}
-
 impl Db {
     /// Records an uploaded video: the row (UPLOADED, fence 1.0.1), its queued transcode job and
     /// the outbox row, in one transaction. `session_id` must belong to `tenant`.
@@ -261,76 +168,6 @@ impl Db {
         Ok(Committed::one(video, entry))
     }
 
-    /// A video of `tenant`; another tenant's id or a deleted video → `None`.
-    pub async fn get_video(&self, tenant: TenantId, id: VideoId) -> Result<Option<Video>, DbError> {
-        let mut conn = self.read().await?;
-        dual!(conn.conn(), |c, d| {
-            sqlx::query(concat!(
-                "SELECT ",
-                video_cols!(),
-                " FROM videos WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL"
-            ))
-            .bind(id.get())
-            .bind(tenant.get())
-            .fetch_optional(&mut *c)
-            .await?
-            .map(|r| Video::from_row(&r))
-            .transpose()
-        })
-    }
-
-    /// Videos of `tenant`, newest first (not deleted).
-    pub async fn list_videos(
-        &self,
-        tenant: TenantId,
-        filter: &VideoFilter,
-    ) -> Result<Vec<Video>, DbError> {
-        let limit = i64::from(filter.limit.clamp(1, 200));
-        let mut conn = self.read().await?;
-        dual!(conn.conn(), |c, d| {
-            sqlx::query(concat!(
-                "SELECT ",
-                video_cols!(),
-                " FROM videos WHERE tenant_id = $1 AND deleted_at IS NULL \
-                 AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR session_id = $3) \
-                 AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
-            ))
-            .bind(tenant.get())
-            .bind(filter.status.map(VideoStatus::as_str))
-            .bind(filter.session_id)
-            .bind(filter.before_id.map(VideoId::get))
-            .bind(limit)
-            .fetch_all(&mut *c)
-            .await?
-            .iter()
-            .map(Video::from_row)
-            .collect()
-        })
-    }
-
-    /// The transcode jobs of a video of `tenant`, oldest first.
-    pub async fn video_jobs(
-        &self,
-        tenant: TenantId,
-        video: VideoId,
-    ) -> Result<Vec<VideoJob>, DbError> {
-        let mut conn = self.read().await?;
-        dual!(conn.conn(), |c, d| {
-            sqlx::query(concat!(
-                "SELECT ",
-                video_job_cols!(),
-                " FROM video_jobs WHERE video_id = $1 AND tenant_id = $2 ORDER BY id"
-            ))
-            .bind(video.get())
-            .bind(tenant.get())
-            .fetch_all(&mut *c)
-            .await?
-            .iter()
-            .map(VideoJob::from_row)
-            .collect()
-        })
-    }
-
     /// A user retry of a FAILED video: a new generation back at UPLOADED (fence g+1.0.1) with a
     /// new queued job. Any other status → `IllegalTransition` (nothing written).
     pub async fn retry_video(
@@ -351,7 +188,7 @@ impl Db {
         }
         let next = Video {
             status: VideoStatus::Uploaded,
-            fence: Fence::new(cur.fence.generation + 1, 0, 1)?,
+            fence: cur.fence.next_generation(),
             attempt: 0,
             error_reason: None,
             hls_path: None,
@@ -386,7 +223,7 @@ impl Db {
             stop_video_job(tx.conn(), job, "deleted").await?;
         }
         let next = Video {
-            fence: Fence::new(cur.fence.generation + 1, 0, 1)?,
+            fence: cur.fence.next_generation(),
             deleted_at_ms: Some(now_ms()),
             ..cur.clone()
         };
@@ -424,7 +261,7 @@ impl Db {
             status: VideoStatus::Failed,
             // No attempt is running (the job row is locked and was waiting): the next seq of the
             // last state change orders this after everything written so far.
-            fence: next_seq(cur.fence),
+            fence: cur.fence.next_seq(),
             error_reason: Some("cancelled".to_owned()),
             attempt: job.attempt,
             ..cur.clone()
@@ -436,44 +273,10 @@ impl Db {
     }
 }
 
-/// The fence right after `f` within the same attempt, for changes made while no worker holds
-/// the task (so nobody else can be writing that attempt).
-pub(crate) fn next_seq(f: Fence) -> Fence {
-    Fence {
-        seq: f.seq + 1,
-        ..f
-    }
-}
-
-/// Ends a waiting job (CANCELLED) or asks a running one to stop.
-async fn stop_video_job(
-    c: Conn<'_>,
-    job: &VideoJob,
-    reason: &str,
-) -> Result<CancelOutcome, DbError> {
-    if job.state == VideoJobState::Running {
-        dual!(c, |c, d| {
-            sqlx::query(
-                "UPDATE video_jobs SET cancel_requested = TRUE, updated_at = $1 WHERE id = $2",
-            )
-            .bind(now_ms())
-            .bind(job.id)
-            .execute(&mut *c)
-            .await?;
-        });
-        return Ok(CancelOutcome::Requested);
-    }
-    if !end_video_job(c, job, VideoJobState::Cancelled, reason, Some(reason)).await? {
-        return Err(DbError::Conflict(format!(
-            "job {} changed concurrently",
-            job.id
-        )));
-    }
-    Ok(CancelOutcome::Ended)
-}
-
 #[cfg(test)]
 mod tests {
+    use jobpulse_domain::Fence;
+
     use super::*;
 
     fn video(status: VideoStatus, fence: Fence) -> Video {

@@ -64,13 +64,62 @@ impl Fence {
         })
     }
 
-    /// The fence of writes made between attempt `attempt` and the next one.
+    /// The fence of writes made between attempt `finished_attempt` and the next one:
+    /// `(generation, finished_attempt + 1, 0)`.
     pub fn between_attempts(generation: u32, finished_attempt: u32) -> Self {
         Self {
             generation,
-            attempt: finished_attempt.saturating_add(1),
+            attempt: finished_attempt,
             seq: 0,
         }
+        .next_attempt()
+    }
+
+    /// The fence of attempt `attempt`'s claim (the first write of the attempt):
+    /// `(generation, attempt, 1)`.
+    pub fn claim(generation: u32, attempt: u32) -> Result<Self, ProgressError> {
+        Self::new(generation, attempt, 1)
+    }
+
+    /// The next write of the same attempt: `(g, a, seq + 1)`. For the attempt's single writer
+    /// (its lease holder), or for a change made while no worker holds the task (nobody else can
+    /// be writing that attempt then). Saturates at [`MAX_SEQ`].
+    pub fn next_seq(self) -> Self {
+        Self {
+            seq: self.seq.saturating_add(1).min(MAX_SEQ),
+            ..self
+        }
+    }
+
+    /// The write `seq` of the same attempt (a final write must use a seq above every progress
+    /// tick's).
+    pub fn with_seq(self, seq: u64) -> Result<Self, ProgressError> {
+        Self::new(self.generation, self.attempt, seq)
+    }
+
+    /// Between this attempt and the next: `(g, a + 1, 0)`. Everything the attempt `a` still
+    /// sends is older, so it is refused; the next claim writes `next_attempt().next_seq()`.
+    pub fn next_attempt(self) -> Self {
+        Self {
+            generation: self.generation,
+            attempt: self.attempt.saturating_add(1),
+            seq: 0,
+        }
+    }
+
+    /// A restart of the task (a user retry of a FAILED video) or its deletion: `(g + 1, 0, 1)`,
+    /// newer than everything of the old generation, terminal or not.
+    pub fn next_generation(self) -> Self {
+        Self {
+            generation: self.generation.saturating_add(1),
+            attempt: 0,
+            seq: 1,
+        }
+    }
+
+    /// Whether `other` belongs to the same attempt (generation and attempt) as `self`.
+    pub fn same_attempt(&self, other: &Fence) -> bool {
+        (self.generation, self.attempt) == (other.generation, other.attempt)
     }
 }
 

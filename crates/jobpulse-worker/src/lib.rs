@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //!
+//! - [`lease`]: the lease protocol of every task kind — keep-alive, why an attempt stopped, and
+//!   its one final write with the retry loop.
 //! - [`progress`]: the context object running work reports progress through (fenced, coalesced
 //!   writes to the read model; the attempt's seq counter).
 //! - [`video`]: the video worker and its seven-step transcode pipeline.
@@ -12,5 +14,6 @@
 
 pub mod ai;
 pub mod excel;
+pub mod lease;
 pub mod progress;
 pub mod video;

@@ -35,8 +35,9 @@ struct Inner {
 pub struct Reporter {
     store: SharedStore,
     key: TaskKey,
-    generation: u32,
-    attempt: u32,
+    /// The claim's fence `(g, attempt, 1)`; the attempt's writes step from it.
+    claim: Fence,
+    /// The seq of the attempt's last write so far.
     seq: AtomicU64,
     plan: StepPlan,
     /// Status, job type and attempt every tick carries.
@@ -47,21 +48,20 @@ pub struct Reporter {
 }
 
 impl Reporter {
+    /// `claim` is the fence of the claim's write (the attempt's first, `(g, attempt, 1)`);
     /// `base` is the active state (PROCESSING/RUNNING, with job type and attempt set).
     pub fn new(
         store: SharedStore,
         key: TaskKey,
-        generation: u32,
-        attempt: u32,
+        claim: Fence,
         plan: StepPlan,
         base: State,
     ) -> Self {
         Self {
             store,
             key,
-            generation,
-            attempt,
-            seq: AtomicU64::new(2),
+            claim,
+            seq: AtomicU64::new(claim.seq),
             plan,
             base,
             inner: Mutex::new(Inner {
@@ -86,9 +86,25 @@ impl Reporter {
         &self.key
     }
 
+    /// The fence of the attempt's next write ([`Fence::next_seq`] of the last one): each call
+    /// takes a new one, so the final state change outranks every tick.
+    pub fn next_fence(&self) -> Fence {
+        let last = self.seq.fetch_add(1, Ordering::SeqCst);
+        Fence {
+            seq: last,
+            ..self.claim
+        }
+        .next_seq()
+    }
+
     /// The seq the attempt's final state change must use (greater than every tick's).
     pub fn next_seq(&self) -> u64 {
-        self.seq.fetch_add(1, Ordering::SeqCst)
+        self.next_fence().seq
+    }
+
+    /// Whether `current` (what the read model holds) belongs to another attempt than ours.
+    fn someone_else(&self, current: &Fence) -> bool {
+        !current.same_attempt(&self.claim)
     }
 
     /// True once the read model refused a tick as stale: a newer attempt or state owns the task.
@@ -143,11 +159,7 @@ impl Reporter {
             s.remaining_seconds = i.remaining;
             s
         };
-        let fence = Fence {
-            generation: self.generation,
-            attempt: self.attempt,
-            seq: self.next_seq(),
-        };
+        let fence = self.next_fence();
         let write = match Write::set(self.key.clone(), fence, state) {
             Ok(w) => w,
             Err(e) => {
@@ -158,9 +170,7 @@ impl Reporter {
         match self.store.apply(&write).await {
             // Stale against our own (generation, attempt) is only two of our ticks crossing;
             // against anything else someone newer owns the task.
-            Ok(Outcome::Stale { current, .. })
-                if (current.generation, current.attempt) != (self.generation, self.attempt) =>
-            {
+            Ok(Outcome::Stale { current, .. }) if self.someone_else(&current) => {
                 tracing::info!(task = %self.key, %current, "progress refused as stale: superseded");
                 self.superseded.store(true, Ordering::Release);
             }
@@ -184,15 +194,14 @@ impl Reporter {
     /// Slides the read-model TTL of the task (no visible change).
     pub async fn heartbeat(&self) {
         let fence = Fence {
-            generation: self.generation,
-            attempt: self.attempt,
             seq: 0,
+            ..self.claim
         };
         if let Ok(Outcome::Stale { current, .. }) = self
             .store
             .apply(&Write::heartbeat(self.key.clone(), fence))
             .await
-            && (current.generation, current.attempt) != (self.generation, self.attempt)
+            && self.someone_else(&current)
         {
             self.superseded.store(true, Ordering::Release);
         }

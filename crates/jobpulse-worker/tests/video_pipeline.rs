@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jobpulse_domain::{Percent, State, Status, TaskKey, TenantId, VideoId, VideoStatus, steps};
+use jobpulse_domain::{
+    Fence, Percent, State, Status, TaskKey, TenantId, VideoId, VideoStatus, steps,
+};
 use jobpulse_media::testing::{ClipSpec, generate_clip, write_corrupt_file};
 use jobpulse_media::{MediaStorage, Toolchain, TranscodeOptions, keys};
 use jobpulse_store::{MemoryStore, SharedStore};
@@ -42,8 +44,14 @@ fn setup() -> Setup {
 fn reporter(store: &SharedStore, key: &TaskKey) -> Reporter {
     let mut base = State::video(VideoStatus::Processing);
     base.percent = Percent::new(10).expect("valid");
-    Reporter::new(store.clone(), key.clone(), 1, 1, steps::VIDEO, base)
-        .with_min_interval(Duration::from_millis(100))
+    Reporter::new(
+        store.clone(),
+        key.clone(),
+        Fence::claim(1, 1).expect("valid"),
+        steps::VIDEO,
+        base,
+    )
+    .with_min_interval(Duration::from_millis(100))
 }
 
 async fn upload(s: &Setup, spec: &ClipSpec, tenant: TenantId, video: VideoId) -> VideoTask {

@@ -7,12 +7,17 @@ use std::time::Duration;
 
 use jobpulse_domain::{Fence, JobResult, JobStatus, Text, VideoStatus};
 
-use super::{Claim, ClaimedTask, FailOutcome};
-use crate::ai_jobs::{apply_job_change, between, lock_ai_job, store_result};
-use crate::conn::{Conn, Tx, dual, ms, now_ms};
+use super::release::notify_in;
+use super::table::ai::leased_ai_job;
+use super::table::video::video_of;
+use super::table::video_jobs::{claimed_video, discard_video_job, finish_video_job};
+use super::table::{AiTable, End, Ended, TaskTable, VideoTable};
+use super::{Claim, FailOutcome, Queue};
+use crate::ai_jobs::{apply_job_change, store_result};
+use crate::conn::{ms, now_ms};
 use crate::model::{AiJob, Video, VideoJobState, clean_message};
 use crate::outbox::Committed;
-use crate::videos::{apply_video_change, lock_video};
+use crate::videos::apply_video_change;
 use crate::{Db, DbError};
 
 /// How an AI job's attempt ended, as its handler reports it.
@@ -40,88 +45,44 @@ impl AiOutcome {
     }
 }
 
-/// Moves the claim's `video_jobs` row out of RUNNING, fenced by the lease.
-async fn finish_video_job(
-    c: Conn<'_>,
-    claim: &Claim,
-    job_id: i64,
-    to: VideoJobState,
-    run_after: Option<i64>,
-    code: Option<&str>,
-    message: Option<&str>,
-) -> Result<(), DbError> {
-    let n = dual!(c, |c, d| {
-        sqlx::query(
-            "UPDATE video_jobs SET state = $1, run_after = COALESCE($2, run_after), \
-             error_code = $3, error_message = COALESCE($4, error_message), lease_until = NULL, \
-             updated_at = $5 \
-             WHERE id = $6 AND attempt = $7 AND lease_owner = $8 AND state = 'RUNNING'",
-        )
-        .bind(to.as_str())
-        .bind(run_after)
-        .bind(code)
-        .bind(message)
-        .bind(now_ms())
-        .bind(job_id)
-        .bind(i64::from(claim.attempt))
-        .bind(&claim.worker_id)
-        .execute(&mut *c)
-        .await?
-        .rows_affected()
-    });
-    if n == 1 {
-        Ok(())
-    } else {
-        Err(DbError::LeaseLost)
+impl Db {
+    /// Ends the claim's attempt with `end` at `fence` in one transaction: the table's part
+    /// ([`TaskTable::end`]), then — for a job given back — a wake-up for the workers of every
+    /// process.
+    pub(super) async fn end_attempt(
+        &self,
+        claim: &Claim,
+        end: End<'_>,
+        fence: Fence,
+    ) -> Result<Ended, DbError> {
+        match claim.queue() {
+            Queue::Video => self.end_in::<VideoTable>(claim, end, fence).await,
+            Queue::Ai => self.end_in::<AiTable>(claim, end, fence).await,
+        }
     }
-}
 
-/// The claim's video, unless it was deleted (or restarted) while the attempt ran.
-pub(super) async fn claimed_video(
-    tx: &mut Tx,
-    claim: &Claim,
-    video: &Video,
-) -> Result<Option<Video>, DbError> {
-    Ok(lock_video(tx.conn(), video.id)
-        .await?
-        .filter(|v| v.deleted_at_ms.is_none() && v.fence.generation == claim.generation))
-}
-
-/// Closes the job as CANCELLED after its video went away mid-attempt.
-pub(super) async fn discard_video_job(c: Conn<'_>, job_id: i64) -> Result<(), DbError> {
-    dual!(c, |c, d| {
-        sqlx::query(
-            "UPDATE video_jobs SET state = 'CANCELLED', error_code = 'deleted', \
-             lease_until = NULL, updated_at = $1 WHERE id = $2",
-        )
-        .bind(now_ms())
-        .bind(job_id)
-        .execute(&mut *c)
-        .await?;
-    });
-    Ok(())
-}
-
-/// The AI job of the claim, if the claim still holds its lease.
-pub(super) async fn leased_ai_job(
-    tx: &mut Tx,
-    claim: &Claim,
-    job: &AiJob,
-) -> Result<AiJob, DbError> {
-    lock_ai_job(tx.conn(), &job.job_id)
-        .await?
-        .filter(|j| {
-            j.status == JobStatus::Running
-                && j.attempt == claim.attempt
-                && j.lease_owner.as_deref() == Some(claim.worker_id.as_str())
-        })
-        .ok_or(DbError::LeaseLost)
-}
-
-fn video_of(claim: &Claim) -> Result<(i64, &Video), DbError> {
-    match &claim.task {
-        ClaimedTask::Video { job_id, video } => Ok((*job_id, video)),
-        ClaimedTask::Ai(_) => Err(DbError::Invalid("not a video claim".into())),
+    async fn end_in<T: TaskTable>(
+        &self,
+        claim: &Claim,
+        end: End<'_>,
+        fence: Fence,
+    ) -> Result<Ended, DbError> {
+        let mut tx = self.begin().await?;
+        let ended = T::end(&mut tx, claim, end, fence).await?;
+        let wrote = matches!(ended, Ended::Written { .. });
+        if matches!(end, End::Release { .. })
+            && matches!(
+                ended,
+                Ended::Written {
+                    cancelled: false,
+                    ..
+                }
+            )
+        {
+            notify_in(&mut tx, T::QUEUE).await?;
+        }
+        self.commit(tx, wrote).await?;
+        Ok(ended)
     }
 }
 
@@ -139,7 +100,7 @@ impl Db {
     ) -> Result<Committed<Video>, DbError> {
         let (job_id, video) = video_of(claim)?;
         let hls = Text::parse(hls_path, "hls_path", Text::MAX_MESSAGE)?;
-        let fence = claim.fence(seq.max(Claim::FIRST_PROGRESS_SEQ))?;
+        let fence = claim.final_fence(seq)?;
         let mut tx = self.begin().await?;
         finish_video_job(
             tx.conn(),
@@ -159,7 +120,7 @@ impl Db {
         let next = Video {
             status: VideoStatus::Ready,
             fence,
-            attempt: claim.attempt,
+            attempt: claim.attempt(),
             hls_path: Some(hls.as_str().to_owned()),
             duration_secs: Some(duration_secs),
             error_reason: None,
@@ -167,7 +128,7 @@ impl Db {
         };
         let (video, entry) = apply_video_change(tx.conn(), &cur, &next).await?;
         self.commit(tx, true).await?;
-        tracing::info!(tenant.id = %claim.tenant, video.id = %video.id, attempt = claim.attempt, "video ready");
+        tracing::info!(tenant.id = %claim.tenant, video.id = %video.id, attempt = claim.attempt(), "video ready");
         Ok(Committed::one(video, entry))
     }
 
@@ -180,18 +141,15 @@ impl Db {
         outcome: AiOutcome,
         seq: u64,
     ) -> Result<Committed<AiJob>, DbError> {
-        let ClaimedTask::Ai(job) = &claim.task else {
-            return Err(DbError::Invalid("not an AI job claim".into()));
-        };
         if !outcome.status.is_terminal() || !JobStatus::Running.can_transition(outcome.status) {
             return Err(DbError::IllegalTransition {
                 from: JobStatus::Running.as_str(),
                 to: outcome.status.as_str(),
             });
         }
-        let fence = claim.fence(seq.max(Claim::FIRST_PROGRESS_SEQ))?;
+        let fence = claim.final_fence(seq)?;
         let mut tx = self.begin().await?;
-        let cur = leased_ai_job(&mut tx, claim, job).await?;
+        let cur = leased_ai_job(&mut tx, claim).await?;
         if outcome.full_result.is_some() || outcome.read_result.is_some() {
             store_result(
                 tx.conn(),
@@ -214,7 +172,7 @@ impl Db {
             tenant.id = %claim.tenant,
             job.id = %done.job_id,
             status = done.status.as_str(),
-            attempt = claim.attempt,
+            attempt = claim.attempt(),
             "job finished"
         );
         Ok(Committed::one(done, entry))
@@ -229,74 +187,29 @@ impl Db {
         retryable: bool,
     ) -> Result<Committed<FailOutcome>, DbError> {
         let message = clean_message(error);
-        let retry = retryable && claim.attempt < claim.max_attempts;
+        let retry = retryable && claim.attempt() < claim.max_attempts;
         let outcome = if retry {
-            let delay = self.options().queue.backoff.delay(claim.attempt);
+            let delay = self.options().queue.backoff.delay(claim.attempt());
             FailOutcome::Retrying {
                 run_after_ms: now_ms().saturating_add(ms(delay)),
             }
         } else {
             FailOutcome::Dead
         };
-        let run_after = match outcome {
-            FailOutcome::Retrying { run_after_ms } => Some(run_after_ms),
-            FailOutcome::Dead => None,
+        let end = match outcome {
+            FailOutcome::Retrying { run_after_ms } => End::Retry {
+                run_after: run_after_ms,
+                message: &message,
+            },
+            FailOutcome::Dead => End::Dead {
+                code: if retryable { "exhausted" } else { "permanent" },
+                message: &message,
+            },
         };
-        let fence = Fence::between_attempts(claim.generation, claim.attempt);
-        let mut tx = self.begin().await?;
-        let entry = match &claim.task {
-            ClaimedTask::Video { job_id, video } => {
-                let (to, code) = match (retry, retryable) {
-                    (true, _) => (VideoJobState::RetryWait, "retryable"),
-                    (false, true) => (VideoJobState::Dead, "exhausted"),
-                    (false, false) => (VideoJobState::Dead, "permanent"),
-                };
-                finish_video_job(
-                    tx.conn(),
-                    claim,
-                    *job_id,
-                    to,
-                    run_after,
-                    Some(code),
-                    Some(&message),
-                )
-                .await?;
-                let Some(cur) = claimed_video(&mut tx, claim, video).await? else {
-                    discard_video_job(tx.conn(), *job_id).await?;
-                    tx.commit().await?;
-                    return Err(DbError::Cancelled);
-                };
-                let next = Video {
-                    status: if retry {
-                        VideoStatus::RetryWait
-                    } else {
-                        VideoStatus::Failed
-                    },
-                    fence,
-                    attempt: claim.attempt,
-                    error_reason: Some(message.clone()),
-                    ..cur.clone()
-                };
-                apply_video_change(tx.conn(), &cur, &next).await?.1
-            }
-            ClaimedTask::Ai(job) => {
-                let cur = leased_ai_job(&mut tx, claim, job).await?;
-                let next = AiJob {
-                    status: if retry {
-                        JobStatus::Retrying
-                    } else {
-                        JobStatus::Failed
-                    },
-                    fence: between(&cur),
-                    run_after_ms: run_after.unwrap_or(cur.run_after_ms),
-                    lease_until_ms: None,
-                    error_message: Some(message.clone()),
-                    ..cur.clone()
-                };
-                apply_job_change(tx.conn(), &cur, &next).await?.1
-            }
+        let entry = match self.end_attempt(claim, end, claim.between_fence()).await? {
+            Ended::Written { entry, .. } => entry,
+            Ended::Gone => return Err(DbError::Cancelled),
         };
-        self.commit(tx, true).await?;
         if let FailOutcome::Retrying { run_after_ms } = outcome {
             let left = run_after_ms.saturating_sub(now_ms()).max(0);
             let left = Duration::from_millis(u64::try_from(left).unwrap_or(0));
@@ -312,7 +225,7 @@ impl Db {
         tracing::warn!(
             tenant.id = %claim.tenant,
             job.id = %claim.job_ref(),
-            attempt = claim.attempt,
+            attempt = claim.attempt(),
             outcome = result,
             error = %message,
             "job attempt failed"
@@ -323,48 +236,14 @@ impl Db {
     /// Acknowledges a cancel seen on a heartbeat: the job ends (video job CANCELLED and the
     /// video FAILED "cancelled" unless it was deleted; AI job FAILED "cancelled").
     pub async fn cancelled(&self, claim: &Claim) -> Result<Committed<()>, DbError> {
-        let fence = Fence::between_attempts(claim.generation, claim.attempt);
-        let mut tx = self.begin().await?;
-        let entry = match &claim.task {
-            ClaimedTask::Video { job_id, video } => {
-                finish_video_job(
-                    tx.conn(),
-                    claim,
-                    *job_id,
-                    VideoJobState::Cancelled,
-                    None,
-                    Some("cancelled"),
-                    Some("cancelled"),
-                )
-                .await?;
-                match claimed_video(&mut tx, claim, video).await? {
-                    // Deleted: the delete already published its tombstone.
-                    None => None,
-                    Some(cur) => {
-                        let next = Video {
-                            status: VideoStatus::Failed,
-                            fence,
-                            attempt: claim.attempt,
-                            error_reason: Some("cancelled".into()),
-                            ..cur.clone()
-                        };
-                        Some(apply_video_change(tx.conn(), &cur, &next).await?.1)
-                    }
-                }
-            }
-            ClaimedTask::Ai(job) => {
-                let cur = leased_ai_job(&mut tx, claim, job).await?;
-                let next = AiJob {
-                    status: JobStatus::Failed,
-                    fence: between(&cur),
-                    lease_until_ms: None,
-                    error_message: Some("cancelled".into()),
-                    ..cur.clone()
-                };
-                Some(apply_job_change(tx.conn(), &cur, &next).await?.1)
-            }
+        let entry = match self
+            .end_attempt(claim, End::Cancelled, claim.between_fence())
+            .await?
+        {
+            Ended::Written { entry, .. } => Some(entry),
+            // Deleted: the delete already published its tombstone.
+            Ended::Gone => None,
         };
-        self.commit(tx, entry.is_some()).await?;
         tracing::info!(tenant.id = %claim.tenant, job.id = %claim.job_ref(), "job cancelled by its worker");
         Ok(Committed::new((), entry.into_iter().collect()))
     }

@@ -79,21 +79,33 @@
 //! writes use `(g, n, 2..)`; its final success uses its next seq; RETRY_WAIT/RETRYING and a
 //! FAILED after an attempt use `Fence::between_attempts(g, n)` = `(g, n + 1, 0)`, as does the
 //! reaper, so every late write of a dead attempt is stale.
+//!
+//! # Code layout
+//!
+//! Each operation is written once — `claim`, `finish` (complete, fail, cancelled), `release`,
+//! `reap` and the heartbeat below — over the `table` seam: a `TaskTable` (`table::VideoTable`,
+//! `table::AiTable`) holds what differs between the two task tables (the claim statement, the
+//! lease row, the task's visible change, the expired-lease scan). The tables use `videos.rs` /
+//! `ai_jobs.rs` for the checked change of a row; those modules do not import the queue.
 
 use std::time::Duration;
 
 use jobpulse_domain::{Fence, State, TaskKey, TenantId, Write};
 
-use crate::conn::{Conn, RowExt, dual, ms, now_ms};
+use crate::conn::{Conn, ms, now_ms};
+pub use crate::model::CancelOutcome;
 use crate::model::{AiJob, Video};
 use crate::outbox::OutboxEntry;
 use crate::{Db, DbError};
 
 mod claim;
+mod config;
 mod finish;
 mod reap;
 mod release;
+mod table;
 
+pub use config::{Backoff, Caps, QueueConfig, TenantCaps};
 pub use finish::AiOutcome;
 pub use release::ReleaseOutcome;
 
@@ -109,111 +121,6 @@ impl Queue {
         match self {
             Queue::Video => "video",
             Queue::Ai => "ai",
-        }
-    }
-}
-
-/// Concurrency caps: at most this many jobs RUNNING (with a live lease) at once.
-/// `Caps::default()` caps nothing; workers start from [`TenantCaps::default`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Caps {
-    pub global: Option<u32>,
-    pub per_tenant: Option<u32>,
-}
-
-impl Caps {
-    pub fn is_unlimited(&self) -> bool {
-        self.global.is_none() && self.per_tenant.is_none()
-    }
-
-    /// Only a per-tenant cap.
-    pub fn per_tenant(cap: Option<u32>) -> Self {
-        Self {
-            global: None,
-            per_tenant: cap,
-        }
-    }
-}
-
-/// The per-tenant caps of both queues (`None`: no cap), across every worker of a deployment.
-/// The defaults — 2 transcodes and 4 AI jobs of one tenant running at once — are on so that one
-/// tenant's burst cannot hold every worker (issue 15 finding 9; the reasoning is in
-/// docs/architecture.md, "Caps").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TenantCaps {
-    pub video: Option<u32>,
-    pub ai: Option<u32>,
-}
-
-impl TenantCaps {
-    /// Transcodes of one tenant running at once by default.
-    pub const DEFAULT_VIDEO: u32 = 2;
-    /// AI jobs (imports, exports, …) of one tenant running at once by default.
-    pub const DEFAULT_AI: u32 = 4;
-
-    /// The cap of `queue`.
-    pub fn of(&self, queue: Queue) -> Option<u32> {
-        match queue {
-            Queue::Video => self.video,
-            Queue::Ai => self.ai,
-        }
-    }
-}
-
-impl Default for TenantCaps {
-    fn default() -> Self {
-        Self {
-            video: Some(Self::DEFAULT_VIDEO),
-            ai: Some(Self::DEFAULT_AI),
-        }
-    }
-}
-
-/// Retry delays: `base × 2^(attempt − 1)`, at most `cap`, minus up to `jitter` (a fraction) of
-/// it at random so retries of jobs that failed together spread out.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Backoff {
-    pub base: Duration,
-    pub cap: Duration,
-    pub jitter: f64,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            base: Duration::from_secs(2),
-            cap: Duration::from_secs(300),
-            jitter: 0.2,
-        }
-    }
-}
-
-impl Backoff {
-    /// The delay after attempt `failed_attempt` (1-based) failed.
-    pub fn delay(&self, failed_attempt: u32) -> Duration {
-        let exp = failed_attempt.saturating_sub(1).min(30);
-        let full = self.base.saturating_mul(1 << exp).min(self.cap);
-        let jitter = self.jitter.clamp(0.0, 1.0);
-        if jitter == 0.0 {
-            return full;
-        }
-        full.mul_f64(1.0 - jitter * rand::random::<f64>())
-    }
-}
-
-/// Queue settings held by a [`Db`].
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct QueueConfig {
-    pub backoff: Backoff,
-    /// Attempts of a video job, and of an AI job submitted without its own.
-    pub default_max_attempts: u32,
-}
-
-impl Default for QueueConfig {
-    fn default() -> Self {
-        Self {
-            backoff: Backoff::default(),
-            default_max_attempts: 5,
         }
     }
 }
@@ -236,9 +143,10 @@ pub struct Claim {
     pub tenant: TenantId,
     /// The read-model key of the task.
     pub key: TaskKey,
-    pub generation: u32,
-    /// This attempt (1-based).
-    pub attempt: u32,
+    /// The fence of the claim's PROCESSING/RUNNING write, `(g, attempt, 1)`: the generation and
+    /// this attempt (1-based). Every later write of the attempt steps from it
+    /// ([`Fence::next_seq`], [`Fence::next_attempt`]).
+    pub fence: Fence,
     pub max_attempts: u32,
     pub worker_id: String,
     /// The lease length; every heartbeat extends the lease by this much from now.
@@ -258,21 +166,42 @@ impl Claim {
         }
     }
 
+    /// This attempt (1-based).
+    pub fn attempt(&self) -> u32 {
+        self.fence.attempt
+    }
+
+    pub fn generation(&self) -> u32 {
+        self.fence.generation
+    }
+
     /// The fence for this attempt's write number `seq` (progress writes start at
     /// [`Claim::FIRST_PROGRESS_SEQ`]).
-    pub fn fence(&self, seq: u64) -> Result<Fence, DbError> {
-        Ok(Fence::new(self.generation, self.attempt, seq)?)
+    pub fn fence_at(&self, seq: u64) -> Result<Fence, DbError> {
+        Ok(self.fence.with_seq(seq)?)
+    }
+
+    /// The fence of a final write with `seq`: never below [`Claim::FIRST_PROGRESS_SEQ`], so it
+    /// outranks the claim's own write.
+    pub(crate) fn final_fence(&self, seq: u64) -> Result<Fence, DbError> {
+        self.fence_at(seq.max(Self::FIRST_PROGRESS_SEQ))
+    }
+
+    /// The fence of writes made after this attempt, before the next one (RETRY_WAIT/RETRYING,
+    /// a FAILED after an attempt, a release): `(g, attempt + 1, 0)`.
+    pub fn between_fence(&self) -> Fence {
+        self.fence.next_attempt()
     }
 
     /// A direct progress write of this attempt (seq from [`Claim::FIRST_PROGRESS_SEQ`] up, one
     /// per write, in order). Progress goes straight to the read model, never through the
     /// database; state changes must go through the database.
     pub fn progress_write(&self, seq: u64, state: State) -> Result<Write, DbError> {
-        Ok(Write::set(self.key.clone(), self.fence(seq)?, state)?)
+        Ok(Write::set(self.key.clone(), self.fence_at(seq)?, state)?)
     }
 
     pub fn is_last_attempt(&self) -> bool {
-        self.attempt >= self.max_attempts
+        self.attempt() >= self.max_attempts
     }
 
     fn job_ref(&self) -> String {
@@ -292,17 +221,6 @@ pub enum Heartbeat {
     CancelRequested,
     /// The lease is gone (expired and re-claimed, reaped, or ended): stop, write nothing.
     LeaseLost,
-}
-
-/// What [`Db::cancel_video`] / [`Db::cancel_ai_job`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CancelOutcome {
-    /// The job was waiting and is now ended.
-    Ended,
-    /// The job is running; its worker was asked to stop.
-    Requested,
-    /// Nothing to cancel (no active job, or already finished).
-    NotActive,
 }
 
 /// What [`Db::fail`] did.
@@ -343,7 +261,7 @@ impl Db {
                 tracing::warn!(
                     tenant.id = %claim.tenant,
                     job.id = %claim.job_ref(),
-                    attempt = claim.attempt,
+                    attempt = claim.attempt(),
                     "lease lost"
                 );
                 Heartbeat::LeaseLost
@@ -372,66 +290,8 @@ async fn heartbeat_sql(
     now: i64,
     until: i64,
 ) -> Result<Option<bool>, DbError> {
-    let attempt = i64::from(claim.attempt);
-    Ok(match &claim.task {
-        ClaimedTask::Video { job_id, .. } => dual!(c, |c, d| {
-            sqlx::query(
-                "UPDATE video_jobs SET lease_until = $1, heartbeat_at = $2 \
-                 WHERE id = $3 AND attempt = $4 AND lease_owner = $5 AND state = 'RUNNING' \
-                 RETURNING cancel_requested",
-            )
-            .bind(until)
-            .bind(now)
-            .bind(*job_id)
-            .bind(attempt)
-            .bind(&claim.worker_id)
-            .fetch_optional(&mut *c)
-            .await?
-            .map(|r| r.flag("cancel_requested"))
-            .transpose()?
-        }),
-        ClaimedTask::Ai(job) => dual!(c, |c, d| {
-            sqlx::query(
-                "UPDATE ai_jobs SET lease_until = $1, heartbeat_at = $2 \
-                 WHERE job_id = $3 AND attempt = $4 AND lease_owner = $5 AND status = 'RUNNING' \
-                 RETURNING cancel_requested",
-            )
-            .bind(until)
-            .bind(now)
-            .bind(job.job_id.as_str())
-            .bind(attempt)
-            .bind(&claim.worker_id)
-            .fetch_optional(&mut *c)
-            .await?
-            .map(|r| r.flag("cancel_requested"))
-            .transpose()?
-        }),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let b = Backoff {
-            base: Duration::from_secs(2),
-            cap: Duration::from_secs(300),
-            jitter: 0.0,
-        };
-        assert_eq!(b.delay(1), Duration::from_secs(2));
-        assert_eq!(b.delay(2), Duration::from_secs(4));
-        assert_eq!(b.delay(5), Duration::from_secs(32));
-        assert_eq!(b.delay(20), Duration::from_secs(300));
-        assert_eq!(b.delay(u32::MAX), Duration::from_secs(300));
-        let j = Backoff { jitter: 0.5, ..b };
-        for _ in 0..100 {
-            let d = j.delay(3);
-            assert!(
-                d <= Duration::from_secs(8) && d >= Duration::from_secs(4),
-                "{d:?}"
-            );
-        }
+    match claim.queue() {
+        Queue::Video => table::heartbeat::<table::VideoTable>(c, claim, now, until).await,
+        Queue::Ai => table::heartbeat::<table::AiTable>(c, claim, now, until).await,
     }
 }

@@ -117,7 +117,7 @@ async fn claim_when_woken(db: &Db, since: Instant) -> anyhow::Result<Duration> {
                 .claim(Queue::Video, "w", Duration::from_secs(30), Caps::default())
                 .await?
             {
-                anyhow::ensure!(c.attempt == 2, "attempt {}", c.attempt);
+                anyhow::ensure!(c.attempt() == 2, "attempt {}", c.attempt());
                 return Ok(since.elapsed());
             }
             db.wait_for_work(Queue::Video, Duration::from_secs(30))
@@ -166,7 +166,7 @@ async fn a_retry_wakes_a_worker_when_its_backoff_ends(b: Backend) -> anyhow::Res
         )
         .await?
         .context("claim")?;
-    assert_eq!(lost.attempt, 1);
+    assert_eq!(lost.attempt(), 1);
     tokio::time::sleep(Duration::from_millis(200)).await;
     settle(&t.db, Queue::Video).await;
     let reaped = Instant::now();

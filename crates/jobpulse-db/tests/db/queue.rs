@@ -81,7 +81,7 @@ async fn concurrent_claimers_never_share_a_job(b: Backend) -> anyhow::Result<()>
                 claims
                     .lock()
                     .expect("lock")
-                    .push((id, c.attempt, worker.clone()));
+                    .push((id, c.attempt(), worker.clone()));
                 anyhow::ensure!(db.heartbeat(&c).await? == Heartbeat::Continue);
                 tokio::task::yield_now().await;
                 db.complete_video(&c, "hls/master.m3u8", 1, 2).await?;
@@ -129,7 +129,7 @@ async fn an_expired_lease_is_reclaimed_and_the_zombie_cannot_commit(
         t.db.claim(Queue::Video, "zombie", short, Caps::default())
             .await?
             .context("job")?;
-    assert_eq!(zombie.attempt, 1);
+    assert_eq!(zombie.attempt(), 1);
     assert_eq!(zombie.outbox.write.fence, Fence::new(1, 1, 1)?);
 
     // Heartbeats keep the lease alive past its first length.
@@ -156,7 +156,7 @@ async fn an_expired_lease_is_reclaimed_and_the_zombie_cannot_commit(
         VideoStatus::RetryWait
     );
     let fresh = claim_soon(&t.db, Queue::Video, "fresh", LEASE).await?;
-    assert_eq!(fresh.attempt, 2, "re-claimed with attempt + 1");
+    assert_eq!(fresh.attempt(), 2, "re-claimed with attempt + 1");
     assert_eq!(video_job_id(&fresh), video_job_id(&zombie));
     let before = t.video(a.tenant_id, v.id).await?;
     assert_eq!(before.fence, Fence::new(1, 2, 1)?);
@@ -216,7 +216,7 @@ async fn an_expired_lease_is_reclaimed_and_the_zombie_cannot_commit(
     );
     assert_eq!(t.db.reap_expired(Queue::Ai).await?.retrying, 1);
     let fresh = claim_soon(&t.db, Queue::Ai, "fresh", LEASE).await?;
-    assert_eq!(fresh.attempt, 2);
+    assert_eq!(fresh.attempt(), 2);
     let outcome = AiOutcome::done(
         serde_json::json!({"secret": "zombie"}),
         JobResult::whole(serde_json::json!({"created": 1}))?,
@@ -281,7 +281,7 @@ async fn postgres_a_foreign_key_lock_does_not_hide_a_job() -> anyhow::Result<()>
     let report = t.db.reap_expired(Queue::Ai).await?;
     assert_eq!(report.retrying, 1, "the reaper skipped the locked job");
     let next = claim_soon(&t.db, Queue::Ai, "next", LEASE).await?;
-    assert_eq!((next.attempt, lost.attempt), (2, 1));
+    assert_eq!((next.attempt(), lost.attempt()), (2, 1));
     open.rollback().await?;
     Ok(())
 }
@@ -344,7 +344,7 @@ async fn the_reaper_makes_a_lost_worker_visible(b: Backend) -> anyhow::Result<()
     let r = t.db.complete_video(&lost, "hls/x.m3u8", 1, 9).await;
     assert!(matches!(r, Err(DbError::LeaseLost)), "{r:?}");
     let next = claim_soon(&t.db, Queue::Video, "next", LEASE).await?;
-    assert_eq!(next.attempt, 2);
+    assert_eq!(next.attempt(), 2);
 
     // An AI job on its last attempt dies; one with a pending cancel ends cancelled.
     let mut last = NewAiJob::new(a.tenant_id, job_type());
@@ -420,7 +420,7 @@ async fn the_last_attempt_ends_in_failed(b: Backend) -> anyhow::Result<()> {
     let v = t.db.create_video(a.tenant_id, None, "v", "k").await?.value;
     for attempt in 1..=3u32 {
         let c = claim_soon(&t.db, Queue::Video, "w", LEASE).await?;
-        assert_eq!((c.attempt, c.max_attempts), (attempt, 3));
+        assert_eq!((c.attempt(), c.max_attempts), (attempt, 3));
         assert_eq!(c.is_last_attempt(), attempt == 3);
         let out = t.db.fail(&c, &format!("boom {attempt}"), true).await?.value;
         if attempt < 3 {
@@ -461,7 +461,7 @@ async fn the_last_attempt_ends_in_failed(b: Backend) -> anyhow::Result<()> {
     let job = t.db.submit_ai_job(new).await?.value.job;
     for attempt in 1..=2u32 {
         let c = claim_soon(&t.db, Queue::Ai, "w", LEASE).await?;
-        assert_eq!(c.attempt, attempt);
+        assert_eq!(c.attempt(), attempt);
         t.db.fail(&c, "handler crashed", true).await?;
     }
     let row =
@@ -530,7 +530,7 @@ async fn backoff_delays_the_next_claim(b: Backend) -> anyhow::Result<()> {
         t.db.claim(Queue::Video, "w", LEASE, Caps::default())
             .await?
             .context("due")?;
-    assert_eq!(c.attempt, 2);
+    assert_eq!(c.attempt(), 2);
     let before = now_ms();
     let FailOutcome::Retrying { run_after_ms } = t.db.fail(&c, "flaky", true).await?.value else {
         anyhow::bail!("a retry was expected");
@@ -881,7 +881,7 @@ async fn release_gives_the_job_back_without_using_an_attempt(b: Backend) -> anyh
         t.db.claim(Queue::Video, "w2", LEASE, Caps::default())
             .await?
             .context("released: claimable at once, no backoff")?;
-    assert_eq!((c2.attempt, c2.max_attempts), (2, 2));
+    assert_eq!((c2.attempt(), c2.max_attempts), (2, 2));
     assert!(matches!(
         t.db.complete_video(&c, "x/master.m3u8", 1, 2).await,
         Err(DbError::LeaseLost)
@@ -951,7 +951,7 @@ async fn release_gives_the_job_back_without_using_an_attempt(b: Backend) -> anyh
     assert_eq!(snap.state.status.as_str(), "RETRYING");
     assert_eq!(snap.fence, Fence::new(1, 2, 0)?);
     let c = claim_soon(&t.db, Queue::Ai, "w2", LEASE).await?;
-    assert_eq!((c.attempt, c.max_attempts), (2, 2));
+    assert_eq!((c.attempt(), c.max_attempts), (2, 2));
     assert_eq!(
         t.db.cancel_ai_job(a.tenant_id, &job.job_id).await?.value,
         CancelOutcome::Requested

@@ -169,7 +169,7 @@ async fn retry_starts_a_new_generation(b: Backend) -> anyhow::Result<()> {
         t.db.claim(Queue::Video, "w2", LEASE, Caps::default())
             .await?
             .expect("new job");
-    assert_eq!((claim.generation, claim.attempt), (2, 1));
+    assert_eq!((claim.generation(), claim.attempt()), (2, 1));
     t.db.complete_video(&claim, "tenants/1/video/hls/1/master.m3u8", 12, 9)
         .await?;
     t.drain().await?;

@@ -1,9 +1,9 @@
 //! [`AiWorker`]: the loop that runs AI/tool jobs.
 //!
 //! Each of `concurrency` slots repeats: claim the oldest runnable job of `Queue::Ai` (the claim
-//! commits RUNNING with its outbox row, published at once so pollers see RUNNING), start a
-//! heartbeat task, run the job type's handler under its timeout, then write the attempt's one
-//! state change (with [`Reporter::next_seq`] for a success, so it outranks every progress tick)
+//! commits RUNNING with its outbox row, published at once so pollers see RUNNING), run the job
+//! type's handler under its timeout beside the lease's keep-alive ([`crate::lease`]), then write
+//! the attempt's one state change (with [`Reporter::next_seq`](crate::progress::Reporter::next_seq) for a success, so it outranks every progress tick)
 //! and publish it. A reaper task (every `reap_every`) turns jobs whose lease expired (a crashed
 //! worker's) into RETRYING or FAILED; claims never take an expired job themselves, so the retry
 //! of a lost attempt is always visible.
@@ -17,7 +17,8 @@
 //! | `HandlerError::Permanent`, a handler panic, a job type without a handler | `fail`, not retryable → FAILED |
 //! | `HandlerError::Transient`, the type's timeout | `fail`, retryable → RETRYING, FAILED after the last attempt |
 //! | heartbeat answers `CancelRequested` | `cancelled` → FAILED "cancelled" |
-//! | heartbeat answers `LeaseLost`, the read model calls our progress stale, or no heartbeat got through for a whole lease | nothing (someone newer may own the job) |
+//! | heartbeat answers `LeaseLost`, or no heartbeat got through for a whole lease | nothing (someone newer may own the job) |
+//! | the read model calls our progress stale | nothing, unless the database asks for a cancel acknowledgement |
 //! | the worker shuts down | `release`: RETRYING, runnable at once, no attempt used up (a cancel requested meanwhile wins) |
 //!
 //! Each attempt counts once in `jobpulse_worker_attempts_total{queue="ai", outcome}`, outcome one
@@ -25,19 +26,13 @@
 //! `no_handler`, `lost`.
 //!
 //! Every path that stops early cancels the attempt's token, so the handler's own threads and
-//! loops stop too. All tasks the worker starts are owned (a `JoinSet`, abort-on-drop guards):
+//! loops stop too. All tasks the worker starts are owned (a `JoinSet`):
 //! dropping [`AiWorker::run`]'s future stops everything, as a killed process would.
 
-use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
-use jobpulse_db::{
-    AiOutcome, Caps, Claim, ClaimedTask, Committed, Db, DbError, FailOutcome, Heartbeat,
-    OutboxEntry, Queue, Relay, ReleaseOutcome, TenantCaps,
-};
-use jobpulse_domain::{JobStatus, State, WriteKind};
+use jobpulse_db::{ClaimedTask, Db, Queue, Relay};
 use jobpulse_media::MediaStorage;
 use jobpulse_store::SharedStore;
 use tokio::sync::Notify;
@@ -46,101 +41,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{HandlerError, HandlerOutput, JobContext, Registry};
-use crate::progress::Reporter;
+use super::Registry;
 
-/// How an AI worker runs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AiWorkerConfig {
-    /// Lease owner name: `<hostname>-<pid>` by default.
-    pub worker_id: String,
-    /// Jobs run at once by this worker.
-    pub concurrency: usize,
-    /// Lease length; a worker that stops heartbeating loses its job after this long.
-    pub lease: Duration,
-    /// Heartbeat period (a third of the lease by default).
-    pub heartbeat_every: Duration,
-    /// Cluster-wide concurrency caps, counted at claim time; default: the per-tenant cap of
-    /// [`TenantCaps::default`] (4 AI jobs of one tenant at once).
-    pub caps: Caps,
-    /// Longest wait for a wake-up before looking for work again (bounds how late a retry whose
-    /// backoff ended starts).
-    pub idle_wait: Duration,
-    /// Reaper period.
-    pub reap_every: Duration,
-    /// Least time between two progress writes of one attempt (step changes always go through).
-    pub progress_interval: Duration,
-    /// How long the initial passwords of a finished import are kept for staff to download
-    /// (`None`: forever). See `jobpulse_db::retention`.
-    pub credentials_retention: Option<Duration>,
-    /// How often the worker purges expired initial passwords.
-    pub purge_every: Duration,
-    /// How long the uploaded input of an ended job (an import's spreadsheet) is kept; `None`:
-    /// forever. Default 0: deleted as soon as the job ends. See [`super::inputs`].
-    pub input_retention: Option<Duration>,
-    /// Period of the input pass beside the one after each attempt of this worker.
-    pub input_purge_every: Duration,
-}
+mod attempt;
+mod config;
 
-/// Inputs of ended jobs are deleted at once by default.
-pub const DEFAULT_INPUT_RETENTION: Duration = Duration::ZERO;
-
-/// Initial passwords of a finished import are kept this long (7 days) by default.
-pub const DEFAULT_CREDENTIALS_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
-
-impl Default for AiWorkerConfig {
-    fn default() -> Self {
-        Self {
-            worker_id: default_worker_id(),
-            concurrency: 2,
-            lease: Duration::from_secs(30),
-            heartbeat_every: Duration::from_secs(10),
-            caps: Caps::per_tenant(TenantCaps::default().ai),
-            idle_wait: Duration::from_secs(5),
-            reap_every: Duration::from_secs(5),
-            progress_interval: Duration::from_secs(1),
-            credentials_retention: Some(DEFAULT_CREDENTIALS_RETENTION),
-            purge_every: Duration::from_secs(3600),
-            input_retention: Some(DEFAULT_INPUT_RETENTION),
-            input_purge_every: Duration::from_secs(60),
-        }
-    }
-}
-
-impl AiWorkerConfig {
-    /// Sets the lease and a heartbeat of a third of it.
-    pub fn with_lease(mut self, lease: Duration) -> Self {
-        self.lease = lease;
-        self.heartbeat_every = lease / 3;
-        self
-    }
-}
-
-/// `<hostname>-<pid>`, reduced to characters a lease owner may hold.
-pub fn default_worker_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| {
-            h.trim()
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-                .take(100)
-                .collect::<String>()
-        })
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "worker".to_owned());
-    format!("{host}-{}", std::process::id())
-}
-
-/// Why an attempt stopped before its handler finished.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stop {
-    CancelRequested,
-    LeaseLost,
-    Shutdown,
-}
+pub use config::{
+    AiWorkerConfig, DEFAULT_CREDENTIALS_RETENTION, DEFAULT_INPUT_RETENTION, default_worker_id,
+};
 
 /// See the module docs. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -188,15 +96,6 @@ impl AiWorkerHandle {
 
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
-    }
-}
-
-/// Aborts a task when dropped (the heartbeat of an attempt that ended, however it ended).
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
@@ -306,13 +205,13 @@ impl Inner {
                             "ai_attempt",
                             tenant.id = %claim.tenant,
                             job.id = %job.job_id,
-                            job.attempt = claim.attempt,
+                            job.attempt = claim.attempt(),
                             "job.type" = %job.job_type,
                         ),
                         ClaimedTask::Video { .. } => tracing::info_span!(
                             "ai_attempt",
                             tenant.id = %claim.tenant,
-                            job.attempt = claim.attempt,
+                            job.attempt = claim.attempt(),
                         ),
                     };
                     self.run_claim(claim, asked, &shutdown)
@@ -338,267 +237,6 @@ impl Inner {
             }
         }
     }
-
-    async fn publish(&self, entries: &[OutboxEntry]) {
-        if entries.is_empty() {
-            return;
-        }
-        if let Err(e) = self.relay.publish_now(entries).await {
-            // The rows stay in the outbox; the relay publishes them later.
-            tracing::warn!(error = %e, "publishing a job change failed; the relay will retry");
-        }
-    }
-
-    async fn run_claim(&self, claim: Claim, claimed_at: Instant, shutdown: &CancellationToken) {
-        self.publish(std::slice::from_ref(&claim.outbox)).await;
-        let ClaimedTask::Ai(job) = &claim.task else {
-            tracing::error!("the AI queue handed out a video job");
-            return;
-        };
-        let Some(handler) = self.registry.get(job.job_type.as_str()).cloned() else {
-            let message = format!(
-                "no handler for job type `{}` in this worker (known: {})",
-                job.job_type,
-                self.registry.job_types().join(", ")
-            );
-            tracing::error!(job.id = %job.job_id, "job.type" = %job.job_type, "{message}");
-            let outcome = self.fail(&claim, &message, false).await;
-            count(if outcome.is_some() {
-                "no_handler"
-            } else {
-                "lost"
-            });
-            return;
-        };
-
-        let base = match &claim.outbox.write.kind {
-            WriteKind::Set(s) => s.clone(),
-            _ => {
-                let mut s = State::job(JobStatus::Running, job.job_type.clone());
-                s.attempt = Some(claim.attempt);
-                s
-            }
-        };
-        let reporter = Arc::new(
-            Reporter::new(
-                self.store.clone(),
-                claim.key.clone(),
-                claim.generation,
-                claim.attempt,
-                handler.plan(),
-                base,
-            )
-            .with_min_interval(self.config.progress_interval),
-        );
-        let cancel = shutdown.child_token();
-        let stop = Arc::new(OnceLock::new());
-        let ctx = JobContext {
-            job: job.clone(),
-            db: self.db.clone(),
-            storage: self.storage.clone(),
-            reporter: reporter.clone(),
-            cancel: cancel.clone(),
-        };
-        let heartbeat = AbortOnDrop(tokio::spawn(
-            heartbeat(
-                self.db.clone(),
-                claim.clone(),
-                reporter.clone(),
-                self.config.heartbeat_every,
-                cancel.clone(),
-                stop.clone(),
-                claimed_at,
-            )
-            .in_current_span(),
-        ));
-
-        let timeout = handler.timeout();
-        tracing::info!(
-            tenant.id = %claim.tenant, job.id = %job.job_id, job.attempt = claim.attempt,
-            "job attempt started"
-        );
-        let run = AssertUnwindSafe(tokio::time::timeout(timeout, handler.run(&ctx))).catch_unwind();
-        let result = tokio::select! {
-            biased;
-            () = cancel.cancelled() => None,
-            r = run => Some(r),
-        };
-        drop(heartbeat);
-        // Whatever the handler left running (threads, producers) watches this token.
-        cancel.cancel();
-        tracing::info!(
-            tenant.id = %claim.tenant, job.id = %job.job_id, job.attempt = claim.attempt,
-            "job attempt stopped"
-        );
-
-        let mut stop = stop.get().copied();
-        if stop.is_none() && reporter.superseded() {
-            stop = Some(Stop::LeaseLost);
-        }
-        if stop.is_none() && result.is_none() {
-            stop = Some(Stop::Shutdown);
-        }
-        let outcome = match (stop, result) {
-            (Some(Stop::LeaseLost), _) => {
-                tracing::info!(job.id = %job.job_id, attempt = claim.attempt, "lease lost; attempt abandoned");
-                "lost"
-            }
-            (Some(Stop::CancelRequested), _) => match self.db.cancelled(&claim).await {
-                Ok(c) => {
-                    self.publish(&c.outbox).await;
-                    "cancelled"
-                }
-                Err(e) => self.final_write_failed(&claim, e),
-            },
-            (Some(Stop::Shutdown), _) | (None, None) => self.release(&claim).await,
-            (None, Some(Err(_panic))) => {
-                tracing::error!(job.id = %job.job_id, "job.type" = %job.job_type, "handler panicked");
-                let e = HandlerError::Permanent("internal error".to_owned());
-                self.failed(&claim, &reporter, &e).await
-            }
-            (None, Some(Ok(Err(_elapsed)))) => {
-                let e = HandlerError::Transient(format!("timed out after {}", human(timeout)));
-                self.failed(&claim, &reporter, &e).await
-            }
-            (None, Some(Ok(Ok(Ok(output))))) => self.complete(&claim, &reporter, output).await,
-            (None, Some(Ok(Ok(Err(e))))) => self.failed(&claim, &reporter, &e).await,
-        };
-        count(outcome);
-        tracing::info!(
-            tenant.id = %claim.tenant, job.id = %job.job_id, job.attempt = claim.attempt,
-            outcome, "job attempt ended"
-        );
-        self.inputs_due.notify_one();
-    }
-
-    /// The final write of a handler's error.
-    async fn failed(&self, claim: &Claim, reporter: &Reporter, e: &HandlerError) -> &'static str {
-        match e {
-            HandlerError::BadInput(message) => {
-                let outcome = AiOutcome {
-                    status: JobStatus::RejectedBadInput,
-                    full_result: None,
-                    read_result: None,
-                    error_message: Some(message.clone()),
-                };
-                self.finish(claim, outcome, reporter.next_seq(), "rejected")
-                    .await
-            }
-            HandlerError::Permanent(m) => match self.fail(claim, m, false).await {
-                Some(_) => "failed",
-                None => "lost",
-            },
-            HandlerError::Transient(m) => match self.fail(claim, m, true).await {
-                Some(FailOutcome::Retrying { .. }) => "retry",
-                Some(FailOutcome::Dead) => "failed",
-                None => "lost",
-            },
-        }
-    }
-
-    async fn complete(
-        &self,
-        claim: &Claim,
-        reporter: &Reporter,
-        out: HandlerOutput,
-    ) -> &'static str {
-        if !out.status.is_terminal() || out.status == JobStatus::Failed {
-            let e = HandlerError::Permanent(format!(
-                "the handler answered status {}, which does not end a job",
-                out.status.as_str()
-            ));
-            return self.failed(claim, reporter, &e).await;
-        }
-        let label = if out.status == JobStatus::Done {
-            "done"
-        } else {
-            "other_terminal"
-        };
-        let outcome = AiOutcome {
-            status: out.status,
-            full_result: Some(out.full_result),
-            read_result: Some(out.read_result),
-            error_message: out.error_message,
-        };
-        self.finish(claim, outcome, reporter.next_seq(), label)
-            .await
-    }
-
-    /// `complete_ai_job` and publish.
-    async fn finish(
-        &self,
-        claim: &Claim,
-        outcome: AiOutcome,
-        seq: u64,
-        label: &'static str,
-    ) -> &'static str {
-        match self
-            .final_write(claim, || {
-                self.db.complete_ai_job(claim, outcome.clone(), seq)
-            })
-            .await
-        {
-            Some(_) => label,
-            None => "lost",
-        }
-    }
-
-    /// `fail` and publish; `None` when the lease was lost (nothing written).
-    async fn fail(&self, claim: &Claim, message: &str, retryable: bool) -> Option<FailOutcome> {
-        self.final_write(claim, || self.db.fail(claim, message, retryable))
-            .await
-    }
-
-    /// Gives the job back after a shutdown without using up an attempt ([`Db::release`]): a
-    /// deploy is not the job's fault, so even a job on its last attempt runs again.
-    async fn release(&self, claim: &Claim) -> &'static str {
-        let message = "interrupted: the worker stopped before the job finished";
-        match self
-            .final_write(claim, || self.db.release(claim, message))
-            .await
-        {
-            Some(ReleaseOutcome::Released) => "requeued",
-            Some(ReleaseOutcome::Cancelled) => "cancelled",
-            None => "lost",
-        }
-    }
-
-    /// An attempt's one final write: retried a few times on a transient database error, then
-    /// published. `None` when it did not commit (logged; the lease runs out and the reaper
-    /// retries the job, or someone newer owns it).
-    async fn final_write<T, F, Fut>(&self, claim: &Claim, mut write: F) -> Option<T>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<Committed<T>, DbError>>,
-    {
-        let mut tries = 0;
-        loop {
-            match write().await {
-                Ok(Committed { value, outbox }) => {
-                    self.publish(&outbox).await;
-                    return Some(value);
-                }
-                Err(e) if e.is_transient() && tries < 3 => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(500 * tries)).await;
-                }
-                Err(e) => {
-                    self.final_write_failed(claim, e);
-                    return None;
-                }
-            }
-        }
-    }
-
-    fn final_write_failed(&self, claim: &Claim, e: DbError) -> &'static str {
-        if matches!(e, DbError::LeaseLost) {
-            tracing::info!(tenant.id = %claim.tenant, attempt = claim.attempt, "lease lost before the final write");
-        } else {
-            // The lease runs out and the reaper retries the job.
-            tracing::error!(tenant.id = %claim.tenant, attempt = claim.attempt, error = %e, "final write failed");
-        }
-        "lost"
-    }
 }
 
 /// Purges the initial passwords of imports that ended more than `keep` ago, every `every`,
@@ -620,110 +258,5 @@ async fn purge_credentials(db: Db, keep: Duration, every: Duration, shutdown: Ca
             () = tokio::time::sleep(every) => {}
             () = shutdown.cancelled() => return,
         }
-    }
-}
-
-/// Extends the lease every `every` until the attempt ends; stops the attempt on a cancel
-/// request or a lost lease — and, like the video worker, when no heartbeat got through for a
-/// whole lease (the database unreachable, a partition, a long pause): by then the lease may have
-/// expired and another worker may hold the job, so the attempt must not run on. Each heartbeat
-/// is bounded by the time left, and the deadline is checked on time, not only at ticks.
-/// `claimed_at` is an instant no later than the claim (the lease runs from the claim statement).
-async fn heartbeat(
-    db: Db,
-    claim: Claim,
-    reporter: Arc<Reporter>,
-    every: Duration,
-    cancel: CancellationToken,
-    stop: Arc<OnceLock<Stop>>,
-    claimed_at: Instant,
-) {
-    let halt = |why: Stop| {
-        let _ = stop.set(why);
-        cancel.cancel();
-    };
-    // When the lease last got extended, as an instant no later than the database's clock read.
-    let mut extended_at = claimed_at;
-    let mut failing = false;
-    loop {
-        let deadline = extended_at + claim.lease;
-        tokio::select! {
-            () = tokio::time::sleep_until((Instant::now() + every).min(deadline)) => {}
-            () = cancel.cancelled() => return,
-        }
-        let sent = Instant::now();
-        if sent >= deadline {
-            tracing::warn!(
-                tenant.id = %claim.tenant, attempt = claim.attempt,
-                "no heartbeat got through for a whole lease; presuming the lease lost and \
-                 stopping the attempt"
-            );
-            return halt(Stop::LeaseLost);
-        }
-        let left = deadline - sent;
-        match tokio::time::timeout(every.min(left), db.heartbeat(&claim)).await {
-            Ok(Ok(beat)) => {
-                extended_at = sent;
-                if failing {
-                    tracing::info!(tenant.id = %claim.tenant, attempt = claim.attempt, "heartbeats get through again");
-                    failing = false;
-                }
-                match beat {
-                    Heartbeat::Continue => {}
-                    Heartbeat::CancelRequested => {
-                        tracing::info!(tenant.id = %claim.tenant, attempt = claim.attempt, "cancel requested");
-                        return halt(Stop::CancelRequested);
-                    }
-                    Heartbeat::LeaseLost => return halt(Stop::LeaseLost),
-                }
-            }
-            Ok(Err(e)) => {
-                // The lease may still hold; the next heartbeat tells.
-                if !failing {
-                    tracing::warn!(error = %e, "heartbeat failed");
-                    failing = true;
-                }
-            }
-            Err(_) => {
-                if !failing {
-                    tracing::warn!("heartbeat timed out");
-                    failing = true;
-                }
-            }
-        }
-        reporter.heartbeat().await;
-        if reporter.superseded() {
-            return halt(Stop::LeaseLost);
-        }
-    }
-}
-
-fn count(outcome: &'static str) {
-    metrics::counter!("jobpulse_worker_attempts_total", "queue" => "ai", "outcome" => outcome)
-        .increment(1);
-}
-
-/// `90 s`, `1500 ms`.
-fn human(d: Duration) -> String {
-    if d.subsec_millis() == 0 && d.as_secs() > 0 {
-        format!("{} s", d.as_secs())
-    } else {
-        format!("{} ms", d.as_millis())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn worker_ids_and_durations() {
-        let id = default_worker_id();
-        assert!(id.ends_with(&format!("-{}", std::process::id())), "{id}");
-        assert!(!id.chars().any(char::is_control));
-        let c = AiWorkerConfig::default().with_lease(Duration::from_secs(3));
-        assert_eq!(c.heartbeat_every, Duration::from_secs(1));
-        assert_eq!(human(Duration::from_secs(90)), "90 s");
-        assert_eq!(human(Duration::from_millis(150)), "150 ms");
     }
 }

@@ -1,4 +1,6 @@
-//! One claimed attempt: the pipeline under a heartbeat, then exactly one final state change.
+//! One claimed attempt: the pipeline under the lease's keep-alive, then exactly one final state
+//! change. The lease protocol itself (keep-alive, stop reasons, the final write and its retries)
+//! is [`crate::lease`]'s, shared with the AI worker; this module maps the pipeline's results.
 //!
 //! How an attempt ends, by what stopped it (first reason wins) and what the pipeline returned:
 //!
@@ -18,22 +20,19 @@
 //! retried a few times before the attempt is given up (the lease then expires and the reaper
 //! schedules a retry).
 
-use std::convert::Infallible;
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::Arc;
 
 use jobpulse_db::{
-    Claim, ClaimedTask, Committed, Db, DbError, FailOutcome, Heartbeat, OutboxEntry, Queue, Relay,
-    ReleaseOutcome, Video,
+    Claim, ClaimedTask, Db, DbError, FailOutcome, Queue, Relay, ReleaseOutcome, Video,
 };
 use jobpulse_domain::{State, VideoStatus, steps};
 use jobpulse_media::StorageKey;
 use jobpulse_store::SharedStore;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::VideoWorkerConfig;
+use crate::lease::{Lease, Settled, Stop, publish};
 use crate::progress::Reporter;
 use crate::video::pipeline::{self, PipelineContext, PipelineError, VideoOutput, VideoTask};
 
@@ -60,57 +59,6 @@ impl Shared {
                 }
             }
         }
-    }
-
-    /// Publishes committed outbox rows now; on failure the background relay delivers them.
-    async fn publish(&self, entries: &[OutboxEntry], what: &'static str) {
-        if let Err(e) = self.relay.publish_now(entries).await {
-            tracing::warn!(error = %e, what, "publishing now failed; the relay will deliver it");
-        }
-    }
-}
-
-/// Why an attempt was stopped from outside the pipeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum StopReason {
-    CancelRequested,
-    LeaseLost,
-    /// The read model refused our writes as stale: someone newer owns the task.
-    Superseded,
-    Shutdown,
-}
-
-/// The attempt's cancellation token and the first reason it was cancelled for.
-#[derive(Debug)]
-pub(super) struct Stop {
-    token: CancellationToken,
-    reason: OnceLock<StopReason>,
-}
-
-impl Stop {
-    pub(super) fn new() -> Self {
-        Self {
-            token: CancellationToken::new(),
-            reason: OnceLock::new(),
-        }
-    }
-
-    /// Stops the attempt; returns false when it was already stopped (the first reason stays).
-    pub(super) fn stop(&self, reason: StopReason) -> bool {
-        let first = self.reason.set(reason).is_ok();
-        self.token.cancel();
-        first
-    }
-
-    fn reason(&self) -> Option<StopReason> {
-        self.reason.get().copied()
-    }
-
-    fn is_lost(&self) -> bool {
-        matches!(
-            self.reason(),
-            Some(StopReason::LeaseLost | StopReason::Superseded)
-        )
     }
 }
 
@@ -167,7 +115,7 @@ pub(super) async fn run(shared: Arc<Shared>, claim: Claim, claimed_at: Instant, 
         tenant.id = %claim.tenant,
         video.id = video_id,
         job.id = job_id,
-        job.attempt = claim.attempt,
+        job.attempt = claim.attempt(),
         worker.id = %shared.config.worker_id,
     );
     // Boxed: the pipeline's state machine is large (ffmpeg, storage, progress futures).
@@ -177,17 +125,15 @@ pub(super) async fn run(shared: Arc<Shared>, claim: Claim, claimed_at: Instant, 
 async fn attempt(shared: &Shared, claim: &Claim, video: &Video, claimed_at: Instant, stop: &Stop) {
     let _busy = Busy::new();
     let started = Instant::now();
-    shared
-        .publish(std::slice::from_ref(&claim.outbox), "claim")
-        .await;
+    let lease = Lease::new(&shared.db, &shared.relay, claim);
+    publish(&shared.relay, std::slice::from_ref(&claim.outbox), "claim").await;
     let mut base = State::video(VideoStatus::Processing);
     // As the claim's own write (and repair) shows it, so the field does not flicker.
-    base.attempt = Some(claim.attempt);
+    base.attempt = Some(claim.attempt());
     let reporter = Reporter::new(
         shared.store.clone(),
         claim.key.clone(),
-        claim.generation,
-        claim.attempt,
+        claim.fence,
         steps::VIDEO,
         base,
     )
@@ -200,8 +146,9 @@ async fn attempt(shared: &Shared, claim: &Claim, video: &Video, claimed_at: Inst
                 video: video.id,
                 source,
             };
-            let pipeline = pipeline::run(&shared.ctx, &task, &reporter, &stop.token);
-            let keep_alive = keep_alive(shared, claim, &reporter, stop, claimed_at);
+            let pipeline = pipeline::run(&shared.ctx, &task, &reporter, stop.token());
+            let keep_alive =
+                lease.keep_alive(shared.config.heartbeat_every, &reporter, stop, claimed_at);
             tokio::select! {
                 r = pipeline => r,
                 never = keep_alive => match never {},
@@ -211,7 +158,7 @@ async fn attempt(shared: &Shared, claim: &Claim, video: &Video, claimed_at: Inst
             "the upload's storage key is invalid: {e}"
         ))),
     };
-    let outcome = finish(shared, claim, &reporter, stop, result).await;
+    let outcome = finish(&lease, &reporter, stop, result).await;
     let secs = started.elapsed().as_secs_f64();
     metrics::counter!(
         "jobpulse_worker_attempts_total",
@@ -227,206 +174,59 @@ async fn attempt(shared: &Shared, claim: &Claim, video: &Video, claimed_at: Inst
     );
 }
 
-/// Extends the lease every `heartbeat_every` and slides the read-model TTL until the attempt
-/// ends (the caller drops this future); stops the attempt when the answer says so. Never returns.
-async fn keep_alive(
-    shared: &Shared,
-    claim: &Claim,
-    reporter: &Reporter,
-    stop: &Stop,
-    claimed_at: Instant,
-) -> Infallible {
-    let lease = claim.lease;
-    // When the lease last got extended, as an instant no later than the database's clock read.
-    let mut extended_at = claimed_at;
-    let mut failing = false;
-    loop {
-        tokio::time::sleep(shared.config.heartbeat_every).await;
-        if stop.is_lost() {
-            break;
-        }
-        let sent = Instant::now();
-        // Asked even when our clock says the lease ran out (after a long pause, say): the
-        // database's compare-and-set knows whether the job is still ours.
-        let every = shared.config.heartbeat_every;
-        match tokio::time::timeout(every, shared.db.heartbeat(claim)).await {
-            Ok(Ok(beat)) => {
-                extended_at = sent;
-                if failing {
-                    tracing::info!("heartbeats get through again");
-                    failing = false;
-                }
-                match beat {
-                    Heartbeat::Continue => {}
-                    Heartbeat::CancelRequested => {
-                        if stop.stop(StopReason::CancelRequested) {
-                            tracing::info!("cancel requested; stopping the attempt");
-                        }
-                    }
-                    Heartbeat::LeaseLost => {
-                        stop.stop(StopReason::LeaseLost);
-                        tracing::warn!("lease lost; stopping the attempt, writing nothing more");
-                        break;
-                    }
-                }
-            }
-            Ok(Err(e)) => {
-                if !failing {
-                    tracing::warn!(error = %e, "heartbeat failed; retrying on the next tick");
-                    failing = true;
-                }
-            }
-            Err(_) => {
-                if !failing {
-                    tracing::warn!("heartbeat timed out; retrying on the next tick");
-                    failing = true;
-                }
-            }
-        }
-        if extended_at.elapsed() >= lease {
-            stop.stop(StopReason::LeaseLost);
-            tracing::warn!(
-                "no heartbeat got through for a whole lease; presuming the lease lost and \
-                 stopping the attempt"
-            );
-            break;
-        }
-        reporter.heartbeat().await;
-        // After a cancel request the lease is still needed for the acknowledgement: the loop
-        // only ends once the attempt counts as lost.
-        if reporter.superseded() && stop.stop(StopReason::Superseded) {
-            tracing::warn!("the read model holds a newer state; stopping the attempt");
-        }
-    }
-    std::future::pending().await
-}
-
 /// The attempt's one final state change (see the module docs for the table).
 async fn finish(
-    shared: &Shared,
-    claim: &Claim,
+    lease: &Lease<'_>,
     reporter: &Reporter,
     stop: &Stop,
     result: Result<VideoOutput, PipelineError>,
 ) -> Outcome {
-    let superseded = reporter.superseded();
-    match (stop.reason(), result) {
-        (Some(StopReason::LeaseLost), _) => Outcome::Lost,
-        (Some(StopReason::Superseded), _) | (None, Err(PipelineError::Cancelled)) => {
-            if !superseded && stop.reason().is_none() {
-                tracing::error!("the pipeline stopped itself without a reason; giving the job up");
-            }
-            // Someone newer owns the record: a delete (which also asks us to stop) or a reaper
-            // that took the job from us. Only the database knows which; its compare-and-set
-            // makes asking safe even for a zombie.
-            match shared.db.heartbeat(claim).await {
-                Ok(Heartbeat::CancelRequested) => cancelled(shared, claim).await,
-                Ok(Heartbeat::Continue) => {
-                    tracing::warn!(
-                        "the read model is ahead of the database; giving the attempt up (the \
-                         lease will expire and the job be retried)"
-                    );
-                    Outcome::Lost
-                }
-                _ => Outcome::Lost,
-            }
-        }
-        (Some(StopReason::CancelRequested), _) => cancelled(shared, claim).await,
-        (Some(StopReason::Shutdown), Err(PipelineError::Cancelled)) => release(shared, claim).await,
-        (_, Ok(out)) => {
-            let seq = reporter.next_seq();
-            let r = final_write("complete", || {
-                shared
-                    .db
-                    .complete_video(claim, &out.hls_path, out.duration_secs, seq)
-            })
-            .await;
-            published(shared, r, Outcome::Ready).await
-        }
-        (_, Err(PipelineError::BadInput(reason))) => {
-            let r = final_write("fail", || shared.db.fail(claim, &reason, false)).await;
-            published(shared, r, Outcome::Failed).await
-        }
-        (_, Err(PipelineError::TimedOut(reason))) => {
-            // Once: a second attempt at the same budget is as long as it is worth waiting.
-            let retry = claim.attempt < 2;
-            let r = final_write("fail", || shared.db.fail(claim, &reason, retry)).await;
-            match &r {
-                Ok(c) if c.value == FailOutcome::Dead => {
-                    published(shared, r, Outcome::Failed).await
-                }
-                _ => published(shared, r, Outcome::Retry).await,
-            }
-        }
-        (_, Err(PipelineError::Transient(reason))) => {
-            let r = final_write("fail", || shared.db.fail(claim, &reason, true)).await;
-            match &r {
-                Ok(c) if c.value == FailOutcome::Dead => {
-                    published(shared, r, Outcome::Failed).await
-                }
-                _ => published(shared, r, Outcome::Retry).await,
-            }
-        }
-    }
-}
-
-async fn cancelled(shared: &Shared, claim: &Claim) -> Outcome {
-    let r = final_write("cancelled", || shared.db.cancelled(claim)).await;
-    published(shared, r, Outcome::Cancelled).await
-}
-
-async fn release(shared: &Shared, claim: &Claim) -> Outcome {
-    let r = final_write("release", || {
-        shared.db.release(claim, "the worker shut down")
-    })
-    .await;
-    let outcome = match &r {
-        Ok(c) if c.value == ReleaseOutcome::Cancelled => Outcome::Cancelled,
-        _ => Outcome::Shutdown,
+    // A pipeline that stopped on its token produced nothing.
+    let result = match result {
+        Err(PipelineError::Cancelled) => None,
+        r => Some(r),
     };
-    published(shared, r, outcome).await
+    let retry_or_dead = |r: FailOutcome| match r {
+        FailOutcome::Dead => Outcome::Failed,
+        FailOutcome::Retrying { .. } => Outcome::Retry,
+    };
+    match lease.settle(stop, result).await {
+        Settled::Lost | Settled::Finished(Err(PipelineError::Cancelled)) => Outcome::Lost,
+        Settled::Cancel => ended(lease.cancelled().await, |()| Outcome::Cancelled),
+        Settled::Release => ended(lease.release("the worker shut down").await, |r| match r {
+            ReleaseOutcome::Cancelled => Outcome::Cancelled,
+            ReleaseOutcome::Released => Outcome::Shutdown,
+        }),
+        Settled::Finished(Ok(out)) => {
+            let seq = reporter.next_seq();
+            let r = lease
+                .write("complete", || {
+                    lease
+                        .db
+                        .complete_video(lease.claim, &out.hls_path, out.duration_secs, seq)
+                })
+                .await;
+            ended(r, |_| Outcome::Ready)
+        }
+        Settled::Finished(Err(PipelineError::BadInput(reason))) => {
+            ended(lease.fail(&reason, false).await, |_| Outcome::Failed)
+        }
+        Settled::Finished(Err(PipelineError::TimedOut(reason))) => {
+            // Once: a second attempt at the same budget is as long as it is worth waiting.
+            let retry = lease.claim.attempt() < 2;
+            ended(lease.fail(&reason, retry).await, retry_or_dead)
+        }
+        Settled::Finished(Err(PipelineError::Transient(reason))) => {
+            ended(lease.fail(&reason, true).await, retry_or_dead)
+        }
+    }
 }
 
-/// Publishes a final write's outbox rows, or logs why there is nothing to publish.
-async fn published<T>(shared: &Shared, r: Result<Committed<T>, DbError>, ok: Outcome) -> Outcome {
+/// The outcome of a final write (its error is already logged).
+fn ended<T>(r: Result<T, DbError>, ok: impl FnOnce(T) -> Outcome) -> Outcome {
     match r {
-        Ok(c) => {
-            shared.publish(&c.outbox, ok.as_str()).await;
-            ok
-        }
-        Err(DbError::LeaseLost) => {
-            tracing::warn!("the final write was refused: the lease was lost (nothing written)");
-            Outcome::Lost
-        }
-        Err(DbError::Cancelled) => {
-            tracing::info!("the video was deleted while the attempt ran; its result is discarded");
-            Outcome::Cancelled
-        }
-        Err(e) => {
-            tracing::error!(
-                error = %e,
-                "the final write failed; the lease will expire and the job be retried"
-            );
-            Outcome::Lost
-        }
+        Ok(v) => ok(v),
+        Err(DbError::Cancelled) => Outcome::Cancelled,
+        Err(_) => Outcome::Lost,
     }
-}
-
-/// Runs a final write, retrying transient database errors a few times (every variant is a
-/// compare-and-set on the lease, so a retry can never apply twice).
-async fn final_write<T, F, Fut>(what: &'static str, mut write: F) -> Result<T, DbError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, DbError>>,
-{
-    for delay_ms in [200, 1000, 3000] {
-        match write().await {
-            Err(e) if e.is_transient() => {
-                tracing::warn!(error = %e, what, "final write failed; retrying");
-                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-            }
-            r => return r,
-        }
-    }
-    write().await
 }

@@ -1,0 +1,222 @@
+//! [`AiTable`]: AI/tool jobs. One row, `ai_jobs`, holds both the lease and the contract status
+//! (PENDING and RETRYING wait, RUNNING runs, a terminal status ends); every change goes through
+//! `apply_job_change`, whose compare-and-set on status, attempt and lease owner is the lease
+//! fence.
+
+use jobpulse_domain::{Fence, JobId, JobStatus};
+
+use super::{ClaimParams, Claimed, End, Ended, Expired, Reaped, RowId, TaskTable, Verdict};
+use crate::ai_jobs::{apply_job_change, lock_ai_job};
+use crate::conn::{RowExt, Tx, dual};
+use crate::model::{AiJob, clean_message};
+use crate::queue::{Claim, ClaimedTask, Queue};
+use crate::{DbError, outbox};
+
+/// AI jobs (see the module docs).
+pub(in crate::queue) struct AiTable;
+
+/// The claim statement (`claim_sql`): a PENDING job, or a RETRYING one whose backoff passed;
+/// the fence moves to `(g, attempt + 1, 1)` with it. `$order`: the insertion-order tie-breaker
+/// for jobs created in the same millisecond (PostgreSQL `queue_seq`, SQLite `rowid`; migration
+/// 0002).
+macro_rules! ai_claim_sql {
+    ($lock:literal, $order:literal) => {
+        crate::queue::table::claim_sql!(
+            table: "ai_jobs",
+            key: "job_id",
+            state: "status",
+            waiting: "PENDING",
+            again: "RETRYING",
+            also_set: "fence_attempt = attempt + 1, fence_seq = 1, ",
+            order: concat!("j.created_at, ", $order),
+            lock: $lock,
+            returning: "job_id",
+        )
+    };
+}
+
+/// The claim's job; `Invalid` for a video claim.
+fn job_of(claim: &Claim) -> Result<&AiJob, DbError> {
+    match &claim.task {
+        ClaimedTask::Ai(job) => Ok(job),
+        ClaimedTask::Video { .. } => Err(DbError::Invalid("not an AI job claim".into())),
+    }
+}
+
+/// The AI job of the claim, if the claim still holds its lease.
+pub(in crate::queue) async fn leased_ai_job(tx: &mut Tx, claim: &Claim) -> Result<AiJob, DbError> {
+    let job = job_of(claim)?;
+    lock_ai_job(tx.conn(), &job.job_id)
+        .await?
+        .filter(|j| {
+            j.status == JobStatus::Running
+                && j.attempt == claim.attempt()
+                && j.lease_owner.as_deref() == Some(claim.worker_id.as_str())
+        })
+        .ok_or(DbError::LeaseLost)
+}
+
+impl TaskTable for AiTable {
+    const QUEUE: Queue = Queue::Ai;
+    /// "jpaq".
+    const CLAIM_LOCK: i64 = 0x6a70_6171;
+    const CLAIM_SQL: (&'static str, &'static str) = (
+        ai_claim_sql!("FOR NO KEY UPDATE OF j SKIP LOCKED", "j.queue_seq"),
+        ai_claim_sql!("", "j.rowid"),
+    );
+    const HEARTBEAT_SQL: &'static str = "UPDATE ai_jobs SET lease_until = $1, heartbeat_at = $2 \
+         WHERE job_id = $3 AND attempt = $4 AND lease_owner = $5 AND status = 'RUNNING' \
+         RETURNING cancel_requested";
+    const EXPIRED_SQL: (&'static str, &'static str) = (
+        "SELECT job_id FROM ai_jobs WHERE status = 'RUNNING' AND lease_until <= $1 \
+         ORDER BY job_id LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED",
+        "SELECT job_id FROM ai_jobs WHERE status = 'RUNNING' AND lease_until <= $1 \
+         ORDER BY job_id LIMIT $2",
+    );
+    type Picked = JobId;
+    type Scanned = JobId;
+    type Row = AiJob;
+
+    fn picked(r: &impl RowExt) -> Result<JobId, DbError> {
+        JobId::parse(&r.text("job_id")?).map_err(DbError::corrupt)
+    }
+
+    fn scanned(r: &impl RowExt) -> Result<JobId, DbError> {
+        Self::picked(r)
+    }
+
+    fn row_id(claim: &Claim) -> Result<RowId<'_>, DbError> {
+        Ok(RowId::Text(job_of(claim)?.job_id.as_str()))
+    }
+
+    async fn start(tx: &mut Tx, id: JobId, p: &ClaimParams<'_>) -> Result<Claimed, DbError> {
+        let job = lock_ai_job(tx.conn(), &id)
+            .await?
+            .ok_or(DbError::NotFound("job"))?;
+        let entry = outbox::insert(tx.conn(), &job.write()?).await?;
+        Ok(Claimed::Claim(Box::new(Claim {
+            tenant: job.tenant,
+            key: job.key(),
+            // The claim statement set the job's fence to `(g, attempt, 1)`.
+            fence: job.fence,
+            max_attempts: job.max_attempts,
+            worker_id: p.worker.to_owned(),
+            lease: p.lease,
+            outbox: entry,
+            task: ClaimedTask::Ai(job),
+        })))
+    }
+
+    async fn end(tx: &mut Tx, claim: &Claim, end: End<'_>, fence: Fence) -> Result<Ended, DbError> {
+        let cur = leased_ai_job(tx, claim).await?;
+        let released = matches!(end, End::Release { .. }) && !cur.cancel_requested;
+        let (status, error, run_after) = match end {
+            End::Retry { run_after, message } => (JobStatus::Retrying, message, run_after),
+            End::Release { message, now } if released => (JobStatus::Retrying, message, now),
+            End::Dead { message, .. } => (JobStatus::Failed, message, cur.run_after_ms),
+            End::Cancelled => (JobStatus::Failed, "cancelled", cur.run_after_ms),
+            End::Release { now, .. } => (JobStatus::Failed, "cancelled", now),
+        };
+        let next = AiJob {
+            status,
+            fence,
+            run_after_ms: run_after,
+            lease_until_ms: None,
+            error_message: Some(error.to_owned()),
+            ..cur.clone()
+        };
+        let (_, entry) = apply_job_change(tx.conn(), &cur, &next).await?;
+        if released {
+            // The attempts left stay what they were before the claim (see `release`).
+            dual!(tx.conn(), |c, d| {
+                sqlx::query("UPDATE ai_jobs SET max_attempts = max_attempts + 1 WHERE job_id = $1")
+                    .bind(cur.job_id.as_str())
+                    .execute(&mut *c)
+                    .await?;
+            });
+        }
+        let cancelled = match end {
+            End::Cancelled => true,
+            End::Release { .. } => !released,
+            End::Retry { .. } | End::Dead { .. } => false,
+        };
+        Ok(Ended::Written { entry, cancelled })
+    }
+
+    async fn expired(
+        tx: &mut Tx,
+        ids: Vec<JobId>,
+        now: i64,
+    ) -> Result<Vec<Expired<AiJob>>, DbError> {
+        let mut jobs = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(cur) = lock_ai_job(tx.conn(), &id).await? else {
+                continue;
+            };
+            if cur.status != JobStatus::Running || cur.lease_until_ms.is_none_or(|t| t > now) {
+                continue;
+            }
+            jobs.push(Expired {
+                tenant: cur.tenant,
+                label: format!("job {}", cur.job_id),
+                attempt: cur.attempt,
+                max_attempts: cur.max_attempts,
+                cancel_requested: cur.cancel_requested,
+                row: cur,
+            });
+        }
+        Ok(jobs)
+    }
+
+    async fn reap(
+        tx: &mut Tx,
+        job: &Expired<AiJob>,
+        verdict: Verdict,
+        run_after: i64,
+        _now: i64,
+    ) -> Result<Reaped, DbError> {
+        let cur = &job.row;
+        let status = match verdict {
+            Verdict::Retry => JobStatus::Retrying,
+            Verdict::Dead | Verdict::Cancelled => JobStatus::Failed,
+        };
+        let next = AiJob {
+            status,
+            fence: Fence::between_attempts(cur.fence.generation, cur.attempt),
+            run_after_ms: run_after,
+            lease_until_ms: None,
+            error_message: Some(clean_message(verdict.message())),
+            ..cur.clone()
+        };
+        apply_job_change(tx.conn(), cur, &next).await?;
+        Ok(Reaped::Moved)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jobpulse_domain::JobStatus;
+
+    /// The statuses the claim statement takes a job from: those that may start running, except
+    /// RUNNING itself — a RUNNING job whose lease expired waits for the reaper (module docs).
+    const AI_CLAIMABLE: [JobStatus; 2] = [JobStatus::Pending, JobStatus::Retrying];
+
+    #[test]
+    fn claimable_statuses_are_exactly_those_that_may_start_running() {
+        let may_start: Vec<JobStatus> = JobStatus::ALL
+            .into_iter()
+            .filter(|s| *s != JobStatus::Running && s.can_transition(JobStatus::Running))
+            .collect();
+        assert_eq!(may_start, AI_CLAIMABLE);
+        let sql = ai_claim_sql!("", "j.rowid");
+        let taken_from = &sql[sql.find("WHERE (").expect("a WHERE")..];
+        let taken_from = &taken_from[..taken_from.find(')').expect("closed")];
+        for s in JobStatus::ALL {
+            assert_eq!(
+                taken_from.contains(&format!("'{}'", s.as_str())),
+                AI_CLAIMABLE.contains(&s),
+                "{s:?} in {taken_from}"
+            );
+        }
+    }
+}
