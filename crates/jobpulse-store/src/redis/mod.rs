@@ -22,15 +22,8 @@
 //!
 //! # Reads
 //!
-//! `get` is one HMGET; `get_many` pipelines one HMGET per task (one round trip; all keys share the
-//! tenant's slot). With `legacy_read`, each HMGET is followed by GETs of the two keys
-//! [`legacy_keys`] names, in the same pipeline, used only when the record is missing (not for a
-//! tombstone). Accepted: the status key holds exactly a contract status name of the task's kind;
-//! the optional progress key a JSON object with optional `percent`, `step_index`, `step_total`,
-//! `step_name`, `step_name_display`, `step_percent`, `remaining_seconds` (and `job_type`, which a
-//! job needs). The snapshot gets fence `0.0.0` and revision 0; garbage is a miss (see
-//! `legacy.rs`). On a cluster those keys are in other slots: the migration read is for the
-//! single-node Redis the old system used.
+//! One pipeline of HMGETs per call, in the tenant's slot; see `reads.rs` (and its legacy
+//! fallback).
 //!
 //! # Subscriptions
 //!
@@ -61,21 +54,21 @@
 //! A call that failed *slowly* (it waited a whole response timeout: a blackholed or frozen
 //! Redis, not a refused connection or an error reply such as `OOM`) opens a breaker: for the
 //! next second every call fails at once with [`StoreError::Unavailable`], then one call at a
-//! time probes Redis until one gets an answer (a probe whose caller stops waiting — `/readyz`
-//! after its 2 s, a request whose client went away — frees the slot for the next call). Without it every caller would wait its full
-//! deadline during such an outage — progress writes would stall the workers that make them,
-//! and polls would each hold a connection for seconds.
+//! time probes Redis until one gets an answer (see `breaker.rs`). Without it every caller would wait its
+//! full deadline during such an outage — progress writes would stall the workers that make
+//! them, and polls would each hold a connection for seconds.
 //!
-//! At connect, `maxmemory-policy` is checked: `allkeys-*` policies can evict live and terminal
-//! records (and tombstones) silently and are refused; `volatile-*` ones may evict in-progress
-//! records and tombstones early and are logged as a warning; when `CONFIG` is disabled (managed
-//! Redis) we warn and continue.
+//! At connect, `maxmemory-policy` is checked (`connect.rs`): a policy that can evict records
+//! silently is refused.
 
 mod breaker;
 mod cache;
 mod changes;
+mod connect;
+mod errors;
 mod legacy;
 mod listener;
+mod reads;
 mod record;
 mod scripts;
 
@@ -83,51 +76,23 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{ErrorKind, RedisError, ServerErrorKind, Value};
-use jobpulse_domain::keys::{KeySpace, legacy_keys};
+use ::redis::Value;
+use ::redis::aio::ConnectionManager;
+use jobpulse_domain::keys::KeySpace;
 use jobpulse_domain::{Outcome, TaskId, TaskKey, TenantId, Write};
-use tokio::sync::broadcast;
 
 use self::breaker::{Admit, Breaker};
 use self::cache::ReadCache;
 pub use self::cache::ReadCacheConfig;
+pub use self::connect::RedisOptions;
+use self::errors::{redis_error, server_error};
 use self::listener::Listener;
 use self::scripts::{Scripts, WriteContext};
 use crate::{
-    CHANGE_CHANNEL_CAPACITY, ChangesSince, Epoch, Snapshot, StatusStore, StoreConfig, StoreError,
-    Subscription, metrics,
+    ChangesSince, Epoch, Snapshot, StatusStore, StoreConfig, StoreError, Subscription, metrics,
 };
 
 const BACKEND: &str = "redis";
-
-/// Connection settings of the Redis store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisOptions {
-    /// Bound on establishing (or re-establishing) a connection.
-    pub connect_timeout: Duration,
-    /// Bound on waiting for one reply.
-    pub response_timeout: Duration,
-    /// Reconnection attempts per reconnect before a call fails (each waits `connect_timeout`).
-    pub reconnect_retries: usize,
-}
-
-impl Default for RedisOptions {
-    fn default() -> Self {
-        Self {
-            connect_timeout: Duration::from_secs(2),
-            response_timeout: Duration::from_secs(2),
-            reconnect_retries: 1,
-        }
-    }
-}
-
-impl RedisOptions {
-    /// The deadline of one store call.
-    fn deadline(&self) -> Duration {
-        self.connect_timeout + self.response_timeout
-    }
-}
 
 /// See the module docs.
 pub struct RedisStore {
@@ -156,192 +121,7 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-/// Maps a client error: the store being out of reach is `Unavailable`, anything else `Protocol`.
-pub(super) fn redis_error(e: RedisError) -> StoreError {
-    let unreachable = e.is_io_error()
-        || e.is_timeout()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_cluster_error()
-        || matches!(
-            e.kind(),
-            ErrorKind::AuthenticationFailed
-                | ErrorKind::ClusterConnectionNotFound
-                | ErrorKind::Server(
-                    ServerErrorKind::BusyLoading
-                        | ServerErrorKind::MasterDown
-                        | ServerErrorKind::ReadOnly
-                )
-        )
-        || matches!(e.code(), Some("OOM" | "BUSY" | "MISCONF"));
-    if unreachable {
-        StoreError::Unavailable(e.to_string())
-    } else {
-        StoreError::Protocol(e.to_string())
-    }
-}
-
-/// A server error left inside a pipeline's replies.
-fn server_error(v: &Value) -> Option<StoreError> {
-    let Value::ServerError(e) = v else {
-        return None;
-    };
-    let msg = format!("{} {}", e.code(), e.details().unwrap_or_default());
-    Some(match e.code() {
-        "OOM" | "BUSY" | "MISCONF" | "LOADING" | "MASTERDOWN" | "READONLY" | "TRYAGAIN"
-        | "CLUSTERDOWN" => StoreError::Unavailable(msg),
-        _ => StoreError::Protocol(msg),
-    })
-}
-
-enum EvictionPolicy {
-    Safe,
-    Warn,
-    Refuse,
-}
-
-/// What a `maxmemory-policy` means for a store whose terminal records have no TTL.
-fn eviction_policy(policy: &str) -> EvictionPolicy {
-    if policy.starts_with("allkeys-") {
-        EvictionPolicy::Refuse
-    } else if policy.starts_with("volatile-") {
-        EvictionPolicy::Warn
-    } else {
-        EvictionPolicy::Safe
-    }
-}
-
-async fn check_eviction_policy(conn: &mut ConnectionManager) -> Result<(), StoreError> {
-    let reply: Result<Value, RedisError> = ::redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("maxmemory-policy")
-        .query_async(conn)
-        .await;
-    let reply = match reply {
-        Ok(v) => v,
-        Err(e) if matches!(redis_error(e.clone()), StoreError::Unavailable(_)) => {
-            return Err(redis_error(e));
-        }
-        Err(e) => {
-            tracing::warn!(
-                error = %e,
-                "cannot read Redis maxmemory-policy (CONFIG disabled?); make sure it is noeviction"
-            );
-            return Ok(());
-        }
-    };
-    let pairs: Vec<Value> = match reply {
-        Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
-        other => record::array(other)?,
-    };
-    let policy = pairs.chunks(2).find_map(|kv| match kv {
-        [k, v] if record::opt_text(k).ok().flatten().as_deref() == Some("maxmemory-policy") => {
-            record::opt_text(v).ok().flatten()
-        }
-        _ => None,
-    });
-    let Some(policy) = policy else {
-        tracing::warn!("Redis did not report its maxmemory-policy; make sure it is noeviction");
-        return Ok(());
-    };
-    match eviction_policy(&policy) {
-        EvictionPolicy::Refuse => Err(StoreError::Config(format!(
-            "Redis maxmemory-policy is {policy}: under memory pressure it silently evicts \
-             in-progress and terminal records and deletion tombstones; set it to noeviction"
-        ))),
-        EvictionPolicy::Warn => {
-            tracing::warn!(
-                redis.maxmemory_policy = %policy,
-                "under memory pressure Redis may evict in-progress records and deletion tombstones \
-                 early; noeviction is recommended"
-            );
-            Ok(())
-        }
-        EvictionPolicy::Safe => Ok(()),
-    }
-}
-
 impl RedisStore {
-    /// Connects with [`RedisOptions::default`]. See [`RedisStore::connect_with`].
-    pub async fn connect(
-        url: &str,
-        keys: KeySpace,
-        config: StoreConfig,
-    ) -> Result<Self, StoreError> {
-        Self::connect_with(url, keys, config, RedisOptions::default()).await
-    }
-
-    /// Connects, checks the eviction policy and loads the write scripts. Must be called inside a
-    /// Tokio runtime (the change feed is spawned on it).
-    pub async fn connect_with(
-        url: &str,
-        keys: KeySpace,
-        config: StoreConfig,
-        options: RedisOptions,
-    ) -> Result<Self, StoreError> {
-        metrics::announce_errors(BACKEND, &["get", "get_many", "apply", "apply_many", "ping"]);
-        // The connection manager and the change feed both live on the caller's runtime.
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            StoreError::Config("the Redis store must be created inside a Tokio runtime".into())
-        })?;
-        let client = ::redis::Client::open(url)
-            .map_err(|e| StoreError::Config(format!("invalid Redis URL: {e}")))?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.connect_timeout))
-            .set_response_timeout(Some(options.response_timeout))
-            .set_number_of_retries(options.reconnect_retries)
-            .set_max_delay(Duration::from_secs(1));
-        let deadline = options.deadline();
-        let unavailable =
-            || StoreError::Unavailable(format!("Redis did not answer within {deadline:?}"));
-        let mut conn = tokio::time::timeout(
-            deadline,
-            ConnectionManager::new_with_config(client.clone(), manager_config),
-        )
-        .await
-        .map_err(|_| unavailable())?
-        .map_err(redis_error)?;
-        tokio::time::timeout(deadline, check_eviction_policy(&mut conn))
-            .await
-            .map_err(|_| unavailable())??;
-        let scripts = Scripts::new();
-        // Loaded up front so writes are plain EVALSHAs; `Scripts::run` reloads them if needed.
-        let mut load = ::redis::pipe();
-        scripts.load_into(&mut load);
-        tokio::time::timeout(deadline, load.query_async::<()>(&mut conn))
-            .await
-            .map_err(|_| unavailable())?
-            .map_err(redis_error)?;
-        let (changes, _) = broadcast::channel(CHANGE_CHANNEL_CAPACITY);
-        let cache = match config.read_cache {
-            Some(c) if c.entries > 0 && !config.legacy_read => Some(Arc::new(ReadCache::new(c))),
-            _ => None,
-        };
-        let listener = Listener::new(
-            client,
-            keys.changes_channel(),
-            changes,
-            deadline,
-            runtime,
-            cache.clone(),
-        );
-        if cache.is_some() {
-            // The cache serves only while the feed is subscribed: start it now.
-            drop(listener.subscribe());
-        }
-        Ok(Self {
-            conn,
-            ctx: WriteContext::new(keys, &config),
-            config,
-            scripts,
-            listener,
-            cache,
-            deadline,
-            slow_failure: options.response_timeout.min(options.connect_timeout),
-            breaker: Breaker::default(),
-        })
-    }
-
     /// The key space this store writes in.
     pub fn keys(&self) -> &KeySpace {
         &self.ctx.keys
@@ -454,60 +234,6 @@ impl RedisStore {
             outcomes.push(outcome);
         }
         Ok(outcomes)
-    }
-
-    /// Reads many tasks of one tenant in one pipeline.
-    async fn read(
-        &self,
-        tenant: TenantId,
-        tasks: &[TaskId],
-    ) -> Result<Vec<Option<Snapshot>>, StoreError> {
-        if tasks.is_empty() {
-            return Ok(Vec::new());
-        }
-        let legacy = self.config.legacy_read;
-        let keys: Vec<TaskKey> = tasks
-            .iter()
-            .map(|task| TaskKey {
-                tenant,
-                task: task.clone(),
-            })
-            .collect();
-        let mut pipe = ::redis::pipe();
-        for key in &keys {
-            pipe.cmd("HMGET")
-                .arg(self.ctx.keys.record(key))
-                .arg(&record::FIELDS[..]);
-            if legacy {
-                let (status, progress) = legacy_keys(key);
-                pipe.cmd("GET").arg(status).cmd("GET").arg(progress);
-            }
-        }
-        let mut conn = self.conn.clone();
-        let replies: Vec<Value> = pipe.query_async(&mut conn).await.map_err(redis_error)?;
-        let per_task = if legacy { 3 } else { 1 };
-        if replies.len() != keys.len() * per_task {
-            return Err(StoreError::Protocol(
-                "a read pipeline returned the wrong number of replies".into(),
-            ));
-        }
-        let mut replies = replies.into_iter();
-        let mut out = Vec::with_capacity(keys.len());
-        for key in &keys {
-            let found = record::decode(replies.next().unwrap_or_default())?;
-            if !legacy {
-                out.push(found.into_snapshot());
-                continue;
-            }
-            let status = record::opt_text(&replies.next().unwrap_or_default())?;
-            let progress = record::opt_text(&replies.next().unwrap_or_default())?;
-            // Only a true miss falls back: a tombstone means the task was deleted.
-            out.push(match found {
-                record::Record::Missing => legacy::map(key, status.as_deref(), progress.as_deref()),
-                other => other.into_snapshot(),
-            });
-        }
-        Ok(out)
     }
 }
 
@@ -682,29 +408,5 @@ impl StatusStore for RedisStore {
 
     fn backend(&self) -> &'static str {
         BACKEND
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn eviction_policies_are_classified() {
-        for p in ["allkeys-lru", "allkeys-lfu", "allkeys-random"] {
-            assert!(matches!(eviction_policy(p), EvictionPolicy::Refuse), "{p}");
-        }
-        for p in [
-            "volatile-lru",
-            "volatile-lfu",
-            "volatile-random",
-            "volatile-ttl",
-        ] {
-            assert!(matches!(eviction_policy(p), EvictionPolicy::Warn), "{p}");
-        }
-        assert!(matches!(
-            eviction_policy("noeviction"),
-            EvictionPolicy::Safe
-        ));
     }
 }
