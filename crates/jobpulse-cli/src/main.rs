@@ -2,15 +2,15 @@
 //!
 //! Every subcommand lives in [`commands`] and is a few lines of wiring.
 
+mod app;
 mod bench;
 mod catalog;
 mod client;
 mod commands;
 mod config;
-mod http;
+mod gauges;
 mod logging;
 mod private;
-mod services;
 mod wiring;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};

@@ -39,8 +39,7 @@ use anyhow::Context;
 use clap::Args;
 use jobpulse_api::auth::{AuthConfig, TokenSpec, Verifier};
 use jobpulse_api::hub::Hub;
-use jobpulse_api::routes::stream::StreamState;
-use jobpulse_api::{Application, HttpConfig, Parts, ReadState, RouterConfig};
+use jobpulse_api::{AppSettings, Application, SseSettings};
 use jobpulse_domain::keys::KeySpace;
 use jobpulse_domain::{Fence, TaskKey, TenantId, VideoId, Write};
 use jobpulse_store::{MemoryStore, RedisStore, SharedStore};
@@ -241,29 +240,12 @@ fn start_server(settings: &Settings, spec: &ServerSpec<'_>) -> anyhow::Result<Se
                 } else {
                     None
                 };
-                let read = ReadState::new(store.clone(), verifier.clone());
-                let stream =
-                    sse_cap.map(|cap| StreamState::start(read.clone(), cap, stop2.clone()));
-                let hub = stream.as_ref().map(|s| s.hub.clone());
-                let ops = jobpulse_api::ops_state(store.clone(), Vec::new());
-                let router = jobpulse_api::router(
-                    Parts {
-                        read,
-                        ops,
-                        long_running: stream.map(jobpulse_api::routes::stream::router),
-                        extra: old.as_ref().map(|o| o.router(verifier.clone())),
-                        app: None,
-                    },
-                    &RouterConfig::default(),
-                );
-                let app = Application::bind(
-                    HttpConfig {
-                        port: 0,
-                        ..HttpConfig::default()
-                    },
-                    router,
-                )
-                .await?;
+                let mut app_settings = AppSettings::new(store.clone(), verifier.clone());
+                app_settings.sse = sse_cap.map(SseSettings::per_tenant);
+                app_settings.extra = old.as_ref().map(|o| o.router(verifier.clone()));
+                app_settings.shutdown = stop2.clone();
+                let app = Application::build(app_settings).await?;
+                let hub = app.hub().cloned();
                 anyhow::Ok((app, old, store, hub))
             };
             match setup.await {

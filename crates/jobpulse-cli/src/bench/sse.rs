@@ -522,7 +522,7 @@ pub async fn run(settings: &Settings, store_kind: &str, o: SseOptions) -> anyhow
             o.streams
         );
     }
-    let cap = o.streams.max(crate::http::SSE_PER_TENANT);
+    let cap = o.streams.max(jobpulse_api::SseSettings::PER_TENANT);
     let server = super::start_server(
         settings,
         &ServerSpec {
