@@ -18,6 +18,7 @@
 //! - [`outlet`]: a stream's delivery state shared with the hub; the hub's direct writes to
 //!   idle lean streams.
 //! - [`error`]: the one error type and its JSON envelope.
+//! - [`extract`]: the HTTP edge's extractors (principals, path and query parameters).
 //!
 //! [`Application::build`] assembles the whole application from its settings; `router` puts its
 //! parts together with the cross-cutting layers (CORS, body limit, panic catcher, request
@@ -38,6 +39,7 @@ pub mod app;
 pub mod auth;
 pub mod credentials;
 pub mod error;
+pub mod extract;
 pub mod hub;
 pub mod metrics;
 pub mod observe;

@@ -51,9 +51,10 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
-use crate::auth::{Audience, Principal};
+use crate::auth::Principal;
 use crate::error::{ApiError, error_response};
-use crate::routes::media::{VideoRecord, publish, record};
+use crate::extract::{Id, Staff};
+use crate::routes::media::{VideoRecord, record};
 use crate::state::AppState;
 
 /// The `error_reason` of a video whose upload never arrived (CONTRACT.md §7).
@@ -100,19 +101,6 @@ fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-fn staff(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let p = state.auth.authenticate(headers, Audience::Browser)?;
-    if !p.is_staff() {
-        return Err(ApiError::Forbidden("this needs a staff role"));
-    }
-    Ok(p)
-}
-
-fn video_id(path: Result<Path<String>, PathRejection>) -> Result<VideoId, ApiError> {
-    let Path(id) = path.map_err(|_| ApiError::BadRequest("malformed path".into()))?;
-    Ok(VideoId::parse(&id)?)
 }
 
 fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
@@ -328,10 +316,9 @@ fn title_of(title: Option<&str>, filename: &str) -> Result<String, ApiError> {
     security(("bearer" = [])))]
 pub async fn init(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Staff(p): Staff,
     req: Result<Json<InitRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let p = staff(&state, &headers)?;
     let req = body(req)?;
     let session = session_of(req.session.as_ref())?;
     let filename = req.filename.as_deref().unwrap_or("upload");
@@ -352,7 +339,7 @@ pub async fn init(
         .db
         .create_pending_video(p.tenant, session, &title, key.as_str(), &ct)
         .await?;
-    publish(&state, &committed.outbox).await;
+    state.publish(&committed.outbox).await;
     let video = committed.value;
     let upload_url = single_url(&state, &video, &ct).await?;
     let answer = InitResponse {
@@ -387,12 +374,10 @@ pub struct RefreshResponse {
     security(("bearer" = [])))]
 pub async fn refresh_url(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
+    Staff(p): Staff,
+    Id(id): Id<VideoId>,
     req: Result<Json<RefreshRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let p = staff(&state, &headers)?;
-    let id = video_id(path)?;
     let req = body(req)?;
     let (video, up) = pending_upload(&state, p.tenant, id).await?;
     let ct = match req.content_type.as_deref() {
@@ -467,14 +452,14 @@ async fn finish(state: &AppState, p: &Principal, video: Video) -> Result<Respons
     };
     if let Some(reason) = reason {
         let committed = state.db.fail_upload(p.tenant, video.id, reason).await?;
-        publish(state, &committed.outbox).await;
+        state.publish(&committed.outbox).await;
         if committed.value.status == VideoStatus::Failed {
             return Ok(failed_answer(&committed.value));
         }
         return Ok(already(state, &committed.value));
     }
     let committed = state.db.complete_upload(p.tenant, video.id).await?;
-    publish(state, &committed.outbox).await;
+    state.publish(&committed.outbox).await;
     let queued = matches!(committed.value, UploadCompletion::Queued(_));
     let video = committed.value.video();
     if !queued && video.status == VideoStatus::Failed {
@@ -513,12 +498,10 @@ fn already(state: &AppState, video: &Video) -> Response {
     security(("bearer" = [])))]
 pub async fn complete(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
+    Staff(p): Staff,
+    Id(id): Id<VideoId>,
     req: Result<Json<CompleteRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let p = staff(&state, &headers)?;
-    let id = video_id(path)?;
     // The body is optional: `{ok: true}`, `{}` or nothing.
     if let Err(e) = req
         && !matches!(e, JsonRejection::MissingJsonContentType(_))
@@ -552,12 +535,10 @@ pub struct MultipartInitResponse {
     security(("bearer" = [])))]
 pub async fn multipart_init(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
+    Staff(p): Staff,
+    Id(id): Id<VideoId>,
     req: Result<Json<MultipartInitRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let p = staff(&state, &headers)?;
-    let id = video_id(path)?;
     let req = body(req)?;
     let (video, up) = pending_upload(&state, p.tenant, id).await?;
     let ct = match req.content_type.as_deref() {
@@ -634,12 +615,10 @@ async fn open_multipart(
     security(("bearer" = [])))]
 pub async fn multipart_presign(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
+    Staff(p): Staff,
+    Id(id): Id<VideoId>,
     req: Result<Json<PresignRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let p = staff(&state, &headers)?;
-    let id = video_id(path)?;
     let req = body(req)?;
     if req.part_numbers.is_empty() || req.part_numbers.len() > MAX_PRESIGN_PARTS {
         return Err(ApiError::BadRequest(format!(
@@ -688,12 +667,10 @@ pub struct MultipartCompleteRequest {
     security(("bearer" = [])))]
 pub async fn multipart_complete(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
+    Staff(p): Staff,
+    Id(id): Id<VideoId>,
     req: Result<Json<MultipartCompleteRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let p = staff(&state, &headers)?;
-    let id = video_id(path)?;
     let req = body(req)?;
     if req.parts.is_empty() || req.parts.len() > MAX_PARTS {
         return Err(ApiError::BadRequest(format!(
@@ -740,12 +717,10 @@ pub struct AbortResponse {
     security(("bearer" = [])))]
 pub async fn multipart_abort(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
+    Staff(p): Staff,
+    Id(id): Id<VideoId>,
     req: Result<Json<AbortRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let p = staff(&state, &headers)?;
-    let id = video_id(path)?;
     let req = body(req)?;
     let video = video_of(&state, p.tenant, id).await?;
     let up = state.db.video_upload(p.tenant, id).await?;

@@ -10,8 +10,7 @@
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,9 +21,9 @@ use jobpulse_media::{StorageKey, keys};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::{Audience, Principal};
+use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::routes::media::publish;
+use crate::extract::{Browser, Id, PathParams, QueryParams};
 use crate::routes::upload;
 use crate::state::{AppState, JobSpec};
 
@@ -92,11 +91,6 @@ fn record(j: &AiJob) -> JobRecord {
         created_at: j.created_at_ms,
         updated_at: j.updated_at_ms,
     }
-}
-
-fn job_id(path: Result<Path<String>, PathRejection>) -> Result<JobId, ApiError> {
-    let Path(id) = path.map_err(|_| ApiError::BadRequest("malformed path".into()))?;
-    Ok(JobId::parse(&id)?)
 }
 
 /// A job of the caller's tenant that the caller may see (staff-only types → 404 for others).
@@ -224,10 +218,10 @@ pub struct Submitted {
     security(("bearer" = [])))]
 pub async fn submit(
     State(state): State<AppState>,
+    Browser(p): Browser,
     headers: HeaderMap,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let p = state.auth.authenticate(&headers, Audience::Browser)?;
     let idem = idempotency_key(&headers)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -363,7 +357,7 @@ pub(crate) async fn finish_submit(
             return Err(e.into());
         }
     };
-    publish(state, &committed.outbox).await;
+    state.publish(&committed.outbox).await;
     let job = &committed.value.job;
     if !committed.value.created
         && let Some(k) = &stored
@@ -417,7 +411,7 @@ pub(crate) async fn reject(
 ) -> Result<Response, ApiError> {
     new.payload = rejected_payload(&new.payload);
     let committed = state.db.reject_ai_job(new, &message).await?;
-    publish(state, &committed.outbox).await;
+    state.publish(&committed.outbox).await;
     let job = &committed.value.job;
     Ok((
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -448,11 +442,9 @@ pub struct ListQuery {
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    Browser(p): Browser,
+    QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let p = state.auth.authenticate(&headers, Audience::Browser)?;
-    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let status = q
         .status
         .as_deref()
@@ -519,11 +511,9 @@ pub async fn list(
     security(("bearer" = [])))]
 pub async fn detail(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
+    Browser(p): Browser,
+    Id(id): Id<JobId>,
 ) -> Result<Response, ApiError> {
-    let p = state.auth.authenticate(&headers, Audience::Browser)?;
-    let id = job_id(path)?;
     let job = visible_job(&state, &p, &id).await?;
     Ok(Json(record(&job)).into_response())
 }
@@ -535,11 +525,9 @@ pub async fn detail(
     security(("bearer" = [])))]
 pub async fn result(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
+    Browser(p): Browser,
+    Id(id): Id<JobId>,
 ) -> Result<Response, ApiError> {
-    let p = state.auth.authenticate(&headers, Audience::Browser)?;
-    let id = job_id(path)?;
     visible_job(&state, &p, &id).await?;
     let full = state
         .db
@@ -578,11 +566,9 @@ pub struct Cancelled {
     security(("bearer" = [])))]
 pub async fn cancel(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
+    Browser(p): Browser,
+    Id(id): Id<JobId>,
 ) -> Result<Response, ApiError> {
-    let p = state.auth.authenticate(&headers, Audience::Browser)?;
-    let id = job_id(path)?;
     let job = visible_job(&state, &p, &id).await?;
     if job.created_by.is_some() && job.created_by != p.user_id && !p.is_staff() {
         return Err(ApiError::Forbidden(
@@ -590,7 +576,7 @@ pub async fn cancel(
         ));
     }
     let committed = state.db.cancel_ai_job(p.tenant, &id).await?;
-    publish(&state, &committed.outbox).await;
+    state.publish(&committed.outbox).await;
     let outcome = match committed.value {
         CancelOutcome::Ended => "ended",
         CancelOutcome::Requested => "requested",
@@ -613,11 +599,9 @@ pub async fn cancel(
     security(("bearer" = [])))]
 pub async fn file(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    path: Result<Path<(String, String)>, PathRejection>,
+    Browser(p): Browser,
+    PathParams((id, name)): PathParams<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let p = state.auth.authenticate(&headers, Audience::Browser)?;
-    let Path((id, name)) = path.map_err(|_| ApiError::BadRequest("malformed path".into()))?;
     let id = JobId::parse(&id)?;
     let ok_name = (1..=128).contains(&name.len())
         && !name.starts_with('.')
