@@ -381,7 +381,7 @@ impl Hub {
     }
 
     /// Switches the direct writes on or off (on by default; off sends every delivery through
-    /// the stream's task — `jobpulse bench --only sse --sse-direct-writes off` compares the two).
+    /// the stream's task — `jobpulse-bench --only sse --sse-direct-writes off` compares the two).
     pub fn set_direct_writes(&self, on: bool) {
         self.inner.direct_off.store(!on, Ordering::Relaxed);
     }

@@ -1,17 +1,8 @@
-//! The `jobpulse` binary: parses the command line and calls library code.
+//! The `jobpulse` binary: parses the command line and calls the library (`jobpulse_cli`).
 //!
-//! Every subcommand lives in [`commands`] and is a few lines of wiring.
+//! Every subcommand lives in [`commands`] and is a few lines over [`jobpulse_cli::app`].
 
-mod app;
-mod bench;
-mod catalog;
-mod client;
-mod commands;
-mod config;
-mod gauges;
-mod logging;
-mod private;
-mod wiring;
+use jobpulse_cli::{commands, config, logging, private};
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
@@ -58,13 +49,6 @@ enum Command {
     Submit(commands::submit::SubmitArgs),
     /// Follow a video or job with a progress bar until it ends.
     Watch(commands::watch::WatchArgs),
-    /// Load benchmarks of the real server over loopback (see docs/benchmarks.md).
-    Bench {
-        #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        args: bench::BenchArgs,
-    },
     /// Apply the database schema (DATABASE_URL, or the embedded SQLite file in the data dir).
     Migrate {
         #[command(flatten)]
@@ -114,7 +98,6 @@ impl Command {
             | Command::Serve { server }
             | Command::Worker { server, .. }
             | Command::Token { server, .. }
-            | Command::Bench { server, .. }
             | Command::Migrate { server }
             | Command::Repair { server, .. }
             | Command::Tenant { server, .. }
@@ -172,7 +155,7 @@ fn main() -> std::process::ExitCode {
     // Kept until `main` returns: dropping it flushes the queued log lines.
     let _log = logging::init(
         settings.as_ref().map(|s| s.log_format).unwrap_or_default(),
-        !matches!(cli.command, Command::Bench { .. }),
+        true,
     );
     if matches!(
         cli.command,
@@ -218,7 +201,6 @@ fn main() -> std::process::ExitCode {
             Command::Token { args, .. } => commands::token::run(take()?, args),
             Command::Submit(args) => commands::submit::run(args).await,
             Command::Watch(args) => commands::watch::run(args).await,
-            Command::Bench { args, .. } => bench::run(take()?, args).await,
             Command::Migrate { .. } => commands::admin::migrate(take()?).await,
             Command::Repair { args, .. } => commands::admin::repair(take()?, args).await,
             Command::Tenant { args, .. } => commands::admin::tenant(take()?, args).await,

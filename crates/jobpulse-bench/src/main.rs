@@ -1,4 +1,4 @@
-//! `jobpulse bench`: load benchmarks of the real server over loopback, each printed as a ratio
+//! `jobpulse-bench`: load benchmarks of the real server over loopback, each printed as a ratio
 //! against a baseline measured in the same run (docs/benchmarks.md records the figures).
 //!
 //! Scenarios (`--only` selects some):
@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, CommandFactory, FromArgMatches, Parser};
 use jobpulse_api::auth::{AuthConfig, TokenSpec, Verifier};
 use jobpulse_api::hub::Hub;
 use jobpulse_api::{AppSettings, Application, SseSettings};
@@ -45,11 +45,12 @@ use jobpulse_domain::{Fence, TaskKey, TenantId, VideoId, Write};
 use jobpulse_store::{MemoryStore, RedisStore, SharedStore};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
+use jobpulse_cli::config::{ServerArgs, Settings};
+use jobpulse_cli::logging;
 use load::{LoadResult, MakeRequest};
 
 #[derive(Debug, Args)]
-pub struct BenchArgs {
+struct BenchArgs {
     /// Concurrent connections of the load generator.
     #[arg(long, default_value_t = 64)]
     connections: usize,
@@ -326,8 +327,58 @@ fn selected(only: &str) -> anyhow::Result<Vec<&'static str>> {
         .collect())
 }
 
+/// jobpulse-bench: load benchmarks of the real server over loopback (docs/benchmarks.md).
+///
+/// Takes the server settings `jobpulse` takes (flags, environment, config file): the store's
+/// cache settings and REDIS_URL / DATABASE_URL come from them.
+#[derive(Debug, Parser)]
+#[command(name = "jobpulse-bench", version, about)]
+struct Cli {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    args: BenchArgs,
+}
+
+fn main() -> std::process::ExitCode {
+    let matches = Cli::command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    cli.server.record_sources(&matches);
+    let settings = match Settings::resolve(&cli.server) {
+        Ok(s) => s,
+        Err(e) => {
+            logging::stderr_line(format_args!("error: {e:#}"));
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    // Kept until `main` returns: dropping it flushes the queued log lines. No access log.
+    let _log = logging::init(settings.log_format, false);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            logging::stderr_line(format_args!("error: cannot start the async runtime: {e}"));
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(settings, cli.args));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            logging::stderr_line(format_args!("error: {e:#}"));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 #[allow(clippy::print_stdout)] // The report is this command's output.
-pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
+async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
     if args.sse_client {
         return sse_client::main().await;
     }
@@ -344,7 +395,7 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         String::new()
     };
     println!(
-        "# jobpulse bench — {}; {store}cpus={}",
+        "# jobpulse-bench — {}; {store}cpus={}",
         only.join(","),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
