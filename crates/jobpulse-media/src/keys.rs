@@ -1,14 +1,14 @@
 //! Storage key naming. Keys are built only here, only from validated domain ids; nothing a client
-//! sent (a file name, a path) becomes part of a key unsanitised.
+//! sent (a file name, a path) becomes part of a key unsanitised. (Reading a key back —
+//! [`StorageKey::parse`], [`StoragePrefix::join`] — checks it; it builds no new kind of key.)
 //!
 //! | key | holds |
 //! |---|---|
 //! | `tenants/3/video/uploads/k3x…9q/source.mp4` | an uploaded original, as the API stores it ([`upload_key`], [`UploadKind::Video`]) |
 //! | `tenants/3/jobs/uploads/k3x…9q/input.xlsx` | an AI job's uploaded input ([`upload_key`], [`UploadKind::JobInput`]) |
-//! | `tenants/3/video/raw/321/source.mp4` | an original under its video's id ([`raw_key`]; tests and benches) |
+//! | `tenants/3/video/raw/321/source.mp4` | an original under its video's id (`raw_key`, only with the `testing` feature: tests and benches place originals there) |
 //! | `tenants/3/video/hls/321/` | the HLS output ([`hls_prefix`]): `master.m3u8`, `720p/index.m3u8`, `720p/seg_00000.ts`, … |
 //! | `tenants/3/video/thumbnails/321.jpg` | the poster frame ([`thumbnail_key`]) |
-//! | `tenants/3/jobs/a1b2/input.xlsx` | an AI job's input ([`job_input_key`]) |
 //! | `tenants/3/jobs/a1b2/output/result.json` | an AI job's output files ([`job_output_key`]) |
 //! | `multipart/0123…cdef/upload.json`, `…/part-00001` | file storage's staged multipart upload ([`multipart_staging_prefix`]) |
 //! | `jobpulse-check/probe-….txt` | the storage check's probe object, deleted at once ([`storage_probe_key`]) |
@@ -180,8 +180,10 @@ pub fn upload_key(tenant: TenantId, kind: UploadKind, client_filename: &str) -> 
     ))
 }
 
-/// Where an uploaded original is stored: `tenants/{tid}/video/raw/{vid}/source.<ext>`, the
-/// extension taken from `client_filename` only when it is a known video container.
+/// An original placed under its video's id by a test or a benchmark:
+/// `tenants/{tid}/video/raw/{vid}/source.<ext>`, the extension taken from `client_filename` only
+/// when it is a known video container. (The API stores uploads under [`upload_key`].)
+#[cfg(any(test, feature = "testing"))]
 pub fn raw_key(tenant: TenantId, video: VideoId, client_filename: &str) -> StorageKey {
     let ext = client_filename
         .rsplit_once('.')
@@ -191,17 +193,18 @@ pub fn raw_key(tenant: TenantId, video: VideoId, client_filename: &str) -> Stora
     StorageKey(format!("{}source.{ext}", raw_prefix(tenant, video)))
 }
 
-/// The directory of a video's raw upload: `tenants/{tid}/video/raw/{vid}/`.
+/// The directory of [`raw_key`]: `tenants/{tid}/video/raw/{vid}/`.
+#[cfg(any(test, feature = "testing"))]
 pub fn raw_prefix(tenant: TenantId, video: VideoId) -> StoragePrefix {
     StoragePrefix(format!("tenants/{tenant}/video/raw/{video}/"))
 }
 
-/// A video's HLS output: `tenants/{tid}/video/hls/{vid}/`.
 /// Everything of one tenant: `tenants/{tid}/`.
 pub fn tenant_prefix(tenant: TenantId) -> StoragePrefix {
     StoragePrefix(format!("tenants/{tenant}/"))
 }
 
+/// A video's HLS output: `tenants/{tid}/video/hls/{vid}/`.
 pub fn hls_prefix(tenant: TenantId, video: VideoId) -> StoragePrefix {
     StoragePrefix(format!("tenants/{tenant}/video/hls/{video}/"))
 }
@@ -219,18 +222,6 @@ pub fn thumbnail_key(tenant: TenantId, video: VideoId) -> StorageKey {
 /// Everything of one AI job: `tenants/{tid}/jobs/{job_id}/`.
 pub fn job_prefix(tenant: TenantId, job: &JobId) -> StoragePrefix {
     StoragePrefix(format!("tenants/{tenant}/jobs/{job}/"))
-}
-
-/// An AI job's input: `tenants/{tid}/jobs/{job_id}/input.<ext>`; `ext` is reduced to 1–8
-/// lower-case letters/digits (`"bin"` otherwise).
-pub fn job_input_key(tenant: TenantId, job: &JobId, ext: &str) -> StorageKey {
-    let ext = ext.trim().trim_start_matches('.').to_ascii_lowercase();
-    let ok = (1..=8).contains(&ext.len())
-        && ext
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    let ext = if ok { ext } else { "bin".to_owned() };
-    StorageKey(format!("{}input.{ext}", job_prefix(tenant, job)))
 }
 
 /// An AI job's output file: `tenants/{tid}/jobs/{job_id}/output/<filename>`, the file name reduced
@@ -376,10 +367,6 @@ mod tests {
             "tenants/3/video/thumbnails/321.jpg"
         );
         assert_eq!(
-            job_input_key(t(), &j(), "XLSX").as_str(),
-            "tenants/3/jobs/a1b2/input.xlsx"
-        );
-        assert_eq!(
             job_output_key(t(), &j(), "result.json").as_str(),
             "tenants/3/jobs/a1b2/output/result.json"
         );
@@ -406,14 +393,6 @@ mod tests {
             );
             assert_eq!(StorageKey::parse(k.as_str()), Ok(k.clone()));
         }
-        assert_eq!(
-            job_input_key(t(), &j(), "../x").extension().as_deref(),
-            Some("bin")
-        );
-        assert_eq!(
-            job_input_key(t(), &j(), ".csv").extension().as_deref(),
-            Some("csv")
-        );
         for (name, want) in [
             ("출석부.xlsx", "___.xlsx"),
             ("../../x.json", "x.json"),
