@@ -27,52 +27,37 @@ pub struct Staff(pub Principal);
 #[derive(Debug, Clone)]
 pub struct Worker(pub Principal);
 
-fn authenticate<S>(parts: &Parts, state: &S, want: Audience) -> Result<Principal, ApiError>
-where
-    Arc<Verifier>: FromRef<S>,
-{
-    Arc::<Verifier>::from_ref(state).authenticate(&parts.headers, want)
-}
+/// Implements `FromRequestParts` for a principal: the token is verified for `$audience`, then
+/// `$check` may refuse the principal.
+macro_rules! principal {
+    ($name:ident, $audience:expr, $check:expr) => {
+        impl<S> FromRequestParts<S> for $name
+        where
+            Arc<Verifier>: FromRef<S>,
+            S: Send + Sync,
+        {
+            type Rejection = ApiError;
 
-impl<S> FromRequestParts<S> for Browser
-where
-    Arc<Verifier>: FromRef<S>,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        authenticate(parts, state, Audience::Browser).map(Browser)
-    }
-}
-
-impl<S> FromRequestParts<S> for Staff
-where
-    Arc<Verifier>: FromRef<S>,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let p = authenticate(parts, state, Audience::Browser)?;
-        if !p.is_staff() {
-            return Err(ApiError::Forbidden("this needs a staff role"));
+            async fn from_request_parts(
+                parts: &mut Parts,
+                state: &S,
+            ) -> Result<Self, Self::Rejection> {
+                let p = Arc::<Verifier>::from_ref(state).authenticate(&parts.headers, $audience)?;
+                let check: fn(&Principal) -> Result<(), ApiError> = $check;
+                check(&p)?;
+                Ok($name(p))
+            }
         }
-        Ok(Staff(p))
-    }
+    };
 }
 
-impl<S> FromRequestParts<S> for Worker
-where
-    Arc<Verifier>: FromRef<S>,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        authenticate(parts, state, Audience::Worker).map(Worker)
-    }
-}
+principal!(Browser, Audience::Browser, |_| Ok(()));
+principal!(Staff, Audience::Browser, |p| if p.is_staff() {
+    Ok(())
+} else {
+    Err(ApiError::Forbidden("this needs a staff role"))
+});
+principal!(Worker, Audience::Worker, |_| Ok(()));
 
 /// Path parameters; a path that does not deserialize is 400 "malformed path".
 #[derive(Debug)]

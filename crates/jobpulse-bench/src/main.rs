@@ -356,25 +356,13 @@ fn main() -> std::process::ExitCode {
     };
     // Kept until `main` returns: dropping it flushes the queued log lines. No access log.
     let _log = logging::init(settings.log_format, false);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match jobpulse_cli::runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            logging::stderr_line(format_args!("error: cannot start the async runtime: {e}"));
-            return std::process::ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(run(settings, cli.args));
     runtime.shutdown_timeout(Duration::from_secs(1));
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            logging::stderr_line(format_args!("error: {e:#}"));
-            std::process::ExitCode::FAILURE
-        }
-    }
+    jobpulse_cli::exit_code(result)
 }
 
 #[allow(clippy::print_stdout)] // The report is this command's output.

@@ -177,15 +177,9 @@ fn main() -> std::process::ExitCode {
         // Before any file is created: the data dir's files are private (`private`).
         private::restrict_umask();
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match jobpulse_cli::runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            logging::stderr_line(format_args!("error: cannot start the async runtime: {e}"));
-            return std::process::ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let mut settings = settings;
     let mut take = move || {
@@ -219,31 +213,7 @@ fn main() -> std::process::ExitCode {
     // Tasks still running (a blocking task in the middle of a file, say) do not hold the exit:
     // the commands have already waited, bounded, for what they own.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            logging::stderr_line(format_args!("error: {}", error_chain(&e)));
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
-/// `context: cause: cause…` without repeats: many errors (the database's among them) include
-/// their source in their own message *and* return it as `source()`, which `{:#}` would print
-/// again — the same database error three times.
-fn error_chain(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let msg = cause.to_string();
-        if out.contains(msg.as_str()) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&msg);
-    }
-    out
+    jobpulse_cli::exit_code(result)
 }
 
 #[cfg(test)]
