@@ -25,8 +25,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use jobpulse_api::auth::{AuthConfig, TokenSpec, Verifier};
-use jobpulse_api::routes::stream::StreamState;
-use jobpulse_api::{Application, HttpConfig, Parts, ReadState, RouterConfig};
+use jobpulse_api::{AppSettings, Application, SseSettings};
 use jobpulse_domain::{
     Fence, JobId, JobResult, JobType, Percent, State, Status, TaskKey, TaskKind, TenantId, Text,
     VideoId, Write, steps,
@@ -134,8 +133,6 @@ async fn main() -> anyhow::Result<()> {
     let secret: [u8; 32] = rand::random();
     let verifier = Arc::new(Verifier::new(AuthConfig::hs256(&secret)?));
     let store: SharedStore = Arc::new(MemoryStore::default());
-    let read = ReadState::new(store.clone(), verifier.clone());
-    let ops = jobpulse_api::ops_state(store.clone(), Vec::new());
     let stop = CancellationToken::new();
     let cap = std::env::var("FIXTURE_SSE_CAP")
         .ok()
@@ -143,24 +140,11 @@ async fn main() -> anyhow::Result<()> {
         .transpose()
         .context("FIXTURE_SSE_CAP must be a number")?
         .unwrap_or(100);
-    let stream = StreamState::start(read.clone(), cap, stop.clone());
-    let router = jobpulse_api::router(
-        Parts {
-            read,
-            ops,
-            long_running: Some(jobpulse_api::routes::stream::router(stream)),
-            extra: None,
-            app: None,
-        },
-        &RouterConfig::default(),
-    );
-    let app = Application::bind(
-        HttpConfig {
-            port: 0,
-            ..HttpConfig::default()
-        },
-        router,
-    )
+    let app = Application::build(AppSettings {
+        sse: Some(SseSettings::per_tenant(cap)),
+        shutdown: stop.clone(),
+        ..AppSettings::new(store.clone(), verifier.clone())
+    })
     .await?;
     let port = app.port();
     let server = tokio::spawn(app.run_until_stopped(stop.clone()));

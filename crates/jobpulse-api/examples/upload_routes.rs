@@ -28,7 +28,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use jobpulse_api::auth::{AuthConfig, TokenSpec, Verifier};
 use jobpulse_api::state::{AppState, JobCatalog, JobSpec, Limits};
-use jobpulse_api::{Application, HttpConfig, Parts, ReadState, RouterConfig};
+use jobpulse_api::{AppSettings, Application, HttpConfig, Listen};
 use jobpulse_domain::JobType;
 use jobpulse_media::MediaStorage;
 use jobpulse_store::{MemoryStore, SharedStore};
@@ -261,21 +261,16 @@ async fn main() -> anyhow::Result<()> {
         public_url: base.clone(),
         credentials: None,
     };
-    let router = jobpulse_api::router(
-        Parts {
-            read: ReadState::new(store.clone(), verifier.clone()),
-            ops: jobpulse_api::ops_state(store.clone(), Vec::new()),
-            long_running: None,
-            extra: None,
-            app: Some(state),
-        },
-        &RouterConfig::default(),
-    );
     let stop = CancellationToken::new();
-    tokio::spawn(
-        Application::with_listener(listener, HttpConfig::default(), router)
-            .run_until_stopped(stop.clone()),
-    );
+    let app = Application::build(AppSettings {
+        app: Some(state),
+        listen: Listen::On(listener),
+        http: HttpConfig::default(),
+        shutdown: stop.clone(),
+        ..AppSettings::new(store.clone(), verifier.clone())
+    })
+    .await?;
+    tokio::spawn(app.run_until_stopped(stop.clone()));
     let token = verifier
         .mint(&TokenSpec {
             tenant: seed.tenant_id,

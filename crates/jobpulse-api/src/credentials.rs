@@ -80,9 +80,10 @@ pub fn seal_payload(
     let Some(Value::String(clear)) = payload.remove(PAYLOAD_INITIAL_PASSWORD) else {
         return Ok(());
     };
-    let seal = seal.ok_or(ApiError::Unavailable(
-        "the credentials key (JOBPULSE_CREDENTIALS_KEY) that keeps a fixed password encrypted",
-    ))?;
+    let seal = seal.ok_or(ApiError::Unavailable {
+        what: "the credentials key (JOBPULSE_CREDENTIALS_KEY) that keeps a fixed password encrypted",
+        cause: None,
+    })?;
     let sealed = seal
         .seal_text(&payload_context(tenant), &clear)
         .map_err(ApiError::internal)?;

@@ -57,9 +57,14 @@ pub enum ApiError {
     /// The server's disk is (almost) full.
     #[error("{0}")]
     InsufficientStorage(String),
-    /// A dependency (read model, database) is unreachable; the message says which, no details.
-    #[error("{0} is unavailable")]
-    Unavailable(&'static str),
+    /// A dependency (read model, database) is unreachable; the message says which, no
+    /// details. The cause is kept for the log line [`IntoResponse`] writes (once).
+    #[error("{what} is unavailable")]
+    Unavailable {
+        what: &'static str,
+        #[source]
+        cause: Option<anyhow_like::BoxError>,
+    },
     /// A bug or an unexpected failure; the cause is logged, the client sees a generic message.
     #[error("internal error")]
     Internal(#[source] anyhow_like::BoxError),
@@ -75,6 +80,14 @@ impl ApiError {
         ApiError::Internal(e.into())
     }
 
+    /// `what` is unavailable because of `cause` (logged when the error is answered).
+    pub fn unavailable(what: &'static str, cause: impl Into<anyhow_like::BoxError>) -> Self {
+        ApiError::Unavailable {
+            what,
+            cause: Some(cause.into()),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -87,7 +100,7 @@ impl ApiError {
             ApiError::TooManyRequests(_) | ApiError::RateLimited { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            ApiError::Unavailable(_) | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable { .. } | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -103,7 +116,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Unprocessable(_) => "unprocessable",
             ApiError::TooManyRequests(_) | ApiError::RateLimited { .. } => "too_many_requests",
-            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Unavailable { .. } => "unavailable",
             ApiError::Busy { .. } => "busy",
             ApiError::InsufficientStorage(_) => "insufficient_storage",
             ApiError::Internal(_) => "internal",
@@ -129,7 +142,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match &self {
             ApiError::Internal(e) => tracing::error!(error = %e, "internal error"),
-            ApiError::Unavailable(what) => tracing::warn!(dependency = what, "unavailable"),
+            ApiError::Unavailable {
+                what,
+                cause: Some(cause),
+            } => tracing::warn!(dependency = what, error = %cause, "unavailable"),
+            ApiError::Unavailable { what, cause: None } => {
+                tracing::warn!(dependency = what, "unavailable");
+            }
             _ => {}
         }
         let status = self.status();
@@ -176,8 +195,7 @@ impl From<jobpulse_domain::IdError> for ApiError {
 
 impl From<jobpulse_store::StoreError> for ApiError {
     fn from(e: jobpulse_store::StoreError) -> Self {
-        tracing::warn!(error = %e, "read model error");
-        ApiError::Unavailable("the read model")
+        ApiError::unavailable("the read model", e)
     }
 }
 
@@ -195,10 +213,7 @@ impl From<jobpulse_db::DbError> for ApiError {
             D::LeaseLost | D::Cancelled => {
                 ApiError::Conflict("the task changed while the request ran; try again".into())
             }
-            other if other.is_transient() => {
-                tracing::warn!(error = %other, "database unavailable");
-                ApiError::Unavailable("the database")
-            }
+            other if other.is_transient() => ApiError::unavailable("the database", other),
             other => ApiError::internal(other),
         }
     }
@@ -211,10 +226,7 @@ impl From<jobpulse_media::StorageError> for ApiError {
             jobpulse_media::StorageError::TooLarge { .. } => {
                 ApiError::PayloadTooLarge("the file is too large".into())
             }
-            other => {
-                tracing::warn!(error = %other, "media storage error");
-                ApiError::Unavailable("media storage")
-            }
+            other => ApiError::unavailable("media storage", other),
         }
     }
 }

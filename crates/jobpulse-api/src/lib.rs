@@ -12,14 +12,17 @@
 //! - [`metrics`]: the Prometheus recorder and hot-path handles.
 //! - [`observe`]: per-request access log line, `X-Request-Id`, per-route HTTP metrics.
 //! - [`hub`]: fan-out of read-model changes to SSE connections.
+//! - [`app`]: [`Application::build`], the one assembly of an application from its settings.
 //! - [`server`]: binding, connection hardening, graceful shutdown.
 //! - [`stream_conn`]: the lean HTTP/1.1 connection of event streams (no hyper buffers).
 //! - [`outlet`]: a stream's delivery state shared with the hub; the hub's direct writes to
 //!   idle lean streams.
 //! - [`error`]: the one error type and its JSON envelope.
+//! - [`extract`]: the HTTP edge's extractors (principals, path and query parameters).
 //!
-//! [`router`] assembles the whole application from its parts, with the cross-cutting layers
-//! (CORS, body limit, panic catcher, request timeout, request observation).
+//! [`Application::build`] assembles the whole application from its settings; `router` puts its
+//! parts together with the cross-cutting layers (CORS, body limit, panic catcher, request
+//! timeout, request observation).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,9 +35,11 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 
+pub mod app;
 pub mod auth;
 pub mod credentials;
 pub mod error;
+pub mod extract;
 pub mod hub;
 pub mod metrics;
 pub mod observe;
@@ -50,6 +55,7 @@ pub mod spool;
 pub mod state;
 pub mod stream_conn;
 
+pub use app::{AppSettings, Listen, SseSettings, Transcoding};
 pub use server::{Application, HttpConfig, shutdown_signal};
 pub use state::{MissHook, ReadState};
 
@@ -123,7 +129,7 @@ impl Default for RouterConfig {
 /// The parts an application is assembled from. Only `read` and `ops` are required: `jobpulse
 /// serve` without a database configured still answers every progress poll.
 #[derive(Debug)]
-pub struct Parts {
+pub(crate) struct Parts {
     pub read: ReadState,
     pub ops: routes::ops::OpsState,
     /// Routes that need longer than the request timeout (uploads, SSE), already with state.
@@ -188,7 +194,7 @@ async fn not_found() -> error::ApiError {
 }
 
 /// Assembles the application router.
-pub fn router(parts: Parts, config: &RouterConfig) -> Router {
+pub(crate) fn router(parts: Parts, config: &RouterConfig) -> Router {
     let mut timed = routes::progress::router(parts.read.clone())
         .merge(routes::batch::router(parts.read.clone()))
         .merge(routes::ingest::router(parts.read))

@@ -69,6 +69,8 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     config: HttpConfig,
+    /// The event-stream route's hub, when [`Application::build`] serves the route.
+    pub(crate) hub: Option<crate::hub::Hub>,
 }
 
 impl Application {
@@ -79,6 +81,7 @@ impl Application {
             listener,
             router,
             config,
+            hub: None,
         })
     }
 
@@ -89,7 +92,13 @@ impl Application {
             listener,
             router,
             config,
+            hub: None,
         }
+    }
+
+    /// The event-stream route's hub, when it is served.
+    pub fn hub(&self) -> Option<&crate::hub::Hub> {
+        self.hub.as_ref()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -109,6 +118,7 @@ impl Application {
             listener,
             router,
             config,
+            hub: _,
         } = self;
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())

@@ -35,6 +35,12 @@ impl std::fmt::Debug for ReadState {
     }
 }
 
+impl axum::extract::FromRef<ReadState> for Arc<Verifier> {
+    fn from_ref(state: &ReadState) -> Self {
+        state.auth.clone()
+    }
+}
+
 impl ReadState {
     /// Installs the metrics recorder if needed (handles resolved before it would be no-ops).
     pub fn new(store: SharedStore, auth: Arc<Verifier>) -> Self {
@@ -168,6 +174,25 @@ pub struct AppState {
     /// Seals a `fixed` enroll password into the job's payload and opens the sealed initial
     /// passwords of results for staff; `None`: the server has no credentials key.
     pub credentials: Option<jobpulse_db::CredentialSeal>,
+}
+
+impl AppState {
+    /// Publishes fresh outbox rows to the read model now; on failure the relay delivers them
+    /// later. Every write route calls it after its transaction commits.
+    pub async fn publish(&self, outbox: &[jobpulse_db::OutboxEntry]) {
+        if outbox.is_empty() {
+            return;
+        }
+        if let Err(e) = self.relay.publish_now(outbox).await {
+            tracing::warn!(error = %e, "publishing at once failed; the relay will retry");
+        }
+    }
+}
+
+impl axum::extract::FromRef<AppState> for Arc<Verifier> {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
+    }
 }
 
 impl std::fmt::Debug for AppState {

@@ -119,7 +119,7 @@ impl Write for Stderr {
 }
 
 /// Installs the process-wide subscriber writing to stderr. `RUST_LOG` filters as usual; without
-/// it, `info` (and, with `access_log: false`, no access log lines: `jobpulse bench` measures
+/// it, `info` (and, with `access_log: false`, no access log lines: `jobpulse-bench` measures
 /// the server, not its logging).
 pub fn init(format: LogFormat, access_log: bool) -> LogGuard {
     let default = if access_log {

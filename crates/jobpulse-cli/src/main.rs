@@ -1,18 +1,10 @@
-//! The `jobpulse` binary: parses the command line and calls library code.
+//! The `jobpulse` binary: parses the command line and calls the library (`jobpulse_cli`).
 //!
-//! Every subcommand lives in [`commands`] and is a few lines of wiring.
+//! Every subcommand lives in [`commands`] and is a few lines over [`jobpulse_cli::app`].
 
 mod allocator;
-mod bench;
-mod catalog;
-mod client;
-mod commands;
-mod config;
-mod http;
-mod logging;
-mod private;
-mod services;
-mod wiring;
+
+use jobpulse_cli::{commands, config, logging, private};
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
@@ -59,13 +51,6 @@ enum Command {
     Submit(commands::submit::SubmitArgs),
     /// Follow a video or job with a progress bar until it ends.
     Watch(commands::watch::WatchArgs),
-    /// Load benchmarks of the real server over loopback (see docs/benchmarks.md).
-    Bench {
-        #[command(flatten)]
-        server: ServerArgs,
-        #[command(flatten)]
-        args: bench::BenchArgs,
-    },
     /// Apply the database schema (DATABASE_URL, or the embedded SQLite file in the data dir).
     Migrate {
         #[command(flatten)]
@@ -115,7 +100,6 @@ impl Command {
             | Command::Serve { server }
             | Command::Worker { server, .. }
             | Command::Token { server, .. }
-            | Command::Bench { server, .. }
             | Command::Migrate { server }
             | Command::Repair { server, .. }
             | Command::Tenant { server, .. }
@@ -173,7 +157,7 @@ fn main() -> std::process::ExitCode {
     // Kept until `main` returns: dropping it flushes the queued log lines.
     let _log = logging::init(
         settings.as_ref().map(|s| s.log_format).unwrap_or_default(),
-        !matches!(cli.command, Command::Bench { .. }),
+        true,
     );
     if matches!(
         cli.command,
@@ -195,15 +179,9 @@ fn main() -> std::process::ExitCode {
         // Before any file is created: the data dir's files are private (`private`).
         private::restrict_umask();
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match jobpulse_cli::runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            logging::stderr_line(format_args!("error: cannot start the async runtime: {e}"));
-            return std::process::ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let mut settings = settings;
     let mut take = move || {
@@ -219,7 +197,6 @@ fn main() -> std::process::ExitCode {
             Command::Token { args, .. } => commands::token::run(take()?, args),
             Command::Submit(args) => commands::submit::run(args).await,
             Command::Watch(args) => commands::watch::run(args).await,
-            Command::Bench { args, .. } => bench::run(take()?, args).await,
             Command::Migrate { .. } => commands::admin::migrate(take()?).await,
             Command::Repair { args, .. } => commands::admin::repair(take()?, args).await,
             Command::Tenant { args, .. } => commands::admin::tenant(take()?, args).await,
@@ -238,31 +215,7 @@ fn main() -> std::process::ExitCode {
     // Tasks still running (a blocking task in the middle of a file, say) do not hold the exit:
     // the commands have already waited, bounded, for what they own.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            logging::stderr_line(format_args!("error: {}", error_chain(&e)));
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
-/// `context: cause: cause…` without repeats: many errors (the database's among them) include
-/// their source in their own message *and* return it as `source()`, which `{:#}` would print
-/// again — the same database error three times.
-fn error_chain(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let msg = cause.to_string();
-        if out.contains(msg.as_str()) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&msg);
-    }
-    out
+    jobpulse_cli::exit_code(result)
 }
 
 #[cfg(test)]

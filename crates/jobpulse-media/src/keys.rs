@@ -1,14 +1,14 @@
 //! Storage key naming. Keys are built only here, only from validated domain ids; nothing a client
-//! sent (a file name, a path) becomes part of a key unsanitised.
+//! sent (a file name, a path) becomes part of a key unsanitised. (Reading a key back —
+//! [`StorageKey::parse`], [`StoragePrefix::join`] — checks it; it builds no new kind of key.)
 //!
 //! | key | holds |
 //! |---|---|
 //! | `tenants/3/video/uploads/k3x…9q/source.mp4` | an uploaded original, as the API stores it ([`upload_key`], [`UploadKind::Video`]) |
 //! | `tenants/3/jobs/uploads/k3x…9q/input.xlsx` | an AI job's uploaded input ([`upload_key`], [`UploadKind::JobInput`]) |
-//! | `tenants/3/video/raw/321/source.mp4` | an original under its video's id ([`raw_key`]; tests and benches) |
+//! | `tenants/3/video/raw/321/source.mp4` | an original under its video's id (`raw_key`, only with the `testing` feature: tests and benches place originals there) |
 //! | `tenants/3/video/hls/321/` | the HLS output ([`hls_prefix`]): `master.m3u8`, `720p/index.m3u8`, `720p/seg_00000.ts`, … |
 //! | `tenants/3/video/thumbnails/321.jpg` | the poster frame ([`thumbnail_key`]) |
-//! | `tenants/3/jobs/a1b2/input.xlsx` | an AI job's input ([`job_input_key`]) |
 //! | `tenants/3/jobs/a1b2/output/result.json` | an AI job's output files ([`job_output_key`]) |
 //! | `multipart/0123…cdef/upload.json`, `…/part-00001` | file storage's staged multipart upload ([`multipart_staging_prefix`]) |
 //! | `jobpulse-check/probe-….txt` | the storage check's probe object, deleted at once ([`storage_probe_key`]) |
@@ -19,111 +19,17 @@
 //! never used: it could carry `../`, control characters, or an extension such as `.m3u8` or
 //! `.html` that a content-type-by-extension server or player would act on).
 
-use std::fmt;
-
 use jobpulse_domain::{JobId, TenantId, VideoId};
 
 use crate::transcode::MASTER_PLAYLIST;
 
 mod internal;
+mod path;
 pub use internal::{
     multipart_meta_key, multipart_part_key, multipart_staging_prefix, multipart_staging_root,
     storage_probe_key,
 };
-
-/// A key or relative path that is not a plain `[A-Za-z0-9._-]` path.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid storage path {0:?}")]
-pub struct KeyError(pub String);
-
-/// The key of one stored object, e.g. `tenants/3/video/hls/321/master.m3u8`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct StorageKey(String);
-
-/// A key prefix ending in `/`, e.g. `tenants/3/video/hls/321/`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct StoragePrefix(String);
-
-/// Longest key accepted.
-const MAX_KEY: usize = 512;
-
-fn valid_path(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_KEY
-        && s.split('/').all(|seg| {
-            !seg.is_empty()
-                && seg != "."
-                && seg != ".."
-                && seg
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        })
-}
-
-impl StorageKey {
-    /// Accepts a key read back from the database (e.g. a video's `hls_path`): it must be a plain
-    /// path under `tenants/`.
-    pub fn parse(s: &str) -> Result<Self, KeyError> {
-        if valid_path(s) && s.starts_with("tenants/") {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(KeyError(s.to_owned()))
-        }
-    }
-
-    /// The key as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The last segment, e.g. `seg_00001.ts`.
-    pub fn file_name(&self) -> &str {
-        self.0.rsplit('/').next().unwrap_or(&self.0)
-    }
-
-    /// The lower-case extension of the last segment, if any.
-    pub fn extension(&self) -> Option<String> {
-        let name = self.file_name();
-        let (stem, ext) = name.rsplit_once('.')?;
-        (!stem.is_empty() && !ext.is_empty()).then(|| ext.to_ascii_lowercase())
-    }
-}
-
-impl StoragePrefix {
-    /// The prefix as text, with its trailing `/`.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The key of `relative` under this prefix, e.g. `720p/seg_00001.ts`. Refuses anything but
-    /// plain relative paths (no `..`, no empty or absolute segments), so a path taken from a
-    /// request can never leave the prefix.
-    pub fn join(&self, relative: &str) -> Result<StorageKey, KeyError> {
-        let key = format!("{}{relative}", self.0);
-        if valid_path(relative) && key.len() <= MAX_KEY {
-            Ok(StorageKey(key))
-        } else {
-            Err(KeyError(relative.to_owned()))
-        }
-    }
-
-    /// Whether `key` lies under this prefix.
-    pub fn contains(&self, key: &StorageKey) -> bool {
-        key.0.starts_with(&self.0)
-    }
-}
-
-impl fmt::Display for StorageKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Display for StoragePrefix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use path::{KeyError, StorageKey, StoragePrefix};
 
 /// Container extensions kept for raw uploads; anything else is stored as `source.bin` (ffprobe
 /// identifies the content, not the name).
@@ -180,8 +86,10 @@ pub fn upload_key(tenant: TenantId, kind: UploadKind, client_filename: &str) -> 
     ))
 }
 
-/// Where an uploaded original is stored: `tenants/{tid}/video/raw/{vid}/source.<ext>`, the
-/// extension taken from `client_filename` only when it is a known video container.
+/// An original placed under its video's id by a test or a benchmark:
+/// `tenants/{tid}/video/raw/{vid}/source.<ext>`, the extension taken from `client_filename` only
+/// when it is a known video container. (The API stores uploads under [`upload_key`].)
+#[cfg(any(test, feature = "testing"))]
 pub fn raw_key(tenant: TenantId, video: VideoId, client_filename: &str) -> StorageKey {
     let ext = client_filename
         .rsplit_once('.')
@@ -191,17 +99,18 @@ pub fn raw_key(tenant: TenantId, video: VideoId, client_filename: &str) -> Stora
     StorageKey(format!("{}source.{ext}", raw_prefix(tenant, video)))
 }
 
-/// The directory of a video's raw upload: `tenants/{tid}/video/raw/{vid}/`.
+/// The directory of [`raw_key`]: `tenants/{tid}/video/raw/{vid}/`.
+#[cfg(any(test, feature = "testing"))]
 pub fn raw_prefix(tenant: TenantId, video: VideoId) -> StoragePrefix {
     StoragePrefix(format!("tenants/{tenant}/video/raw/{video}/"))
 }
 
-/// A video's HLS output: `tenants/{tid}/video/hls/{vid}/`.
 /// Everything of one tenant: `tenants/{tid}/`.
 pub fn tenant_prefix(tenant: TenantId) -> StoragePrefix {
     StoragePrefix(format!("tenants/{tenant}/"))
 }
 
+/// A video's HLS output: `tenants/{tid}/video/hls/{vid}/`.
 pub fn hls_prefix(tenant: TenantId, video: VideoId) -> StoragePrefix {
     StoragePrefix(format!("tenants/{tenant}/video/hls/{video}/"))
 }
@@ -219,18 +128,6 @@ pub fn thumbnail_key(tenant: TenantId, video: VideoId) -> StorageKey {
 /// Everything of one AI job: `tenants/{tid}/jobs/{job_id}/`.
 pub fn job_prefix(tenant: TenantId, job: &JobId) -> StoragePrefix {
     StoragePrefix(format!("tenants/{tenant}/jobs/{job}/"))
-}
-
-/// An AI job's input: `tenants/{tid}/jobs/{job_id}/input.<ext>`; `ext` is reduced to 1–8
-/// lower-case letters/digits (`"bin"` otherwise).
-pub fn job_input_key(tenant: TenantId, job: &JobId, ext: &str) -> StorageKey {
-    let ext = ext.trim().trim_start_matches('.').to_ascii_lowercase();
-    let ok = (1..=8).contains(&ext.len())
-        && ext
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    let ext = if ok { ext } else { "bin".to_owned() };
-    StorageKey(format!("{}input.{ext}", job_prefix(tenant, job)))
 }
 
 /// An AI job's output file: `tenants/{tid}/jobs/{job_id}/output/<filename>`, the file name reduced
@@ -376,10 +273,6 @@ mod tests {
             "tenants/3/video/thumbnails/321.jpg"
         );
         assert_eq!(
-            job_input_key(t(), &j(), "XLSX").as_str(),
-            "tenants/3/jobs/a1b2/input.xlsx"
-        );
-        assert_eq!(
             job_output_key(t(), &j(), "result.json").as_str(),
             "tenants/3/jobs/a1b2/output/result.json"
         );
@@ -406,14 +299,6 @@ mod tests {
             );
             assert_eq!(StorageKey::parse(k.as_str()), Ok(k.clone()));
         }
-        assert_eq!(
-            job_input_key(t(), &j(), "../x").extension().as_deref(),
-            Some("bin")
-        );
-        assert_eq!(
-            job_input_key(t(), &j(), ".csv").extension().as_deref(),
-            Some("csv")
-        );
         for (name, want) in [
             ("출석부.xlsx", "___.xlsx"),
             ("../../x.json", "x.json"),

@@ -48,9 +48,10 @@ pub use error::MediaError;
 pub use hls::{HlsSummary, VariantSummary, validate_hls};
 pub use keys::{
     KeyError, StorageKey, StoragePrefix, content_type_for, hls_master_key, hls_prefix,
-    job_input_key, job_output_key, job_prefix, raw_key, raw_prefix, storage_probe_key,
-    thumbnail_key,
+    job_output_key, job_prefix, storage_probe_key, thumbnail_key,
 };
+#[cfg(feature = "testing")]
+pub use keys::{raw_key, raw_prefix};
 pub use ladder::{Rendition, ladder};
 pub use limits::{LimitViolation, MediaLimits};
 pub use probe::ProbeInfo;

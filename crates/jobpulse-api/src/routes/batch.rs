@@ -27,8 +27,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use crate::auth::{Audience, Principal};
+use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::extract::Browser;
 use crate::render;
 use crate::state::ReadState;
 
@@ -132,10 +133,10 @@ fn check_len(n: usize) -> Result<(), ApiError> {
     security(("bearer" = [])))]
 pub async fn batch_get(
     State(state): State<ReadState>,
+    Browser(principal): Browser,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let principal = state.auth.authenticate(&headers, Audience::Browser)?;
     let (videos, jobs) = parse_query(raw.as_deref())?;
     answer(&state, &headers, &principal, videos, jobs).await
 }
@@ -150,10 +151,10 @@ pub async fn batch_get(
     security(("bearer" = [])))]
 pub async fn batch_post(
     State(state): State<ReadState>,
+    Browser(principal): Browser,
     headers: HeaderMap,
     body: Result<Json<BatchRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let principal = state.auth.authenticate(&headers, Audience::Browser)?;
     let Json(req) = body?;
     check_len(req.videos.len() + req.jobs.len())?;
     let videos = req

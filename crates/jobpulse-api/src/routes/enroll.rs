@@ -21,8 +21,9 @@ use jobpulse_db::NewAiJob;
 use jobpulse_domain::JobType;
 use jobpulse_domain::enroll::{EnrollOptions, PasswordMode};
 
-use crate::auth::{Audience, Principal};
+use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::extract::Browser;
 use crate::routes::jobs::{finish_submit, idempotency_key, positive, reject};
 use crate::routes::upload;
 use crate::state::AppState;
@@ -150,10 +151,10 @@ async fn read_form(state: &AppState, mut mp: Multipart) -> Result<Form, ApiError
     security(("bearer" = [])))]
 pub async fn enroll(
     State(state): State<AppState>,
+    Browser(p): Browser,
     headers: HeaderMap,
     mp: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response, ApiError> {
-    let p = state.auth.authenticate(&headers, Audience::Browser)?;
     if !p.is_staff() {
         return Err(ApiError::Forbidden("enrolling students needs a staff role"));
     }

@@ -4,14 +4,13 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::auth::Audience;
 use crate::error::ApiError;
+use crate::extract::Browser;
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
@@ -31,9 +30,8 @@ pub struct LecturePage {
     security(("bearer" = [])))]
 pub async fn lectures(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Browser(p): Browser,
 ) -> Result<Response, ApiError> {
-    let p = state.auth.authenticate(&headers, Audience::Browser)?;
     let results = state.db.list_lectures(p.tenant).await?;
     Ok(Json(LecturePage { results }).into_response())
 }

@@ -20,9 +20,9 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use jobpulse_domain::{
@@ -32,8 +32,8 @@ use jobpulse_domain::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::Audience;
 use crate::error::ApiError;
+use crate::extract::{PathParams, Worker};
 use crate::state::ReadState;
 
 /// Largest ingest body (results above 10 KB are kept as references anyway).
@@ -211,13 +211,10 @@ fn state_of(key: &TaskKey, b: &IngestBody) -> Result<TaskState, ApiError> {
     security(("bearer" = [])))]
 pub async fn ingest(
     State(state): State<ReadState>,
-    headers: HeaderMap,
-    path: Result<Path<(String, String, String)>, PathRejection>,
+    Worker(p): Worker,
+    PathParams((kind, id, action)): PathParams<(String, String, String)>,
     body: Result<Json<IngestBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let p = state.auth.authenticate(&headers, Audience::Worker)?;
-    let Path((kind, id, action)) =
-        path.map_err(|_| ApiError::BadRequest("malformed path".into()))?;
     let key = key_of(p.tenant, &kind, &id)?;
     let Json(b) = body.map_err(|e| match e {
         JsonRejection::BytesRejection(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {

@@ -10,19 +10,18 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use jobpulse_db::{OutboxEntry, Video, VideoFilter};
+use jobpulse_db::{Video, VideoFilter};
 use jobpulse_domain::{VideoId, VideoStatus};
 use jobpulse_media::{MediaError, StorageKey, keys};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::{Audience, Principal};
 use crate::error::ApiError;
+use crate::extract::{Browser, Id, QueryParams, Staff};
 use crate::routes::upload;
 use crate::state::AppState;
 
@@ -91,29 +90,6 @@ pub(crate) fn record(state: &AppState, v: &Video) -> VideoRecord {
         generation: v.fence.generation,
         created_at: v.created_at_ms,
         updated_at: v.updated_at_ms,
-    }
-}
-
-pub(crate) fn staff(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let p = state.auth.authenticate(headers, Audience::Browser)?;
-    if !p.is_staff() {
-        return Err(ApiError::Forbidden("this needs a staff role"));
-    }
-    Ok(p)
-}
-
-fn video_id(path: Result<Path<String>, PathRejection>) -> Result<VideoId, ApiError> {
-    let Path(id) = path.map_err(|_| ApiError::BadRequest("malformed path".into()))?;
-    Ok(VideoId::parse(&id)?)
-}
-
-/// Publishes fresh outbox rows now; on failure the relay delivers them later.
-pub(crate) async fn publish(state: &AppState, outbox: &[OutboxEntry]) {
-    if outbox.is_empty() {
-        return;
-    }
-    if let Err(e) = state.relay.publish_now(outbox).await {
-        tracing::warn!(error = %e, "publishing at once failed; the relay will retry");
     }
 }
 
@@ -206,10 +182,9 @@ fn title_from(filename: &str) -> String {
     security(("bearer" = [])))]
 pub async fn upload(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Staff(p): Staff,
     mp: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response, ApiError> {
-    let p = staff(&state, &headers)?;
     let mp = mp.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let up = read_upload(&state, mp).await?;
     // A slot of the bounded probe pool first (503 + Retry-After when it is full).
@@ -258,7 +233,7 @@ pub async fn upload(
             return Err(e.into());
         }
     };
-    publish(&state, &committed.outbox).await;
+    state.publish(&committed.outbox).await;
     tracing::info!(tenant.id = %p.tenant, video.id = %committed.value.id, bytes = up.bytes, "video uploaded");
     Ok((StatusCode::CREATED, Json(record(&state, &committed.value))).into_response())
 }
@@ -282,11 +257,9 @@ pub struct ListQuery {
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    Browser(p): Browser,
+    QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let p = state.auth.authenticate(&headers, Audience::Browser)?;
-    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let status = q
         .status
         .as_deref()
@@ -332,11 +305,9 @@ pub async fn list(
     security(("bearer" = [])))]
 pub async fn detail(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
+    Browser(p): Browser,
+    Id(id): Id<VideoId>,
 ) -> Result<Response, ApiError> {
-    let p = state.auth.authenticate(&headers, Audience::Browser)?;
-    let id = video_id(path)?;
     let v = state
         .db
         .get_video(p.tenant, id)
@@ -353,13 +324,11 @@ pub async fn detail(
     security(("bearer" = [])))]
 pub async fn retry(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
+    Staff(p): Staff,
+    Id(id): Id<VideoId>,
 ) -> Result<Response, ApiError> {
-    let p = staff(&state, &headers)?;
-    let id = video_id(path)?;
     let committed = state.db.retry_video(p.tenant, id).await?;
-    publish(&state, &committed.outbox).await;
+    state.publish(&committed.outbox).await;
     Ok((StatusCode::ACCEPTED, Json(record(&state, &committed.value))).into_response())
 }
 
@@ -370,18 +339,16 @@ pub async fn retry(
     security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
+    Staff(p): Staff,
+    Id(id): Id<VideoId>,
 ) -> Result<Response, ApiError> {
-    let p = staff(&state, &headers)?;
-    let id = video_id(path)?;
     let video = state
         .db
         .get_video(p.tenant, id)
         .await?
         .ok_or(ApiError::NotFound)?;
     let committed = state.db.delete_video(p.tenant, id).await?;
-    publish(&state, &committed.outbox).await;
+    state.publish(&committed.outbox).await;
     // The files go too (best effort: a failure leaves orphans, never a visible video).
     let storage = state.storage.clone();
     tokio::spawn(async move {

@@ -12,16 +12,15 @@
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use jobpulse_domain::{JobId, Status, TaskKey, VideoId};
 use jobpulse_store::Snapshot;
 
-use crate::auth::Audience;
 use crate::error::ApiError;
+use crate::extract::{Browser, Id};
 use crate::render;
 use crate::state::ReadState;
 
@@ -102,11 +101,6 @@ pub(crate) fn progress_response(
     res
 }
 
-fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    path.map(|Path(id)| id)
-        .map_err(|_| ApiError::BadRequest("malformed path".into()))
-}
-
 #[utoipa::path(
     get,
     path = "/api/v1/media/videos/{id}/progress/",
@@ -125,12 +119,14 @@ fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError
 pub async fn video_progress(
     State(state): State<ReadState>,
     headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
+    // Results: the request is counted before the token or the id is refused.
+    caller: Result<Browser, ApiError>,
+    id: Result<Id<VideoId>, ApiError>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     state.metrics.video_requests.increment(1);
-    let principal = state.auth.authenticate(&headers, Audience::Browser)?;
-    let id = VideoId::parse(&path_id(path)?)?;
+    let Browser(principal) = caller?;
+    let Id(id) = id?;
     let key = TaskKey::video(principal.tenant, id);
     let found = state.read(&key).await;
     let reached = found.is_ok();
@@ -172,12 +168,13 @@ pub async fn video_progress(
 pub async fn job_progress(
     State(state): State<ReadState>,
     headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
+    caller: Result<Browser, ApiError>,
+    id: Result<Id<JobId>, ApiError>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     state.metrics.job_requests.increment(1);
-    let principal = state.auth.authenticate(&headers, Audience::Browser)?;
-    let id = JobId::parse(&path_id(path)?)?;
+    let Browser(principal) = caller?;
+    let Id(id) = id?;
     let key = TaskKey::job(principal.tenant, id.clone());
     let found = state.read(&key).await;
     let reached = found.is_ok();

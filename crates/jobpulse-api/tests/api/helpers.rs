@@ -4,8 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobpulse_api::auth::{AuthConfig, TokenSpec, Verifier};
-use jobpulse_api::routes::stream::StreamState;
-use jobpulse_api::{Application, HttpConfig, Parts, ReadState, RouterConfig};
+use jobpulse_api::{AppSettings, Application, HttpConfig, Listen, RouterConfig, SseSettings};
 use jobpulse_domain::{
     Fence, JobId, JobResult, JobStatus, JobType, Percent, State, StepProgress, TaskKey, TenantId,
     Text, VideoId, VideoStatus, Write, steps,
@@ -59,25 +58,20 @@ impl TestApp {
         let verifier = Arc::new(Verifier::new(
             AuthConfig::hs256(SECRET).expect("strong secret"),
         ));
-        let read = ReadState::new(store.clone(), verifier.clone());
-        let ops = jobpulse_api::ops_state(store.clone(), Vec::new());
         let stop = CancellationToken::new();
-        let mut stream = StreamState::start(read.clone(), sse_cap, stop.clone());
-        stream.heartbeat = Duration::from_millis(300);
-        let hub = Some(stream.hub.clone());
-        let router = jobpulse_api::router(
-            Parts {
-                read,
-                ops,
-                long_running: Some(jobpulse_api::routes::stream::router(stream)),
-                extra: None,
-                app: None,
-            },
-            &config,
-        );
-        let app = Application::bind(HttpConfig { port: 0, ..http }, router)
-            .await
-            .expect("binds");
+        let app = Application::build(AppSettings {
+            sse: Some(SseSettings {
+                heartbeat: Some(Duration::from_millis(300)),
+                ..SseSettings::per_tenant(sse_cap)
+            }),
+            router: config,
+            http: HttpConfig { port: 0, ..http },
+            shutdown: stop.clone(),
+            ..AppSettings::new(store.clone(), verifier.clone())
+        })
+        .await
+        .expect("binds");
+        let hub = app.hub().cloned();
         let port = app.port();
         tokio::spawn(app.run_until_stopped(stop.clone()));
         TestApp {
@@ -259,21 +253,16 @@ impl DbApp {
             public_url: format!("http://127.0.0.1:{port}"),
             credentials: Some(jobpulse_db::CredentialSeal::derived(SECRET)),
         };
-        let read = ReadState::new(store.clone(), verifier.clone())
-            .with_credentials(state.credentials.clone());
-        let ops = jobpulse_api::ops_state(store.clone(), Vec::new());
         let stop = CancellationToken::new();
-        let router = jobpulse_api::router(
-            Parts {
-                read,
-                ops,
-                long_running: None,
-                extra: None,
-                app: Some(state.clone()),
-            },
-            &RouterConfig::default(),
-        );
-        let bound = Application::with_listener(listener, HttpConfig::default(), router);
+        let bound = Application::build(AppSettings {
+            credentials: state.credentials.clone(),
+            app: Some(state.clone()),
+            listen: Listen::On(listener),
+            http: HttpConfig::default(),
+            shutdown: stop.clone(),
+            ..AppSettings::new(store.clone(), verifier.clone())
+        })
+        .await?;
         tokio::spawn(bound.run_until_stopped(stop.clone()));
         let app = TestApp {
             base: format!("http://127.0.0.1:{port}"),

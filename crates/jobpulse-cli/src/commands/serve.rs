@@ -3,58 +3,40 @@
 
 use std::sync::Arc;
 
+use jobpulse_api::Transcoding;
 use jobpulse_api::auth::Verifier;
-use tokio_util::sync::CancellationToken;
 
+use crate::app::{Role, Stack};
 use crate::config::Settings;
-use crate::{http, services, wiring};
 
-pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if settings.redis_url.is_none() {
         anyhow::bail!(
             "`jobpulse serve` needs REDIS_URL (the shared read model); \
              for an all-in-one run without services use `jobpulse up`"
         );
     }
-    let store = wiring::store(&settings, false, wiring::StoreUse::Serve).await?;
-    let verifier = Arc::new(Verifier::new(settings.auth(false)?));
-    let shutdown = CancellationToken::new();
-    http::cancel_on_signal(&shutdown);
-    let (db, background, app) = match &settings.database_url {
-        Some(_) => {
-            // The upload spool lives in the data dir.
-            crate::private::secure_data_dir(&settings)?;
-            let db = wiring::database(&settings).await?;
-            let bg = services::start(&settings, &db, &store, &shutdown);
-            let app = wiring::app_state(&settings, &db, &store, &bg.relay, &verifier)?;
-            wiring::sweep_abandoned_uploads(&settings, &app, &shutdown);
-            tracing::info!(storage = app.storage.describe(), public_url = %app.public_url, "media storage");
-            (Some(db), Some(bg), Some(app))
-        }
-        None => {
-            tracing::info!(
-                "no DATABASE_URL: serving progress reads only (media and job routes are off)"
-            );
-            (None, None, None)
-        }
-    };
-    let on_miss = background.as_ref().map(|b| b.on_miss.clone());
-    let server = http::bind(
-        &settings,
-        &store,
-        &verifier,
-        on_miss,
-        db.as_ref(),
-        app,
-        http::Transcoding::Elsewhere,
-        &shutdown,
-    )
-    .await?;
-    tracing::info!(addr = %server.local_addr(), database = db.is_some(), "jobpulse serve listening");
-    server.run_until_stopped(shutdown.clone()).await?;
-    shutdown.cancel();
-    if let Some(bg) = background {
-        services::drain(bg.tasks).await;
+    if settings.database_url.is_some() {
+        // The upload spool lives in the data dir.
+        crate::private::secure_data_dir(&settings)?;
     }
+    let mut stack = Stack::open(settings, Role::Serve).await?;
+    let verifier = Arc::new(Verifier::new(stack.settings.auth(false)?));
+    stack.start_services();
+    let app = stack.app_state(&verifier)?;
+    match &app {
+        Some(app) => {
+            tracing::info!(storage = app.storage.describe(), public_url = %app.public_url, "media storage");
+        }
+        None => tracing::info!(
+            "no DATABASE_URL: serving progress reads only (media and job routes are off)"
+        ),
+    }
+    let server = stack
+        .application(verifier, app, Transcoding::Elsewhere)
+        .await?;
+    tracing::info!(addr = %server.local_addr(), database = stack.db.is_some(), "jobpulse serve listening");
+    server.run_until_stopped(stack.shutdown.clone()).await?;
+    stack.stop().await;
     Ok(())
 }

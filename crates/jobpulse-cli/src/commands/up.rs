@@ -6,15 +6,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use jobpulse_api::Transcoding;
 use jobpulse_api::auth::{TokenSpec, Verifier};
 use jobpulse_db::DbError;
-use jobpulse_worker::ai::{AiWorker, AiWorkerConfig};
-use jobpulse_worker::video::pipeline::PipelineContext;
-use jobpulse_worker::video::{VideoWorker, VideoWorkerConfig};
-use tokio_util::sync::CancellationToken;
 
+use crate::app::{Role, Stack};
 use crate::config::Settings;
-use crate::{http, logging, services, wiring};
+use crate::logging;
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -47,11 +45,12 @@ fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
-pub async fn run(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
+pub async fn run(settings: Settings, args: UpArgs) -> anyhow::Result<()> {
     crate::private::secure_data_dir(&settings)?;
     // One `up` per data dir: two would each hold an in-process read model over one SQLite file.
     let _lock = lock_data_dir(&settings.data_dir)?;
-    let db = wiring::database(&settings).await?;
+    let mut stack = Stack::open(settings, Role::Up).await?;
+    let db = stack.db.clone().context("`up` has a database")?;
     let tenant = match db.ensure_demo_tenant().await {
         Ok(seed) => Some(seed),
         Err(DbError::Conflict(why)) => {
@@ -60,12 +59,11 @@ pub async fn run(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e).context("creating the demo tenant"),
     };
-    let store = wiring::store(&settings, true, wiring::StoreUse::Serve).await?;
     // An in-process read model starts empty: rebuild it from the database.
     let report = jobpulse_db::repair(
         &db,
-        store.as_ref(),
-        settings.terminal_retention.map(|d| d.0),
+        stack.store.as_ref(),
+        stack.settings.terminal_retention.map(|d| d.0),
     )
     .await
     .context("rebuilding the read model")?;
@@ -74,50 +72,25 @@ pub async fn run(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
         jobs = report.jobs,
         "read model rebuilt"
     );
-    let verifier = Arc::new(Verifier::new(settings.auth(true)?));
-    let shutdown = CancellationToken::new();
-    http::cancel_on_signal(&shutdown);
-    let bg = services::start(&settings, &db, &store, &shutdown);
-    let app = wiring::app_state(&settings, &db, &store, &bg.relay, &verifier)?;
-    wiring::sweep_abandoned_uploads(&settings, &app, &shutdown);
+    let verifier = Arc::new(Verifier::new(stack.settings.auth(true)?));
+    stack.start_services();
+    let app = stack.app_state(&verifier)?.context("`up` has a database")?;
     let storage = app.storage.clone();
     let toolchain = app.toolchain.clone();
-    let server = http::bind(
-        &settings,
-        &store,
-        &verifier,
-        Some(bg.on_miss.clone()),
-        Some(&db),
-        Some(app),
-        if toolchain.is_some() {
-            http::Transcoding::Here
-        } else {
-            http::Transcoding::Missing
-        },
-        &shutdown,
-    )
-    .await?;
+    let transcoding = if toolchain.is_some() {
+        Transcoding::Here
+    } else {
+        Transcoding::Missing
+    };
+    let server = stack
+        .application(verifier.clone(), Some(app), transcoding)
+        .await?;
 
     let mut workers = tokio::task::JoinSet::new();
     match toolchain {
         Some(toolchain) => {
-            let ctx = PipelineContext {
-                toolchain,
-                storage: storage.clone(),
-                work_root: settings.data_dir.join("work"),
-                options: settings.transcode_options(),
-                limits: settings.media_limits(),
-            };
-            let mut config = VideoWorkerConfig::new(settings.data_dir.join("work"));
-            config.caps.per_tenant = settings.tenant_caps().video;
-            if let Some(c) = settings.concurrency {
-                config.concurrency = c;
-            }
-            if let Some(lease) = settings.lease {
-                config = config.with_lease(lease.0);
-            }
-            let worker = VideoWorker::new(db.clone(), store.clone(), bg.relay.clone(), ctx, config);
-            let token = shutdown.clone();
+            let worker = stack.video_worker(toolchain, storage.clone())?;
+            let token = stack.shutdown.clone();
             workers.spawn(async move {
                 if let Err(e) = worker.run(token).await {
                     tracing::error!(error = %e, "video worker stopped");
@@ -130,28 +103,7 @@ pub async fn run(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
              JOBPULSE_FFPROBE) and jobpulse restarted; excel imports work."
         )),
     }
-    let ai = AiWorker::new(
-        db.clone(),
-        store.clone(),
-        storage,
-        wiring::registry(&settings),
-        {
-            let mut config = AiWorkerConfig {
-                credentials_retention: settings.credentials_retention.0,
-                input_retention: settings.job_input_retention.0,
-                ..AiWorkerConfig::default()
-            };
-            config.caps.per_tenant = settings.tenant_caps().ai;
-            if let Some(c) = settings.concurrency {
-                config.concurrency = c;
-            }
-            if let Some(lease) = settings.lease {
-                config = config.with_lease(lease.0);
-            }
-            config
-        },
-    );
-    workers.spawn(ai.run(shutdown.clone()));
+    workers.spawn(stack.ai_worker(storage)?.run(stack.shutdown.clone()));
 
     let addr = server.local_addr();
     let base = format!("http://{addr}");
@@ -172,7 +124,7 @@ pub async fn run(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
         // stdout (`jobpulse up | head -1`) must not stop the server.
         let lines = [
             "jobpulse is up — API, dashboard and workers in one process".to_owned(),
-            format!("  data:       {}", settings.data_dir.display()),
+            format!("  data:       {}", stack.settings.data_dir.display()),
             format!("  dashboard:  {base}/#token={token}"),
             format!("  API:        {base}/api/openapi.json  (the OpenAPI document of every route)"),
             format!(
@@ -193,8 +145,8 @@ pub async fn run(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
             "jobpulse is up at {base} (mint a token with `jobpulse token`)"
         ));
     }
-    server.run_until_stopped(shutdown.clone()).await?;
-    shutdown.cancel();
+    server.run_until_stopped(stack.shutdown.clone()).await?;
+    stack.shutdown.cancel();
     let stop = async { while workers.join_next().await.is_some() {} };
     if tokio::time::timeout(std::time::Duration::from_secs(15), stop)
         .await
@@ -202,6 +154,6 @@ pub async fn run(mut settings: Settings, args: UpArgs) -> anyhow::Result<()> {
     {
         tracing::warn!("workers did not stop within 15 s");
     }
-    services::drain(bg.tasks).await;
+    stack.stop().await;
     Ok(())
 }

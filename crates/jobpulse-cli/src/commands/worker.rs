@@ -2,13 +2,11 @@
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use jobpulse_worker::ai::{AiWorker, AiWorkerConfig};
-use jobpulse_worker::video::pipeline::PipelineContext;
-use jobpulse_worker::video::{VideoWorker, VideoWorkerConfig};
 use tokio_util::sync::CancellationToken;
 
+use crate::app::{Role, Stack};
 use crate::config::Settings;
-use crate::{http, services, wiring};
+use crate::wiring;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Kind {
@@ -70,71 +68,38 @@ pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {
              for an all-in-one run use `jobpulse up`"
         );
     }
-    let lease = settings.lease.map(|d| d.0);
     // Work files (and, with file storage there, media) live in the data dir.
     crate::private::secure_data_dir(&settings)?;
-    let db = wiring::database(&settings).await?;
-    let store = wiring::store(&settings, false, wiring::StoreUse::Write).await?;
-    let storage = wiring::media(&settings)?;
-    let shutdown = CancellationToken::new();
-    http::cancel_on_signal(&shutdown);
-    if let Some(port) = settings.metrics_port {
-        serve_metrics(settings.bind, port, shutdown.clone()).await?;
+    let mut stack = Stack::open(settings, Role::Worker).await?;
+    let storage = wiring::media(&stack.settings)?;
+    if let Some(port) = stack.settings.metrics_port {
+        serve_metrics(stack.settings.bind, port, stack.shutdown.clone()).await?;
     }
-    let bg = services::start(&settings, &db, &store, &shutdown);
+    stack.start_services();
     match args.kind {
         Kind::Video => {
-            let toolchain = wiring::toolchain(&settings).ok_or_else(|| {
+            let toolchain = wiring::toolchain(&stack.settings).ok_or_else(|| {
                 anyhow::anyhow!(
                     "ffmpeg and ffprobe are needed by the video worker: install them (e.g. \
                      apt-get install ffmpeg) or set JOBPULSE_FFMPEG / JOBPULSE_FFPROBE"
                 )
             })?;
-            let mut config = VideoWorkerConfig::new(settings.data_dir.join("work"));
-            config.caps.per_tenant = settings.tenant_caps().video;
-            if let Some(c) = settings.concurrency {
-                config.concurrency = c;
-            }
-            if let Some(lease) = lease {
-                config = config.with_lease(lease);
-            }
-            let ctx = PipelineContext {
-                toolchain,
-                storage,
-                work_root: settings.data_dir.join("work"),
-                options: settings.transcode_options(),
-                limits: settings.media_limits(),
-            };
-            VideoWorker::new(db, store, bg.relay.clone(), ctx, config)
-                .run(shutdown.clone())
+            stack
+                .video_worker(toolchain, storage)?
+                .run(stack.shutdown.clone())
                 .await?;
         }
         Kind::Ai => {
-            if wiring::credential_seal(&settings).is_none() {
+            if wiring::credential_seal(&stack.settings).is_none() {
                 anyhow::bail!(
                     "the AI worker seals the initial passwords of imports: set \
                      JOBPULSE_CREDENTIALS_KEY (the same as the API's), or JOBPULSE_JWT_SECRET \
                      to derive it from"
                 );
             }
-            let mut config = AiWorkerConfig {
-                credentials_retention: settings.credentials_retention.0,
-                input_retention: settings.job_input_retention.0,
-                ..AiWorkerConfig::default()
-            };
-            config.caps.per_tenant = settings.tenant_caps().ai;
-            if let Some(c) = settings.concurrency {
-                config.concurrency = c;
-            }
-            if let Some(lease) = lease {
-                config = config.with_lease(lease);
-            }
-            AiWorker::new(db, store, storage, wiring::registry(&settings), config)
-                .run(shutdown.clone())
-                .await;
+            stack.ai_worker(storage)?.run(stack.shutdown.clone()).await;
         }
     }
-    shutdown.cancel();
-    services::drain(bg.tasks).await;
+    stack.stop().await;
     Ok(())
 }

@@ -3,16 +3,15 @@
 //! same 404 as an unknown one.
 
 use axum::Json;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use jobpulse_domain::{Status, TaskKey, VideoId};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::routes::media::{VideoRecord, record, staff};
+use crate::extract::{Id, Staff};
+use crate::routes::media::{VideoRecord, record};
 use crate::state::AppState;
 
 /// The video as the video page reads it: the record of the video list plus the live progress.
@@ -51,12 +50,9 @@ pub struct VideoStats {
     security(("bearer" = [])))]
 pub async fn stats(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
+    Staff(p): Staff,
+    Id(id): Id<VideoId>,
 ) -> Result<Response, ApiError> {
-    let p = staff(&state, &headers)?;
-    let Path(id) = path.map_err(|_| ApiError::BadRequest("malformed path".into()))?;
-    let id = VideoId::parse(&id)?;
     let v = state
         .db
         .get_video(p.tenant, id)

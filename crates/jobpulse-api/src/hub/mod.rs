@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use jobpulse_domain::{TaskId, TenantId};
@@ -23,55 +23,17 @@ use jobpulse_store::{Change, SharedStore};
 use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::outlet::{Direct, Filter, Outlet};
+use crate::outlet::{Filter, Outlet};
+
+mod deliver;
+
+pub use deliver::Dispatched;
+use deliver::{Delivering, Tally, Target};
 
 /// Queue length per connection.
 pub const QUEUE_LEN: usize = 64;
 /// A connection whose queue stays full this long is dropped.
 pub const SLOW_READER_LIMIT: Duration = Duration::from_secs(30);
-
-/// A change plus its SSE event as sent (the id is the change's, so the bytes are the same for
-/// every stream), rendered at most once however many connections receive it.
-#[derive(Debug)]
-pub struct Dispatched {
-    pub change: Change,
-    /// `change.cursor`, shared by every stream's record of its position.
-    pub cursor: Arc<str>,
-    frame: OnceLock<bytes::Bytes>,
-    /// `frame` as one HTTP/1.1 chunk (the lean path's direct writes).
-    chunked: OnceLock<bytes::Bytes>,
-}
-
-impl Dispatched {
-    pub fn new(change: Change) -> Self {
-        Self {
-            cursor: change.cursor.as_str().into(),
-            change,
-            frame: OnceLock::new(),
-            chunked: OnceLock::new(),
-        }
-    }
-
-    /// The change's SSE event, rendered on first use.
-    pub fn frame(&self, credentials: Option<&jobpulse_db::CredentialSeal>) -> &bytes::Bytes {
-        self.frame.get_or_init(|| {
-            let c = &self.change;
-            crate::routes::stream::event(
-                &c.key.task,
-                c.snapshot.as_ref(),
-                Some(&c.cursor),
-                credentials,
-            )
-        })
-    }
-
-    /// [`Dispatched::frame`] as one HTTP/1.1 chunk.
-    pub fn chunked(&self, credentials: Option<&jobpulse_db::CredentialSeal>) -> bytes::Bytes {
-        self.chunked
-            .get_or_init(|| crate::stream_conn::chunk(self.frame(credentials)))
-            .clone()
-    }
-}
 
 /// Which tasks a connection watches.
 #[derive(Debug, Clone)]
@@ -105,80 +67,6 @@ struct Sub {
     watch: Watch,
     outlet: Arc<Outlet>,
     signal: Arc<Signal>,
-}
-
-/// A watching stream's handles, taken out of the hub's map for one dispatch (so the map's lock
-/// is not held during the writes).
-struct Target {
-    id: u64,
-    tx: mpsc::Sender<Arc<Dispatched>>,
-    outlet: Arc<Outlet>,
-    signal: Arc<Signal>,
-}
-
-/// One change on its way to the streams that watch its task.
-struct Delivering<'a> {
-    event: &'a Arc<Dispatched>,
-    credentials: Option<&'a jobpulse_db::CredentialSeal>,
-    direct_on: bool,
-    now: Instant,
-}
-
-/// What delivering a change did.
-#[derive(Debug, Default)]
-struct Tally {
-    whole: u64,
-    blocked: u64,
-    dropped: Vec<u64>,
-}
-
-impl Tally {
-    fn add(&mut self, other: Tally) {
-        self.whole += other.whole;
-        self.blocked += other.blocked;
-        self.dropped.extend(other.dropped);
-    }
-}
-
-impl Delivering<'_> {
-    /// Delivers the change to `subs`: written straight to an idle lean stream's socket, else
-    /// queued for the stream's task.
-    fn deliver(&self, subs: &[Target]) -> Tally {
-        let mut tally = Tally::default();
-        for sub in subs {
-            let id = &sub.id;
-            // Held while queueing too: the stream's task decides to go direct under it.
-            let mut delivery = sub.outlet.lock();
-            if self.direct_on && delivery.direct && delivery.sock.is_some() {
-                match delivery.write_direct(self.event, || self.event.chunked(self.credentials)) {
-                    Direct::Written => {
-                        tally.whole += 1;
-                        delivery.full_since = None;
-                    }
-                    Direct::Skipped => {}
-                    Direct::Blocked => {
-                        tally.blocked += 1;
-                        drop(delivery);
-                        sub.outlet.flush.notify_one();
-                    }
-                }
-                continue;
-            }
-            match sub.tx.try_send(self.event.clone()) {
-                Ok(()) => delivery.full_since = None,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    sub.signal.lagged.store(true, Ordering::Release);
-                    sub.signal.wake.notify_one();
-                    let since = *delivery.full_since.get_or_insert(self.now);
-                    if self.now.duration_since(since) > SLOW_READER_LIMIT {
-                        tally.dropped.push(*id);
-                    }
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => tally.dropped.push(*id),
-            }
-        }
-        tally
-    }
 }
 
 /// Watchers of one change from which the dispatch is split over threads. Splitting takes every
@@ -381,7 +269,7 @@ impl Hub {
     }
 
     /// Switches the direct writes on or off (on by default; off sends every delivery through
-    /// the stream's task — `jobpulse bench --only sse --sse-direct-writes off` compares the two).
+    /// the stream's task — `jobpulse-bench --only sse --sse-direct-writes off` compares the two).
     pub fn set_direct_writes(&self, on: bool) {
         self.inner.direct_off.store(!on, Ordering::Relaxed);
     }
@@ -499,95 +387,4 @@ impl Hub {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use jobpulse_domain::{Fence, State, TaskKey, VideoId, VideoStatus, Write};
-    use jobpulse_store::MemoryStore;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_change_watched_by_more_streams_than_split_at_reaches_each_once_in_order() {
-        let store: SharedStore = Arc::new(MemoryStore::default());
-        let stop = CancellationToken::new();
-        let hub = Hub::start(&store, 10_000, stop.clone());
-        let tenant = TenantId::new(1).expect("valid");
-        let video = VideoId::new(1).expect("valid");
-        let watch = Watch::Tasks(vec![TaskId::Video(video)].into());
-        let n = SPLIT_AT * 3 / 2;
-        let mut regs: Vec<Registration> = (0..n)
-            .map(|_| {
-                hub.register(tenant, None, watch.clone(), false)
-                    .expect("under the cap")
-            })
-            .collect();
-        let other = hub
-            .register(
-                tenant,
-                None,
-                Watch::Tasks(vec![TaskId::Video(VideoId::new(2).expect("valid"))].into()),
-                false,
-            )
-            .expect("under the cap");
-        for seq in 1..=3 {
-            let w = Write::set(
-                TaskKey::video(tenant, video),
-                Fence::new(1, 1, seq).expect("valid"),
-                State::video(VideoStatus::Processing),
-            )
-            .expect("valid");
-            store.apply(&w).await.expect("applies");
-        }
-        for (i, reg) in regs.iter_mut().enumerate() {
-            let mut revs = Vec::new();
-            for _ in 0..3 {
-                let d = tokio::time::timeout(Duration::from_secs(5), reg.rx.recv())
-                    .await
-                    .unwrap_or_else(|_| panic!("stream {i}: a change within 5 s"))
-                    .expect("open");
-                revs.push(d.change.rev);
-            }
-            assert!(revs.windows(2).all(|w| w[0] < w[1]), "stream {i}: {revs:?}");
-            assert!(reg.rx.try_recv().is_err(), "stream {i}: each change once");
-        }
-        assert!(other.rx.is_empty(), "a stream of another task got nothing");
-        assert_eq!(hub.streams(), n + 1);
-        stop.cancel();
-    }
-
-    #[tokio::test]
-    async fn one_user_cannot_take_the_tenants_streams() {
-        let store: SharedStore = Arc::new(MemoryStore::default());
-        let stop = CancellationToken::new();
-        let hub = Hub::start(&store, 10, stop.clone()).with_per_user_cap(3);
-        let t = TenantId::new(1).expect("valid");
-        let watch = Watch::Tasks(vec![TaskId::Video(VideoId::new(1).expect("valid"))].into());
-        let mine: Vec<Registration> = (0..3)
-            .map(|_| {
-                hub.register(t, Some("student-1"), watch.clone(), false)
-                    .expect("under")
-            })
-            .collect();
-        assert_eq!(
-            hub.register(t, Some("student-1"), watch.clone(), false)
-                .err(),
-            Some(CapExceeded::User)
-        );
-        // The owner and other users still get theirs, up to the tenant's cap.
-        let others: Vec<Registration> = (0..7)
-            .map(|i| {
-                hub.register(t, Some(&format!("u{i}")), watch.clone(), true)
-                    .expect("the rest of the tenant's allowance")
-            })
-            .collect();
-        assert_eq!(
-            hub.register(t, Some("owner"), watch.clone(), true).err(),
-            Some(CapExceeded::Tenant)
-        );
-        drop(mine);
-        assert!(
-            hub.register(t, Some("student-1"), watch, false).is_ok(),
-            "freed on drop"
-        );
-        drop(others);
-        stop.cancel();
-    }
-}
+mod tests;

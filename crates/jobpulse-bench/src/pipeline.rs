@@ -1,4 +1,4 @@
-//! `jobpulse bench --only pipeline`: wall time of our video pipeline against the same ffmpeg
+//! `jobpulse-bench --only pipeline`: wall time of our video pipeline against the same ffmpeg
 //! work run alone (goal: at most 5 % more).
 //!
 //! One clip is generated with [`generate_clip`] (`--clip-secs`, 1280x720, 25 fps, AAC audio).

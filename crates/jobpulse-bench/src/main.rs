@@ -1,4 +1,4 @@
-//! `jobpulse bench`: load benchmarks of the real server over loopback, each printed as a ratio
+//! `jobpulse-bench`: load benchmarks of the real server over loopback, each printed as a ratio
 //! against a baseline measured in the same run (docs/benchmarks.md records the figures).
 //!
 //! Scenarios (`--only` selects some):
@@ -28,6 +28,7 @@ mod floor;
 mod load;
 mod old_way;
 mod pipeline;
+mod server;
 mod sse;
 mod sse_client;
 
@@ -36,21 +37,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, CommandFactory, FromArgMatches, Parser};
 use jobpulse_api::auth::{AuthConfig, TokenSpec, Verifier};
 use jobpulse_api::hub::Hub;
-use jobpulse_api::routes::stream::StreamState;
-use jobpulse_api::{Application, HttpConfig, Parts, ReadState, RouterConfig};
+use jobpulse_api::{AppSettings, Application, SseSettings};
 use jobpulse_domain::keys::KeySpace;
 use jobpulse_domain::{Fence, TaskKey, TenantId, VideoId, Write};
 use jobpulse_store::{MemoryStore, RedisStore, SharedStore};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
+use jobpulse_cli::config::{ServerArgs, Settings};
+use jobpulse_cli::logging;
 use load::{LoadResult, MakeRequest};
+use server::{Server, ServerSpec, start_server};
 
 #[derive(Debug, Args)]
-pub struct BenchArgs {
+struct BenchArgs {
     /// Concurrent connections of the load generator.
     #[arg(long, default_value_t = 64)]
     connections: usize,
@@ -111,46 +113,6 @@ const SCENARIOS: [&str; 5] = ["progress", "batch", "etag", "sse", "pipeline"];
 
 const SEEDED: i64 = 1000;
 
-/// What server a scenario needs.
-struct ServerSpec<'a> {
-    /// `redis` or `memory`.
-    store: &'a str,
-    /// Also serve the old way's routes (a fresh PostgreSQL database).
-    with_old: bool,
-    /// Serve the SSE route, with this per-tenant stream cap.
-    sse_cap: Option<usize>,
-    /// Tenants 1..=tenants get the seeded videos and a token.
-    tenants: i64,
-}
-
-struct Server {
-    addr: SocketAddr,
-    stop: CancellationToken,
-    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
-    /// Tenant 1's token.
-    token: String,
-    /// Tenant `t`'s token at index `t - 1`.
-    tokens: Vec<String>,
-    /// The server's read model (writes to it reach the server's streams).
-    store: SharedStore,
-    /// The SSE hub, when the route is served.
-    hub: Option<Hub>,
-    /// The server's runtime (to run a task beside the server's own).
-    runtime: tokio::runtime::Handle,
-}
-
-/// What the server thread hands back once it listens.
-type Started = (SocketAddr, SharedStore, Option<Hub>, tokio::runtime::Handle);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.cancel();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// `50ms`, or anything [`secs`] takes.
 fn millis(s: &str, what: &str) -> anyhow::Result<Duration> {
     match s.strip_suffix("ms") {
@@ -167,153 +129,6 @@ fn secs(s: &str, what: &str) -> anyhow::Result<Duration> {
     jobpulse_api::auth::parse_ttl(s)
         .map(Duration::from_secs)
         .map_err(|e| anyhow::anyhow!("--{what}: {e}"))
-}
-
-fn mint(verifier: &Verifier, tenant: i64) -> anyhow::Result<String> {
-    verifier
-        .mint(&TokenSpec {
-            tenant: TenantId::new(tenant)?,
-            tenant_code: None,
-            user_id: Some("7".into()),
-            role: Some("teacher".into()),
-            ttl_secs: 3600,
-            worker: false,
-        })
-        .map_err(|e| anyhow::anyhow!("{e}"))
-}
-
-async fn open_store(
-    kind: &str,
-    redis_url: &str,
-    config: jobpulse_store::StoreConfig,
-) -> anyhow::Result<SharedStore> {
-    Ok(match kind {
-        "memory" => Arc::new(MemoryStore::default()),
-        "redis" => Arc::new(
-            RedisStore::connect(
-                redis_url,
-                KeySpace::new(&format!("bench-{}", std::process::id()))?,
-                config,
-            )
-            .await
-            .context("connecting to Redis")?,
-        ),
-        other => anyhow::bail!("--store must be redis or memory, not {other:?}"),
-    })
-}
-
-/// Starts the server on its own runtime with seeded data; returns once it listens.
-fn start_server(settings: &Settings, spec: &ServerSpec<'_>) -> anyhow::Result<Server> {
-    let redis_url = settings
-        .redis_url
-        .clone()
-        .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
-    let database_url = settings
-        .database_url
-        .clone()
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let store_kind = spec.store.to_owned();
-    // As `jobpulse serve` would (read cache on unless JOBPULSE_READ_CACHE_ENTRIES=0).
-    let store_config = settings.serving_store_config();
-    let (with_old, sse_cap, tenants) = (spec.with_old, spec.sse_cap, spec.tenants);
-    let stop = CancellationToken::new();
-    let verifier = Arc::new(Verifier::new(AuthConfig::hs256(
-        b"bench-secret-bench-secret-bench-secret",
-    )?));
-    let tokens = (1..=tenants)
-        .map(|t| mint(&verifier, t))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let token = tokens.first().cloned().context("at least one tenant")?;
-    let (tx, rx) = std::sync::mpsc::channel::<anyhow::Result<Started>>();
-    let stop2 = stop.clone();
-    let thread = std::thread::spawn(move || -> anyhow::Result<()> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
-        let handle = rt.handle().clone();
-        rt.block_on(async move {
-            let setup = async {
-                let store = open_store(&store_kind, &redis_url, store_config).await?;
-                seed(&store, tenants).await?;
-                let old = if with_old {
-                    Some(old_way::OldWay::create(&database_url, 1, SEEDED).await?)
-                } else {
-                    None
-                };
-                let read = ReadState::new(store.clone(), verifier.clone());
-                let stream =
-                    sse_cap.map(|cap| StreamState::start(read.clone(), cap, stop2.clone()));
-                let hub = stream.as_ref().map(|s| s.hub.clone());
-                let ops = jobpulse_api::ops_state(store.clone(), Vec::new());
-                let router = jobpulse_api::router(
-                    Parts {
-                        read,
-                        ops,
-                        long_running: stream.map(jobpulse_api::routes::stream::router),
-                        extra: old.as_ref().map(|o| o.router(verifier.clone())),
-                        app: None,
-                    },
-                    &RouterConfig::default(),
-                );
-                let app = Application::bind(
-                    HttpConfig {
-                        port: 0,
-                        ..HttpConfig::default()
-                    },
-                    router,
-                )
-                .await?;
-                anyhow::Ok((app, old, store, hub))
-            };
-            match setup.await {
-                Ok((app, old, store, hub)) => {
-                    let _ = tx.send(Ok((app.local_addr(), store, hub, handle)));
-                    app.run_until_stopped(stop2).await?;
-                    if let Some(old) = old {
-                        old.drop_database().await?;
-                    }
-                    Ok(())
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    Ok(())
-                }
-            }
-        })
-    });
-    let (addr, store, hub, runtime) = rx
-        .recv()
-        .map_err(|_| anyhow::anyhow!("the bench server thread died"))??;
-    Ok(Server {
-        addr,
-        stop,
-        thread: Some(thread),
-        token,
-        tokens,
-        store,
-        hub,
-        runtime,
-    })
-}
-
-/// Videos 1..=SEEDED of every tenant, PROCESSING at 57 %.
-async fn seed(store: &SharedStore, tenants: i64) -> anyhow::Result<()> {
-    let mut writes = Vec::new();
-    for t in 1..=tenants {
-        for v in 1..=SEEDED {
-            let key = TaskKey::video(TenantId::new(t)?, VideoId::new(v)?);
-            let mut s = jobpulse_domain::State::video(jobpulse_domain::VideoStatus::Processing);
-            s.percent = jobpulse_domain::Percent::new(57)?;
-            s.step = Some(jobpulse_domain::steps::VIDEO.step(4, 0.4));
-            s.remaining_seconds = Some(84);
-            writes.push(Write::set(key, Fence::new(1, 1, 1)?, s)?);
-        }
-    }
-    for chunk in writes.chunks(200) {
-        store.apply_many(chunk).await?;
-    }
-    Ok(())
 }
 
 fn row(name: &str, r: &LoadResult) -> String {
@@ -344,8 +159,46 @@ fn selected(only: &str) -> anyhow::Result<Vec<&'static str>> {
         .collect())
 }
 
+/// jobpulse-bench: load benchmarks of the real server over loopback (docs/benchmarks.md).
+///
+/// Takes the server settings `jobpulse` takes (flags, environment, config file): the store's
+/// cache settings and REDIS_URL / DATABASE_URL come from them.
+#[derive(Debug, Parser)]
+#[command(name = "jobpulse-bench", version, about)]
+struct Cli {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    args: BenchArgs,
+}
+
+fn main() -> std::process::ExitCode {
+    let matches = Cli::command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    cli.server.record_sources(&matches);
+    let settings = match Settings::resolve(&cli.server) {
+        Ok(s) => s,
+        Err(e) => {
+            logging::stderr_line(format_args!("error: {e:#}"));
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    // Kept until `main` returns: dropping it flushes the queued log lines. No access log.
+    let _log = logging::init(settings.log_format, false);
+    let runtime = match jobpulse_cli::runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let result = runtime.block_on(run(settings, cli.args));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    jobpulse_cli::exit_code(result)
+}
+
 #[allow(clippy::print_stdout)] // The report is this command's output.
-pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
+async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
     if args.sse_client {
         return sse_client::main().await;
     }
@@ -362,7 +215,7 @@ pub async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         String::new()
     };
     println!(
-        "# jobpulse bench — {}; {store}cpus={}",
+        "# jobpulse-bench — {}; {store}cpus={}",
         only.join(","),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );

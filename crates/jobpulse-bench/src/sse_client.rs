@@ -1,5 +1,5 @@
-//! The load side of `jobpulse bench --only sse`, run as a child process (hidden
-//! `jobpulse bench --sse-client`): reads [`Msg`]s on stdin, answers on stdout (see
+//! The load side of `jobpulse-bench --only sse`, run as a child process (hidden
+//! `jobpulse-bench --sse-client`): reads [`Msg`]s on stdin, answers on stdout (see
 //! [`super::sse`]).
 //!
 //! **Opening** (tokio, at most [`OPENING`] at a time): one TCP connection per stream, the

@@ -1,4 +1,4 @@
-//! `jobpulse bench --only sse`: SSE fan-out — how many streams one server process holds (goal
+//! `jobpulse-bench --only sse`: SSE fan-out — how many streams one server process holds (goal
 //! ≥ 18 000 at an open-files limit of 20 000), memory per stream (goal ≤ 8 KB), and
 //! write-to-client latency with `--watchers` streams watching one task (goal p99 ≤ 20 ms at
 //! 10 000), against the store's own change feed as the baseline.
@@ -7,7 +7,7 @@
 //!
 //! The server (the real router with the stream route and a [`Hub`](jobpulse_api::hub::Hub))
 //! runs in this process; the streams are opened by a **child process** (this binary, hidden
-//! `bench --sse-client` mode, see [`super::sse_client`]), so this process's RSS is the server's
+//! `--sse-client` mode, see [`super::sse_client`]), so this process's RSS is the server's
 //! alone and each side needs only its own `--streams` file descriptors. They talk over the
 //! child's stdin/stdout, one JSON message a line ([`Msg`]).
 //!
@@ -65,7 +65,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
 use super::{Server, ServerSpec};
-use crate::config::Settings;
+use jobpulse_cli::config::Settings;
 
 /// Videos a stream watches (one page of the work box).
 pub const PAGE: i64 = 20;
@@ -297,7 +297,7 @@ impl ClientProcess {
     fn spawn() -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("finding this executable")?;
         let mut child = tokio::process::Command::new(exe)
-            .args(["bench", "--sse-client"])
+            .arg("--sse-client")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -522,7 +522,7 @@ pub async fn run(settings: &Settings, store_kind: &str, o: SseOptions) -> anyhow
             o.streams
         );
     }
-    let cap = o.streams.max(crate::http::SSE_PER_TENANT);
+    let cap = o.streams.max(jobpulse_api::SseSettings::PER_TENANT);
     let server = super::start_server(
         settings,
         &ServerSpec {
