@@ -1,4 +1,4 @@
-// The front end's start calls from another origin (CONTRACT.md §1, §7; docs/contract.md): a page
+// The front end's start calls from another origin (docs/contract.md §1, §7; docs/contract.md): a page
 // served by this script on origin A (http://localhost:PAGE_PORT) drives a running jobpulse on
 // origin B (http://127.0.0.1:…) with the headers the front end's axios wrapper sends on every
 // request, and runs both video upload flows in Chromium:

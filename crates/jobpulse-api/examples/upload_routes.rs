@@ -1,4 +1,4 @@
-//! Benchmark: the front end's two upload flows **through the API's routes** (CONTRACT.md §7),
+//! Benchmark: the front end's two upload flows **through the API's routes** (docs/contract.md §7),
 //! same bytes, same storage, same run, alternating which goes first:
 //!
 //! - (a) single: `upload/init/` → one `PUT upload_url` of the whole file → `upload/complete/`;

@@ -1,4 +1,4 @@
-//! Authentication without a database: the token is the membership proof (CONTRACT.md §1).
+//! Authentication without a database: the token is the membership proof (docs/contract.md §1).
 //!
 //! A [`Verifier`] checks a JWT's signature with exactly one configured algorithm (HS256 with a
 //! secret by default, or RS256/ES256/EdDSA with a public key), requires `exp`, checks `nbf` when
@@ -27,7 +27,7 @@ use crate::error::ApiError;
 /// The audience of worker tokens.
 pub const WORKER_AUDIENCE: &str = "worker";
 
-/// A role claim (CONTRACT.md §1). Unknown roles are kept and treated as non-staff.
+/// A role claim (docs/contract.md §1). Unknown roles are kept and treated as non-staff.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {

@@ -1,4 +1,4 @@
-//! Showing an import's sealed initial passwords to staff (CONTRACT.md §3): the API opens the
+//! Showing an import's sealed initial passwords to staff (docs/contract.md §3): the API opens the
 //! `credentials_sealed` value of a result ([`jobpulse_db::sealed`]) into `credentials`.
 //!
 //! - In the read model's inline result (the DONE answer of the progress route, the batch route

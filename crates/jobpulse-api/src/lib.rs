@@ -71,7 +71,7 @@ pub enum CorsOrigins {
 }
 
 /// Request headers every CORS preflight allows: what the front end sends on every request
-/// (CONTRACT.md §1: `Authorization`, `Content-Type`, `X-Client`, `X-Client-Version`,
+/// (docs/contract.md §1: `Authorization`, `Content-Type`, `X-Client`, `X-Client-Version`,
 /// `X-Tenant-Code`) and what jobpulse's own clients send (`If-None-Match`, `Last-Event-ID`,
 /// `Idempotency-Key`). [`RouterConfig::cors_headers`] adds more.
 pub const CORS_ALLOWED_HEADERS: [&str; 10] = [

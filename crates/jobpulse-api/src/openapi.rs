@@ -50,9 +50,9 @@ use crate::routes;
     components(schemas(crate::render::VideoUnknown, crate::render::JobUnknown<'static>)),
     modifiers(&BearerAuth),
     tags(
-        (name = "progress", description = "Drop-in progress polling (CONTRACT.md §2–3)"),
+        (name = "progress", description = "Drop-in progress polling (docs/contract.md §2–3)"),
         (name = "media", description = "Video upload and management (database-backed)"),
-        (name = "upload", description = "Direct uploads the way the front end starts a video (CONTRACT.md §7): init, PUT to storage, complete; multipart"),
+        (name = "upload", description = "Direct uploads the way the front end starts a video (docs/contract.md §7): init, PUT to storage, complete; multipart"),
         (name = "jobs", description = "AI/tool jobs (database-backed)"),
         (name = "ingest", description = "Fenced writes from workers written in other languages (worker tokens)"),
         (name = "ops", description = "Health, readiness, metrics"),

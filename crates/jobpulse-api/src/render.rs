@@ -1,4 +1,4 @@
-//! The browser contract's JSON bodies (CONTRACT.md §2–3), rendered from read-model snapshots.
+//! The browser contract's JSON bodies (docs/contract.md §2–3), rendered from read-model snapshots.
 //!
 //! Field order follows the contract's examples; optional fields the contract marks "adds" are
 //! omitted when absent, while the always-present fields (`encoding_*`, `progress`) are `null`.
@@ -10,7 +10,7 @@ use jobpulse_store::Snapshot;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-/// Path of the full result of a job (CONTRACT.md §3).
+/// Path of the full result of a job (docs/contract.md §3).
 pub fn result_url(job: &JobId) -> String {
     format!("/api/v1/jobs/{job}/result/")
 }

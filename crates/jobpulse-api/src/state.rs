@@ -116,7 +116,7 @@ pub struct Limits {
     pub job_file_bytes: u64,
     /// Lifetime of signed media URLs.
     pub media_url_ttl: std::time::Duration,
-    /// Lifetime of direct-upload URLs (presigned S3 PUTs or the API's own; CONTRACT.md §7:
+    /// Lifetime of direct-upload URLs (presigned S3 PUTs or the API's own; docs/contract.md §7:
     /// the front end allows 2 h and asks for a fresh one on a 403).
     pub upload_url_ttl: std::time::Duration,
     /// Job submits per user (JSON, multipart, enroll); see [`crate::rate`].

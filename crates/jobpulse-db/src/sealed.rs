@@ -1,6 +1,6 @@
 //! Initial passwords at rest: sealed (encrypted and authenticated), never in clear text.
 //!
-//! An import hands the initial passwords it issued to staff (CONTRACT.md §3: in the DONE answer,
+//! An import hands the initial passwords it issued to staff (docs/contract.md §3: in the DONE answer,
 //! for at least an hour after a page reload). Wherever they are stored — the import's ledger
 //! (`import_rows.initial_password`), the stored full result (`ai_results.result`) and the read
 //! model's inline result — they are [`CredentialSeal::seal`]ed: XChaCha20-Poly1305 with a random
@@ -12,7 +12,7 @@
 //! anything else, a wrong key and any altered byte alike.
 //!
 //! The read model cannot be rewritten once a job is terminal (a terminal state absorbs later
-//! writes, CONTRACT.md §5), so what the worker seals for it carries an expiry
+//! writes, docs/contract.md §5), so what the worker seals for it carries an expiry
 //! ([`SealedCredentials`]): after it the API no longer opens it, and the database copies are
 //! purged by [`crate::retention`].
 

@@ -6,7 +6,7 @@ use crate::conn::{Conn, Dialect, RowExt, dual, now_ms};
 use crate::model::{Lecture, Session, Tenant, TenantSeed};
 use crate::{Db, DbError};
 
-/// The demo tenant `jobpulse up` creates on an empty database (CONTRACT.md §6).
+/// The demo tenant `jobpulse up` creates on an empty database (docs/contract.md §6).
 pub const DEMO_TENANT_ID: i64 = 1;
 pub const DEMO_TENANT_CODE: &str = "demo";
 

@@ -1,4 +1,4 @@
-//! Direct uploads (CONTRACT.md §7): the browser sends the bytes to storage itself, between an
+//! Direct uploads (docs/contract.md §7): the browser sends the bytes to storage itself, between an
 //! upload init and a complete.
 //!
 //! - [`Db::create_pending_video`]: the video row at `PENDING` (fence 1.0.1) and its

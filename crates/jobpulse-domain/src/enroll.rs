@@ -1,4 +1,4 @@
-//! The options of an Excel enroll (CONTRACT.md §7, `POST /api/v1/enrollments/lecture_enroll_from_excel/`):
+//! The options of an Excel enroll (docs/contract.md §7, `POST /api/v1/enrollments/lecture_enroll_from_excel/`):
 //! how the imported students' initial passwords are set, and which session of the lecture they
 //! are enrolled into.
 //!

@@ -1,4 +1,4 @@
-//! Fenced, monotonic writes: the ordering rule of the read model (CONTRACT.md §5).
+//! Fenced, monotonic writes: the ordering rule of the read model (docs/contract.md §5).
 //!
 //! Every write carries a [`Fence`] `(generation, attempt, seq)`, compared lexicographically:
 //!

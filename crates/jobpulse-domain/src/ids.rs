@@ -95,7 +95,7 @@ fn is_job_id_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
 }
 
-/// An AI/tool job id: `[A-Za-z0-9_-]{1,64}` (CONTRACT.md §3). Safe inside a Redis key: it cannot
+/// An AI/tool job id: `[A-Za-z0-9_-]{1,64}` (docs/contract.md §3). Safe inside a Redis key: it cannot
 /// contain `:`, `{`, `}`, `*` or whitespace.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -159,7 +159,7 @@ impl JobType {
     }
 
     /// Job types whose progress and results expose a tenant's personal data: only staff roles may
-    /// see them; students and parents get the same 404 as for a missing route (CONTRACT.md §3).
+    /// see them; students and parents get the same 404 as for a missing route (docs/contract.md §3).
     pub fn is_staff_only(&self) -> bool {
         self.0 == Self::EXCEL_PARSING || self.0.ends_with("_export")
     }

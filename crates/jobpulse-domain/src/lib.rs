@@ -7,7 +7,7 @@
 //!
 //! - [`ids`]: `TenantId`, `VideoId`, `JobId`, `JobType` and [`ids::TaskKey`], the address of one
 //!   tracked task inside one tenant.
-//! - [`status`]: the video and AI-job status sets of CONTRACT.md §2–4, which are terminal, and the
+//! - [`status`]: the video and AI-job status sets of docs/contract.md §2–4, which are terminal, and the
 //!   transition rules the source of truth (the database) enforces.
 //! - [`progress`]: the progress schema (overall percent, step detail, remaining seconds, bounded
 //!   texts) and [`progress::State`], one task's visible state.
@@ -34,6 +34,6 @@ pub use ids::{IdError, JobId, JobType, TaskId, TaskKey, TenantId, VideoId};
 pub use progress::{JobResult, Percent, ProgressError, State, StepProgress, Text};
 pub use status::{JobStatus, Status, TaskKind, VideoStatus};
 
-/// Largest inline job result the read model holds, in bytes of compact JSON (CONTRACT.md §3).
+/// Largest inline job result the read model holds, in bytes of compact JSON (docs/contract.md §3).
 /// A larger result is stored as a reference and served from the result endpoint.
 pub const MAX_INLINE_RESULT_BYTES: usize = 10 * 1024;

@@ -1,7 +1,7 @@
 //! The progress schema: what a task's visible state may contain, with its bounds.
 //!
 //! [`State`] is what the read model stores for one task and what the progress endpoints render.
-//! [`State::validate`] holds the invariants CONTRACT.md states (UPLOADED is 0 %, READY is 100 %,
+//! [`State::validate`] holds the invariants docs/contract.md states (UPLOADED is 0 %, READY is 100 %,
 //! step detail only while a worker is active, results only on terminal job states, ...), so a
 //! state that reached a store is always renderable.
 
@@ -306,7 +306,7 @@ impl State {
         }
     }
 
-    /// Checks the invariants of CONTRACT.md §2–3 for a task of `kind`.
+    /// Checks the invariants of docs/contract.md §2–3 for a task of `kind`.
     pub fn validate(&self, kind: TaskKind) -> Result<(), ProgressError> {
         use ProgressError::Invariant;
         if self.status.kind() != kind {

@@ -1,4 +1,4 @@
-//! The status sets of CONTRACT.md §2–4 and their life cycles.
+//! The status sets of docs/contract.md §2–4 and their life cycles.
 //!
 //! Two different layers use this module differently:
 //!
@@ -21,7 +21,7 @@ pub enum TaskKind {
     Job,
 }
 
-/// A video's status (CONTRACT.md §2, §4). `RetryWait` is new relative to the old system;
+/// A video's status (docs/contract.md §2, §4). `RetryWait` is new relative to the old system;
 /// `Pending` is a direct upload whose bytes are not complete yet (upload init → complete).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -84,7 +84,7 @@ impl VideoStatus {
     }
 }
 
-/// An AI/tool job's status (CONTRACT.md §3).
+/// An AI/tool job's status (docs/contract.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobStatus {

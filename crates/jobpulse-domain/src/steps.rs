@@ -1,4 +1,4 @@
-//! The named steps of each pipeline (CONTRACT.md §4) and how step progress maps to the overall
+//! The named steps of each pipeline (docs/contract.md §4) and how step progress maps to the overall
 //! percent a browser draws.
 //!
 //! The front end draws UPLOADED as 10 % and PROCESSING at `max(1, min(99, progress))`, so the video

@@ -115,7 +115,7 @@ pub fn hls_prefix(tenant: TenantId, video: VideoId) -> StoragePrefix {
     StoragePrefix(format!("tenants/{tenant}/video/hls/{video}/"))
 }
 
-/// The master playlist: `tenants/{tid}/video/hls/{vid}/master.m3u8` (CONTRACT.md's `hls_path`).
+/// The master playlist: `tenants/{tid}/video/hls/{vid}/master.m3u8` (docs/contract.md's `hls_path`).
 pub fn hls_master_key(tenant: TenantId, video: VideoId) -> StorageKey {
     StorageKey(format!("{}{MASTER_PLAYLIST}", hls_prefix(tenant, video)))
 }

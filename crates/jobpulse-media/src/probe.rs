@@ -71,7 +71,7 @@ impl ProbeInfo {
         self.height > self.width
     }
 
-    /// Whole seconds, as CONTRACT.md's `duration` field carries them.
+    /// Whole seconds, as docs/contract.md's `duration` field carries them.
     pub fn duration_whole_secs(&self) -> u64 {
         self.duration_secs.round() as u64
     }

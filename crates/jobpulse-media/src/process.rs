@@ -94,13 +94,18 @@ pub(crate) struct StderrTail {
     pub(crate) alloc_failed: bool,
 }
 
-/// How ffmpeg, its libraries and the dynamic loader say that an allocation failed.
-const ALLOC_FAILURES: [&str; 5] = [
+/// How ffmpeg, its libraries and the dynamic loader say that an allocation failed. Only read when
+/// the child ran under a memory budget. `get_buffer() failed` is libavcodec failing to allocate a
+/// frame: with frame threads, an 8192×8192 picture under a 600 MiB budget sometimes fails there
+/// ("… no frame!") and exits before the encoder's own `malloc of size …` line is printed — it
+/// was then retried as an ordinary ffmpeg failure.
+const ALLOC_FAILURES: [&str; 6] = [
     "cannot allocate memory",
     "could not allocate",
     "malloc of size",
     "failed to map segment",
     "out of memory",
+    "get_buffer() failed",
 ];
 
 impl Tail {
@@ -458,6 +463,10 @@ mod tests {
             t.finish().alloc_failed,
             "a last line without newline counts"
         );
+        let mut t = Tail::default();
+        // A frame that could not be allocated, the decoder giving up before the encoder opens.
+        t.push(b"[h264 @ 0x5604] get_buffer() failed\n[h264 @ 0x5604] no frame!\n");
+        assert!(t.finish().alloc_failed);
         let mut t = Tail::default();
         t.push(b"Invalid data found when processing input\n");
         assert!(!t.finish().alloc_failed);

@@ -944,7 +944,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        /** @description The front end's Excel enroll (CONTRACT.md §7): starts an `excel_parsing` job */
+        /** @description The front end's Excel enroll (docs/contract.md §7): starts an `excel_parsing` job */
         requestBody: {
             content: {
                 "multipart/form-data": components["schemas"]["EnrollForm"];

@@ -1,11 +1,11 @@
-//! The front end's Excel enroll (CONTRACT.md §7): `POST /api/v1/enrollments/lecture_enroll_from_excel/`.
+//! The front end's Excel enroll (docs/contract.md §7): `POST /api/v1/enrollments/lecture_enroll_from_excel/`.
 //!
 //! A `multipart/form-data` body with `file` (the .xlsx), `lecture_id`, `password_mode`
 //! (`phone_last4 | fixed | random`), `initial_password` (`""` unless `fixed`, then at least four
 //! characters) and an optional `session_id` (a session of the lecture; the lecture's first
 //! when absent). It starts the same `excel_parsing` job as `POST /api/v1/jobs/`, with the options
 //! in the job's payload ([`jobpulse_domain::enroll`]), and answers `{job_id, status}` (plus
-//! `job_type`); progress and the result are the job's (CONTRACT.md §3).
+//! `job_type`); progress and the result are the job's (docs/contract.md §3).
 //!
 //! Everything is checked before anything is stored: a missing or unknown field, an unknown
 //! mode, a short fixed password, another tenant's (or a missing) lecture or a session of another
@@ -139,7 +139,7 @@ async fn read_form(state: &AppState, mut mp: Multipart) -> Result<Form, ApiError
 
 #[utoipa::path(post, path = "/api/v1/enrollments/lecture_enroll_from_excel/", tag = "jobs",
     request_body(content = EnrollForm, content_type = "multipart/form-data",
-        description = "The front end's Excel enroll (CONTRACT.md §7): starts an `excel_parsing` job"),
+        description = "The front end's Excel enroll (docs/contract.md §7): starts an `excel_parsing` job"),
     params(("Idempotency-Key" = Option<String>, Header, description = "Same key, same tenant → the same job")),
     responses((status = 201, description = "Queued; PENDING in the read model. Poll /api/v1/jobs/{job_id}/progress/", body = crate::routes::jobs::Submitted),
               (status = 200, description = "An earlier enroll with the same Idempotency-Key", body = crate::routes::jobs::Submitted),

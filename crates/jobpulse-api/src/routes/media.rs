@@ -1,4 +1,4 @@
-//! Videos (CONTRACT.md §6): upload, list, get, retry, delete — database-backed, not polled.
+//! Videos (docs/contract.md §6): upload, list, get, retry, delete — database-backed, not polled.
 //!
 //! Upload streams the multipart `file` field to a spool file on disk (never whole in memory,
 //! bounded by `Limits::video_bytes`), checks it with ffprobe when this process has ffmpeg (a

@@ -1,4 +1,4 @@
-//! The drop-in progress endpoints (CONTRACT.md §2–3), answered from the read model alone.
+//! The drop-in progress endpoints (docs/contract.md §2–3), answered from the read model alone.
 //!
 //! Per request: one token check (usually a cache hit), one id parse, at most one store read,
 //! one small JSON render. No database, ever: [`ReadState`] has no handle to one. When the read

@@ -1,4 +1,4 @@
-//! Every body shape of CONTRACT.md §2–3, pinned byte for byte with insta snapshots.
+//! Every body shape of docs/contract.md §2–3, pinned byte for byte with insta snapshots.
 
 use jobpulse_domain::{JobResult, JobStatus, State, VideoStatus};
 use serde_json::json;

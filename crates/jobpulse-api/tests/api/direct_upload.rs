@@ -1,4 +1,4 @@
-//! The front end's start calls (CONTRACT.md §7) against real storage: file storage (the API's own
+//! The front end's start calls (docs/contract.md §7) against real storage: file storage (the API's own
 //! signed upload URLs) and the S3 test server (presigned URLs, S3 multipart), on both database
 //! backends. Every scenario runs four times: {file, s3} × {postgres, sqlite}.
 

@@ -1,4 +1,4 @@
-//! The front end's Excel enroll route (CONTRACT.md §7) end to end: the route, a real AI worker
+//! The front end's Excel enroll route (docs/contract.md §7) end to end: the route, a real AI worker
 //! with the standard handlers on the same database, read model and media storage, and the
 //! students' password hashes checked with `credentials::verify_password` (the product has no
 //! login route). Both backends: PostgreSQL + Redis, SQLite + the in-process store.

@@ -176,7 +176,7 @@ fn header_list(res: &reqwest::Response, name: &str) -> Vec<String> {
         .collect()
 }
 
-/// CONTRACT.md §1: the front end's axios wrapper sends these on every request; a preflight
+/// docs/contract.md §1: the front end's axios wrapper sends these on every request; a preflight
 /// that refuses one of them is a network error to the app.
 const FRONT_END_HEADERS: &str =
     "authorization,content-type,x-client,x-client-version,x-tenant-code";

@@ -1,4 +1,4 @@
-//! The `excel_parsing` handler: imports a sheet of students into a lecture (CONTRACT.md §3, the
+//! The `excel_parsing` handler: imports a sheet of students into a lecture (docs/contract.md §3, the
 //! rules in docs/excel-import.md).
 //!
 //! Steps (`steps::EXCEL_IMPORT`): 1 downloading — the .xlsx from media storage into memory

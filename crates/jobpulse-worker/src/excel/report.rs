@@ -1,4 +1,4 @@
-//! The `excel_parsing` result the front end reads on DONE (CONTRACT.md §3): `created`,
+//! The `excel_parsing` result the front end reads on DONE (docs/contract.md §3): `created`,
 //! `duplicates[]`, `restored[]`, `failed[{row, name, error}]`, `credentials[{name, login_id,
 //! password}]`.
 //!

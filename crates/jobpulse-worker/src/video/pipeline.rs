@@ -1,4 +1,4 @@
-//! The seven steps of one video transcode attempt (CONTRACT.md §4), with real progress.
+//! The seven steps of one video transcode attempt (docs/contract.md §4), with real progress.
 //!
 //! 1 presigning (work dir, keys) · 2 downloading (source from media storage) · 3 probing
 //! (ffprobe) · 4 transcoding (one ffmpeg run to HLS; its `-progress` stream drives the step
@@ -54,7 +54,7 @@ pub struct VideoTask {
 /// What a successful attempt produced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VideoOutput {
-    /// Storage key of the master playlist (CONTRACT.md `hls_path`).
+    /// Storage key of the master playlist (docs/contract.md `hls_path`).
     pub hls_path: String,
     pub duration_secs: u32,
     pub thumbnail: String,

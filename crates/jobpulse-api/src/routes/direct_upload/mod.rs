@@ -1,4 +1,4 @@
-//! Direct uploads, the way the front end starts a video (CONTRACT.md §7): the browser sends the
+//! Direct uploads, the way the front end starts a video (docs/contract.md §7): the browser sends the
 //! bytes to storage itself, never through the API's JSON routes.
 //!
 //! | call | what happens |
@@ -67,7 +67,7 @@ pub use receive::*;
 pub use single::*;
 pub use sweep::*;
 
-/// The `error_reason` of a video whose upload never arrived (CONTRACT.md §7).
+/// The `error_reason` of a video whose upload never arrived (docs/contract.md §7).
 pub const SOURCE_NOT_FOUND_OR_EMPTY: &str = "source_not_found_or_empty";
 /// The `error_reason` of a video whose uploaded object is over the size limit.
 pub const SOURCE_TOO_LARGE: &str = "source_too_large";

@@ -1,4 +1,4 @@
-//! AI/tool jobs (CONTRACT.md §6): submit, list, get, full result, cancel, output files —
+//! AI/tool jobs (docs/contract.md §6): submit, list, get, full result, cancel, output files —
 //! database-backed, not polled.
 //!
 //! Submit accepts `multipart/form-data` (`job_type`, `file`, `lecture_id`, optional `payload`
