@@ -244,7 +244,7 @@ async fn main() -> anyhow::Result<()> {
     let state = AppState {
         db: tdb.db.clone(),
         store: store.clone(),
-        relay: jobpulse_db::Relay::new(tdb.db.clone(), store.clone()),
+        relay: jobpulse_sync::Relay::new(tdb.db.clone(), store.clone()),
         storage: storage.clone(),
         auth: verifier.clone(),
         signer: jobpulse_api::signing::MediaSigner::derived(SECRET),

@@ -150,7 +150,7 @@ impl Default for Limits {
 pub struct AppState {
     pub db: jobpulse_db::Db,
     pub store: SharedStore,
-    pub relay: jobpulse_db::Relay,
+    pub relay: jobpulse_sync::Relay,
     pub storage: jobpulse_media::MediaStorage,
     pub auth: Arc<Verifier>,
     pub signer: crate::signing::MediaSigner,

@@ -26,13 +26,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use jobpulse_db::{Db, Relay};
+use jobpulse_db::Db;
 use jobpulse_domain::{Status, TaskKey, TenantId, VideoId, VideoStatus};
 use jobpulse_media::testing::{ClipSpec, generate_clip};
 use jobpulse_media::{
     HlsJob, MediaStorage, ProbeInfo, Toolchain, TranscodeOptions, hls_args, keys, thumbnail_time,
 };
 use jobpulse_store::{MemoryStore, SharedStore};
+use jobpulse_sync::Relay;
 use jobpulse_worker::video::pipeline::PipelineContext;
 use jobpulse_worker::video::{VideoWorker, VideoWorkerConfig, WorkerHandle};
 use tokio::sync::broadcast::error::RecvError;

@@ -12,9 +12,10 @@ use jobpulse_api::routes::ops::ReadyCheck;
 use jobpulse_api::state::AppState;
 use jobpulse_api::{AppSettings, Application, HttpConfig, Listen, RouterConfig, SseSettings};
 use jobpulse_api::{MissHook, Transcoding};
-use jobpulse_db::{Db, ReadRepairConfig, Reconciler, Relay};
+use jobpulse_db::Db;
 use jobpulse_media::{MediaStorage, Toolchain};
 use jobpulse_store::SharedStore;
+use jobpulse_sync::{ReadRepairConfig, Reconciler, Relay};
 use jobpulse_worker::ai::{AiWorker, AiWorkerConfig};
 use jobpulse_worker::video::pipeline::PipelineContext;
 use jobpulse_worker::video::{VideoWorker, VideoWorkerConfig};
@@ -108,7 +109,7 @@ impl Stack {
                 .run(shutdown.clone()),
         );
         let (handle, task) =
-            jobpulse_db::read_repair(db.clone(), store.clone(), ReadRepairConfig::default());
+            jobpulse_sync::read_repair(db.clone(), store.clone(), ReadRepairConfig::default());
         tasks.spawn(task.run(shutdown.clone()));
         let on_miss: MissHook = Arc::new(move |key| {
             handle.request(key.clone());

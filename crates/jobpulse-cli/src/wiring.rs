@@ -6,11 +6,12 @@ use anyhow::Context;
 use jobpulse_api::auth::Verifier;
 use jobpulse_api::signing::MediaSigner;
 use jobpulse_api::state::{AppState, Limits};
-use jobpulse_db::{CredentialSeal, Db, Relay};
+use jobpulse_db::{CredentialSeal, Db};
 use jobpulse_domain::keys::KeySpace;
 use jobpulse_media::storage::{S3Options, StorageUrl};
 use jobpulse_media::{MediaStorage, Toolchain};
 use jobpulse_store::{MemoryStore, RedisStore, SharedStore};
+use jobpulse_sync::Relay;
 use jobpulse_worker::ai::{HandlerSettings, Registry};
 
 use crate::config::Settings;

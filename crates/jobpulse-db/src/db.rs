@@ -264,7 +264,7 @@ impl Db {
     }
 
     /// Makes sure wake-ups from other processes arrive (PostgreSQL LISTEN); a no-op on SQLite.
-    pub(crate) fn ensure_listener(&self) {
+    pub fn ensure_listener(&self) {
         if let Backend::Postgres(pool) = &self.inner.backend {
             self.inner.signals.start_listener(pool);
         }

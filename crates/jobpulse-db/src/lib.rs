@@ -1,11 +1,12 @@
-//! jobpulse's source of truth: the database (PostgreSQL or SQLite), the job queue that lives in
-//! it, the outbox relay that projects it into the read model, and read-model repair.
+//! jobpulse's source of truth: the database (PostgreSQL or SQLite) and the job queue that lives
+//! in it. It knows nothing of the read model: projecting into it is `jobpulse-sync`'s work.
 //!
 //! The write path: every state change is one transaction that updates the row, checks the
 //! domain's transition rule, stores the fence of the change in the row, and inserts an outbox
-//! row holding the exact [`jobpulse_domain::Write`]. The [`relay::Relay`] applies outbox rows
-//! to the read model (`StatusStore`) and deletes them; [`repair::repair`] can rebuild the read
-//! model from the rows at any time, because each row carries the fence of its last change.
+//! row holding the exact [`jobpulse_domain::Write`]. The relay (`jobpulse_sync::Relay`) applies
+//! outbox rows to the read model and deletes them ([`OutboxBatch`]); repair
+//! (`jobpulse_sync::repair`) can rebuild the read model from the rows at any time
+//! ([`mod@projection`]), because each row carries the fence of its last change.
 //! See `docs/architecture.md` for the whole picture and the failure cases.
 //!
 //! Times are BIGINT unix milliseconds in both dialects (one type, one meaning, shared SQL).
@@ -22,8 +23,8 @@
 //! - [`retention`], [`sealed`]: initial passwords sealed at rest, and purged after a retention.
 //! - [`queue`]: claim / heartbeat / complete / fail / cancel / release / reap, wake-ups — each
 //!   written once over the queue's task-table seam (video jobs, AI jobs).
-//! - [`outbox`], [`relay`]: the outbox rows and the relay that publishes them.
-//! - [`mod@repair`]: full repair, the background reconciler, and bounded read-repair.
+//! - [`outbox`]: the outbox rows, taken in batches by the relay.
+//! - [`mod@projection`]: each row's current write, and the pages a full repair reads.
 //! - `conn`, `notify`: running SQL on either backend; LISTEN/NOTIFY and in-process wake-ups.
 
 mod conn;
@@ -36,9 +37,8 @@ pub mod db;
 
 pub mod model;
 pub mod outbox;
+pub mod projection;
 pub mod queue;
-pub mod relay;
-pub mod repair;
 pub mod retention;
 pub mod sealed;
 pub mod stats;
@@ -51,14 +51,10 @@ pub use ai_jobs::{AiJobFilter, NewAiJob, Submitted};
 pub use db::{Db, DbKind, DbOptions};
 pub use error::DbError;
 pub use model::{AiJob, Lecture, Session, Tenant, TenantSeed, Video, VideoJob, VideoJobState};
-pub use outbox::{Committed, OutboxEntry};
+pub use outbox::{Committed, OutboxBatch, OutboxEntry, PendingRow};
 pub use queue::{
     AiOutcome, Backoff, CancelOutcome, Caps, Claim, ClaimedTask, FailOutcome, Heartbeat, Queue,
     QueueConfig, ReapReport, ReleaseOutcome, TenantCaps,
-};
-pub use relay::{PublishError, Relay, RelayConfig, RelayReport};
-pub use repair::{
-    ReadRepair, ReadRepairConfig, ReadRepairTask, Reconciler, RepairReport, read_repair, repair,
 };
 pub use sealed::{CredentialSeal, SealError};
 pub use stats::{OpsStats, TENANTS_LISTED, TenantLoad};

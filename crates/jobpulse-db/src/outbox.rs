@@ -1,13 +1,13 @@
 //! The outbox table: read-model writes committed together with the state change they describe.
 //!
 //! Every state change inserts one row holding the exact [`Write`] (as JSON) in the same
-//! transaction as the change itself; the [`crate::relay::Relay`] applies rows to the read model
-//! and deletes them. Rows are applied in id order, but the order does not matter for correctness:
+//! transaction as the change itself; the relay (`jobpulse_sync::Relay`) applies rows to the read
+//! model and deletes them through [`OutboxBatch`] and [`Db::outbox_rows`] / [`Db::delete_outbox`]. Rows are applied in id order, but the order does not matter for correctness:
 //! each write is fenced, so an older write arriving late is answered `Stale`.
 
 use jobpulse_domain::Write;
 
-use crate::conn::{Conn, RowExt, dual, now_ms};
+use crate::conn::{Conn, Dialect, RowExt, Tx, dual, now_ms};
 use crate::{Db, DbError};
 
 /// One outbox row: its id and the write it holds.
@@ -21,7 +21,7 @@ pub struct OutboxEntry {
 ///
 /// The relay publishes `outbox` on its own. A caller that must make the change visible before it
 /// answers (the API returning a new id: a client's first poll must not be UNKNOWN) hands them to
-/// [`crate::relay::Relay::publish_now`].
+/// `jobpulse_sync::Relay::publish_now`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Committed<T> {
     pub value: T,
@@ -65,9 +65,9 @@ pub(crate) async fn insert(c: Conn<'_>, write: &Write) -> Result<OutboxEntry, Db
 
 /// A row as the relay reads it: the write, or why it could not be decoded.
 #[derive(Debug)]
-pub(crate) struct PendingRow {
-    pub(crate) id: i64,
-    pub(crate) write: Result<Write, String>,
+pub struct PendingRow {
+    pub id: i64,
+    pub write: Result<Write, String>,
 }
 
 fn pending_from(r: &impl RowExt) -> Result<PendingRow, DbError> {
@@ -80,7 +80,7 @@ fn pending_from(r: &impl RowExt) -> Result<PendingRow, DbError> {
 
 /// The oldest `limit` rows; on PostgreSQL locked `FOR UPDATE SKIP LOCKED` so concurrent relays
 /// take different rows (the caller holds the transaction while it publishes).
-pub(crate) async fn fetch(c: Conn<'_>, limit: usize) -> Result<Vec<PendingRow>, DbError> {
+async fn fetch(c: Conn<'_>, limit: usize) -> Result<Vec<PendingRow>, DbError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     dual!(c, |c, d| {
         let sql = d.pick(
@@ -93,7 +93,7 @@ pub(crate) async fn fetch(c: Conn<'_>, limit: usize) -> Result<Vec<PendingRow>, 
 }
 
 /// Rows by id (for publishing a caller's own rows right after commit).
-pub(crate) async fn fetch_ids(c: Conn<'_>, ids: &[i64]) -> Result<Vec<PendingRow>, DbError> {
+async fn fetch_ids(c: Conn<'_>, ids: &[i64]) -> Result<Vec<PendingRow>, DbError> {
     // Arrays bind only on PostgreSQL; SQLite reads the ids from a JSON array.
     match c {
         Conn::Pg(c) => {
@@ -123,7 +123,7 @@ fn ids_json(ids: &[i64]) -> String {
 }
 
 /// Deletes rows by id.
-pub(crate) async fn delete(c: Conn<'_>, ids: &[i64]) -> Result<u64, DbError> {
+async fn delete(c: Conn<'_>, ids: &[i64]) -> Result<u64, DbError> {
     if ids.is_empty() {
         return Ok(0);
     }
@@ -145,7 +145,7 @@ pub(crate) async fn delete(c: Conn<'_>, ids: &[i64]) -> Result<u64, DbError> {
 }
 
 /// Records a failed publishing attempt on rows that stay.
-pub(crate) async fn mark_failed(c: Conn<'_>, ids: &[i64], error: &str) -> Result<(), DbError> {
+async fn mark_failed(c: Conn<'_>, ids: &[i64], error: &str) -> Result<(), DbError> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -175,7 +175,97 @@ pub(crate) async fn mark_failed(c: Conn<'_>, ids: &[i64], error: &str) -> Result
     Ok(())
 }
 
+/// The oldest outbox rows, taken for publishing (see [`Db::outbox_batch`]). On PostgreSQL the
+/// rows stay locked (`FOR UPDATE SKIP LOCKED`) until [`OutboxBatch::ack`] or
+/// [`OutboxBatch::fail`], so concurrent relays take different rows; on SQLite they were read
+/// without a transaction, so publishing never holds the write lock. Dropping a batch releases
+/// its locks and changes nothing.
+#[derive(Debug)]
+pub struct OutboxBatch {
+    db: Db,
+    held: Option<Tx>,
+    rows: Vec<PendingRow>,
+}
+
+impl OutboxBatch {
+    /// The rows, oldest first.
+    pub fn rows(&self) -> &[PendingRow] {
+        &self.rows
+    }
+
+    /// The rows were published: deletes them (an empty batch only ends its transaction).
+    pub async fn ack(self) -> Result<(), DbError> {
+        let ids: Vec<i64> = self.rows.iter().map(|r| r.id).collect();
+        if ids.is_empty() {
+            if let Some(tx) = self.held {
+                tx.commit().await?;
+            }
+            return Ok(());
+        }
+        let mut tx = match self.held {
+            Some(tx) => tx,
+            None => self.db.begin().await?,
+        };
+        delete(tx.conn(), &ids).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Publishing failed: the rows stay, each with the attempt and `error` recorded.
+    pub async fn fail(self, error: &str) -> Result<(), DbError> {
+        let ids: Vec<i64> = self.rows.iter().map(|r| r.id).collect();
+        let mut tx = match self.held {
+            Some(tx) => tx,
+            None => self.db.begin().await?,
+        };
+        mark_failed(tx.conn(), &ids, error).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
 impl Db {
+    /// Takes the oldest `limit` outbox rows for publishing (see [`OutboxBatch`]).
+    pub async fn outbox_batch(&self, limit: usize) -> Result<OutboxBatch, DbError> {
+        let mut held = match self.dialect() {
+            Dialect::Postgres => Some(self.begin().await?),
+            Dialect::Sqlite => None,
+        };
+        let rows = match &mut held {
+            Some(tx) => fetch(tx.conn(), limit).await?,
+            None => {
+                let mut conn = self.read().await?;
+                fetch(conn.conn(), limit).await?
+            }
+        };
+        Ok(OutboxBatch {
+            db: self.clone(),
+            held,
+            rows,
+        })
+    }
+
+    /// Outbox rows by id (for callers that publish their own rows right after commit).
+    pub async fn outbox_rows(&self, ids: &[i64]) -> Result<Vec<PendingRow>, DbError> {
+        let mut conn = self.read().await?;
+        fetch_ids(conn.conn(), ids).await
+    }
+
+    /// Deletes outbox rows by id (they were published).
+    pub async fn delete_outbox(&self, ids: &[i64]) -> Result<u64, DbError> {
+        let mut tx = self.begin().await?;
+        let n = delete(tx.conn(), ids).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Returns when a commit wrote outbox rows (in this process, or in any process through
+    /// PostgreSQL NOTIFY once [`Db::ensure_listener`] ran), or at once if one did since the
+    /// last wake-up.
+    pub async fn outbox_written(&self) {
+        self.signals().outbox.notified().await;
+    }
+
     /// Rows waiting to be published (the `jobpulse_outbox_pending` gauge).
     pub async fn outbox_pending(&self) -> Result<u64, DbError> {
         let mut conn = self.read().await?;

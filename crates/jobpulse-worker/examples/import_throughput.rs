@@ -23,10 +23,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use jobpulse_db::{Db, NewAiJob, Relay};
+use jobpulse_db::{Db, NewAiJob};
 use jobpulse_domain::{JobStatus, JobType, Status, TaskKey};
 use jobpulse_media::{MediaStorage, StorageKey};
 use jobpulse_store::{MemoryStore, SharedStore};
+use jobpulse_sync::Relay;
 use jobpulse_worker::ai::{AiWorker, AiWorkerConfig, HandlerSettings, Registry};
 use jobpulse_worker::excel::credentials;
 use jobpulse_worker::excel::import::{self, Limits};

@@ -239,7 +239,7 @@ impl DbApp {
         let state = jobpulse_api::state::AppState {
             db: tdb.db.clone(),
             store: store.clone(),
-            relay: jobpulse_db::Relay::new(tdb.db.clone(), store.clone()),
+            relay: jobpulse_sync::Relay::new(tdb.db.clone(), store.clone()),
             storage,
             auth: verifier.clone(),
             signer: jobpulse_api::signing::MediaSigner::derived(SECRET),

@@ -42,7 +42,7 @@ pub async fn repair(settings: Settings, args: RepairArgs) -> anyhow::Result<()> 
         .or(settings.terminal_retention.map(|d| d.0));
     let db = wiring::database(&settings).await?;
     let store = wiring::store(&settings, false, wiring::StoreUse::Write).await?;
-    let report = jobpulse_db::repair(&db, store.as_ref(), retention)
+    let report = jobpulse_sync::repair(&db, store.as_ref(), retention)
         .await
         .context("repairing the read model")?;
     #[allow(clippy::print_stdout)] // The report is this command's output.

@@ -60,7 +60,7 @@ pub async fn run(settings: Settings, args: UpArgs) -> anyhow::Result<()> {
         Err(e) => return Err(e).context("creating the demo tenant"),
     };
     // An in-process read model starts empty: rebuild it from the database.
-    let report = jobpulse_db::repair(
+    let report = jobpulse_sync::repair(
         &db,
         stack.store.as_ref(),
         stack.settings.terminal_retention.map(|d| d.0),

@@ -6,11 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use jobpulse_db::{Backoff, Db, DbOptions, QueueConfig, Relay, Video};
+use jobpulse_db::{Backoff, Db, DbOptions, QueueConfig, Video};
 use jobpulse_domain::{Outcome, TaskId, TaskKey, TenantId, VideoId, Write, WriteKind};
 use jobpulse_store::{
     ChangesSince, Epoch, MemoryStore, SharedStore, Snapshot, StatusStore, StoreError, Subscription,
 };
+use jobpulse_sync::Relay;
 
 /// Which database a test body runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

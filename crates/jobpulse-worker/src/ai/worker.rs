@@ -32,9 +32,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobpulse_db::{ClaimedTask, Db, Queue, Relay};
+use jobpulse_db::{ClaimedTask, Db, Queue};
 use jobpulse_media::MediaStorage;
 use jobpulse_store::SharedStore;
+use jobpulse_sync::Relay;
 use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;

@@ -25,8 +25,9 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use jobpulse_db::{
-    Claim, Committed, Db, DbError, FailOutcome, Heartbeat, OutboxEntry, Relay, ReleaseOutcome,
+    Claim, Committed, Db, DbError, FailOutcome, Heartbeat, OutboxEntry, ReleaseOutcome,
 };
+use jobpulse_sync::Relay;
 use tokio::time::Instant;
 
 use crate::progress::Reporter;

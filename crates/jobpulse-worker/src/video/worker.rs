@@ -39,8 +39,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobpulse_db::{Db, Queue, Relay};
+use jobpulse_db::{Db, Queue};
 use jobpulse_store::SharedStore;
+use jobpulse_sync::Relay;
 use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;

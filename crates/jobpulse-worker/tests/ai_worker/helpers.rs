@@ -196,7 +196,7 @@ impl Env {
             info.apply_to(&mut job);
         }
         let out = self.db.submit_ai_job(job).await?;
-        jobpulse_db::Relay::new(self.db.clone(), self.store.clone())
+        jobpulse_sync::Relay::new(self.db.clone(), self.store.clone())
             .publish_now(&out.outbox)
             .await?;
         Ok(out.value.job.job_id)

@@ -369,7 +369,7 @@ async fn killed_mid_import(b: Backend) -> anyhow::Result<()> {
     // The reaper's RETRYING goes through the outbox: a relay publishes it, as in production.
     let relay_stop = tokio_util::sync::CancellationToken::new();
     let relay = tokio::spawn(
-        jobpulse_db::Relay::new(env.db.clone(), env.store.clone()).run(relay_stop.clone()),
+        jobpulse_sync::Relay::new(env.db.clone(), env.store.clone()).run(relay_stop.clone()),
     );
     // Short, since the rescue waits for it to run out after the kill — but not so short that a
     // slow database makes the doomed worker give the job up before it is killed (at 1.5 s a

@@ -14,12 +14,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use jobpulse_db::{Backoff, Db, DbOptions, QueueConfig, Relay, Video, VideoJob};
+use jobpulse_db::{Backoff, Db, DbOptions, QueueConfig, Video, VideoJob};
 use jobpulse_domain::keys::KeySpace;
 use jobpulse_domain::{TaskKey, TenantId, VideoId};
 use jobpulse_media::testing::{ClipSpec, generate_clip};
 use jobpulse_media::{MediaStorage, Preset, Toolchain, TranscodeOptions, keys};
 use jobpulse_store::{MemoryStore, RedisStore, SharedStore, Snapshot, StoreConfig, Subscription};
+use jobpulse_sync::Relay;
 use jobpulse_worker::video::{PipelineContext, VideoWorker, VideoWorkerConfig};
 use tokio_util::sync::{CancellationToken, DropGuard};
 

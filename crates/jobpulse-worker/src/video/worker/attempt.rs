@@ -22,12 +22,11 @@
 
 use std::sync::Arc;
 
-use jobpulse_db::{
-    Claim, ClaimedTask, Db, DbError, FailOutcome, Queue, Relay, ReleaseOutcome, Video,
-};
+use jobpulse_db::{Claim, ClaimedTask, Db, DbError, FailOutcome, Queue, ReleaseOutcome, Video};
 use jobpulse_domain::{State, VideoStatus, steps};
 use jobpulse_media::StorageKey;
 use jobpulse_store::SharedStore;
+use jobpulse_sync::Relay;
 use tokio::time::Instant;
 use tracing::Instrument;
 

@@ -12,17 +12,15 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use jobpulse_domain::{Outcome, TaskId, TaskKey, TenantId, Write};
+use jobpulse_db::{AiJob, Db};
+use jobpulse_domain::{Outcome, TaskKey, TenantId};
 use jobpulse_store::{Epoch, SharedStore, StatusStore};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::conn::{dual, ms, now_ms};
-use crate::model::{AiJob, Video, ai_job_cols, video_cols};
 use crate::relay::PublishError;
-use crate::{Db, DbError};
 
 const PAGE: i64 = 500;
 /// Deleted videos older than this get no tombstone (the store's default tombstone TTL).
@@ -51,101 +49,6 @@ impl RepairReport {
     }
 }
 
-impl Db {
-    /// The write of a task's last state change (a tombstone for a deleted video), or `None`
-    /// when the tenant has no such task.
-    pub async fn current_write(&self, key: &TaskKey) -> Result<Option<Write>, DbError> {
-        let mut conn = self.read().await?;
-        let tenant = key.tenant.get();
-        match &key.task {
-            TaskId::Video(id) => {
-                let video = dual!(conn.conn(), |c, d| {
-                    sqlx::query(concat!(
-                        "SELECT ",
-                        video_cols!(),
-                        " FROM videos WHERE id = $1 AND tenant_id = $2"
-                    ))
-                    .bind(id.get())
-                    .bind(tenant)
-                    .fetch_optional(&mut *c)
-                    .await?
-                    .map(|r| Video::from_row(&r))
-                    .transpose()?
-                });
-                video.map(|v| v.write()).transpose()
-            }
-            TaskId::Job(id) => {
-                let job = dual!(conn.conn(), |c, d| {
-                    sqlx::query(concat!(
-                        "SELECT ",
-                        ai_job_cols!(),
-                        " FROM ai_jobs j LEFT JOIN ai_results r ON r.job_id = j.job_id \
-                         WHERE j.job_id = $1 AND j.tenant_id = $2"
-                    ))
-                    .bind(id.as_str())
-                    .bind(tenant)
-                    .fetch_optional(&mut *c)
-                    .await?
-                    .map(|r| AiJob::from_row(&r))
-                    .transpose()?
-                });
-                job.map(|j| j.write()).transpose()
-            }
-        }
-    }
-
-    async fn repair_video_page(
-        &self,
-        after: i64,
-        since: i64,
-        tomb_since: i64,
-    ) -> Result<Vec<Video>, DbError> {
-        let mut conn = self.read().await?;
-        dual!(conn.conn(), |c, d| {
-            sqlx::query(concat!(
-                "SELECT ",
-                video_cols!(),
-                " FROM videos WHERE id > $1 AND ( \
-                   (deleted_at IS NULL AND (status IN ('PENDING', 'UPLOADED', 'PROCESSING', 'RETRY_WAIT') \
-                                            OR updated_at >= $2)) \
-                   OR (deleted_at IS NOT NULL AND deleted_at >= $3)) \
-                 ORDER BY id LIMIT $4"
-            ))
-            .bind(after)
-            .bind(since)
-            .bind(tomb_since)
-            .bind(PAGE)
-            .fetch_all(&mut *c)
-            .await?
-            .iter()
-            .map(Video::from_row)
-            .collect()
-        })
-    }
-
-    async fn repair_job_page(&self, after: &str, since: i64) -> Result<Vec<AiJob>, DbError> {
-        let mut conn = self.read().await?;
-        dual!(conn.conn(), |c, d| {
-            sqlx::query(concat!(
-                "SELECT ",
-                ai_job_cols!(),
-                " FROM ai_jobs j LEFT JOIN ai_results r ON r.job_id = j.job_id \
-                 WHERE j.job_id > $1 AND (j.status IN ('PENDING', 'RUNNING', 'RETRYING') \
-                                          OR j.updated_at >= $2) \
-                 ORDER BY j.job_id LIMIT $3"
-            ))
-            .bind(after)
-            .bind(since)
-            .bind(PAGE)
-            .fetch_all(&mut *c)
-            .await?
-            .iter()
-            .map(AiJob::from_row)
-            .collect()
-        })
-    }
-}
-
 /// Rebuilds the read model from the database (see the module docs). `retention`: terminal
 /// records older than this are left out (`None`: all of them).
 pub async fn repair(
@@ -163,7 +66,7 @@ pub async fn repair(
 
     let mut after = 0i64;
     loop {
-        let page = db.repair_video_page(after, since, tomb_since).await?;
+        let page = db.videos_to_repair(after, since, tomb_since, PAGE).await?;
         let Some(last) = page.last() else { break };
         after = last.id.get();
         let mut writes = Vec::with_capacity(page.len());
@@ -183,7 +86,7 @@ pub async fn repair(
 
     let mut after = String::new();
     loop {
-        let page = db.repair_job_page(&after, since).await?;
+        let page = db.ai_jobs_to_repair(&after, since, PAGE).await?;
         let Some(last) = page.last() else { break };
         after = last.job_id.as_str().to_owned();
         let writes = page
@@ -211,6 +114,16 @@ pub async fn repair(
         "read model repaired"
     );
     Ok(report)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Watches the store's data-loss sentinel and repairs the read model after a loss.

@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use jobpulse_db::{Caps, NewAiJob, Queue, Relay, RelayConfig};
+use jobpulse_db::{Caps, NewAiJob, Queue};
 use jobpulse_domain::{JobType, Outcome, TaskKey};
 use jobpulse_store::{MemoryStore, StatusStore};
+use jobpulse_sync::{Relay, RelayConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{Backend, TestDb, both, eventually, mismatches, test_db};

@@ -18,9 +18,7 @@ use jobpulse_domain::{Outcome, Write};
 use jobpulse_store::{SharedStore, StoreError};
 use tokio_util::sync::CancellationToken;
 
-use crate::conn::Dialect;
-use crate::outbox::{self, OutboxEntry, PendingRow};
-use crate::{Db, DbError};
+use jobpulse_db::{Db, DbError, OutboxEntry, PendingRow};
 
 /// A failure to move writes from the database to the read model.
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +111,7 @@ impl Relay {
                     }
                     self.update_gauge().await;
                     tokio::select! {
-                        () = self.db.signals().outbox.notified() => {}
+                        () = self.db.outbox_written() => {}
                         () = tokio::time::sleep(self.config.idle_poll) => {}
                         () = shutdown.cancelled() => break,
                     }
@@ -160,41 +158,21 @@ impl Relay {
 
     /// Publishes one batch of the oldest rows.
     pub async fn relay_batch(&self) -> Result<RelayReport, PublishError> {
-        // PostgreSQL: hold the row locks while publishing so other relays skip these rows.
-        // SQLite: read without a transaction, so the store call never holds the write lock.
-        let mut held = match self.db.dialect() {
-            Dialect::Postgres => Some(self.db.begin().await?),
-            Dialect::Sqlite => None,
-        };
-        let rows = match &mut held {
-            Some(tx) => outbox::fetch(tx.conn(), self.config.batch_size).await?,
-            None => {
-                let mut conn = self.db.read().await?;
-                outbox::fetch(conn.conn(), self.config.batch_size).await?
-            }
-        };
-        if rows.is_empty() {
-            if let Some(tx) = held {
-                tx.commit().await?;
-            }
+        // PostgreSQL: the batch holds its row locks while publishing so other relays skip these
+        // rows. SQLite: it was read without a transaction, so the store call never holds the
+        // write lock.
+        let batch = self.db.outbox_batch(self.config.batch_size).await?;
+        if batch.rows().is_empty() {
+            batch.ack().await?;
             return Ok(RelayReport::default());
         }
-        let published = self.publish_rows(&rows).await;
-        let mut tx = match held {
-            Some(tx) => tx,
-            None => self.db.begin().await?,
-        };
-        match published {
+        match self.publish_rows(batch.rows()).await {
             Ok(report) => {
-                let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-                outbox::delete(tx.conn(), &ids).await?;
-                tx.commit().await?;
+                batch.ack().await?;
                 Ok(report)
             }
             Err(e) => {
-                let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-                outbox::mark_failed(tx.conn(), &ids, &e.to_string()).await?;
-                tx.commit().await?;
+                batch.fail(&e.to_string()).await?;
                 Err(e.into())
             }
         }
@@ -216,22 +194,15 @@ impl Relay {
             .collect();
         let report = self.publish_rows(&rows).await?;
         let ids: Vec<i64> = entries.iter().map(|e| e.id).collect();
-        let mut tx = self.db.begin().await?;
-        outbox::delete(tx.conn(), &ids).await?;
-        tx.commit().await?;
+        self.db.delete_outbox(&ids).await?;
         Ok(report)
     }
 
     /// Loads rows by id and publishes them (for callers that kept only the ids).
     pub async fn publish_ids(&self, ids: &[i64]) -> Result<RelayReport, PublishError> {
-        let rows = {
-            let mut conn = self.db.read().await?;
-            outbox::fetch_ids(conn.conn(), ids).await?
-        };
+        let rows = self.db.outbox_rows(ids).await?;
         let report = self.publish_rows(&rows).await?;
-        let mut tx = self.db.begin().await?;
-        outbox::delete(tx.conn(), ids).await?;
-        tx.commit().await?;
+        self.db.delete_outbox(ids).await?;
         Ok(report)
     }
 

@@ -4,11 +4,10 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use jobpulse_db::{
-    AiOutcome, Caps, NewAiJob, Queue, ReadRepairConfig, Reconciler, read_repair, repair,
-};
+use jobpulse_db::{AiOutcome, Caps, NewAiJob, Queue};
 use jobpulse_domain::{JobResult, JobStatus, JobType, TaskKey};
 use jobpulse_store::StatusStore;
+use jobpulse_sync::{ReadRepairConfig, Reconciler, read_repair, repair};
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{Backend, TestDb, both, eventually, mismatches, test_db};
