@@ -260,6 +260,7 @@ impl Stack {
         Ok(AiWorker::new(
             self.db()?.clone(),
             self.store.clone(),
+            self.relay()?,
             storage,
             wiring::registry(settings),
             config,

@@ -150,6 +150,7 @@ async fn run(url: &str) -> anyhow::Result<()> {
         let worker = AiWorker::new(
             db.clone(),
             store.clone(),
+            Relay::new(db.clone(), store.clone()),
             storage.clone(),
             registry.clone(),
             AiWorkerConfig {

@@ -76,6 +76,7 @@ fn worker(app: &DbApp) -> AiWorkerHandle {
     AiWorker::new(
         app.state.db.clone(),
         app.state.store.clone(),
+        app.state.relay.clone(),
         app.state.storage.clone(),
         Registry::standard(handlers),
         config,

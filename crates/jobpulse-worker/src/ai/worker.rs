@@ -101,14 +101,16 @@ impl AiWorkerHandle {
 }
 
 impl AiWorker {
+    /// `relay` publishes the attempt's final writes right after they commit (as the video
+    /// worker's does).
     pub fn new(
         db: Db,
         store: SharedStore,
+        relay: Relay,
         storage: MediaStorage,
         registry: Registry,
         config: AiWorkerConfig,
     ) -> Self {
-        let relay = Relay::new(db.clone(), store.clone());
         Self {
             inner: Arc::new(Inner {
                 db,

@@ -155,6 +155,7 @@ impl Env {
         AiWorker::new(
             self.db.clone(),
             self.store.clone(),
+            jobpulse_sync::Relay::new(self.db.clone(), self.store.clone()),
             self.storage.clone(),
             registry,
             config,
