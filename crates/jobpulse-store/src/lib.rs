@@ -28,7 +28,7 @@ mod metrics;
 pub mod redis;
 
 pub use memory::MemoryStore;
-pub use redis::{ReadCacheConfig, RedisOptions, RedisStore};
+pub use redis::{ReadCacheConfig, RedisConn, RedisOptions, RedisStore, RedisTarget};
 
 /// What a reader sees of one task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,8 +137,18 @@ pub trait StatusStore: Send + Sync + std::fmt::Debug + 'static {
         tasks: &[TaskId],
     ) -> Result<Vec<Option<Snapshot>>, StoreError>;
 
-    /// Every change applied from now on (by any process sharing the store).
+    /// Every change applied from now on (by any process sharing the store) — on a Redis
+    /// Cluster, of the tenants this process follows (see [`StatusStore::follow`]).
     fn subscribe(&self) -> Subscription;
+
+    /// Makes sure the changes of `tenant` reach [`StatusStore::subscribe`]; returns once they
+    /// do. Only a Redis Cluster store needs it (each tenant has its own sharded channel there);
+    /// elsewhere every tenant's changes are always delivered. Call it before reading the
+    /// snapshot a stream of changes continues from.
+    async fn follow(&self, tenant: TenantId) -> Result<(), StoreError> {
+        let _ = tenant;
+        Ok(())
+    }
 
     /// Counts interruptions of the change feed; subscribers may have missed changes during
     /// each, so watchers re-read (with [`StatusStore::changes_since`]) when it moves. A store

@@ -28,7 +28,7 @@
 //! than 1024 entries (`MAXLEN ~`).
 
 use ::redis::Value;
-use ::redis::aio::ConnectionManager;
+use super::conn::RedisConn;
 use jobpulse_domain::TaskId;
 
 use super::record::{array, opt_text, parse_task_label, text};
@@ -153,7 +153,7 @@ fn parse_entries(reply: Value, limit: usize) -> Result<Vec<(String, TaskId)>, St
 }
 
 pub(super) async fn read(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     events: &str,
     cursor: &str,
     limit: usize,
