@@ -53,7 +53,10 @@ async fn one_call_writes_and_reads_many_tenants_slots() {
     // 40 tenants hash to many slots on all three masters; one apply_many takes them all.
     let keys: Vec<TaskKey> = (1..=40).map(|t| video(t, 7)).collect();
     let writes: Vec<Write> = keys.iter().map(|k| progress(k, 1, 30)).collect();
-    let outcomes = store.apply_many(&writes).await.expect("the cluster answers");
+    let outcomes = store
+        .apply_many(&writes)
+        .await
+        .expect("the cluster answers");
     assert_eq!(outcomes.len(), keys.len());
     assert!(
         outcomes
@@ -82,7 +85,10 @@ async fn one_call_writes_and_reads_many_tenants_slots() {
         };
         assert_eq!(snap.state.percent.get(), want, "{k}");
         let many = store
-            .get_many(k.tenant, &[k.task.clone(), TaskId::Video(VideoId::new(8).expect("id"))])
+            .get_many(
+                k.tenant,
+                &[k.task.clone(), TaskId::Video(VideoId::new(8).expect("id"))],
+            )
             .await
             .expect("the cluster answers");
         assert_eq!(many[0].as_ref().map(|s| s.rev), Some(snap.rev));
@@ -115,7 +121,10 @@ async fn a_process_hears_the_tenants_it_follows_and_only_those() {
         .await
         .expect("a change arrives")
         .expect("the feed is open");
-    assert_eq!(got.key, a, "the first change heard is the followed tenant's");
+    assert_eq!(
+        got.key, a,
+        "the first change heard is the followed tenant's"
+    );
     assert_eq!(got.snapshot.map(|s| s.state.percent.get()), Some(20));
     reader.follow(b.tenant).await.expect("follows tenant 202");
     writer.apply(&progress(&b, 2, 30)).await.expect("applies");
@@ -139,7 +148,10 @@ async fn the_read_cache_follows_writes_of_other_processes_on_the_cluster() {
     writer.apply(&progress(&k, 1, 10)).await.expect("applies");
     // The first read starts following the tenant; reads are cached once it is followed.
     reader.follow(k.tenant).await.expect("follows");
-    assert_eq!(get(&reader, &k).await.map(|s| s.state.percent.get()), Some(10));
+    assert_eq!(
+        get(&reader, &k).await.map(|s| s.state.percent.get()),
+        Some(10)
+    );
     let cluster = redis::cluster::ClusterClient::new(match &space.target {
         RedisTarget::Cluster(nodes) => nodes.clone(),
         RedisTarget::Single(_) => unreachable!("a cluster space"),
@@ -250,7 +262,10 @@ async fn a_change_is_published_to_its_shard_not_to_every_node() {
         .map(|i| progress(&video(500 + (i % 20) as i64, 1), i / 20 + 1, 1))
         .collect();
     let shard_before = cluster_stat(&space, "cluster_stats_messages_publishshard_sent");
-    let applied = store.apply_many(&writes).await.expect("the cluster answers");
+    let applied = store
+        .apply_many(&writes)
+        .await
+        .expect("the cluster answers");
     assert!(applied.iter().all(|o| matches!(o, Outcome::Applied { .. })));
     let shard_after = cluster_stat(&space, "cluster_stats_messages_publishshard_sent");
     // The same number of plain PUBLISHes, as the single-node design would send on a cluster.
@@ -268,7 +283,7 @@ async fn a_change_is_published_to_its_shard_not_to_every_node() {
     let publish_after = cluster_stat(&space, "cluster_stats_messages_publish_sent");
     let sharded = (shard_after - shard_before) as f64 / N as f64;
     let plain = (publish_after - publish_before) as f64 / N as f64;
-    println!(
+    eprintln!(
         "FIGURE cluster bus messages per change: SPUBLISH {sharded:.2}, PUBLISH {plain:.2} \
          ({nodes} nodes; other tests may add to the first)"
     );
@@ -328,7 +343,10 @@ async fn a_master_failover_is_ridden_out_and_the_cache_stays_exact() {
         }
         // While the shard is down the reader must never answer 50's predecessor from memory
         // as if nothing happened for long: it reads through (and fails) or answers 10.
-        assert!(killed.elapsed() < Duration::from_secs(30), "no failover within 30 s");
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "no failover within 30 s"
+        );
         seq += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -359,18 +377,24 @@ async fn a_master_failover_is_ridden_out_and_the_cache_stays_exact() {
     let mut pct = 60;
     let got = loop {
         seq += 1;
-        writer.apply(&progress(&k, seq, pct)).await.expect("applies");
+        writer
+            .apply(&progress(&k, seq, pct))
+            .await
+            .expect("applies");
         if let Ok(Ok(c)) = tokio::time::timeout(Duration::from_millis(500), feed.recv()).await
             && c.key == k
             && c.snapshot.as_ref().map(|s| s.state.percent.get()) == Some(pct)
         {
             break c;
         }
-        assert!(resynced.elapsed() < Duration::from_secs(15), "the feed never came back");
+        assert!(
+            resynced.elapsed() < Duration::from_secs(15),
+            "the feed never came back"
+        );
         pct = (pct + 1).min(99);
     };
     assert_eq!(got.key, k);
-    println!(
+    eprintln!(
         "FIGURE cluster failover: writes failed for {:.1} s ({failures} attempts) until the \
          replica was promoted; the cached reader answered the new value {:.1} s after the kill",
         promoted.as_secs_f64(),

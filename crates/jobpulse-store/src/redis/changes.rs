@@ -27,8 +27,8 @@
 //! Expired rather than an empty list (its stream does not exist); the log may hold somewhat more
 //! than 1024 entries (`MAXLEN ~`).
 
-use ::redis::Value;
 use super::conn::RedisConn;
+use ::redis::Value;
 use jobpulse_domain::TaskId;
 
 use super::record::{array, opt_text, parse_task_label, text};

@@ -249,7 +249,7 @@ impl RedisStore {
                     runtime,
                     cache.clone(),
                 );
-                (RedisConn::Single(conn), Feed::Global(listener))
+                (RedisConn::Single(conn), Feed::Global(Box::new(listener)))
             }
             RedisTarget::Cluster(nodes) => {
                 if config.legacy_read {

@@ -14,7 +14,7 @@ use crate::{StoreError, Subscription};
 
 #[derive(Debug)]
 pub(super) enum Feed {
-    Global(Listener),
+    Global(Box<Listener>),
     Sharded(Arc<ShardFeed>),
 }
 

@@ -314,7 +314,10 @@ impl StatusStore for RedisStore {
     }
 
     async fn get(&self, key: &TaskKey) -> Result<Option<Snapshot>, StoreError> {
-        let cache = self.cache.as_deref().filter(|_| self.feed.covers(key.tenant));
+        let cache = self
+            .cache
+            .as_deref()
+            .filter(|_| self.feed.covers(key.tenant));
         let ticket = match cache.map(|c| c.lookup(key)) {
             Some(Ok(cached)) => {
                 // Answered without I/O: still yield now and then, so a loop of cached reads

@@ -270,7 +270,12 @@ impl OwnCluster {
             let child = Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no"])
-                .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
+                .args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                ])
                 .args(["--cluster-node-timeout", "1000"])
                 .arg("--dir")
                 .arg(&node_dir)
@@ -284,7 +289,10 @@ impl OwnCluster {
         for (port, _) in &me.nodes {
             let start = Instant::now();
             while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
-                assert!(start.elapsed() < Duration::from_secs(10), "node {port} did not start");
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "node {port} did not start"
+                );
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
@@ -298,7 +306,10 @@ impl OwnCluster {
         assert!(out.status.success(), "cluster create failed: {out:?}");
         let start = Instant::now();
         while !me.healthy() {
-            assert!(start.elapsed() < Duration::from_secs(30), "the cluster did not form");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the cluster did not form"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         me
@@ -355,7 +366,11 @@ impl OwnCluster {
                     && (lo..=hi).contains(&slot)
                 {
                     let addr = f[1].split('@').next().expect("an address");
-                    return addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
+                    return addr
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| p.parse().ok())
+                        .expect("a port");
                 }
             }
         }
