@@ -130,6 +130,19 @@ pub trait StatusStore: Send + Sync + std::fmt::Debug + 'static {
     /// The current snapshot of one task, or `None` when unknown (never written, expired, deleted).
     async fn get(&self, key: &TaskKey) -> Result<Option<Snapshot>, StoreError>;
 
+    /// [`StatusStore::get`] for a reader that already saw revision `at_least` of this task
+    /// (from another API replica, say): an answer from a cache that is behind it is not used,
+    /// the store itself is asked. The answer can still be older when the store itself is (it
+    /// lost writes); callers decide what to show then.
+    async fn get_at_least(
+        &self,
+        key: &TaskKey,
+        at_least: u64,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        let _ = at_least;
+        self.get(key).await
+    }
+
     /// Snapshots of many tasks of one tenant in one round trip, in the order asked.
     async fn get_many(
         &self,
