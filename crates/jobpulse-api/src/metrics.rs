@@ -56,6 +56,11 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "Progress polls answered 304 Not Modified.",
     ),
     (
+        "jobpulse_progress_behind_client_total",
+        Kind::Counter,
+        "Progress polls whose client held a newer revision than the read model had (answered 304).",
+    ),
+    (
         "jobpulse_progress_read_model_unavailable_total",
         Kind::Counter,
         "Progress polls answered UNKNOWN because the read model was unreachable.",
@@ -269,6 +274,7 @@ const ZERO_FROM_START: &[&str] = &[
     "jobpulse_log_lines_dropped_total",
     "jobpulse_sse_dropped_total",
     "jobpulse_progress_not_modified_total",
+    "jobpulse_progress_behind_client_total",
     "jobpulse_progress_read_model_unavailable_total",
     "jobpulse_read_model_lost_total",
 ];
@@ -378,6 +384,8 @@ pub struct ReadMetrics {
     pub hits: Counter,
     pub misses: Counter,
     pub not_modified: Counter,
+    /// Polls whose client held a newer revision than the read model had.
+    pub behind_client: Counter,
     /// Polls answered UNKNOWN because the read model could not be reached.
     pub unavailable: Counter,
     pub video_latency: Histogram,
@@ -393,6 +401,7 @@ impl ReadMetrics {
             hits: metrics::counter!("jobpulse_read_model_lookups_total", "result" => "hit"),
             misses: metrics::counter!("jobpulse_read_model_lookups_total", "result" => "miss"),
             not_modified: metrics::counter!("jobpulse_progress_not_modified_total"),
+            behind_client: metrics::counter!("jobpulse_progress_behind_client_total"),
             unavailable: metrics::counter!("jobpulse_progress_read_model_unavailable_total"),
             video_latency: metrics::histogram!("jobpulse_progress_request_seconds", "kind" => "video"),
             job_latency: metrics::histogram!("jobpulse_progress_request_seconds", "kind" => "job"),

@@ -75,6 +75,23 @@ impl ReadState {
         self.store.get(key).await.map_err(|e| self.unavailable(&e))
     }
 
+    /// [`ReadState::read`] for a client that already holds revision `held` (from its
+    /// `If-None-Match`): this replica's cache is not trusted when it is behind that.
+    pub(crate) async fn read_fresh(
+        &self,
+        key: &TaskKey,
+        held: Option<u64>,
+    ) -> Result<Option<jobpulse_store::Snapshot>, ()> {
+        match held {
+            Some(rev) => self
+                .store
+                .get_at_least(key, rev)
+                .await
+                .map_err(|e| self.unavailable(&e)),
+            None => self.read(key).await,
+        }
+    }
+
     /// Counts (and logs at debug) a poll answered without the read model.
     pub(crate) fn unavailable(&self, e: &jobpulse_store::StoreError) {
         self.metrics.unavailable.increment(1);

@@ -590,6 +590,9 @@ settings! {
     /// Redis URL of the shared read model; unset means the in-process store (only valid for
     /// `up`).
     redis_url: String, env "REDIS_URL", Password;
+    /// Seed nodes of a Redis Cluster holding the read model, comma-separated
+    /// (redis://host:port,redis://host:port,…; the rest are discovered); instead of REDIS_URL.
+    redis_cluster_nodes: String, env "JOBPULSE_REDIS_CLUSTER_NODES", Password;
     /// HS256 secret (at least 32 bytes); default for `up`: generated into the data dir.
     jwt_secret: String, env "JOBPULSE_JWT_SECRET", Whole;
     /// PEM public key file to verify tokens with instead of a secret.
@@ -783,6 +786,15 @@ impl Deref for Settings {
 }
 
 impl Settings {
+    /// The shared read model's Redis (`None`: the in-process store).
+    pub fn redis_target(&self) -> Option<jobpulse_store::RedisTarget> {
+        match (&self.redis_url, &self.redis_cluster_nodes) {
+            (Some(url), _) => Some(jobpulse_store::RedisTarget::Single(url.clone())),
+            (None, Some(nodes)) => jobpulse_store::RedisTarget::cluster_from_list(nodes).ok(),
+            (None, None) => None,
+        }
+    }
+
     /// Reads the config file (when one is named), merges and validates.
     pub fn resolve(args: &ServerArgs) -> anyhow::Result<Settings> {
         let file = match &args.config {
@@ -807,6 +819,16 @@ impl Settings {
         }
         if config.concurrency == Some(0) {
             bail!("concurrency: at least 1");
+        }
+        if config.redis_url.is_some() && config.redis_cluster_nodes.is_some() {
+            bail!(
+                "redis_url and redis_cluster_nodes are both set: give REDIS_URL for one Redis \
+                 server or JOBPULSE_REDIS_CLUSTER_NODES for a Redis Cluster, not both"
+            );
+        }
+        if let Some(nodes) = &config.redis_cluster_nodes {
+            jobpulse_store::RedisTarget::cluster_from_list(nodes)
+                .map_err(|e| anyhow::anyhow!("redis_cluster_nodes: {e}"))?;
         }
         config
             .media_limits()
@@ -1182,6 +1204,35 @@ mod tests {
         assert_eq!(c.bind, IpAddr::from([127, 0, 0, 1]));
         assert_eq!(c.sources["bind"], Source::Default);
         assert_eq!(c.sources["jwt_secret"], Source::Unset);
+        Ok(())
+    }
+
+    #[test]
+    fn one_redis_setting_at_a_time_and_cluster_passwords_redacted() -> anyhow::Result<()> {
+        let both = resolve(|a| {
+            a.redis_url = Some("redis://cache:6379".into());
+            a.redis_cluster_nodes = Some("redis://a:7000,redis://b:7001".into());
+        });
+        let err = both.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("not both"), "{err}");
+        let err = resolve(|a| a.redis_cluster_nodes = Some(" , ".into()))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("redis_cluster_nodes"), "{err}");
+        let s = resolve(|a| {
+            a.redis_cluster_nodes =
+                Some("redis://:clusterpass@a:7000, redis://:clusterpass@b:7001".into());
+        })?;
+        assert_eq!(
+            s.redis_target(),
+            Some(jobpulse_store::RedisTarget::Cluster(vec![
+                "redis://:clusterpass@a:7000".into(),
+                "redis://:clusterpass@b:7001".into()
+            ]))
+        );
+        let report = s.report();
+        assert!(!report.contains("clusterpass"), "{report}");
         Ok(())
     }
 

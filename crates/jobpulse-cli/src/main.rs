@@ -28,7 +28,7 @@ enum Command {
         #[command(flatten)]
         args: commands::up::UpArgs,
     },
-    /// Run the HTTP API (stateless; scale by replicas). Needs REDIS_URL.
+    /// Run the HTTP API (stateless; scale by replicas). Needs REDIS_URL or JOBPULSE_REDIS_CLUSTER_NODES.
     Serve {
         #[command(flatten)]
         server: ServerArgs,

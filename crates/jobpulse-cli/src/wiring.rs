@@ -10,7 +10,7 @@ use jobpulse_db::{CredentialSeal, Db};
 use jobpulse_domain::keys::KeySpace;
 use jobpulse_media::storage::{S3Options, StorageUrl};
 use jobpulse_media::{MediaStorage, Toolchain};
-use jobpulse_store::{MemoryStore, RedisStore, SharedStore};
+use jobpulse_store::{MemoryStore, RedisOptions, RedisStore, RedisTarget, SharedStore};
 use jobpulse_sync::Relay;
 use jobpulse_worker::ai::{HandlerSettings, Registry};
 
@@ -45,28 +45,35 @@ pub enum StoreUse {
     Write,
 }
 
-/// The read model: Redis when `REDIS_URL` is set; the in-process store only when allowed.
+/// The read model: Redis when `REDIS_URL` (one server) or `JOBPULSE_REDIS_CLUSTER_NODES` (a
+/// cluster) is set; the in-process store only when allowed.
 pub async fn store(
     settings: &Settings,
     allow_memory: bool,
     usage: StoreUse,
 ) -> anyhow::Result<SharedStore> {
-    match &settings.redis_url {
-        Some(url) => {
+    match settings.redis_target() {
+        Some(target) => {
             let keys = KeySpace::new(&settings.key_prefix).context("--key-prefix")?;
             let config = match usage {
                 StoreUse::Serve => settings.serving_store_config(),
                 StoreUse::Write => settings.store_config(),
             };
-            let store = RedisStore::connect(url, keys, config)
+            let what = match &target {
+                RedisTarget::Single(url) => format!("Redis ({})", redact(url)),
+                RedisTarget::Cluster(nodes) => {
+                    format!("the Redis Cluster ({})", redact(&nodes.join(",")))
+                }
+            };
+            let store = RedisStore::connect_to(&target, keys, config, RedisOptions::default())
                 .await
-                .with_context(|| format!("connecting to Redis ({})", redact(url)))?;
+                .with_context(|| format!("connecting to {what}"))?;
             Ok(Arc::new(store))
         }
         None if allow_memory => Ok(Arc::new(MemoryStore::new(settings.store_config()))),
         None => anyhow::bail!(
-            "this command needs REDIS_URL (the shared read model); the in-process store only \
-             exists inside `jobpulse up`"
+            "this command needs REDIS_URL or JOBPULSE_REDIS_CLUSTER_NODES (the shared read \
+             model); the in-process store only exists inside `jobpulse up`"
         ),
     }
 }
@@ -233,8 +240,12 @@ pub fn sweep_abandoned_uploads(
     );
 }
 
-/// A URL without its password, for messages.
+/// A URL (or a comma-separated list of them, such as Redis Cluster seed nodes) without its
+/// password, for messages.
 pub fn redact(url: &str) -> String {
+    if url.contains(',') {
+        return url.split(',').map(redact).collect::<Vec<_>>().join(",");
+    }
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];
@@ -258,6 +269,10 @@ mod tests {
         assert_eq!(
             super::redact("redis://127.0.0.1:6379"),
             "redis://127.0.0.1:6379"
+        );
+        assert_eq!(
+            super::redact("redis://:pw@a:7000, redis://u:pw@b:7001"),
+            "redis://:***@a:7000, redis://u:***@b:7001"
         );
     }
 }

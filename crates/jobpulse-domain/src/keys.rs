@@ -61,6 +61,12 @@ impl KeySpace {
         format!("{}:{{t{}}}:events", self.prefix, tenant)
     }
 
+    /// A tenant's own change channel, in its hash tag: on a Redis Cluster the write scripts
+    /// `SPUBLISH` there (a script may only publish to a shard channel of its keys' slot).
+    pub fn tenant_changes_channel(&self, tenant: TenantId) -> String {
+        format!("{}:{{t{}}}:changes", self.prefix, tenant)
+    }
+
     pub fn changes_channel(&self) -> String {
         format!("{}:changes", self.prefix)
     }
@@ -112,6 +118,7 @@ mod tests {
         assert_eq!(ks.record(&v), "jp:{t3}:v:321");
         assert_eq!(ks.record(&j), "jp:{t3}:j:a1b2");
         assert_eq!(ks.tenant_events(t), "jp:{t3}:events");
+        assert_eq!(ks.tenant_changes_channel(t), "jp:{t3}:changes");
         assert_eq!(ks.parse_record(&ks.record(&v)), Some(v.clone()));
         assert_eq!(ks.parse_record(&ks.record(&j)), Some(j));
         assert_eq!(ks.parse_record("jp:{t3}:x:1"), None);

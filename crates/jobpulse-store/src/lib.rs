@@ -28,7 +28,7 @@ mod metrics;
 pub mod redis;
 
 pub use memory::MemoryStore;
-pub use redis::{ReadCacheConfig, RedisOptions, RedisStore};
+pub use redis::{ReadCacheConfig, RedisConn, RedisOptions, RedisStore, RedisTarget};
 
 /// What a reader sees of one task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +130,19 @@ pub trait StatusStore: Send + Sync + std::fmt::Debug + 'static {
     /// The current snapshot of one task, or `None` when unknown (never written, expired, deleted).
     async fn get(&self, key: &TaskKey) -> Result<Option<Snapshot>, StoreError>;
 
+    /// [`StatusStore::get`] for a reader that already saw revision `at_least` of this task
+    /// (from another API replica, say): an answer from a cache that is behind it is not used,
+    /// the store itself is asked. The answer can still be older when the store itself is (it
+    /// lost writes); callers decide what to show then.
+    async fn get_at_least(
+        &self,
+        key: &TaskKey,
+        at_least: u64,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        let _ = at_least;
+        self.get(key).await
+    }
+
     /// Snapshots of many tasks of one tenant in one round trip, in the order asked.
     async fn get_many(
         &self,
@@ -137,8 +150,18 @@ pub trait StatusStore: Send + Sync + std::fmt::Debug + 'static {
         tasks: &[TaskId],
     ) -> Result<Vec<Option<Snapshot>>, StoreError>;
 
-    /// Every change applied from now on (by any process sharing the store).
+    /// Every change applied from now on (by any process sharing the store) — on a Redis
+    /// Cluster, of the tenants this process follows (see [`StatusStore::follow`]).
     fn subscribe(&self) -> Subscription;
+
+    /// Makes sure the changes of `tenant` reach [`StatusStore::subscribe`]; returns once they
+    /// do. Only a Redis Cluster store needs it (each tenant has its own sharded channel there);
+    /// elsewhere every tenant's changes are always delivered. Call it before reading the
+    /// snapshot a stream of changes continues from.
+    async fn follow(&self, tenant: TenantId) -> Result<(), StoreError> {
+        let _ = tenant;
+        Ok(())
+    }
 
     /// Counts interruptions of the change feed; subscribers may have missed changes during
     /// each, so watchers re-read (with [`StatusStore::changes_since`]) when it moves. A store

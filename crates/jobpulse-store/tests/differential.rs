@@ -213,8 +213,7 @@ fn visible(s: Option<Snapshot>) -> Option<(Fence, State)> {
     s.map(|s| (s.fence, s.state))
 }
 
-async fn run_case(writes: Vec<Write>, batch: usize) -> Result<(), TestCaseError> {
-    let space = TestSpace::new();
+async fn run_case(space: TestSpace, writes: Vec<Write>, batch: usize) -> Result<(), TestCaseError> {
     let redis = space.store(StoreConfig::default()).await;
     let memory = MemoryStore::default();
     let (mut last_r, mut last_m) = (HashMap::new(), HashMap::new());
@@ -270,7 +269,18 @@ proptest! {
         specs in proptest::collection::vec(spec(), 1..150),
         batch in prop_oneof![3 => Just(1usize), 1 => 2usize..6],
     ) {
-        runtime().block_on(run_case(build(&specs), batch))?;
+        runtime().block_on(run_case(TestSpace::new(), build(&specs), batch))?;
+    }
+
+    /// The same on a Redis Cluster (`apply_many` of both tenants is split per slot there).
+    #[test]
+    fn a_cluster_answers_like_the_reference_model(
+        specs in proptest::collection::vec(spec(), 1..150),
+        batch in prop_oneof![1 => Just(1usize), 3 => 2usize..12],
+    ) {
+        if let Some(space) = TestSpace::cluster() {
+            runtime().block_on(run_case(space, build(&specs), batch))?;
+        }
     }
 }
 

@@ -8,6 +8,14 @@
 //! gets 304), `Cache-Control` (terminal answers may be kept briefly, others `no-cache`) and a
 //! poll hint `X-Poll-After` (seconds, or `stop` once terminal) next to the contract's
 //! `Retry-After: 3`.
+//!
+//! Monotonic reads across replicas: a client behind a round-robin balancer may be answered by
+//! a replica whose read cache has not yet heard of the revision another replica showed it. Its
+//! `If-None-Match` says which revision it holds (`"r<rev>"`): when the cache is behind that, the
+//! replica reads Redis instead ([`jobpulse_store::StatusStore::get_at_least`]), and when even
+//! Redis is behind it (writes lost in a failover, until repair rewrites them) the answer is 304:
+//! the client keeps the newer state it has. So such a client never sees a revision older than
+//! one it was shown, and never a running state after a terminal one.
 
 use std::time::Instant;
 
@@ -51,6 +59,23 @@ pub(crate) fn etag(snap: Option<&Snapshot>) -> HeaderValue {
     }
 }
 
+/// The newest revision among the client's `If-None-Match` tags (`"r<rev>"`, weak or not).
+pub(crate) fn held_revision(headers: &HeaderMap) -> Option<u64> {
+    let inm = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())?;
+    inm.split(',')
+        .filter_map(|t| {
+            let t = t.trim();
+            let t = t.strip_prefix("W/").unwrap_or(t);
+            let digits = t.strip_prefix("\"r")?.strip_suffix('"')?;
+            (digits.len() <= 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| digits.parse::<u64>().ok())
+                .flatten()
+        })
+        .max()
+}
+
 fn matches_etag(headers: &HeaderMap, tag: &HeaderValue) -> bool {
     let Some(inm) = headers
         .get(header::IF_NONE_MATCH)
@@ -71,14 +96,23 @@ pub(crate) fn progress_response(
     snap: Option<&Snapshot>,
     body: impl FnOnce() -> Vec<u8>,
 ) -> Response {
-    let tag = etag(snap);
+    let mut tag = etag(snap);
     let terminal = snap.is_some_and(|s| s.state.status.is_terminal());
     let cache = if terminal {
         HeaderValue::from_static("private, max-age=300")
     } else {
         HeaderValue::from_static("no-cache")
     };
-    let mut res = if matches_etag(headers, &tag) {
+    // Even Redis is behind what the client holds (see the module docs): it keeps what it has.
+    let behind = match (snap, held_revision(headers)) {
+        (Some(s), Some(held)) if s.rev < held => Some(held),
+        _ => None,
+    };
+    if let Some(held) = behind {
+        state.metrics.behind_client.increment(1);
+        tag = HeaderValue::from_str(&format!("\"r{held}\"")).unwrap_or(tag);
+    }
+    let mut res = if behind.is_some() || matches_etag(headers, &tag) {
         state.metrics.not_modified.increment(1);
         StatusCode::NOT_MODIFIED.into_response()
     } else {
@@ -128,7 +162,7 @@ pub async fn video_progress(
     let Browser(principal) = caller?;
     let Id(id) = id?;
     let key = TaskKey::video(principal.tenant, id);
-    let found = state.read(&key).await;
+    let found = state.read_fresh(&key, held_revision(&headers)).await;
     let reached = found.is_ok();
     let snap = found
         .ok()
@@ -176,7 +210,7 @@ pub async fn job_progress(
     let Browser(principal) = caller?;
     let Id(id) = id?;
     let key = TaskKey::job(principal.tenant, id.clone());
-    let found = state.read(&key).await;
+    let found = state.read_fresh(&key, held_revision(&headers)).await;
     let reached = found.is_ok();
     let snap = found
         .ok()

@@ -197,6 +197,9 @@ pub async fn stream(
                 CapExceeded::User => "too many open streams for this user",
             })
         })?;
+    // On a Redis Cluster this replica hears a tenant's changes only once it follows it; the
+    // snapshot or catch-up below must not start before (`StatusStore::follow`).
+    state.read.store.follow(principal.tenant).await?;
     let tap = Tap(reg.outlet.clone());
     let mut conn = Conn {
         reg,

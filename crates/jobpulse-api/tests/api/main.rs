@@ -14,3 +14,4 @@ mod ingest;
 mod media_limits;
 mod playback;
 mod push;
+mod replicas;

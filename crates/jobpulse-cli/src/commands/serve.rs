@@ -10,9 +10,10 @@ use crate::app::{Role, Stack};
 use crate::config::Settings;
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    if settings.redis_url.is_none() {
+    if settings.redis_target().is_none() {
         anyhow::bail!(
-            "`jobpulse serve` needs REDIS_URL (the shared read model); \
+            "`jobpulse serve` needs REDIS_URL or JOBPULSE_REDIS_CLUSTER_NODES (the shared read \
+             model); \
              for an all-in-one run without services use `jobpulse up`"
         );
     }

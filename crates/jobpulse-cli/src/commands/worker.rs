@@ -62,9 +62,10 @@ async fn serve_metrics(
 }
 
 pub async fn run(settings: Settings, args: WorkerArgs) -> anyhow::Result<()> {
-    if settings.database_url.is_none() || settings.redis_url.is_none() {
+    if settings.database_url.is_none() || settings.redis_target().is_none() {
         anyhow::bail!(
-            "`jobpulse worker` needs DATABASE_URL and REDIS_URL (shared with the API); \
+            "`jobpulse worker` needs DATABASE_URL and REDIS_URL or JOBPULSE_REDIS_CLUSTER_NODES \
+             (shared with the API); \
              for an all-in-one run use `jobpulse up`"
         );
     }

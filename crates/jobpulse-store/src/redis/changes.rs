@@ -27,8 +27,8 @@
 //! Expired rather than an empty list (its stream does not exist); the log may hold somewhat more
 //! than 1024 entries (`MAXLEN ~`).
 
+use super::conn::RedisConn;
 use ::redis::Value;
-use ::redis::aio::ConnectionManager;
 use jobpulse_domain::TaskId;
 
 use super::record::{array, opt_text, parse_task_label, text};
@@ -153,7 +153,7 @@ fn parse_entries(reply: Value, limit: usize) -> Result<Vec<(String, TaskId)>, St
 }
 
 pub(super) async fn read(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     events: &str,
     cursor: &str,
     limit: usize,

@@ -6,6 +6,9 @@
 -- sent it; absent on a tombstone), o ('x' when an external system owns the record, see
 -- `owned`; absent when our database does).
 --
+-- PUBLISH is defined before this file (scripts.rs): 'PUBLISH' on a single node, 'SPUBLISH' to
+-- the tenant's shard channel on a cluster (shard_feed.rs).
+--
 -- Lua numbers are doubles: fences (seq < 2^53) and revisions (microseconds) stay exact, and
 -- every number leaves the script through fmt() so it is never printed in exponent form.
 
@@ -120,6 +123,6 @@ local function commit(prev_r, flag, percent, json, origin, took_over)
   if json then
     msg = msg .. ',"p":' .. fmt(percent) .. ',"st":' .. json
   end
-  redis.call('PUBLISH', ARGV[9], msg .. '}')
+  redis.call(PUBLISH, ARGV[9], msg .. '}')
   return { 'applied', revs, id }
 end

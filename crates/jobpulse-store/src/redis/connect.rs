@@ -2,24 +2,34 @@
 //! the `maxmemory-policy` check, the write scripts loaded up front, and the change feed (started
 //! at once when reads are cached).
 //!
-//! At connect, `maxmemory-policy` is checked: `allkeys-*` policies can evict live and terminal
-//! records (and tombstones) silently and are refused; `volatile-*` ones may evict in-progress
-//! records and tombstones early and are logged as a warning; when `CONFIG` is disabled (managed
-//! Redis) we warn and continue.
+//! At connect, `maxmemory-policy` is checked (on a cluster, on every master): `allkeys-*`
+//! policies can evict live and terminal records (and tombstones) silently and are refused;
+//! `volatile-*` ones may evict in-progress records and tombstones early and are logged as a
+//! warning; when `CONFIG` is disabled (managed Redis) we warn and continue.
+//!
+//! A Redis Cluster ([`RedisTarget::Cluster`]) gets redis-rs's cluster client, which follows
+//! MOVED/ASK redirects and failovers; its change feed is `shard_feed.rs`. The migration read of
+//! the old system's keys (`legacy_read`) is refused there: those keys are in other slots than the
+//! tenant's, so one pipeline could not read them with the record.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{RedisError, Value};
+use ::redis::cluster::ClusterClientBuilder;
+use ::redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
+use ::redis::{ProtocolVersion, RedisError, Value};
 use jobpulse_domain::keys::KeySpace;
 use tokio::sync::broadcast;
 
 use super::breaker::Breaker;
 use super::cache::ReadCache;
+use super::conn::RedisConn;
 use super::errors::redis_error;
+use super::feed::Feed;
 use super::listener::Listener;
 use super::scripts::{Scripts, WriteContext};
+use super::shard_feed::ShardFeed;
 use super::{BACKEND, RedisStore, record};
 use crate::{CHANGE_CHANNEL_CAPACITY, StoreConfig, StoreError, metrics};
 
@@ -51,6 +61,44 @@ impl RedisOptions {
     }
 }
 
+/// Where the read model lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// One Redis server: a `redis://` (or `rediss://`) URL.
+    Single(String),
+    /// A Redis Cluster: seed nodes (`redis://host:port` each; the rest are discovered).
+    Cluster(Vec<String>),
+}
+
+impl std::fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // No URLs: they may carry a password.
+        match self {
+            RedisTarget::Single(_) => f.write_str("RedisTarget::Single"),
+            RedisTarget::Cluster(n) => write!(f, "RedisTarget::Cluster({} seed nodes)", n.len()),
+        }
+    }
+}
+
+impl RedisTarget {
+    /// A cluster from a comma-separated seed list (`redis://a:7000,redis://b:7001`); blanks
+    /// around the commas are ignored. An empty list is an error.
+    pub fn cluster_from_list(list: &str) -> Result<Self, StoreError> {
+        let nodes: Vec<String> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if nodes.is_empty() {
+            return Err(StoreError::Config(
+                "the Redis Cluster seed list is empty (expected redis://host:port,…)".into(),
+            ));
+        }
+        Ok(RedisTarget::Cluster(nodes))
+    }
+}
+
 enum EvictionPolicy {
     Safe,
     Warn,
@@ -68,12 +116,29 @@ fn eviction_policy(policy: &str) -> EvictionPolicy {
     }
 }
 
-async fn check_eviction_policy(conn: &mut ConnectionManager) -> Result<(), StoreError> {
-    let reply: Result<Value, RedisError> = ::redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("maxmemory-policy")
-        .query_async(conn)
-        .await;
+/// Checks every server that holds records: the one node, or every master of a cluster.
+async fn check_eviction_policy(conn: &mut RedisConn) -> Result<(), StoreError> {
+    let mut cmd = ::redis::cmd("CONFIG");
+    cmd.arg("GET").arg("maxmemory-policy");
+    match conn {
+        RedisConn::Single(c) => check_policy_reply(cmd.query_async(c).await, "Redis"),
+        RedisConn::Cluster(c) => {
+            let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+            let replies = match c.route_command(cmd, routing).await {
+                Ok(Value::Map(per_node)) => per_node,
+                Ok(other) => return check_policy_reply(Ok(other), "a Redis Cluster master"),
+                Err(e) => return check_policy_reply(Err(e), "the Redis Cluster"),
+            };
+            for (node, reply) in replies {
+                let node = record::opt_text(&node).ok().flatten().unwrap_or_default();
+                check_policy_reply(Ok(reply), &format!("Redis Cluster master {node}"))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn check_policy_reply(reply: Result<Value, RedisError>, server: &str) -> Result<(), StoreError> {
     let reply = match reply {
         Ok(v) => v,
         Err(e) if matches!(redis_error(e.clone()), StoreError::Unavailable(_)) => {
@@ -103,12 +168,13 @@ async fn check_eviction_policy(conn: &mut ConnectionManager) -> Result<(), Store
     };
     match eviction_policy(&policy) {
         EvictionPolicy::Refuse => Err(StoreError::Config(format!(
-            "Redis maxmemory-policy is {policy}: under memory pressure it silently evicts \
+            "{server}: maxmemory-policy is {policy}: under memory pressure it silently evicts \
              in-progress and terminal records and deletion tombstones; set it to noeviction"
         ))),
         EvictionPolicy::Warn => {
             tracing::warn!(
                 redis.maxmemory_policy = %policy,
+                redis.server = %server,
                 "under memory pressure Redis may evict in-progress records and deletion tombstones \
                  early; noeviction is recommended"
             );
@@ -128,10 +194,20 @@ impl RedisStore {
         Self::connect_with(url, keys, config, RedisOptions::default()).await
     }
 
-    /// Connects, checks the eviction policy and loads the write scripts. Must be called inside a
-    /// Tokio runtime (the change feed is spawned on it).
+    /// Connects to one Redis server. See [`RedisStore::connect_to`].
     pub async fn connect_with(
         url: &str,
+        keys: KeySpace,
+        config: StoreConfig,
+        options: RedisOptions,
+    ) -> Result<Self, StoreError> {
+        Self::connect_to(&RedisTarget::Single(url.to_owned()), keys, config, options).await
+    }
+
+    /// Connects (to one server or a cluster), checks the eviction policy and loads the write
+    /// scripts. Must be called inside a Tokio runtime (the change feed is spawned on it).
+    pub async fn connect_to(
+        target: &RedisTarget,
         keys: KeySpace,
         config: StoreConfig,
         options: RedisOptions,
@@ -141,57 +217,100 @@ impl RedisStore {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             StoreError::Config("the Redis store must be created inside a Tokio runtime".into())
         })?;
-        let client = ::redis::Client::open(url)
-            .map_err(|e| StoreError::Config(format!("invalid Redis URL: {e}")))?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.connect_timeout))
-            .set_response_timeout(Some(options.response_timeout))
-            .set_number_of_retries(options.reconnect_retries)
-            .set_max_delay(Duration::from_secs(1));
         let deadline = options.deadline();
         let unavailable =
             || StoreError::Unavailable(format!("Redis did not answer within {deadline:?}"));
-        let mut conn = tokio::time::timeout(
-            deadline,
-            ConnectionManager::new_with_config(client.clone(), manager_config),
-        )
-        .await
-        .map_err(|_| unavailable())?
-        .map_err(redis_error)?;
-        tokio::time::timeout(deadline, check_eviction_policy(&mut conn))
-            .await
-            .map_err(|_| unavailable())??;
-        let scripts = Scripts::new();
-        // Loaded up front so writes are plain EVALSHAs; `Scripts::run` reloads them if needed.
-        let mut load = ::redis::pipe();
-        scripts.load_into(&mut load);
-        tokio::time::timeout(deadline, load.query_async::<()>(&mut conn))
-            .await
-            .map_err(|_| unavailable())?
-            .map_err(redis_error)?;
-        let (changes, _) = broadcast::channel(CHANGE_CHANNEL_CAPACITY);
         let cache = match config.read_cache {
             Some(c) if c.entries > 0 && !config.legacy_read => Some(Arc::new(ReadCache::new(c))),
             _ => None,
         };
-        let listener = Listener::new(
-            client,
-            keys.changes_channel(),
-            changes,
-            deadline,
-            runtime,
-            cache.clone(),
-        );
+        let (changes, _) = broadcast::channel(CHANGE_CHANNEL_CAPACITY);
+        let (mut conn, feed) = match target {
+            RedisTarget::Single(url) => {
+                let client = ::redis::Client::open(url.as_str())
+                    .map_err(|e| StoreError::Config(format!("invalid Redis URL: {e}")))?;
+                let manager_config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(options.connect_timeout))
+                    .set_response_timeout(Some(options.response_timeout))
+                    .set_number_of_retries(options.reconnect_retries)
+                    .set_max_delay(Duration::from_secs(1));
+                let conn = tokio::time::timeout(
+                    deadline,
+                    ConnectionManager::new_with_config(client.clone(), manager_config),
+                )
+                .await
+                .map_err(|_| unavailable())?
+                .map_err(redis_error)?;
+                let listener = Listener::new(
+                    client,
+                    keys.changes_channel(),
+                    changes,
+                    deadline,
+                    runtime,
+                    cache.clone(),
+                );
+                (RedisConn::Single(conn), Feed::Global(Box::new(listener)))
+            }
+            RedisTarget::Cluster(nodes) => {
+                if config.legacy_read {
+                    return Err(StoreError::Config(
+                        "legacy_read is not supported on a Redis Cluster: the old system's keys \
+                         (tenant:{tid}:…) are in other slots than the tenant's records; run the \
+                         migration read against the single-node Redis the old system used"
+                            .into(),
+                    ));
+                }
+                let builder = |nodes: &[String]| {
+                    ClusterClientBuilder::new(nodes.to_vec())
+                        .connection_timeout(options.connect_timeout)
+                        .response_timeout(options.response_timeout)
+                        .retries(u32::try_from(options.reconnect_retries.max(1) * 3).unwrap_or(3))
+                        .max_retry_wait(1000)
+                };
+                let client = builder(nodes)
+                    .build()
+                    .map_err(|e| StoreError::Config(format!("invalid Redis Cluster nodes: {e}")))?;
+                let (push_tx, push_rx) = tokio::sync::mpsc::unbounded_channel();
+                let feed_client = builder(nodes)
+                    .use_protocol(ProtocolVersion::RESP3)
+                    .push_sender(push_tx)
+                    .build()
+                    .map_err(|e| StoreError::Config(format!("invalid Redis Cluster nodes: {e}")))?;
+                let conn = tokio::time::timeout(deadline, client.get_async_connection())
+                    .await
+                    .map_err(|_| unavailable())?
+                    .map_err(redis_error)?;
+                let feed = ShardFeed::new(
+                    feed_client,
+                    push_rx,
+                    keys.clone(),
+                    changes,
+                    deadline,
+                    runtime,
+                    cache.clone(),
+                );
+                (RedisConn::Cluster(conn), Feed::Sharded(Arc::new(feed)))
+            }
+        };
+        tokio::time::timeout(deadline, check_eviction_policy(&mut conn))
+            .await
+            .map_err(|_| unavailable())??;
+        let scripts = Scripts::new(conn.is_cluster());
+        // Loaded up front so writes are plain EVALSHAs; `Scripts::run` reloads them if needed.
+        tokio::time::timeout(deadline, scripts.load(&mut conn))
+            .await
+            .map_err(|_| unavailable())?
+            .map_err(redis_error)?;
         if cache.is_some() {
             // The cache serves only while the feed is subscribed: start it now.
-            drop(listener.subscribe());
+            drop(feed.subscribe());
         }
         Ok(Self {
+            ctx: WriteContext::new(keys, &config, conn.is_cluster()),
             conn,
-            ctx: WriteContext::new(keys, &config),
             config,
             scripts,
-            listener,
+            feed,
             cache,
             deadline,
             slow_failure: options.response_timeout.min(options.connect_timeout),

@@ -33,6 +33,15 @@
 //! backoff; changes announced while it is disconnected are not delivered (pub/sub keeps nothing),
 //! and SSE clients cover that gap with `changes_since`.
 //!
+//! # On a Redis Cluster
+//!
+//! [`RedisTarget::Cluster`] selects redis-rs's cluster client. Every script and pipeline touches
+//! one slot (the tenant's hash tag), the scripts `SPUBLISH` to the tenant's own shard channel
+//! instead of `PUBLISH`ing to one channel every node would copy, and the feed follows tenants
+//! one by one (`shard_feed.rs`; [`StatusStore::follow`]). The eviction check runs on every
+//! master; `legacy_read` is refused. The data-loss sentinel (`check_epoch`) lives in one slot, so
+//! it notices a flush of that shard only.
+//!
 //! # Differences from the in-process store
 //!
 //! - Cursors are stream ids (`1712345678901-0`), ordered within a tenant, not small integers.
@@ -46,8 +55,9 @@
 //!
 //! # Failure
 //!
-//! Commands go through a multiplexed, auto-reconnecting [`ConnectionManager`] with connect and
-//! response timeouts ([`RedisOptions`]); on top, every call has a deadline of both timeouts
+//! Commands go through a multiplexed, auto-reconnecting connection ([`RedisConn`]: redis-rs's
+//! connection manager, or its cluster client on a Redis Cluster) with connect and response
+//! timeouts ([`RedisOptions`]); on top, every call has a deadline of both timeouts
 //! together, so a blackholed Redis makes calls fail with [`StoreError::Unavailable`] within about
 //! 4 s (default options) instead of hanging. Unexpected replies are [`StoreError::Protocol`].
 //!
@@ -64,29 +74,32 @@
 mod breaker;
 mod cache;
 mod changes;
+mod conn;
 mod connect;
 mod errors;
+mod feed;
 mod legacy;
 mod listener;
 mod reads;
 mod record;
 mod scripts;
+mod shard_feed;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::Value;
-use ::redis::aio::ConnectionManager;
 use jobpulse_domain::keys::KeySpace;
 use jobpulse_domain::{Outcome, TaskId, TaskKey, TenantId, Write};
 
 use self::breaker::{Admit, Breaker};
 use self::cache::ReadCache;
 pub use self::cache::ReadCacheConfig;
-pub use self::connect::RedisOptions;
+pub use self::conn::RedisConn;
+pub use self::connect::{RedisOptions, RedisTarget};
 use self::errors::{redis_error, server_error};
-use self::listener::Listener;
+use self::feed::Feed;
 use self::scripts::{Scripts, WriteContext};
 use crate::{
     ChangesSince, Epoch, Snapshot, StatusStore, StoreConfig, StoreError, Subscription, metrics,
@@ -96,11 +109,11 @@ const BACKEND: &str = "redis";
 
 /// See the module docs.
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: RedisConn,
     ctx: WriteContext,
     config: StoreConfig,
     scripts: Scripts,
-    listener: Listener,
+    feed: Feed,
     /// Present when reads are cached (see `cache.rs`); then the change feed runs from the start.
     cache: Option<Arc<ReadCache>>,
     deadline: Duration,
@@ -116,7 +129,7 @@ impl std::fmt::Debug for RedisStore {
             .field("prefix", &self.ctx.keys.prefix())
             .field("config", &self.config)
             .field("deadline", &self.deadline)
-            .field("listener", &self.listener)
+            .field("feed", &self.feed)
             .finish_non_exhaustive()
     }
 }
@@ -130,15 +143,20 @@ impl RedisStore {
     /// A handle on the store's multiplexed connection, for operational tools (scans for repair)
     /// and for benchmarks that need a baseline over the very same connection. Writing records
     /// through it bypasses the fence: don't.
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> RedisConn {
         self.conn.clone()
+    }
+
+    /// Whether this store runs on a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.conn.is_cluster()
     }
 
     /// Like [`StatusStore::subscribe`], but returns only once the change feed is subscribed, so
     /// every change applied afterwards (by any process) is received.
     pub async fn subscribe_ready(&self) -> Result<Subscription, StoreError> {
-        let rx = self.listener.subscribe();
-        if self.listener.wait_ready(self.deadline).await {
+        let rx = self.feed.subscribe();
+        if self.feed.wait_ready(self.deadline).await {
             Ok(rx)
         } else {
             Err(StoreError::Unavailable(format!(
@@ -209,6 +227,40 @@ impl RedisStore {
     }
 
     async fn run_writes(&self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
+        if !self.conn.is_cluster() {
+            return self.run_pipeline(writes).await;
+        }
+        // A cluster pipeline must stay in one slot: one pipeline per tenant, all at once, each
+        // keeping its writes' order.
+        let mut groups: Vec<(TenantId, Vec<usize>)> = Vec::new();
+        for (i, w) in writes.iter().enumerate() {
+            match groups.iter_mut().find(|(t, _)| *t == w.key.tenant) {
+                Some((_, idx)) => idx.push(i),
+                None => groups.push((w.key.tenant, vec![i])),
+            }
+        }
+        if groups.len() == 1 {
+            return self.run_pipeline(writes).await;
+        }
+        let runs = groups.iter().map(|(_, idx)| async move {
+            let group: Vec<Write> = idx.iter().map(|&i| writes[i].clone()).collect();
+            self.run_pipeline(&group).await
+        });
+        let results = futures::future::join_all(runs).await;
+        let mut outcomes = vec![None; writes.len()];
+        for ((_, idx), result) in groups.iter().zip(results) {
+            for (&i, outcome) in idx.iter().zip(result?) {
+                outcomes[i] = Some(outcome);
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.ok_or_else(|| StoreError::Protocol("a write got no outcome".into())))
+            .collect()
+    }
+
+    /// One pipeline of write scripts (one round trip).
+    async fn run_pipeline(&self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
         let calls = writes
             .iter()
             .map(|w| self.scripts.invocation(&self.ctx, w))
@@ -262,7 +314,11 @@ impl StatusStore for RedisStore {
     }
 
     async fn get(&self, key: &TaskKey) -> Result<Option<Snapshot>, StoreError> {
-        let ticket = match self.cache.as_deref().map(|c| c.lookup(key)) {
+        let cache = self
+            .cache
+            .as_deref()
+            .filter(|_| self.feed.covers(key.tenant));
+        let ticket = match cache.map(|c| c.lookup(key)) {
             Some(Ok(cached)) => {
                 // Answered without I/O: still yield now and then, so a loop of cached reads
                 // cannot starve its runtime.
@@ -280,10 +336,30 @@ impl StatusStore for RedisStore {
                 Ok(found.pop().flatten())
             })
             .await?;
-        if let (Some(cache), Some(ticket)) = (&self.cache, ticket) {
+        if let (Some(cache), Some(ticket)) = (cache, ticket) {
             cache.fill(key, ticket, &found);
         }
         Ok(found)
+    }
+
+    async fn get_at_least(
+        &self,
+        key: &TaskKey,
+        at_least: u64,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        let found = self.get(key).await?;
+        if self.cache.is_none() || found.as_ref().is_some_and(|s| s.rev >= at_least) {
+            return Ok(found);
+        }
+        // Perhaps answered from the cache, which is behind what the reader saw: ask Redis.
+        metrics::op(BACKEND, "get_behind_cache");
+        self.call("get", async {
+            let mut found = self
+                .read(key.tenant, std::slice::from_ref(&key.task))
+                .await?;
+            Ok(found.pop().flatten())
+        })
+        .await
     }
 
     async fn get_many(
@@ -291,7 +367,7 @@ impl StatusStore for RedisStore {
         tenant: TenantId,
         tasks: &[TaskId],
     ) -> Result<Vec<Option<Snapshot>>, StoreError> {
-        let Some(cache) = &self.cache else {
+        let Some(cache) = self.cache.as_deref().filter(|_| self.feed.covers(tenant)) else {
             return self.call("get_many", self.read(tenant, tasks)).await;
         };
         // Served from the cache where it can; the rest in one round trip, filled afterwards.
@@ -325,11 +401,15 @@ impl StatusStore for RedisStore {
 
     fn subscribe(&self) -> Subscription {
         metrics::op(BACKEND, "subscribe");
-        self.listener.subscribe()
+        self.feed.subscribe()
     }
 
     fn feed_gaps(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.listener.gaps()
+        self.feed.gaps()
+    }
+
+    async fn follow(&self, tenant: TenantId) -> Result<(), StoreError> {
+        self.feed.follow(tenant).await
     }
 
     async fn changes_since(
@@ -370,7 +450,7 @@ impl StatusStore for RedisStore {
         self.call("check_epoch", async {
             let key = self.ctx.keys.sentinel();
             let mut conn = self.conn.clone();
-            let get = |mut conn: ConnectionManager| {
+            let get = |mut conn: RedisConn| {
                 let key = key.clone();
                 async move {
                     let v: Value = ::redis::cmd("GET")

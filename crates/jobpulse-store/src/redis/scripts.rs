@@ -2,16 +2,17 @@
 //! reply becomes an [`Outcome`].
 //!
 //! Each script is `common.lua` followed by its own file, so the three share one transcription of
-//! the fence rule. They run by EVALSHA; after a Redis restart or `SCRIPT FLUSH` the server answers
+//! the fence rule; before both, one line names the publish command (`PUBLISH` to the one changes
+//! channel on a single node, `SPUBLISH` to the tenant's shard channel on a cluster). They run by EVALSHA; after a Redis restart or `SCRIPT FLUSH` the server answers
 //! NOSCRIPT and we load them and run the refused calls again (a refused call did not run, so
 //! running it again is safe).
 
-use ::redis::aio::ConnectionManager;
 use ::redis::{RedisError, Script, ScriptInvocation, ServerErrorKind, Value};
 use jobpulse_domain::fence::MAX_SEQ;
 use jobpulse_domain::keys::KeySpace;
 use jobpulse_domain::{Fence, Origin, Outcome, RejectReason, Write, WriteKind};
 
+use super::conn::RedisConn;
 use super::record::{array, task_label, text};
 use crate::{StoreConfig, StoreError, TENANT_LOG_LEN};
 
@@ -22,7 +23,8 @@ pub(super) struct WriteContext {
     live_ttl_ms: String,
     terminal_ttl_ms: String,
     tombstone_ttl_ms: String,
-    channel: String,
+    /// `None`: each tenant's own channel (a cluster).
+    channel: Option<String>,
 }
 
 /// Milliseconds for PEXPIRE, at least 1 (PEXPIRE 0 would delete the record at once).
@@ -31,14 +33,14 @@ fn millis(d: std::time::Duration) -> String {
 }
 
 impl WriteContext {
-    pub(super) fn new(keys: KeySpace, config: &StoreConfig) -> Self {
+    pub(super) fn new(keys: KeySpace, config: &StoreConfig, sharded: bool) -> Self {
         Self {
             live_ttl_ms: millis(config.live_ttl),
             terminal_ttl_ms: config
                 .terminal_retention
                 .map_or_else(|| "0".to_owned(), millis),
             tombstone_ttl_ms: millis(config.tombstone_ttl),
-            channel: keys.changes_channel(),
+            channel: (!sharded).then(|| keys.changes_channel()),
             keys,
         }
     }
@@ -52,28 +54,28 @@ pub(super) struct Scripts {
 }
 
 impl Scripts {
-    pub(super) fn new() -> Self {
+    /// `sharded`: publish with `SPUBLISH` to the tenant's channel (a cluster).
+    pub(super) fn new(sharded: bool) -> Self {
+        let publish = if sharded { "SPUBLISH" } else { "PUBLISH" };
+        let script = |own: &str| {
+            Script::new(&format!(
+                "local PUBLISH = '{publish}'\n{}{own}",
+                include_str!("common.lua")
+            ))
+        };
         Self {
-            set: Script::new(concat!(include_str!("common.lua"), include_str!("set.lua"))),
-            delete: Script::new(concat!(
-                include_str!("common.lua"),
-                include_str!("delete.lua")
-            )),
-            heartbeat: Script::new(concat!(
-                include_str!("common.lua"),
-                include_str!("heartbeat.lua")
-            )),
+            set: script(include_str!("set.lua")),
+            delete: script(include_str!("delete.lua")),
+            heartbeat: script(include_str!("heartbeat.lua")),
         }
     }
 
-    /// Adds `SCRIPT LOAD` of every script to a pipeline.
-    pub(super) fn load_into(&self, pipe: &mut ::redis::Pipeline) {
-        pipe.load_script(&self.set)
-            .ignore()
-            .load_script(&self.delete)
-            .ignore()
-            .load_script(&self.heartbeat)
-            .ignore();
+    /// `SCRIPT LOAD`s every script (on a cluster the client sends it to every node).
+    pub(super) async fn load(&self, conn: &mut RedisConn) -> Result<(), RedisError> {
+        for script in [&self.set, &self.delete, &self.heartbeat] {
+            script.load_async(conn).await?;
+        }
+        Ok(())
     }
 
     /// The script call for one write.
@@ -118,7 +120,10 @@ impl Scripts {
             .arg(&ctx.tombstone_ttl_ms)
             .arg(task_label(&w.key.task))
             .arg(w.key.tenant.get())
-            .arg(&ctx.channel)
+            .arg(match &ctx.channel {
+                Some(one) => one.clone(),
+                None => ctx.keys.tenant_changes_channel(w.key.tenant),
+            })
             .arg(TENANT_LOG_LEN);
         if let WriteKind::Set(state) = &w.kind {
             let json = serde_json::to_string(state)
@@ -136,7 +141,7 @@ impl Scripts {
     /// Per-call server errors stay in the returned replies.
     pub(super) async fn run(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut RedisConn,
         calls: &[ScriptInvocation<'_>],
     ) -> Result<Vec<Value>, RedisError> {
         let mut pipe = ::redis::pipe();
@@ -160,9 +165,7 @@ impl Scripts {
             calls = refused.len(),
             "Redis does not know the write scripts (restarted or flushed); loading them"
         );
-        let mut load = ::redis::pipe();
-        self.load_into(&mut load);
-        load.query_async::<()>(conn).await?;
+        self.load(conn).await?;
         let mut again = ::redis::pipe();
         again.ignore_errors();
         for &i in &refused {

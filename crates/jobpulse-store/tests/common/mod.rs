@@ -11,17 +11,44 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use jobpulse_domain::keys::KeySpace;
-use jobpulse_store::{RedisStore, StoreConfig};
+use jobpulse_store::{RedisOptions, RedisStore, RedisTarget, StoreConfig};
 use redis::aio::MultiplexedConnection;
 
 pub fn redis_url() -> String {
     std::env::var("JOBPULSE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// The test Redis Cluster's seed nodes (`JOBPULSE_TEST_REDIS_CLUSTER_NODES`, which
+/// `scripts/test` sets after starting one). Unset: `None` and the caller skips, saying so —
+/// except in CI, where a missing cluster is a failure.
+pub fn cluster_nodes() -> Option<Vec<String>> {
+    match std::env::var("JOBPULSE_TEST_REDIS_CLUSTER_NODES") {
+        Ok(list) if !list.trim().is_empty() => match RedisTarget::cluster_from_list(&list) {
+            Ok(RedisTarget::Cluster(nodes)) => Some(nodes),
+            _ => panic!("JOBPULSE_TEST_REDIS_CLUSTER_NODES is not a node list: {list}"),
+        },
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI needs JOBPULSE_TEST_REDIS_CLUSTER_NODES (scripts/test starts a cluster)")
+        }
+        _ => {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                eprintln!(
+                    "SKIPPED: no Redis Cluster (run scripts/test, or set \
+                     JOBPULSE_TEST_REDIS_CLUSTER_NODES)"
+                );
+            });
+            None
+        }
+    }
+}
+
 /// A key space of its own for one test (or one proptest case); its keys are deleted on drop.
 pub struct TestSpace {
     pub keys: KeySpace,
+    /// The single-node URL (for a cluster space: its first seed node).
     pub url: String,
+    pub target: RedisTarget,
 }
 
 impl TestSpace {
@@ -30,24 +57,48 @@ impl TestSpace {
     }
 
     pub fn on(url: &str) -> Self {
+        Self::with_target(RedisTarget::Single(url.to_owned()))
+    }
+
+    /// A key space on the test cluster; `None` (skipped) without one.
+    pub fn cluster() -> Option<Self> {
+        cluster_nodes().map(|nodes| Self::with_target(RedisTarget::Cluster(nodes)))
+    }
+
+    /// A key space on a cluster of the test's own.
+    pub fn on_cluster(nodes: Vec<String>) -> Self {
+        Self::with_target(RedisTarget::Cluster(nodes))
+    }
+
+    fn with_target(target: RedisTarget) -> Self {
         let prefix = format!("t-{:016x}", rand::random::<u64>());
+        let url = match &target {
+            RedisTarget::Single(url) => url.clone(),
+            RedisTarget::Cluster(nodes) => nodes[0].clone(),
+        };
         Self {
             keys: KeySpace::new(&prefix).expect("valid prefix"),
-            url: url.to_owned(),
+            url,
+            target,
         }
     }
 
     /// A store on this key space; several may share it, like several processes would.
     pub async fn store(&self, config: StoreConfig) -> RedisStore {
-        RedisStore::connect(&self.url, self.keys.clone(), config)
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot connect to the test Redis at {} ({e}); start one or set \
-                     JOBPULSE_TEST_REDIS_URL",
-                    self.url
-                )
-            })
+        RedisStore::connect_to(
+            &self.target,
+            self.keys.clone(),
+            config,
+            RedisOptions::default(),
+        )
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot connect to the test Redis at {} ({e}); start one or set \
+                 JOBPULSE_TEST_REDIS_URL / JOBPULSE_TEST_REDIS_CLUSTER_NODES",
+                self.url
+            )
+        })
     }
 
     pub async fn raw(&self) -> MultiplexedConnection {
@@ -56,26 +107,60 @@ impl TestSpace {
 
     /// Deletes every key of this key space (also done on drop).
     pub fn clean(&self) {
-        let Ok(client) = redis::Client::open(self.url.as_str()) else {
-            return;
-        };
-        let Ok(mut con) = client.get_connection() else {
-            return;
-        };
-        let pattern = format!("{}:*", self.keys.prefix());
-        let keys: Vec<String> = redis::cmd("SCAN")
-            .cursor_arg(0)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .clone()
-            .iter(&mut con)
-            .map(|it| it.filter_map(Result::ok).collect())
-            .unwrap_or_default();
-        for chunk in keys.chunks(500) {
-            let _: Result<i64, _> = redis::cmd("DEL").arg(chunk).query(&mut con);
+        match &self.target {
+            RedisTarget::Single(url) => clean_node(url, self.keys.prefix()),
+            RedisTarget::Cluster(_) => {
+                for master in cluster_masters(&self.url) {
+                    clean_node(&master, self.keys.prefix());
+                }
+            }
         }
+    }
+}
+
+/// `redis://host:port` of every master, from `CLUSTER NODES` asked of `seed`.
+pub fn cluster_masters(seed: &str) -> Vec<String> {
+    let Ok(mut con) = redis::Client::open(seed).and_then(|c| c.get_connection()) else {
+        return Vec::new();
+    };
+    let nodes: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query(&mut con)
+        .unwrap_or_default();
+    nodes
+        .lines()
+        .filter(|l| l.split(' ').nth(2).is_some_and(|f| f.contains("master")))
+        .filter_map(|l| l.split(' ').nth(1))
+        .filter_map(|addr| addr.split('@').next())
+        .map(|addr| format!("redis://{addr}"))
+        .collect()
+}
+
+fn clean_node(url: &str, prefix: &str) {
+    let Ok(client) = redis::Client::open(url) else {
+        return;
+    };
+    let Ok(mut con) = client.get_connection() else {
+        return;
+    };
+    let pattern = format!("{prefix}:*");
+    let keys: Vec<String> = redis::cmd("SCAN")
+        .cursor_arg(0)
+        .arg("MATCH")
+        .arg(&pattern)
+        .arg("COUNT")
+        .arg(1000)
+        .clone()
+        .iter(&mut con)
+        .map(|it| it.filter_map(Result::ok).collect())
+        .unwrap_or_default();
+    // One DEL per key: on a cluster node the keys are in many slots.
+    for chunk in keys.chunks(500) {
+        let mut pipe = redis::pipe();
+        for key in chunk {
+            pipe.cmd("DEL").arg(key).ignore();
+        }
+        let _: Result<(), _> = pipe.query(&mut con);
     }
 }
 
@@ -161,5 +246,154 @@ impl Drop for OwnRedis {
             .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A Redis Cluster of our own (3 masters, 3 replicas, `cluster-node-timeout` 1 s) on free ports,
+/// for tests that kill a node; every process is killed and its directory removed on drop.
+pub struct OwnCluster {
+    nodes: Vec<(u16, Child)>,
+    dir: std::path::PathBuf,
+}
+
+impl OwnCluster {
+    pub fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("jp-cluster-{:016x}", rand::random::<u64>()));
+        let mut nodes = Vec::new();
+        for _ in 0..6 {
+            let port = {
+                let l = TcpListener::bind("127.0.0.1:0").expect("a free port");
+                l.local_addr().expect("bound").port()
+            };
+            let node_dir = dir.join(port.to_string());
+            std::fs::create_dir_all(&node_dir).expect("a node directory");
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                ])
+                .args(["--cluster-node-timeout", "1000"])
+                .arg("--dir")
+                .arg(&node_dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server must be installed for this test");
+            nodes.push((port, child));
+        }
+        let me = Self { nodes, dir };
+        for (port, _) in &me.nodes {
+            let start = Instant::now();
+            while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "node {port} did not start"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(me.nodes.iter().map(|(p, _)| format!("127.0.0.1:{p}")))
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs");
+        assert!(out.status.success(), "cluster create failed: {out:?}");
+        let start = Instant::now();
+        while !me.healthy() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the cluster did not form"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        me
+    }
+
+    fn info(port: u16, what: &str) -> String {
+        redis::Client::open(format!("redis://127.0.0.1:{port}"))
+            .and_then(|c| c.get_connection())
+            .and_then(|mut c| redis::cmd(what).query(&mut c))
+            .unwrap_or_default()
+    }
+
+    /// Every live node says the cluster is ok and every replica is in sync.
+    pub fn healthy(&self) -> bool {
+        self.nodes.iter().all(|(p, _)| {
+            let state: String = redis::Client::open(format!("redis://127.0.0.1:{p}"))
+                .and_then(|c| c.get_connection())
+                .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query(&mut c))
+                .unwrap_or_default();
+            let info = Self::info(*p, "INFO");
+            state.contains("cluster_state:ok")
+                && (info.contains("role:master") || info.contains("master_link_status:up"))
+        })
+    }
+
+    pub fn nodes(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|(p, _)| format!("redis://127.0.0.1:{p}"))
+            .collect()
+    }
+
+    /// The port of the master serving `key` now.
+    pub fn master_of(&self, key: &str) -> u16 {
+        let client = redis::cluster::ClusterClient::new(self.nodes()).expect("valid nodes");
+        let mut con = client.get_connection().expect("the cluster answers");
+        let slot: i64 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut con)
+            .expect("KEYSLOT");
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query(&mut con)
+            .expect("CLUSTER NODES");
+        for line in nodes.lines() {
+            let f: Vec<&str> = line.split(' ').collect();
+            if !f.get(2).is_some_and(|flags| flags.contains("master")) || f.len() < 9 {
+                continue;
+            }
+            for range in &f[8..] {
+                let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+                if let (Ok(lo), Ok(hi)) = (lo.parse::<i64>(), hi.parse::<i64>())
+                    && (lo..=hi).contains(&slot)
+                {
+                    let addr = f[1].split('@').next().expect("an address");
+                    return addr
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| p.parse().ok())
+                        .expect("a port");
+                }
+            }
+        }
+        panic!("no master serves slot {slot}");
+    }
+
+    /// SIGKILLs the node on `port`.
+    pub fn kill(&mut self, port: u16) {
+        for (p, child) in &mut self.nodes {
+            if *p == port {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.nodes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
