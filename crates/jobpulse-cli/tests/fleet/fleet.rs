@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -144,6 +144,40 @@ impl Fleet {
         }
         anyhow::ensure!(fleet.replicas.len() == 3, "ports: {:?}", fleet.replicas);
         Ok(fleet)
+    }
+
+    /// A new tenant (`jobpulse tenant add` on the fleet's database) and a staff token of it
+    /// (`jobpulse token` with the fleet's secret): `(tenant id, lecture id, token)`.
+    pub fn tenant(&self, code: &str) -> anyhow::Result<(i64, i64, String)> {
+        let secret = std::fs::read_to_string(self.dir.join("jwt-secret"))?;
+        let run = |args: &[&str]| -> anyhow::Result<String> {
+            let out = Command::new(BIN)
+                .args(args)
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("DATABASE_URL", &self.db_url)
+                .env("JOBPULSE_JWT_SECRET", secret.trim())
+                .env("JOBPULSE_DATA_DIR", self.dir.join("hosts/admin"))
+                .output()?;
+            ensure!(
+                out.status.success(),
+                "jobpulse {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+        };
+        let ids: serde_json::Value =
+            serde_json::from_str(&run(&["tenant", "add", "--code", code, "--name", code])?)?;
+        let tenant = ids["tenant_id"].as_i64().context("tenant_id")?;
+        let lecture = ids["lecture_id"].as_i64().context("lecture_id")?;
+        let token = run(&[
+            "token",
+            "--tenant-id",
+            &tenant.to_string(),
+            "--role",
+            "staff",
+        ])?;
+        Ok((tenant, lecture, token))
     }
 
     /// The pid of process `name` (`serve-1`, `video-2`, …).

@@ -25,7 +25,8 @@ async fn a_fleet_behind_nginx_finishes_work_across_replica_and_worker_crashes() 
     let run = async {
         flows_and_polls(&fleet, clips.path()).await?;
         sse_resume(&fleet, clips.path()).await?;
-        worker_crash(&fleet, clips.path()).await
+        worker_crash(&fleet, clips.path()).await?;
+        ai_worker_crash(&fleet).await
     };
     match run.await {
         Ok(()) => Ok(()),
@@ -355,6 +356,106 @@ async fn worker_crash(fleet: &Fleet, dir: &std::path::Path) -> anyhow::Result<()
          after {:.1} s (lease 5 s)",
         retried.map_or("?".into(), |d| format!("{:.1}", d.as_secs_f64())),
         ready_after.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Phase 4: the AI worker running an import is killed while enrolling; the other one finishes
+/// it, every student once.
+async fn ai_worker_crash(fleet: &Fleet) -> anyhow::Result<()> {
+    // A tenant of its own: the generated students' names repeat across workbooks.
+    let (tenant, lecture, token) = fleet.tenant("crash")?;
+    let (lb, token) = (&fleet.lb, token.as_str());
+    let pg = fleet.pg();
+    let (xlsx, unique) = load::workbook(1500, 41)?;
+    let job = lb.submit_excel(token, lecture, xlsx).await?;
+    eventually(
+        "an AI worker enrols",
+        Duration::from_secs(120),
+        Duration::from_millis(50),
+        || async {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM import_rows WHERE job_id = $1")
+                .bind(&job)
+                .fetch_one(&pg)
+                .await?;
+            Ok(n >= 200)
+        },
+    )
+    .await?;
+    let (owner, attempt): (Option<String>, i64) =
+        sqlx::query_as("SELECT lease_owner, attempt FROM ai_jobs WHERE job_id = $1")
+            .bind(&job)
+            .fetch_one(&pg)
+            .await?;
+    // Lease owners are `<hostname>-<pid>`.
+    let owner_pid: u32 = owner
+        .as_deref()
+        .and_then(|o| o.rsplit('-').next())
+        .and_then(|p| p.parse().ok())
+        .with_context(|| format!("lease owner {owner:?}"))?;
+    let victim = ["ai-1", "ai-2"]
+        .into_iter()
+        .find(|w| fleet.pid(w).is_ok_and(|p| p == owner_pid))
+        .with_context(|| format!("no AI worker has pid {owner_pid}"))?;
+    let survivor = if victim == "ai-1" { "ai-2" } else { "ai-1" };
+    let rows_at_kill: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM import_rows WHERE job_id = $1")
+            .bind(&job)
+            .fetch_one(&pg)
+            .await?;
+    fleet.kill(victim)?;
+    let killed = Instant::now();
+    let done = loop {
+        ensure!(
+            killed.elapsed() < Duration::from_secs(240),
+            "the import is not DONE within 240 s of the kill"
+        );
+        let v = lb.job_progress(token, &job).await?;
+        match v["status"].as_str() {
+            Some("DONE") => break v,
+            Some("PENDING" | "RUNNING" | "RETRYING") => {}
+            _ => bail!("job {job} after the kill: {v}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let took = killed.elapsed();
+    let (owner_after, final_attempt): (Option<String>, i64) =
+        sqlx::query_as("SELECT lease_owner, attempt FROM ai_jobs WHERE job_id = $1")
+            .bind(&job)
+            .fetch_one(&pg)
+            .await?;
+    let students = load::students(&pg).await?.get(&tenant).copied();
+    let duplicates = load::duplicate_students(&pg).await?;
+    ensure!(
+        final_attempt > attempt,
+        "DONE at attempt {final_attempt} (killed: {attempt})"
+    );
+    crate::invariant!(duplicates == 0, "{duplicates} duplicate students");
+    crate::invariant!(
+        students == Some(unique as i64),
+        "{students:?} students enrolled for {unique} rows"
+    );
+    crate::invariant!(
+        done["result"]["created"].as_i64() == Some(unique as i64),
+        "result: created {}",
+        done["result"]["created"]
+    );
+    let ended_done = |w: &str| {
+        fleet.log(w).lines().any(|l| {
+            l.contains("job attempt ended")
+                && l.contains(&format!("job.id={job}"))
+                && l.contains("outcome=\"done\"")
+        })
+    };
+    ensure!(
+        ended_done(survivor) && !ended_done(victim),
+        "the import was not finished by {survivor} (lease owner at the end: {owner_after:?})"
+    );
+    figure!(
+        "fleet: {victim} killed after {rows_at_kill} of {unique} rows at attempt {attempt}; \
+         {survivor} finished it: DONE at attempt {final_attempt} {:.1} s after the kill, \
+         {unique} students once each",
+        took.as_secs_f64()
     );
     Ok(())
 }
