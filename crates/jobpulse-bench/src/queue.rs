@@ -119,7 +119,10 @@ pub async fn run(database_url: &str, o: QueueOptions) -> anyhow::Result<()> {
         database_url.starts_with("postgres"),
         "--only queue needs PostgreSQL (DATABASE_URL)"
     );
-    anyhow::ensure!(o.jobs > 0 && o.claimers > 0 && o.tenants > 0, "nothing to do");
+    anyhow::ensure!(
+        o.jobs > 0 && o.claimers > 0 && o.tenants > 0,
+        "nothing to do"
+    );
     let (scratch, url) = Scratch::create(database_url).await?;
     let result = run_in(&url, &o).await;
     let dropped = scratch.drop_database().await;
@@ -207,7 +210,11 @@ fn caps_label(c: Caps) -> String {
         return "off".into();
     }
     let show = |v: Option<u32>| v.map_or("none".to_owned(), |n| n.to_string());
-    format!("per tenant {}, global {}", show(c.per_tenant), show(c.global))
+    format!(
+        "per tenant {}, global {}",
+        show(c.per_tenant),
+        show(c.global)
+    )
 }
 
 fn row(round: usize, way: &str, d: &Drain) -> String {
@@ -237,19 +244,16 @@ async fn seed_bare(pool: &PgPool, jobs: u64, tenants: u32) -> anyhow::Result<i64
     .bind(i64::from(tenants))
     .execute(pool)
     .await?;
-    sqlx::query("VACUUM ANALYZE bare_jobs").execute(pool).await?;
+    sqlx::query("VACUUM ANALYZE bare_jobs")
+        .execute(pool)
+        .await?;
     Ok(before)
 }
 
 /// `jobs` PENDING AI jobs through `submit_ai_job`, tenants round robin, 8 submitters at once;
 /// returns the highest `queue_seq` before them. `pool` is a plain pool on the same database
 /// (for VACUUM and the checks).
-async fn seed_ours(
-    db: &Db,
-    pool: &PgPool,
-    tenants: &[TenantId],
-    jobs: u64,
-) -> anyhow::Result<i64> {
+async fn seed_ours(db: &Db, pool: &PgPool, tenants: &[TenantId], jobs: u64) -> anyhow::Result<i64> {
     let before: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(queue_seq), 0) FROM ai_jobs")
         .fetch_one(pool)
         .await?;

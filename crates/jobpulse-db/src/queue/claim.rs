@@ -79,8 +79,7 @@ impl Db {
             Some(picked) => T::start(&mut tx, picked, p).await?,
             None => Claimed::Empty,
         };
-        if let (Claimed::Claim(claim), true, Some(cap)) =
-            (&claimed, tenant_lock, p.caps.per_tenant)
+        if let (Claimed::Claim(claim), true, Some(cap)) = (&claimed, tenant_lock, p.caps.per_tenant)
         {
             let running = tenant_running::<T>(&mut tx, claim, p.now).await?;
             if running > i64::from(cap) {

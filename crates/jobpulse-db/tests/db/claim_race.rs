@@ -109,8 +109,13 @@ async fn racing_claimers_keep_the_per_tenant_cap(b: Backend) -> anyhow::Result<(
     for w in 0..CLAIMERS {
         let db = t.db.clone();
         tasks.spawn(async move {
-            db.claim(Queue::Ai, &format!("w{w}"), LEASE, Caps::per_tenant(Some(CAP)))
-                .await
+            db.claim(
+                Queue::Ai,
+                &format!("w{w}"),
+                LEASE,
+                Caps::per_tenant(Some(CAP)),
+            )
+            .await
         });
     }
     // Every claim holds its job (nothing completes), so the caps decide how many run.
