@@ -119,9 +119,14 @@ struct BenchArgs {
     #[arg(long, default_value_t = 16)]
     queue_tenants: u32,
     /// queue: the caps our claims pass — `worker` (the AI worker's default, 4 running per
-    /// tenant) or `off`.
-    #[arg(long, default_value = "worker", value_parser = ["worker", "off"])]
+    /// tenant), `queue-lock` (the same plus a global cap nobody reaches, which makes every claim
+    /// take the queue's lock, as every capped claim did before issue 14 item 7) or `off`.
+    #[arg(long, default_value = "worker", value_parser = ["worker", "queue-lock", "off"])]
     queue_caps: String,
+    /// queue: `off` drops the outbox's NOTIFY trigger in the bench's database (a diagnosis of
+    /// the design limit: every notifying commit takes PostgreSQL's one notify-queue lock).
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    queue_outbox_notify: String,
     /// queue: rounds of (bare loop, ours), each on freshly seeded jobs.
     #[arg(long, default_value_t = 3)]
     queue_rounds: usize,
@@ -271,6 +276,10 @@ async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into());
         let caps = match args.queue_caps.as_str() {
             "off" => jobpulse_db::Caps::default(),
+            "queue-lock" => jobpulse_db::Caps {
+                global: Some(u32::MAX),
+                ..jobpulse_worker::ai::AiWorkerConfig::default().caps
+            },
             _ => jobpulse_worker::ai::AiWorkerConfig::default().caps,
         };
         let options = queue::QueueOptions {
@@ -279,6 +288,7 @@ async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
             tenants: args.queue_tenants,
             caps,
             rounds: args.queue_rounds.max(1),
+            outbox_notify: args.queue_outbox_notify == "on",
         };
         queue::run(&url, options).await?;
     }

@@ -42,6 +42,8 @@ pub struct QueueOptions {
     /// The caps our claims pass (`Caps::default()`: none).
     pub caps: Caps,
     pub rounds: usize,
+    /// `false`: the outbox's NOTIFY trigger is dropped in the bench's database (diagnosis only).
+    pub outbox_notify: bool,
 }
 
 /// One side's drain of one round.
@@ -149,6 +151,11 @@ async fn run_in(url: &str, o: &QueueOptions) -> anyhow::Result<()> {
         .max_connections(pool_size)
         .connect(url)
         .await?;
+    if !o.outbox_notify {
+        sqlx::query("DROP TRIGGER outbox_notify ON outbox")
+            .execute(&bare)
+            .await?;
+    }
     for stmt in [
         "CREATE TABLE bare_jobs (id BIGSERIAL PRIMARY KEY, tenant_id BIGINT NOT NULL, \
          status TEXT NOT NULL, attempt BIGINT NOT NULL DEFAULT 0, lease_owner TEXT NULL, \
@@ -166,11 +173,17 @@ async fn run_in(url: &str, o: &QueueOptions) -> anyhow::Result<()> {
         );
     }
     println!(
-        "\n## queue throughput: {} small AI jobs, {} claimers, {} tenants, our caps: {}\n",
+        "\n## queue throughput: {} small AI jobs, {} claimers, {} tenants, our caps: {}, \
+         outbox NOTIFY: {}\n",
         o.jobs,
         o.claimers,
         o.tenants,
-        caps_label(o.caps)
+        caps_label(o.caps),
+        if o.outbox_notify {
+            "on"
+        } else {
+            "off (dropped)"
+        }
     );
     println!(
         "| round | way | claims/s | p50 claim ms | p99 claim ms | empty claims | double claims (memory / db) | errors |"

@@ -59,8 +59,8 @@
 //!   statement (which sees every claim of the tenant that held the lock before, and its own
 //!   row), and gives the job back (rollback, then a fresh pick) when that is over the cap. Claims
 //!   of one tenant run one at a time; claims of different tenants do not wait for each other
-//!   (one lock for the whole queue held each claim's transaction, commit included, and capped
-//!   claims to ≈ 140/s with 32 claimers: docs/benchmarks.md, "Queue throughput");
+//!   (before, one lock for the whole queue was held through each claim's transaction, commit
+//!   included: docs/benchmarks.md, "Queue throughput");
 //! - without caps nothing is serialized.
 //!
 //! # Locks
