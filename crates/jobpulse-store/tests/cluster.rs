@@ -231,6 +231,27 @@ fn cluster_stat(space: &TestSpace, name: &str) -> u64 {
     total
 }
 
+/// Calls of one command (`INFO commandstats`) summed over every node.
+fn command_calls(space: &TestSpace, command: &str) -> u64 {
+    let mut total = 0;
+    for node in all_nodes(&space.url) {
+        let mut con = redis::Client::open(node.as_str())
+            .and_then(|c| c.get_connection())
+            .expect("a node answers");
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut con)
+            .expect("INFO");
+        total += info
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    total
+}
+
 fn all_nodes(seed: &str) -> Vec<String> {
     let mut con = redis::Client::open(seed)
         .and_then(|c| c.get_connection())
@@ -310,6 +331,7 @@ async fn a_master_failover_is_ridden_out_and_the_cache_stays_exact() {
         connect_timeout: Duration::from_millis(500),
         response_timeout: Duration::from_millis(500),
         reconnect_retries: 1,
+        ..RedisOptions::default()
     };
     let connect = |config: StoreConfig| {
         RedisStore::connect_to(&space.target, space.keys.clone(), config, options.clone())
