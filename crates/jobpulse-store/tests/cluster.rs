@@ -53,10 +53,14 @@ async fn one_call_writes_and_reads_many_tenants_slots() {
     // 40 tenants hash to many slots on all three masters; one apply_many takes them all.
     let keys: Vec<TaskKey> = (1..=40).map(|t| video(t, 7)).collect();
     let writes: Vec<Write> = keys.iter().map(|k| progress(k, 1, 30)).collect();
+    let waits_before = command_calls(&space, "wait");
     let outcomes = store
         .apply_many(&writes)
         .await
         .expect("the cluster answers");
+    // Each tenant's pipeline ended with WAIT 1: acknowledged by a replica before returning.
+    let waits = command_calls(&space, "wait") - waits_before;
+    assert!(waits >= 40, "{waits} WAITs for 40 tenants' pipelines");
     assert_eq!(outcomes.len(), keys.len());
     assert!(
         outcomes
