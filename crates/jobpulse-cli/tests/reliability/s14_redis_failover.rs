@@ -4,9 +4,10 @@
 //! A Redis Cluster of the test's own (3 masters + 3 replicas, `scripts/redis-cluster`,
 //! `cluster-node-timeout` 2 s); two `jobpulse serve` replicas, a video worker and an AI worker
 //! with `JOBPULSE_REDIS_CLUSTER_NODES`; two tenants. Videos are uploaded and small excel imports
-//! submitted for 8 s; four pollers poll every task through both replicas in turn with
+//! (150 students) submitted for 8 s; four pollers poll every task through both replicas in turn with
 //! `If-None-Match`; two SSE clients follow the first tenant (`?all=true`), one on each replica.
-//! 3 s in, the master holding the first tenant's slot is killed (SIGKILL) and one SSE client cuts
+//! 3 s in, once that tenant has a video transcoding and an import running, the master holding its
+//! slot is killed (SIGKILL) and one SSE client cuts
 //! its connection and resumes with `Last-Event-ID`; the cluster promotes the master's replica.
 //!
 //! Pass: no 5xx from the progress routes (polls answer UNKNOWN, the last-known state or 304);
@@ -30,6 +31,7 @@ use crate::figure;
 use crate::harness::http::Api;
 use crate::harness::load::{self, Task};
 use crate::harness::redis_cluster::OwnRedisCluster;
+use crate::harness::stats::{Summary, metric};
 use crate::harness::{Cluster, clip, eventually};
 
 /// Every task's status as each replica's `/progress` answers it, where it differs from the
@@ -89,7 +91,7 @@ async fn s14_a_cluster_master_dies_while_jobs_run() -> anyhow::Result<()> {
         .worker("ai", &["--concurrency", "2", "--lease", "4s"])
         .await?;
     let _video = c.worker("video", &["--lease", "4s"]).await?;
-    let clip = clip(c.dir.path(), 4.0, 320, 240).await?;
+    let clip = clip(c.dir.path(), 8.0, 640, 360).await?;
     let pg = c.pg();
 
     let north = &tenants[0];
@@ -98,29 +100,33 @@ async fn s14_a_cluster_master_dies_while_jobs_run() -> anyhow::Result<()> {
     let resumed = Watcher::start(b.api.url(stream), north.1.clone()).await?;
     let pollers = Pollers::start(&replicas, 4, Duration::from_millis(50));
 
-    // Work for 8 s: a video per tenant now and again 2 s in, an import every 250 ms.
+    // Work for 8 s: a video of each tenant now and one more of north's 2 s in; an import of
+    // 150 students every 250 ms, the tenants in turn.
     let submitter = tokio::spawn({
         let (api, tasks) = (a.api.clone(), pollers.tasks.clone());
-        let tenants: Vec<(i64, String, i64)> = tenants
+        let tenants: Vec<(String, i64)> = tenants
             .iter()
-            .map(|(s, t, _)| (s.tenant_id.get(), t.clone(), s.lecture_id))
+            .map(|(s, t, _)| (t.clone(), s.lecture_id))
             .collect();
         let clip = clip.clone();
         async move {
             let start = Instant::now();
             let mut n = 0u64;
             let mut codes: BTreeMap<u16, u64> = BTreeMap::new();
-            let mut videos = 0;
+            let mut uploads = vec![(0u64, 0usize), (0, 1), (2, 0)];
             while start.elapsed() < Duration::from_secs(8) {
-                if videos < 2 && start.elapsed() >= Duration::from_secs(2 * videos) {
-                    for (_, token, _) in &tenants {
-                        let id = api.upload_video(token, &clip).await?;
-                        tasks.lock().await.push((token.clone(), Task::Video(id)));
-                    }
-                    videos += 1;
+                while let Some((_, t)) = uploads
+                    .first()
+                    .filter(|(at, _)| start.elapsed() >= Duration::from_secs(*at))
+                    .copied()
+                {
+                    uploads.remove(0);
+                    let token = &tenants[t].0;
+                    let id = api.upload_video(token, &clip).await?;
+                    tasks.lock().await.push((token.clone(), Task::Video(id)));
                 }
-                let (_, token, lecture) = &tenants[(n % 2) as usize];
-                let (xlsx, _) = load::workbook(10, 2000 + n)?;
+                let (token, lecture) = &tenants[(n % 2) as usize];
+                let (xlsx, _) = load::workbook(150, 2000 + n)?;
                 let r = api.submit_excel_raw(token, *lecture, xlsx).await?;
                 *codes.entry(r.status).or_default() += 1;
                 if r.status == 201 {
@@ -134,13 +140,31 @@ async fn s14_a_cluster_master_dies_while_jobs_run() -> anyhow::Result<()> {
         }
     });
 
+    // The master dies 3 s in, once the tenant on it has a video transcoding and an import
+    // running (their progress writes go to that master).
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let running_at_kill: Vec<(Task, String)> = load::db_statuses(&pg)
-        .await?
-        .into_iter()
-        .filter(|(_, (t, s))| *t == north.0.tenant_id.get() && !terminal(s))
-        .map(|(task, (_, s))| (task, s))
-        .collect();
+    let north_id = north.0.tenant_id.get();
+    let north_running = || async {
+        anyhow::Ok(
+            load::db_statuses(&pg)
+                .await?
+                .into_iter()
+                .filter(|(_, (t, s))| *t == north_id && !terminal(s))
+                .map(|(task, (_, s))| (task, s))
+                .collect::<Vec<_>>(),
+        )
+    };
+    eventually(
+        "north has a video PROCESSING and an import RUNNING",
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || async {
+            let r = north_running().await?;
+            Ok(r.iter().any(|(_, s)| s == "PROCESSING") && r.iter().any(|(_, s)| s == "RUNNING"))
+        },
+    )
+    .await?;
+    let running_at_kill = north_running().await?;
     let killed_at = pollers.started.elapsed();
     rc.kill(master.port)?;
     resumed.cut.notify_one();
@@ -221,6 +245,25 @@ async fn s14_a_cluster_master_dies_while_jobs_run() -> anyhow::Result<()> {
     let final_batch_b = load::mismatches(&b.api, &pg, &tokens).await?;
     let final_progress = progress_mismatches(&replicas, &db, &tokens).await?;
     let outbox = load::outbox(&pg).await?;
+    // Per replica: polls whose If-None-Match was newer than Redis (a write a client had been
+    // shown was gone: lost with the dead master), polls answered UNKNOWN for want of Redis,
+    // SSE catch-ups from the change log, store errors.
+    let mut counters: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for api in &replicas {
+        let m = api.metrics().await?;
+        for name in [
+            "jobpulse_progress_behind_client_total",
+            "jobpulse_progress_read_model_unavailable_total",
+            "jobpulse_sse_resync_total",
+            "jobpulse_store_errors_total",
+            "jobpulse_outbox_errors_total",
+        ] {
+            counters
+                .entry(name)
+                .or_default()
+                .push(metric(&m, name, &[]));
+        }
+    }
 
     let outage: Vec<_> = seen
         .polls
@@ -281,9 +324,10 @@ async fn s14_a_cluster_master_dies_while_jobs_run() -> anyhow::Result<()> {
     );
     figure!(
         "s14 polls during the outage ({:.2} s): {} answered {outage_answers:?}, {outage_errors} \
-         transport errors",
+         transport errors; {}",
         promotion.as_secs_f64(),
-        outage.len()
+        outage.len(),
+        Summary::of(&outage.iter().map(|p| p.took).collect::<Vec<_>>())
     );
     figure!(
         "s14 database and read model agree {:?} after the promotion ({:.2} s after the kill); \
@@ -298,6 +342,7 @@ async fn s14_a_cluster_master_dies_while_jobs_run() -> anyhow::Result<()> {
         "s14 end: outbox {outbox} rows; mismatches batch A {final_batch:?}, batch B \
          {final_batch_b:?}, /progress {final_progress:?}"
     );
+    figure!("s14 replicas A/B counters: {counters:?}");
     for (name, log) in [("kept", &kept), ("resumed", &resumed)] {
         figure!(
             "s14 SSE {name}: {} events, {} opens (resumed from {:?}), failed opens {:?}, \

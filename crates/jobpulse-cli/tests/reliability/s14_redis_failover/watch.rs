@@ -28,6 +28,7 @@ pub struct Poll {
     pub replica: usize,
     pub code: u16,
     pub status: Option<String>,
+    pub took: Duration,
 }
 
 /// What the pollers saw.
@@ -113,6 +114,7 @@ impl Pollers {
                         replica,
                         code: r.status,
                         status: body.clone(),
+                        took: r.elapsed,
                     });
                     let etag = r
                         .headers
