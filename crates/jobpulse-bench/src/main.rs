@@ -16,9 +16,14 @@
 //! - `pipeline` (opt-in): the video pipeline (a real `VideoWorker` on SQLite + the in-process
 //!   store) against the same ffmpeg commands run alone, on a generated clip (see [`pipeline`];
 //!   `--clip-secs`, `--rounds`). Needs ffmpeg/ffprobe; no server.
+//! - `queue` (opt-in): claims/s of small AI jobs through `Db::claim` → `Db::complete_ai_job`
+//!   with 32 concurrent claimers against a bare `FOR UPDATE SKIP LOCKED` loop on the same
+//!   PostgreSQL database, plus double claims (see [`queue`]; `--queue-jobs`, `--claimers`,
+//!   `--queue-tenants`, `--queue-caps`, `--queue-rounds`). Needs PostgreSQL; no server.
 //!
-//! The default is `progress,batch,etag`: `sse` opens 10 000 connections and `pipeline`
-//! transcodes for minutes, so they run only when named (`--only sse,pipeline`, or `--only all`).
+//! The default is `progress,batch,etag`: `sse` opens 10 000 connections, `pipeline`
+//! transcodes for minutes and `queue` creates a database of its own, so they run only when
+//! named (`--only sse,pipeline,queue`, or `--only all`).
 //!
 //! The server runs on its own runtime (2 threads) in this process; the load generator on
 //! another (for `sse`, in another process). Both share the machine, identically for every
@@ -28,6 +33,7 @@ mod floor;
 mod load;
 mod old_way;
 mod pipeline;
+mod queue;
 mod server;
 mod sse;
 mod sse_client;
@@ -65,8 +71,8 @@ struct BenchArgs {
     /// Read model to serve from: redis (REDIS_URL, default redis://127.0.0.1:6379) or memory.
     #[arg(long, default_value = "redis")]
     store: String,
-    /// Scenarios to run (comma-separated): progress, batch, etag, sse, pipeline; or `all`.
-    /// sse and pipeline are heavy and run only when named.
+    /// Scenarios to run (comma-separated): progress, batch, etag, sse, pipeline, queue; or
+    /// `all`. sse, pipeline and queue are heavy and run only when named.
     #[arg(long, default_value = "progress,batch,etag")]
     only: String,
     /// sse: streams to open (one connection each, from a child process).
@@ -103,13 +109,34 @@ struct BenchArgs {
     /// pipeline: rounds of (ffmpeg alone, pipeline).
     #[arg(long, default_value_t = 2)]
     rounds: usize,
+    /// queue: AI jobs each side drains per round.
+    #[arg(long, default_value_t = 10_000)]
+    queue_jobs: u64,
+    /// queue: concurrent claimers on each side.
+    #[arg(long, default_value_t = 32)]
+    claimers: usize,
+    /// queue: tenants the jobs are spread over (round robin).
+    #[arg(long, default_value_t = 16)]
+    queue_tenants: u32,
+    /// queue: the caps our claims pass — `worker` (the AI worker's default, 4 running per
+    /// tenant), `queue-lock` (the same plus a global cap nobody reaches, which makes every claim
+    /// take the queue's lock, as every capped claim did before issue 14 item 7) or `off`.
+    #[arg(long, default_value = "worker", value_parser = ["worker", "queue-lock", "off"])]
+    queue_caps: String,
+    /// queue: `off` drops the outbox's NOTIFY trigger in the bench's database (a diagnosis of
+    /// the design limit: every notifying commit takes PostgreSQL's one notify-queue lock).
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    queue_outbox_notify: String,
+    /// queue: rounds of (bare loop, ours), each on freshly seeded jobs.
+    #[arg(long, default_value_t = 3)]
+    queue_rounds: usize,
     /// Internal: the SSE load client, run as a child process by `--only sse`.
     #[arg(long, hide = true)]
     sse_client: bool,
 }
 
 /// Every scenario, in the order they run.
-const SCENARIOS: [&str; 5] = ["progress", "batch", "etag", "sse", "pipeline"];
+const SCENARIOS: [&str; 6] = ["progress", "batch", "etag", "sse", "pipeline", "queue"];
 
 const SEEDED: i64 = 1000;
 
@@ -203,8 +230,9 @@ async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         return sse_client::main().await;
     }
     let only = selected(&args.only)?;
-    // `pipeline` always runs on the embedded backends; the others serve from `--store`.
-    let store = if only.iter().any(|s| *s != "pipeline") {
+    // `pipeline` always runs on the embedded backends and `queue` on PostgreSQL; the others
+    // serve from `--store`.
+    let store = if only.iter().any(|s| !["pipeline", "queue"].contains(s)) {
         let cache = if args.store == "redis" && settings.read_cache_entries > 0 {
             format!("{} entries", settings.read_cache_entries)
         } else {
@@ -240,6 +268,29 @@ async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
     }
     if only.contains(&"pipeline") {
         pipeline::run(args.clip_secs, args.rounds).await?;
+    }
+    if only.contains(&"queue") {
+        let url = settings
+            .database_url
+            .clone()
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let caps = match args.queue_caps.as_str() {
+            "off" => jobpulse_db::Caps::default(),
+            "queue-lock" => jobpulse_db::Caps {
+                global: Some(u32::MAX),
+                ..jobpulse_worker::ai::AiWorkerConfig::default().caps
+            },
+            _ => jobpulse_worker::ai::AiWorkerConfig::default().caps,
+        };
+        let options = queue::QueueOptions {
+            jobs: args.queue_jobs,
+            claimers: args.claimers,
+            tenants: args.queue_tenants,
+            caps,
+            rounds: args.queue_rounds.max(1),
+            outbox_notify: args.queue_outbox_notify == "on",
+        };
+        queue::run(&url, options).await?;
     }
     Ok(())
 }

@@ -122,7 +122,7 @@ impl OldWay {
     }
 }
 
-fn with_database(url: &str, db: &str) -> String {
+pub(crate) fn with_database(url: &str, db: &str) -> String {
     match url.rsplit_once('/') {
         Some((base, _)) => format!("{base}/{db}"),
         None => format!("{url}/{db}"),

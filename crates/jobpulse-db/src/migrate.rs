@@ -48,6 +48,11 @@ pub(crate) const POSTGRES: &[Embedded] = &[
         "job_input_retention",
         include_str!("../migrations/postgres/0005_job_input_retention.sql"),
     ),
+    (
+        6,
+        "ai_claim_heads",
+        include_str!("../migrations/postgres/0006_ai_claim_heads.sql"),
+    ),
 ];
 
 pub(crate) const SQLITE: &[Embedded] = &[
@@ -75,6 +80,11 @@ pub(crate) const SQLITE: &[Embedded] = &[
         5,
         "job_input_retention",
         include_str!("../migrations/sqlite/0005_job_input_retention.sql"),
+    ),
+    (
+        6,
+        "ai_claim_heads",
+        include_str!("../migrations/sqlite/0006_ai_claim_heads.sql"),
     ),
 ];
 

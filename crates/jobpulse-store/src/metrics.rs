@@ -2,7 +2,9 @@
 //!
 //! - `jobpulse_store_ops_total{backend, op}`: calls of each trait method;
 //! - `jobpulse_store_outcomes_total{backend, outcome}`: `applied | stale | rejected` per write;
-//! - `jobpulse_store_errors_total{backend, op}`: calls that failed to reach the store.
+//! - `jobpulse_store_errors_total{backend, op}`: calls that failed to reach the store;
+//! - `jobpulse_store_unreplicated_writes_total{backend}`: on a Redis Cluster, writes that no
+//!   replica acknowledged within `RedisOptions::replica_ack_timeout`.
 //!
 //! Without an installed recorder these are no-ops.
 
@@ -33,4 +35,9 @@ pub(crate) fn announce_errors(backend: &'static str, ops: &[&'static str]) {
         metrics::counter!("jobpulse_store_errors_total", "backend" => backend, "op" => op)
             .increment(0);
     }
+}
+
+pub(crate) fn unreplicated(backend: &'static str, writes: usize) {
+    metrics::counter!("jobpulse_store_unreplicated_writes_total", "backend" => backend)
+        .increment(u64::try_from(writes).unwrap_or(u64::MAX));
 }

@@ -53,10 +53,14 @@ async fn one_call_writes_and_reads_many_tenants_slots() {
     // 40 tenants hash to many slots on all three masters; one apply_many takes them all.
     let keys: Vec<TaskKey> = (1..=40).map(|t| video(t, 7)).collect();
     let writes: Vec<Write> = keys.iter().map(|k| progress(k, 1, 30)).collect();
+    let waits_before = command_calls(&space, "wait");
     let outcomes = store
         .apply_many(&writes)
         .await
         .expect("the cluster answers");
+    // Each tenant's pipeline ended with WAIT 1: acknowledged by a replica before returning.
+    let waits = command_calls(&space, "wait") - waits_before;
+    assert!(waits >= 40, "{waits} WAITs for 40 tenants' pipelines");
     assert_eq!(outcomes.len(), keys.len());
     assert!(
         outcomes
@@ -231,6 +235,27 @@ fn cluster_stat(space: &TestSpace, name: &str) -> u64 {
     total
 }
 
+/// Calls of one command (`INFO commandstats`) summed over every node.
+fn command_calls(space: &TestSpace, command: &str) -> u64 {
+    let mut total = 0;
+    for node in all_nodes(&space.url) {
+        let mut con = redis::Client::open(node.as_str())
+            .and_then(|c| c.get_connection())
+            .expect("a node answers");
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut con)
+            .expect("INFO");
+        total += info
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    total
+}
+
 fn all_nodes(seed: &str) -> Vec<String> {
     let mut con = redis::Client::open(seed)
         .and_then(|c| c.get_connection())
@@ -310,6 +335,7 @@ async fn a_master_failover_is_ridden_out_and_the_cache_stays_exact() {
         connect_timeout: Duration::from_millis(500),
         response_timeout: Duration::from_millis(500),
         reconnect_retries: 1,
+        ..RedisOptions::default()
     };
     let connect = |config: StoreConfig| {
         RedisStore::connect_to(&space.target, space.keys.clone(), config, options.clone())

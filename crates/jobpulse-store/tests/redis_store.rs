@@ -813,6 +813,7 @@ async fn a_blackholed_redis_fails_fast_and_recovers() {
         connect_timeout: Duration::from_millis(500),
         response_timeout: Duration::from_millis(500),
         reconnect_retries: 1,
+        ..RedisOptions::default()
     };
     let store = RedisStore::connect_with(
         &own.url(),
@@ -894,6 +895,7 @@ async fn a_cancelled_probe_does_not_keep_the_breaker_open() {
         connect_timeout: Duration::from_secs(1),
         response_timeout: Duration::from_secs(1),
         reconnect_retries: 1,
+        ..RedisOptions::default()
     };
     let store = RedisStore::connect_with(
         &own.url(),

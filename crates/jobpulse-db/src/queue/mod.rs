@@ -41,17 +41,27 @@
 //! slot (up to its cap); a second tenant's first job waits only for the next slot to free.
 //!
 //! The running counts come from one grouped read of the RUNNING jobs (their partial index), joined
-//! to the runnable ones; ranking them reads the whole runnable backlog of the queue (see
-//! docs/reliability.md, issue 15 finding 9, for the cost at 10 000 waiting jobs). Without caps,
+//! to the runnable ones. Ranking every runnable job reads the whole backlog (10.5 ms per claim at
+//! 10 000 waiting jobs), so on PostgreSQL an AI claim first ranks only each waiting tenant's 4
+//! oldest runnable jobs (`table::ai`, index `ai_jobs_waiting`, migration 0006: O(waiting
+//! tenants)) and falls back to the full ranking only when that finds nothing. Without caps,
 //! concurrent PostgreSQL claimers may count the same running jobs, so the order is approximate
 //! there; with caps it is exact (below).
 //!
 //! Concurrency caps ([`Caps`]; per tenant on by default, [`TenantCaps`]) count RUNNING jobs with a
 //! live lease, globally and per tenant, in the same statement. On SQLite that is exact (one
-//! writer at a time). On PostgreSQL two claimers
-//! could both see "one slot left", so when any cap is set a claim first takes a per-queue
-//! transaction-scoped advisory lock: claims of that queue then run one at a time (a few
-//! milliseconds each), which keeps caps exact; without caps nothing is serialized.
+//! writer at a time). On PostgreSQL two claimers could both see "one slot left", so:
+//!
+//! - with a global cap, a claim first takes a per-queue transaction-scoped advisory lock: claims
+//!   of that queue run one at a time, which keeps both counts exact;
+//! - with a per-tenant cap alone (the default), a claim takes the advisory lock of its job's
+//!   tenant once it has picked the job, counts that tenant's running jobs again in a new
+//!   statement (which sees every claim of the tenant that held the lock before, and its own
+//!   row), and gives the job back (rollback, then a fresh pick) when that is over the cap. Claims
+//!   of one tenant run one at a time; claims of different tenants do not wait for each other
+//!   (before, one lock for the whole queue was held through each claim's transaction, commit
+//!   included: docs/benchmarks.md, "Queue throughput");
+//! - without caps nothing is serialized.
 //!
 //! # Locks
 //!

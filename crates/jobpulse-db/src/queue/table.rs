@@ -18,7 +18,7 @@ use jobpulse_domain::{Fence, TenantId};
 
 use super::{Claim, Queue};
 use crate::DbError;
-use crate::conn::{Conn, RowExt, Tx, dual, ms};
+use crate::conn::{Conn, Dialect, RowExt, Tx, dual, ms};
 use crate::outbox::OutboxEntry;
 
 /// The claim statement of a task table (see [`TaskTable::CLAIM_SQL`]): `r` holds each tenant's
@@ -203,13 +203,24 @@ pub(super) enum RowId<'a> {
 /// See the module docs. Implemented by [`VideoTable`] and [`AiTable`].
 pub(super) trait TaskTable {
     const QUEUE: Queue;
-    /// Advisory-lock key serializing capped claims of this queue on PostgreSQL.
+    /// Advisory-lock key serializing capped claims of this queue on PostgreSQL: the whole queue
+    /// (one key) under a global cap, one tenant (this key and the tenant id, the two-key form)
+    /// under a per-tenant cap alone.
     const CLAIM_LOCK: i64;
+    /// A tenant's RUNNING jobs with a live lease: `$1` tenant, `$2` now; the recount of a
+    /// claim under its tenant's lock (`claim.rs`).
+    const RUNNING_SQL: &'static str;
     /// The claim statement, PostgreSQL then SQLite: `$1` owner, `$2` lease end, `$3` now, `$4`
     /// per-tenant cap, `$5` global cap (NULL = none); it takes one runnable job (fairness and
     /// caps as in the `queue` docs) RUNNING with `attempt + 1` and returns what
     /// [`TaskTable::picked`] reads.
     const CLAIM_SQL: (&'static str, &'static str);
+    /// PostgreSQL only, tried before [`TaskTable::CLAIM_SQL`] (same parameters and result): the
+    /// same choice made among each waiting tenant's few oldest runnable jobs instead of the
+    /// whole backlog. When it finds nothing (no job, every tenant capped, or every candidate
+    /// locked by other claimers) the full statement decides, so a claim never comes back empty
+    /// while an unlocked runnable job the full statement would take exists.
+    const CLAIM_HEADS_SQL: Option<&'static str> = None;
     /// The lease extension: `$1` lease end, `$2` now, `$3` the row ([`TaskTable::row_id`]),
     /// `$4` attempt, `$5` owner; a compare-and-set on the lease returning `cancel_requested`.
     const HEARTBEAT_SQL: &'static str;
@@ -268,23 +279,35 @@ fn cap(v: Option<u32>) -> Option<i64> {
     v.map(i64::from)
 }
 
-/// Runs `T`'s claim statement; `None` when nothing is runnable.
+/// Runs `T`'s claim statement (on PostgreSQL its heads statement first, when it has one);
+/// `None` when nothing is runnable.
 pub(super) async fn pick<T: TaskTable>(
     tx: &mut Tx,
     p: &ClaimParams<'_>,
 ) -> Result<Option<T::Picked>, DbError> {
-    dual!(tx.conn(), |c, d| {
-        sqlx::query(d.pick(T::CLAIM_SQL.0, T::CLAIM_SQL.1))
-            .bind(p.worker)
-            .bind(p.now.saturating_add(ms(p.lease)))
-            .bind(p.now)
-            .bind(cap(p.caps.per_tenant))
-            .bind(cap(p.caps.global))
-            .fetch_optional(&mut *c)
-            .await?
-            .map(|r| T::picked(&r))
-            .transpose()
-    })
+    let statements = match (tx.dialect(), T::CLAIM_HEADS_SQL) {
+        (Dialect::Postgres, Some(heads)) => [Some(heads), Some(T::CLAIM_SQL.0)],
+        (Dialect::Postgres, None) => [Some(T::CLAIM_SQL.0), None],
+        (Dialect::Sqlite, _) => [Some(T::CLAIM_SQL.1), None],
+    };
+    for sql in statements.into_iter().flatten() {
+        let picked = dual!(tx.conn(), |c, d| {
+            sqlx::query(sql)
+                .bind(p.worker)
+                .bind(p.now.saturating_add(ms(p.lease)))
+                .bind(p.now)
+                .bind(cap(p.caps.per_tenant))
+                .bind(cap(p.caps.global))
+                .fetch_optional(&mut *c)
+                .await?
+                .map(|r| T::picked(&r))
+                .transpose()
+        })?;
+        if picked.is_some() {
+            return Ok(picked);
+        }
+    }
+    Ok(None)
 }
 
 /// Extends the claim's lease to `until`: `Some(cancel_requested)`, `None` when the lease is gone.

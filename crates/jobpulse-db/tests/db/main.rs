@@ -8,6 +8,7 @@
 #[allow(dead_code)]
 mod helpers;
 
+mod claim_race;
 mod fairness;
 mod jobs;
 mod migrations;

@@ -42,6 +42,12 @@ pub struct RedisOptions {
     pub response_timeout: Duration,
     /// Reconnection attempts per reconnect before a call fails (each waits `connect_timeout`).
     pub reconnect_retries: usize,
+    /// On a cluster, how long a write pipeline waits for a replica to acknowledge it (`WAIT 1`)
+    /// before the call returns — so a write the caller counts as done (an outbox row the relay
+    /// then deletes) survives its master's failover. A write no replica acknowledged in time
+    /// (a shard without a replica) stands as it is and is counted in
+    /// `jobpulse_store_unreplicated_writes_total`.
+    pub replica_ack_timeout: Duration,
 }
 
 impl Default for RedisOptions {
@@ -50,6 +56,7 @@ impl Default for RedisOptions {
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(2),
             reconnect_retries: 1,
+            replica_ack_timeout: Duration::from_millis(50),
         }
     }
 }
@@ -295,7 +302,7 @@ impl RedisStore {
         tokio::time::timeout(deadline, check_eviction_policy(&mut conn))
             .await
             .map_err(|_| unavailable())??;
-        let scripts = Scripts::new(conn.is_cluster());
+        let scripts = Scripts::new(conn.is_cluster().then_some(options.replica_ack_timeout));
         // Loaded up front so writes are plain EVALSHAs; `Scripts::run` reloads them if needed.
         tokio::time::timeout(deadline, scripts.load(&mut conn))
             .await

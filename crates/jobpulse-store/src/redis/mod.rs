@@ -38,8 +38,10 @@
 //! [`RedisTarget::Cluster`] selects redis-rs's cluster client. Every script and pipeline touches
 //! one slot (the tenant's hash tag), the scripts `SPUBLISH` to the tenant's own shard channel
 //! instead of `PUBLISH`ing to one channel every node would copy, and the feed follows tenants
-//! one by one (`shard_feed.rs`; [`StatusStore::follow`]). The eviction check runs on every
-//! master; `legacy_read` is refused. The data-loss sentinel (`check_epoch`) lives in one slot, so
+//! one by one (`shard_feed.rs`; [`StatusStore::follow`]). Each write pipeline ends with
+//! `WAIT 1` ([`RedisOptions::replica_ack_timeout`], 50 ms): a write that returns was copied to a
+//! replica, so the relay deletes an outbox row only once its write would survive a failover.
+//! The eviction check runs on every master; `legacy_read` is refused. The data-loss sentinel (`check_epoch`) lives in one slot, so
 //! it notices a flush of that shard only.
 //!
 //! # Differences from the in-process store
@@ -266,11 +268,18 @@ impl RedisStore {
             .map(|w| self.scripts.invocation(&self.ctx, w))
             .collect::<Result<Vec<_>, _>>()?;
         let mut conn = self.conn.clone();
-        let replies = self
+        let scripts::Replies { replies, replicas } = self
             .scripts
             .run(&mut conn, &calls)
             .await
             .map_err(redis_error)?;
+        if replicas == Some(0) {
+            metrics::unreplicated(BACKEND, writes.len());
+            tracing::debug!(
+                writes = writes.len(),
+                "no replica acknowledged a write pipeline in time; a failover may lose it"
+            );
+        }
         if replies.len() != writes.len() {
             return Err(StoreError::Protocol(
                 "a write pipeline returned the wrong number of replies".into(),

@@ -51,12 +51,27 @@ pub(super) struct Scripts {
     set: Script,
     delete: Script,
     heartbeat: Script,
+    /// On a cluster: `WAIT 1 <ms>` ends every write pipeline (see `RedisOptions`).
+    replica_ack: Option<u64>,
+}
+
+/// What a write pipeline answered: one reply per call, and on a cluster how many replicas
+/// acknowledged the writes.
+#[derive(Debug)]
+pub(super) struct Replies {
+    pub(super) replies: Vec<Value>,
+    pub(super) replicas: Option<i64>,
 }
 
 impl Scripts {
-    /// `sharded`: publish with `SPUBLISH` to the tenant's channel (a cluster).
-    pub(super) fn new(sharded: bool) -> Self {
-        let publish = if sharded { "SPUBLISH" } else { "PUBLISH" };
+    /// `cluster`: publish with `SPUBLISH` to the tenant's channel, and wait this long for a
+    /// replica to acknowledge each write pipeline.
+    pub(super) fn new(cluster: Option<std::time::Duration>) -> Self {
+        let publish = if cluster.is_some() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        };
         let script = |own: &str| {
             Script::new(&format!(
                 "local PUBLISH = '{publish}'\n{}{own}",
@@ -67,7 +82,33 @@ impl Scripts {
             set: script(include_str!("set.lua")),
             delete: script(include_str!("delete.lua")),
             heartbeat: script(include_str!("heartbeat.lua")),
+            replica_ack: cluster.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)),
         }
+    }
+
+    /// One pipeline of calls, ended by `WAIT` on a cluster; the WAIT's answer is split off.
+    async fn send<'c, 's: 'c>(
+        &self,
+        conn: &mut RedisConn,
+        calls: impl Iterator<Item = &'c ScriptInvocation<'s>>,
+    ) -> Result<Replies, RedisError> {
+        let mut pipe = ::redis::pipe();
+        pipe.ignore_errors();
+        for call in calls {
+            pipe.invoke_script(call);
+        }
+        if let Some(ms) = self.replica_ack {
+            pipe.cmd("WAIT").arg(1).arg(ms);
+        }
+        let mut replies: Vec<Value> = pipe.query_async(conn).await?;
+        let replicas = match self.replica_ack {
+            Some(_) => match replies.pop() {
+                Some(Value::Int(n)) => Some(n),
+                _ => Some(0),
+            },
+            None => None,
+        };
+        Ok(Replies { replies, replicas })
     }
 
     /// `SCRIPT LOAD`s every script (on a cluster the client sends it to every node).
@@ -143,14 +184,10 @@ impl Scripts {
         &self,
         conn: &mut RedisConn,
         calls: &[ScriptInvocation<'_>],
-    ) -> Result<Vec<Value>, RedisError> {
-        let mut pipe = ::redis::pipe();
-        pipe.ignore_errors();
-        for call in calls {
-            pipe.invoke_script(call);
-        }
-        let mut replies: Vec<Value> = pipe.query_async(conn).await?;
-        let refused: Vec<usize> = replies
+    ) -> Result<Replies, RedisError> {
+        let mut first = self.send(conn, calls.iter()).await?;
+        let refused: Vec<usize> = first
+            .replies
             .iter()
             .enumerate()
             .filter(|(_, v)| {
@@ -159,23 +196,19 @@ impl Scripts {
             .map(|(i, _)| i)
             .collect();
         if refused.is_empty() {
-            return Ok(replies);
+            return Ok(first);
         }
         tracing::info!(
             calls = refused.len(),
             "Redis does not know the write scripts (restarted or flushed); loading them"
         );
         self.load(conn).await?;
-        let mut again = ::redis::pipe();
-        again.ignore_errors();
-        for &i in &refused {
-            again.invoke_script(&calls[i]);
+        let retried = self.send(conn, refused.iter().map(|&i| &calls[i])).await?;
+        for (i, v) in refused.into_iter().zip(retried.replies) {
+            first.replies[i] = v;
         }
-        let retried: Vec<Value> = again.query_async(conn).await?;
-        for (i, v) in refused.into_iter().zip(retried) {
-            replies[i] = v;
-        }
-        Ok(replies)
+        first.replicas = retried.replicas;
+        Ok(first)
     }
 }
 

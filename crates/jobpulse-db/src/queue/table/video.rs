@@ -47,6 +47,8 @@ impl TaskTable for VideoTable {
     const QUEUE: Queue = Queue::Video;
     /// "jpvq".
     const CLAIM_LOCK: i64 = 0x6a70_7671;
+    const RUNNING_SQL: &'static str = "SELECT COUNT(*) FROM video_jobs \
+         WHERE tenant_id = $1 AND state = 'RUNNING' AND lease_until > $2";
     const CLAIM_SQL: (&'static str, &'static str) = (
         video_claim_sql!("FOR NO KEY UPDATE OF j SKIP LOCKED"),
         video_claim_sql!(""),
