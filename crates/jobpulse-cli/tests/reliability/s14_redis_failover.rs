@@ -247,7 +247,8 @@ async fn s14_a_cluster_master_dies_while_jobs_run() -> anyhow::Result<()> {
     let outbox = load::outbox(&pg).await?;
     // Per replica: polls whose If-None-Match was newer than Redis (a write a client had been
     // shown was gone: lost with the dead master), polls answered UNKNOWN for want of Redis,
-    // SSE catch-ups from the change log, store errors.
+    // SSE catch-ups from the change log, store and relay errors, writes no replica confirmed
+    // (`WAIT 1` timed out).
     let mut counters: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for api in &replicas {
         let m = api.metrics().await?;
@@ -257,6 +258,7 @@ async fn s14_a_cluster_master_dies_while_jobs_run() -> anyhow::Result<()> {
             "jobpulse_sse_resync_total",
             "jobpulse_store_errors_total",
             "jobpulse_outbox_errors_total",
+            "jobpulse_store_unreplicated_writes_total",
         ] {
             counters
                 .entry(name)
