@@ -165,6 +165,32 @@ async fn s14_a_cluster_master_dies_while_jobs_run() -> anyhow::Result<()> {
     )
     .await?;
     let running_at_kill = north_running().await?;
+    // `JOBPULSE_S14_LAG_MS=N`: N ms before the kill the master's replication link is cut
+    // (`OwnRedisCluster::cut_replication`), so the writes of those N ms, acknowledged by the
+    // master (without `WAIT`), never reach the replica that is promoted. Off by default.
+    if let Some(ms) = std::env::var("JOBPULSE_S14_LAG_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+    {
+        let before = load::db_statuses(&pg).await?;
+        let connected = rc.cut_replication(master.port)?;
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        let ended: Vec<_> = load::db_statuses(&pg)
+            .await?
+            .into_iter()
+            .filter(|(t, (tenant, s))| {
+                *tenant == north.0.tenant_id.get()
+                    && terminal(s)
+                    && before.get(t).is_some_and(|(_, b)| !terminal(b))
+            })
+            .collect();
+        figure!(
+            "s14 replication of :{} cut {ms} ms before the kill ({connected} replicas still \
+             connected); north's tasks that ended meanwhile: {ended:?}",
+            master.port
+        );
+    }
     let killed_at = pollers.started.elapsed();
     rc.kill(master.port)?;
     resumed.cut.notify_one();

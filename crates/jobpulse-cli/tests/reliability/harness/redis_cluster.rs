@@ -150,6 +150,32 @@ impl OwnRedisCluster {
             .parse()?)
     }
 
+    /// Cuts the replication link of the master on `port` and keeps it cut: its replicas may no
+    /// longer `PSYNC`/`SYNC` (an ACL rule on the default user, which the replicas and jobpulse
+    /// share — jobpulse sends neither), and their connections are closed. The master goes on
+    /// acknowledging writes that no replica receives: a replica falling behind, made long.
+    /// The number of replicas still connected afterwards (0 when the cut took).
+    pub fn cut_replication(&self, port: u16) -> anyhow::Result<u64> {
+        let mut c = Self::conn(port)?;
+        let _: () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("default")
+            .arg("-psync")
+            .arg("-sync")
+            .query(&mut c)?;
+        let _: u64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("replica")
+            .query(&mut c)?;
+        let info = Self::info(port, "replication")?;
+        Ok(info
+            .lines()
+            .find_map(|l| l.strip_prefix("connected_slaves:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0))
+    }
+
     /// SIGKILLs the node on `port`.
     pub fn kill(&mut self, port: u16) -> anyhow::Result<()> {
         let pid = self.pid(port)?;
