@@ -13,7 +13,8 @@
 //!
 //! - `harness`: processes, own redis-servers, the fault proxy, an API client, figures;
 //! - `s01_zombies` … `s10_memory`: the ten scenarios of issue 9;
-//! - `s11_pg_real_restart` …: issue 15's (hostile input and limits, round 2).
+//! - `s11_pg_real_restart` …: issue 15's (hostile input and limits, round 2);
+//! - `s14_redis_failover`: issue 14's (a Redis Cluster master killed).
 
 mod harness;
 
@@ -30,3 +31,4 @@ mod s10_memory;
 mod s11_pg_real_restart;
 mod s12_ingest_owner;
 mod s13_import_memory;
+mod s14_redis_failover;

@@ -20,6 +20,7 @@ pub mod procs;
 pub mod proxy;
 pub mod raw;
 pub mod redis;
+pub mod redis_cluster;
 pub mod runs;
 pub mod stats;
 
@@ -108,6 +109,9 @@ pub struct Cluster {
     pub prefix: String,
     pub redis_proxy: Option<Proxy>,
     pub pg_proxy: Option<Proxy>,
+    /// When set, processes get these seed nodes (`JOBPULSE_REDIS_CLUSTER_NODES`) instead of
+    /// `REDIS_URL`: a Redis Cluster of the test's own ([`redis_cluster::OwnRedisCluster`]).
+    pub redis_cluster_nodes: Option<String>,
     verifier: Verifier,
     logs: AtomicU32,
 }
@@ -185,6 +189,7 @@ impl Cluster {
             prefix: jobpulse_testkit::unique_prefix(),
             redis_proxy,
             pg_proxy,
+            redis_cluster_nodes: None,
             verifier,
             logs: AtomicU32::new(0),
         })
@@ -223,8 +228,11 @@ impl Cluster {
                 cmd.env(var, v);
             }
         }
+        match &self.redis_cluster_nodes {
+            Some(nodes) => cmd.env("JOBPULSE_REDIS_CLUSTER_NODES", nodes),
+            None => cmd.env("REDIS_URL", self.redis_url()),
+        };
         cmd.env("DATABASE_URL", self.db_url())
-            .env("REDIS_URL", self.redis_url())
             .env("JOBPULSE_JWT_SECRET", SECRET)
             .env("JOBPULSE_DATA_DIR", &self.data_dir)
             .env("JOBPULSE_KEY_PREFIX", &self.prefix)
