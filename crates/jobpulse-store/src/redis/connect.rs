@@ -44,9 +44,10 @@ pub struct RedisOptions {
     pub reconnect_retries: usize,
     /// On a cluster, how long a write pipeline waits for a replica to acknowledge it (`WAIT 1`)
     /// before the call returns — so a write the caller counts as done (an outbox row the relay
-    /// then deletes) survives its master's failover. A write no replica acknowledged in time
-    /// (a shard without a replica) stands as it is and is counted in
-    /// `jobpulse_store_unreplicated_writes_total`.
+    /// then deletes) normally survives its master's failover. A write no replica acknowledged
+    /// in time (a replica disconnected or far behind, a shard without one) stands as it is and
+    /// is counted in `jobpulse_store_unreplicated_writes_total`: it is lost if its master dies
+    /// before the replica has it (docs/scaling.md).
     pub replica_ack_timeout: Duration,
 }
 

@@ -39,8 +39,9 @@
 //! one slot (the tenant's hash tag), the scripts `SPUBLISH` to the tenant's own shard channel
 //! instead of `PUBLISH`ing to one channel every node would copy, and the feed follows tenants
 //! one by one (`shard_feed.rs`; [`StatusStore::follow`]). Each write pipeline ends with
-//! `WAIT 1` ([`RedisOptions::replica_ack_timeout`], 50 ms): a write that returns was copied to a
-//! replica, so the relay deletes an outbox row only once its write would survive a failover.
+//! `WAIT 1` ([`RedisOptions::replica_ack_timeout`], 50 ms), so a write that returns has normally
+//! reached a replica; one no replica acknowledged in time is only counted (it can be lost if its
+//! master dies before the replica has it; docs/scaling.md).
 //! The eviction check runs on every master; `legacy_read` is refused. The data-loss sentinel (`check_epoch`) lives in one slot, so
 //! it notices a flush of that shard only.
 //!

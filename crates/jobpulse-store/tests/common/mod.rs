@@ -249,6 +249,19 @@ impl Drop for OwnRedis {
     }
 }
 
+/// A free port whose cluster-bus port (port + 10 000) is valid and free too.
+fn cluster_port() -> u16 {
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = l.local_addr().expect("bound").port();
+        if let Some(bus) = port.checked_add(10_000)
+            && TcpListener::bind(("127.0.0.1", bus)).is_ok()
+        {
+            return port;
+        }
+    }
+}
+
 /// A Redis Cluster of our own (3 masters, 3 replicas, `cluster-node-timeout` 1 s) on free ports,
 /// for tests that kill a node; every process is killed and its directory removed on drop.
 pub struct OwnCluster {
@@ -261,10 +274,7 @@ impl OwnCluster {
         let dir = std::env::temp_dir().join(format!("jp-cluster-{:016x}", rand::random::<u64>()));
         let mut nodes = Vec::new();
         for _ in 0..6 {
-            let port = {
-                let l = TcpListener::bind("127.0.0.1:0").expect("a free port");
-                l.local_addr().expect("bound").port()
-            };
+            let port = cluster_port();
             let node_dir = dir.join(port.to_string());
             std::fs::create_dir_all(&node_dir).expect("a node directory");
             let child = Command::new("redis-server")
