@@ -77,6 +77,10 @@ impl Drop for Fleet {
                     .arg(&c)
                     .status();
             }
+            // The run's temp dir, empty by now.
+            if let Some(parent) = fleet.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
         }
     }
 }
