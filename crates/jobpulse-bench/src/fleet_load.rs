@@ -215,10 +215,7 @@ pub(crate) async fn poller(
         let first = cadence(t.age0).mul_f64(rng.unit());
         heap.push(Reverse((start + first, i)));
     }
-    let stream = tokio::net::TcpStream::connect(lb).await?;
-    stream.set_nodelay(true)?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
+    let mut send = connect(lb).await?;
     while let Some(Reverse((due, i))) = heap.pop() {
         if due >= window.1 {
             break;
@@ -233,7 +230,11 @@ pub(crate) async fn poller(
         }
         let req = req.body(Empty::<Bytes>::new())?;
         let counted = due >= window.0;
-        send.ready().await?;
+        // nginx closes a client connection after `keepalive_requests` (1 000): a browser
+        // opens a new one.
+        if send.ready().await.is_err() {
+            send = connect(lb).await?;
+        }
         let t0 = Instant::now();
         let result = send.send_request(req).await;
         match result {
@@ -268,6 +269,16 @@ pub(crate) async fn poller(
         heap.push(Reverse((due + cadence(age), i)));
     }
     Ok(stats)
+}
+
+async fn connect(
+    lb: SocketAddr,
+) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(lb).await?;
+    stream.set_nodelay(true)?;
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(send)
 }
 
 /// What the SSE watchers saw.
