@@ -20,15 +20,23 @@
 //!   with 32 concurrent claimers against a bare `FOR UPDATE SKIP LOCKED` loop on the same
 //!   PostgreSQL database, plus double claims (see [`queue`]; `--queue-jobs`, `--claimers`,
 //!   `--queue-tenants`, `--queue-caps`, `--queue-rounds`). Needs PostgreSQL; no server.
+//! - `fleet` (opt-in): a fleet of `scripts/fleet` (nginx, R replicas, a Redis Cluster of
+//!   `scripts/redis-cluster`) driven by browsers polling at the front end's cadence, SSE
+//!   watchers and workers writing progress; PostgreSQL transactions, Redis commands and CPU
+//!   per poll (see [`fleet`]; `--fleet-*`). Needs the release `jobpulse` binary next to this
+//!   one, nginx and redis-server.
 //!
 //! The default is `progress,batch,etag`: `sse` opens 10 000 connections, `pipeline`
-//! transcodes for minutes and `queue` creates a database of its own, so they run only when
-//! named (`--only sse,pipeline,queue`, or `--only all`).
+//! transcodes for minutes, `queue` creates a database of its own and `fleet` starts a dozen
+//! processes, so they run only when named (`--only sse,pipeline,queue,fleet`, or `--only all`).
 //!
 //! The server runs on its own runtime (2 threads) in this process; the load generator on
 //! another (for `sse`, in another process). Both share the machine, identically for every
 //! scenario.
 
+mod fleet;
+mod fleet_load;
+mod fleet_probe;
 mod floor;
 mod load;
 mod old_way;
@@ -130,13 +138,52 @@ struct BenchArgs {
     /// queue: rounds of (bare loop, ours), each on freshly seeded jobs.
     #[arg(long, default_value_t = 3)]
     queue_rounds: usize,
+    /// fleet: reuse the fleet `scripts/fleet start DIR` started (default: start one, and a
+    /// Redis Cluster unless JOBPULSE_REDIS_CLUSTER_NODES is set, and stop them afterwards).
+    #[arg(long)]
+    fleet_dir: Option<std::path::PathBuf>,
+    /// fleet: API replicas behind nginx (when the fleet is started here).
+    #[arg(long, default_value_t = 3)]
+    fleet_replicas: usize,
+    /// fleet: tenants.
+    #[arg(long, default_value_t = 100)]
+    fleet_tenants: usize,
+    /// fleet: browsers (open work boxes) per tenant.
+    #[arg(long, default_value_t = 100)]
+    fleet_browsers: usize,
+    /// fleet: videos in each work box.
+    #[arg(long, default_value_t = 3)]
+    fleet_tasks: usize,
+    /// fleet: share of hidden tabs (they do not poll), percent.
+    #[arg(long, default_value_t = 30)]
+    fleet_hidden: u32,
+    /// fleet: SSE watchers (one stream each, watching a box the workers write to).
+    #[arg(long, default_value_t = 300)]
+    fleet_watchers: usize,
+    /// fleet: simulated workers, one progress write a second each.
+    #[arg(long, default_value_t = 100)]
+    fleet_workers: usize,
+    /// fleet: tasks' ages at the start are uniform in [0, this), e.g. 30m.
+    #[arg(long, default_value = "30m")]
+    fleet_task_ages: String,
+    /// fleet: the baseline window (workers and watchers, no polls).
+    #[arg(long, default_value = "30s")]
+    fleet_baseline: String,
+    /// fleet: polls before the measured window.
+    #[arg(long, default_value = "30s")]
+    fleet_warmup: String,
+    /// fleet: the measured window.
+    #[arg(long, default_value = "60s")]
+    fleet_duration: String,
     /// Internal: the SSE load client, run as a child process by `--only sse`.
     #[arg(long, hide = true)]
     sse_client: bool,
 }
 
 /// Every scenario, in the order they run.
-const SCENARIOS: [&str; 6] = ["progress", "batch", "etag", "sse", "pipeline", "queue"];
+const SCENARIOS: [&str; 7] = [
+    "progress", "batch", "etag", "sse", "pipeline", "queue", "fleet",
+];
 
 const SEEDED: i64 = 1000;
 
@@ -230,9 +277,12 @@ async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         return sse_client::main().await;
     }
     let only = selected(&args.only)?;
-    // `pipeline` always runs on the embedded backends and `queue` on PostgreSQL; the others
-    // serve from `--store`.
-    let store = if only.iter().any(|s| !["pipeline", "queue"].contains(s)) {
+    // `pipeline` always runs on the embedded backends, `queue` on PostgreSQL and `fleet` on
+    // processes of its own; the others serve from `--store`.
+    let store = if only
+        .iter()
+        .any(|s| !["pipeline", "queue", "fleet"].contains(s))
+    {
         let cache = if args.store == "redis" && settings.read_cache_entries > 0 {
             format!("{} entries", settings.read_cache_entries)
         } else {
@@ -291,6 +341,26 @@ async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
             outbox_notify: args.queue_outbox_notify == "on",
         };
         queue::run(&url, options).await?;
+    }
+    if only.contains(&"fleet") {
+        fleet::run(fleet::FleetOptions {
+            fleet_dir: args.fleet_dir.clone(),
+            replicas: args.fleet_replicas,
+            layout: fleet_load::Layout {
+                tenants: args.fleet_tenants.max(1),
+                browsers: args.fleet_browsers.max(1),
+                tasks: args.fleet_tasks.max(1),
+            },
+            hidden_pct: args.fleet_hidden.min(100),
+            watchers: args.fleet_watchers,
+            workers: args.fleet_workers,
+            connections: args.connections,
+            task_ages: secs(&args.fleet_task_ages, "fleet-task-ages")?,
+            baseline: secs(&args.fleet_baseline, "fleet-baseline")?,
+            warmup: secs(&args.fleet_warmup, "fleet-warmup")?,
+            duration: secs(&args.fleet_duration, "fleet-duration")?,
+        })
+        .await?;
     }
     Ok(())
 }

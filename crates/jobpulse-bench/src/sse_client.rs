@@ -226,7 +226,7 @@ fn forget(conn: &Conn, shared: &Shared) {
 
 /// Splits the complete SSE blocks off `buf`: for each, whether it is a `video` event and the
 /// number after `"encoding_remaining_seconds":`, if any.
-fn scan(buf: &mut Vec<u8>, mut on: impl FnMut(bool, Option<u64>)) {
+pub(crate) fn scan(buf: &mut Vec<u8>, mut on: impl FnMut(bool, Option<u64>)) {
     const FIELD: &[u8] = b"\"encoding_remaining_seconds\":";
     let mut start = 0;
     while let Some(end) = find(&buf[start..], b"\n\n") {
