@@ -30,6 +30,7 @@ use super::feed::Feed;
 use super::listener::Listener;
 use super::scripts::{Scripts, WriteContext};
 use super::shard_feed::ShardFeed;
+use super::writes::Standby;
 use super::{BACKEND, RedisStore, record};
 use crate::{CHANGE_CHANNEL_CAPACITY, StoreConfig, StoreError, metrics};
 
@@ -43,11 +44,12 @@ pub struct RedisOptions {
     /// Reconnection attempts per reconnect before a call fails (each waits `connect_timeout`).
     pub reconnect_retries: usize,
     /// On a cluster, how long a write pipeline waits for a replica to acknowledge it (`WAIT 1`)
-    /// before the call returns — so a write the caller counts as done (an outbox row the relay
-    /// then deletes) normally survives its master's failover. A write no replica acknowledged
-    /// in time (a replica disconnected or far behind, a shard without one) stands as it is and
-    /// is counted in `jobpulse_store_unreplicated_writes_total`: it is lost if its master dies
-    /// before the replica has it (docs/scaling.md).
+    /// before the call returns. A write no replica acknowledged in time (a replica disconnected
+    /// or far behind) stands as it is, is counted in `jobpulse_store_unreplicated_writes_total`
+    /// and is reported by [`StatusStore::apply_many_durable`](crate::StatusStore::apply_many_durable)
+    /// as not replicated: the outbox relay keeps its row and sends it again until a replica
+    /// has it, so a failover cannot lose a state change (docs/scaling.md). Zero, or a cluster
+    /// with a master that has no replica at connect (a warning line), turns the wait off.
     pub replica_ack_timeout: Duration,
 }
 
@@ -144,6 +146,44 @@ async fn check_eviction_policy(conn: &mut RedisConn) -> Result<(), StoreError> {
             Ok(())
         }
     }
+}
+
+/// Whether every master of the cluster has a replica connected (`INFO replication`'s
+/// `connected_slaves`). When one has none, waiting for a replica's acknowledgement would cost
+/// every write its whole timeout for nothing (and a failover of that master is impossible
+/// anyway), so writes do not wait: a warning line says so.
+async fn every_master_has_a_replica(
+    c: &mut ::redis::cluster_async::ClusterConnection,
+) -> Result<bool, StoreError> {
+    let mut cmd = ::redis::cmd("INFO");
+    cmd.arg("replication");
+    let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+    let per_node = match c.route_command(cmd, routing).await.map_err(redis_error)? {
+        Value::Map(per_node) => per_node,
+        other => vec![(Value::Nil, other)],
+    };
+    let mut alone = Vec::new();
+    for (node, reply) in per_node {
+        let node = record::opt_text(&node).ok().flatten().unwrap_or_default();
+        let text = record::opt_text(&reply).ok().flatten().unwrap_or_default();
+        let replicas = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("connected_slaves:"))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        if replicas == 0 {
+            alone.push(node);
+        }
+    }
+    if alone.is_empty() {
+        return Ok(true);
+    }
+    tracing::warn!(
+        redis.masters_without_replica = %alone.join(", "),
+        "a Redis Cluster master has no replica: writes do not wait for a replica's \
+         acknowledgement (restart jobpulse after adding replicas to have them wait)"
+    );
+    Ok(false)
 }
 
 fn check_policy_reply(reply: Result<Value, RedisError>, server: &str) -> Result<(), StoreError> {
@@ -303,7 +343,16 @@ impl RedisStore {
         tokio::time::timeout(deadline, check_eviction_policy(&mut conn))
             .await
             .map_err(|_| unavailable())??;
-        let scripts = Scripts::new(conn.is_cluster().then_some(options.replica_ack_timeout));
+        let replica_ack = match &mut conn {
+            RedisConn::Cluster(c) if !options.replica_ack_timeout.is_zero() => {
+                tokio::time::timeout(deadline, every_master_has_a_replica(c))
+                    .await
+                    .map_err(|_| unavailable())??
+                    .then_some(options.replica_ack_timeout)
+            }
+            _ => None,
+        };
+        let scripts = Scripts::new(replica_ack);
         // Loaded up front so writes are plain EVALSHAs; `Scripts::run` reloads them if needed.
         tokio::time::timeout(deadline, scripts.load(&mut conn))
             .await
@@ -323,6 +372,7 @@ impl RedisStore {
             deadline,
             slow_failure: options.response_timeout.min(options.connect_timeout),
             breaker: Breaker::default(),
+            standby: Standby::default(),
         })
     }
 }

@@ -87,6 +87,7 @@ mod reads;
 mod record;
 mod scripts;
 mod shard_feed;
+mod writes;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -101,11 +102,12 @@ use self::cache::ReadCache;
 pub use self::cache::ReadCacheConfig;
 pub use self::conn::RedisConn;
 pub use self::connect::{RedisOptions, RedisTarget};
-use self::errors::{redis_error, server_error};
+use self::errors::redis_error;
 use self::feed::Feed;
 use self::scripts::{Scripts, WriteContext};
 use crate::{
-    ChangesSince, Epoch, Snapshot, StatusStore, StoreConfig, StoreError, Subscription, metrics,
+    ChangesSince, Durable, Epoch, Snapshot, StatusStore, StoreConfig, StoreError, Subscription,
+    metrics,
 };
 
 const BACKEND: &str = "redis";
@@ -123,6 +125,8 @@ pub struct RedisStore {
     /// A failed call that took at least this long waited out a timeout (see [`Breaker`]).
     slow_failure: Duration,
     breaker: Breaker,
+    /// Which masters have a standby a failover could promote (see `writes.rs`).
+    standby: writes::Standby,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -228,75 +232,6 @@ impl RedisStore {
         }
         result
     }
-
-    async fn run_writes(&self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
-        if !self.conn.is_cluster() {
-            return self.run_pipeline(writes).await;
-        }
-        // A cluster pipeline must stay in one slot: one pipeline per tenant, all at once, each
-        // keeping its writes' order.
-        let mut groups: Vec<(TenantId, Vec<usize>)> = Vec::new();
-        for (i, w) in writes.iter().enumerate() {
-            match groups.iter_mut().find(|(t, _)| *t == w.key.tenant) {
-                Some((_, idx)) => idx.push(i),
-                None => groups.push((w.key.tenant, vec![i])),
-            }
-        }
-        if groups.len() == 1 {
-            return self.run_pipeline(writes).await;
-        }
-        let runs = groups.iter().map(|(_, idx)| async move {
-            let group: Vec<Write> = idx.iter().map(|&i| writes[i].clone()).collect();
-            self.run_pipeline(&group).await
-        });
-        let results = futures::future::join_all(runs).await;
-        let mut outcomes = vec![None; writes.len()];
-        for ((_, idx), result) in groups.iter().zip(results) {
-            for (&i, outcome) in idx.iter().zip(result?) {
-                outcomes[i] = Some(outcome);
-            }
-        }
-        outcomes
-            .into_iter()
-            .map(|o| o.ok_or_else(|| StoreError::Protocol("a write got no outcome".into())))
-            .collect()
-    }
-
-    /// One pipeline of write scripts (one round trip).
-    async fn run_pipeline(&self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
-        let calls = writes
-            .iter()
-            .map(|w| self.scripts.invocation(&self.ctx, w))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut conn = self.conn.clone();
-        let scripts::Replies { replies, replicas } = self
-            .scripts
-            .run(&mut conn, &calls)
-            .await
-            .map_err(redis_error)?;
-        if replicas == Some(0) {
-            metrics::unreplicated(BACKEND, writes.len());
-            tracing::debug!(
-                writes = writes.len(),
-                "no replica acknowledged a write pipeline in time; a failover may lose it"
-            );
-        }
-        if replies.len() != writes.len() {
-            return Err(StoreError::Protocol(
-                "a write pipeline returned the wrong number of replies".into(),
-            ));
-        }
-        let mut outcomes = Vec::with_capacity(replies.len());
-        for reply in replies {
-            if let Some(e) = server_error(&reply) {
-                return Err(e);
-            }
-            let outcome = scripts::parse_outcome(reply)?;
-            metrics::outcome(BACKEND, &outcome);
-            outcomes.push(outcome);
-        }
-        Ok(outcomes)
-    }
 }
 
 #[async_trait::async_trait]
@@ -307,6 +242,7 @@ impl StatusStore for RedisStore {
                 let mut outcomes = self.run_writes(std::slice::from_ref(write)).await?;
                 outcomes
                     .pop()
+                    .map(|d| d.outcome)
                     .ok_or_else(|| StoreError::Protocol("a write returned no reply".into()))
             })
             .await;
@@ -315,6 +251,15 @@ impl StatusStore for RedisStore {
     }
 
     async fn apply_many(&self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self.call("apply_many", self.run_writes(writes)).await;
+        self.forget(writes);
+        Ok(out?.into_iter().map(|d| d.outcome).collect())
+    }
+
+    async fn apply_many_durable(&self, writes: &[Write]) -> Result<Vec<Durable>, StoreError> {
         if writes.is_empty() {
             return Ok(Vec::new());
         }
