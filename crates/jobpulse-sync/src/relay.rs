@@ -7,7 +7,7 @@
 //! - A write the store took but could not show replicated (a Redis Cluster master whose replica
 //!   did not acknowledge it in time: `StatusStore::apply_many_durable`) keeps its row: a
 //!   failover before the replica has it would lose the state change for good. The relay sends
-//!   such rows again, backing off, until a replica acknowledges them — for at most
+//!   such rows again (`jobpulse_outbox_unreplicated_total` counts each time one is kept), backing off, until a replica acknowledges them — for at most
 //!   `unreplicated_retry_for` after the row's commit, then the row is deleted with a warning
 //!   line and `jobpulse_outbox_unreplicated_given_up_total` (the write stands on its master;
 //!   repair restores it if that master is lost later). Sending a write again is harmless: the
@@ -290,6 +290,7 @@ impl Relay {
                 let age = row.age();
                 if age < self.config.unreplicated_retry_for {
                     report.unreplicated += 1;
+                    metrics::counter!("jobpulse_outbox_unreplicated_total").increment(1);
                     kept.push(row.id);
                 } else {
                     report.unreplicated_given_up += 1;
