@@ -77,8 +77,10 @@
 mod breaker;
 mod cache;
 mod changes;
+mod checks;
 mod conn;
 mod connect;
+mod epoch;
 mod errors;
 mod feed;
 mod legacy;
@@ -89,7 +91,6 @@ mod scripts;
 mod shard_feed;
 mod writes;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,7 +98,7 @@ use ::redis::Value;
 use jobpulse_domain::keys::KeySpace;
 use jobpulse_domain::{Outcome, TaskId, TaskKey, TenantId, Write};
 
-use self::breaker::{Admit, Breaker};
+use self::breaker::Breaker;
 use self::cache::ReadCache;
 pub use self::cache::ReadCacheConfig;
 pub use self::conn::RedisConn;
@@ -184,53 +185,6 @@ impl RedisStore {
                 }
             }
         }
-    }
-
-    /// Counts the call, bounds it by the deadline, passes it through the breaker and counts
-    /// its failure.
-    async fn call<T>(
-        &self,
-        op: &'static str,
-        fut: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        metrics::op(BACKEND, op);
-        // Held to the end of the call; a probe's slot is released when it is dropped, so a
-        // cancelled call (dropped at an `.await` below) frees it too.
-        let admit = self.breaker.admit();
-        if matches!(admit, Admit::Reject) {
-            metrics::error(BACKEND, op);
-            return Err(StoreError::Unavailable(
-                "Redis stopped answering moments ago; not retried yet".into(),
-            ));
-        }
-        let started = tokio::time::Instant::now();
-        let result = match tokio::time::timeout(self.deadline, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "Redis did not answer within {:?}",
-                self.deadline
-            ))),
-        };
-        match &result {
-            Err(StoreError::Unavailable(_)) if started.elapsed() >= self.slow_failure => {
-                if self.breaker.trip() {
-                    tracing::warn!("Redis stopped answering; failing calls fast while probing it");
-                }
-            }
-            // An answer (even an error reply) or a quick failure (a refused connection): callers
-            // do not wait, so there is nothing to fail fast for.
-            Ok(_) | Err(StoreError::Protocol(_)) | Err(StoreError::Unavailable(_)) => {
-                if self.breaker.close() {
-                    tracing::info!("Redis answers again");
-                }
-            }
-            Err(StoreError::Config(_)) => {}
-        }
-        drop(admit);
-        if result.is_err() {
-            metrics::error(BACKEND, op);
-        }
-        result
     }
 }
 
@@ -402,43 +356,7 @@ impl StatusStore for RedisStore {
     }
 
     async fn check_epoch(&self) -> Result<Epoch, StoreError> {
-        self.call("check_epoch", async {
-            let key = self.ctx.keys.sentinel();
-            let mut conn = self.conn.clone();
-            let get = |mut conn: RedisConn| {
-                let key = key.clone();
-                async move {
-                    let v: Value = ::redis::cmd("GET")
-                        .arg(&key)
-                        .query_async(&mut conn)
-                        .await
-                        .map_err(redis_error)?;
-                    record::opt_text(&v)
-                }
-            };
-            if let Some(epoch) = get(conn.clone()).await? {
-                return Ok(Epoch::Intact(epoch));
-            }
-            let fresh = format!(
-                "{:016x}{:016x}",
-                rand::random::<u64>(),
-                rand::random::<u64>()
-            );
-            let set: Value = ::redis::cmd("SET")
-                .arg(&key)
-                .arg(&fresh)
-                .arg("NX")
-                .query_async(&mut conn)
-                .await
-                .map_err(redis_error)?;
-            if matches!(set, Value::Okay) {
-                return Ok(Epoch::Lost(fresh));
-            }
-            // Another process noticed the loss at the same moment and wrote its epoch first.
-            let theirs = get(conn).await?.unwrap_or(fresh);
-            Ok(Epoch::Lost(theirs))
-        })
-        .await
+        self.call("check_epoch", self.sentinel_epoch()).await
     }
 
     fn backend(&self) -> &'static str {
