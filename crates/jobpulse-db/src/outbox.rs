@@ -68,6 +68,25 @@ pub(crate) async fn insert(c: Conn<'_>, write: &Write) -> Result<OutboxEntry, Db
 pub struct PendingRow {
     pub id: i64,
     pub write: Result<Write, String>,
+    /// When the row was committed (milliseconds since the Unix epoch).
+    pub created_at_ms: i64,
+}
+
+impl PendingRow {
+    /// A row just committed (a caller publishing its own rows right after the commit).
+    pub fn committed(entry: &OutboxEntry) -> Self {
+        Self {
+            id: entry.id,
+            write: Ok(entry.write.clone()),
+            created_at_ms: now_ms(),
+        }
+    }
+
+    /// How long ago the row was committed, by this process's clock.
+    pub fn age(&self) -> std::time::Duration {
+        let ms = now_ms().saturating_sub(self.created_at_ms);
+        std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+    }
 }
 
 fn pending_from(r: &impl RowExt) -> Result<PendingRow, DbError> {
@@ -75,6 +94,7 @@ fn pending_from(r: &impl RowExt) -> Result<PendingRow, DbError> {
     Ok(PendingRow {
         id: r.int("id")?,
         write: serde_json::from_str(&json).map_err(|e| e.to_string()),
+        created_at_ms: r.int("created_at")?,
     })
 }
 
@@ -84,8 +104,8 @@ async fn fetch(c: Conn<'_>, limit: usize) -> Result<Vec<PendingRow>, DbError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     dual!(c, |c, d| {
         let sql = d.pick(
-            "SELECT id, write_json FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-            "SELECT id, write_json FROM outbox ORDER BY id LIMIT $1",
+            "SELECT id, write_json, created_at FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+            "SELECT id, write_json, created_at FROM outbox ORDER BY id LIMIT $1",
         );
         let rows = sqlx::query(sql).bind(limit).fetch_all(&mut *c).await?;
         rows.iter().map(pending_from).collect()
@@ -98,7 +118,7 @@ async fn fetch_ids(c: Conn<'_>, ids: &[i64]) -> Result<Vec<PendingRow>, DbError>
     match c {
         Conn::Pg(c) => {
             let rows = sqlx::query(
-                "SELECT id, write_json FROM outbox WHERE id = ANY($1::BIGINT[]) ORDER BY id",
+                "SELECT id, write_json, created_at FROM outbox WHERE id = ANY($1::BIGINT[]) ORDER BY id",
             )
             .bind(ids.to_vec())
             .fetch_all(&mut *c)
@@ -107,7 +127,7 @@ async fn fetch_ids(c: Conn<'_>, ids: &[i64]) -> Result<Vec<PendingRow>, DbError>
         }
         Conn::Lite(c) => {
             let rows = sqlx::query(
-                "SELECT id, write_json FROM outbox \
+                "SELECT id, write_json, created_at FROM outbox \
                  WHERE id IN (SELECT value FROM json_each($1)) ORDER BY id",
             )
             .bind(ids_json(ids))
@@ -211,6 +231,30 @@ impl OutboxBatch {
         Ok(())
     }
 
+    /// Publishing went through for some rows only: deletes every row but the `kept` ones, which
+    /// stay with the attempt and `error` recorded (the relay sends them again later).
+    pub async fn settle(self, kept: &[i64], error: &str) -> Result<(), DbError> {
+        if kept.is_empty() {
+            return self.ack().await;
+        }
+        let done: Vec<i64> = self
+            .rows
+            .iter()
+            .map(|r| r.id)
+            .filter(|id| !kept.contains(id))
+            .collect();
+        let mut tx = match self.held {
+            Some(tx) => tx,
+            None => self.db.begin().await?,
+        };
+        if !done.is_empty() {
+            delete(tx.conn(), &done).await?;
+        }
+        mark_failed(tx.conn(), kept, error).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Publishing failed: the rows stay, each with the attempt and `error` recorded.
     pub async fn fail(self, error: &str) -> Result<(), DbError> {
         let ids: Vec<i64> = self.rows.iter().map(|r| r.id).collect();
@@ -283,10 +327,11 @@ impl Db {
         let mut conn = self.read().await?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = dual!(conn.conn(), |c, d| {
-            let rows = sqlx::query("SELECT id, write_json FROM outbox ORDER BY id LIMIT $1")
-                .bind(limit)
-                .fetch_all(&mut *c)
-                .await?;
+            let rows =
+                sqlx::query("SELECT id, write_json, created_at FROM outbox ORDER BY id LIMIT $1")
+                    .bind(limit)
+                    .fetch_all(&mut *c)
+                    .await?;
             rows.iter()
                 .map(pending_from)
                 .collect::<Result<Vec<_>, _>>()?

@@ -102,6 +102,16 @@ impl Default for StoreConfig {
     }
 }
 
+/// One write's answer from [`StatusStore::apply_many_durable`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Durable {
+    pub outcome: Outcome,
+    /// `false`: the server that took the write has not shown that a replica holds it; a
+    /// failover now could lose it (and a store answers `Stale` or `Applied` again when the
+    /// same write is sent once more, so resending is safe).
+    pub replicated: bool,
+}
+
 /// A failure to talk to the store (as opposed to a write being stale or rejected, which is an
 /// [`Outcome`]).
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +136,24 @@ pub trait StatusStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Applies several writes in one round trip, each fenced on its own; outcomes in order.
     async fn apply_many(&self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError>;
+
+    /// [`StatusStore::apply_many`] that also says, write by write, whether the write is known
+    /// to survive the loss of the server that took it ([`Durable::replicated`]). On a Redis
+    /// Cluster a write counts as replicated once a replica of its master acknowledged it
+    /// (`WAIT 1`); a write no replica acknowledged in time is lost if its master dies before
+    /// replicating it, so the outbox relay keeps its row and sends it again. Stores with
+    /// nothing to fail over to (in-process, one Redis server) call every write replicated.
+    async fn apply_many_durable(&self, writes: &[Write]) -> Result<Vec<Durable>, StoreError> {
+        Ok(self
+            .apply_many(writes)
+            .await?
+            .into_iter()
+            .map(|outcome| Durable {
+                outcome,
+                replicated: true,
+            })
+            .collect())
+    }
 
     /// The current snapshot of one task, or `None` when unknown (never written, expired, deleted).
     async fn get(&self, key: &TaskKey) -> Result<Option<Snapshot>, StoreError>;

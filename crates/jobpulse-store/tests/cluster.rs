@@ -9,13 +9,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{OwnCluster, TestSpace};
+use common::TestSpace;
 use jobpulse_domain::{Fence, Percent, State, TaskId, TaskKey, TenantId, VideoId, VideoStatus};
 use jobpulse_domain::{Outcome, Write};
 use jobpulse_store::{
     ChangesSince, ReadCacheConfig, RedisOptions, RedisStore, RedisTarget, Snapshot, StatusStore,
     StoreConfig, StoreError,
 };
+use jobpulse_testkit::cluster::OwnCluster;
 
 fn video(tenant: i64, v: i64) -> TaskKey {
     TaskKey::video(
@@ -425,5 +426,114 @@ async fn a_master_failover_is_ridden_out_and_the_cache_stays_exact() {
          replica was promoted; the cached reader answered the new value {:.1} s after the kill",
         promoted.as_secs_f64(),
         seen_50.as_secs_f64()
+    );
+}
+
+/// A write that no replica acknowledged is reported as not replicated while its master has a
+/// standby, and the danger is real: with the replication link cut, a failover loses it. After
+/// the failover (the old master failed, so the new one has no standby) the same write, sent
+/// again as the outbox relay does, is applied and reported replicated.
+#[tokio::test]
+async fn a_write_no_replica_acknowledged_is_reported_until_it_is_safe() {
+    let mut cluster = OwnCluster::start();
+    let space = TestSpace::on_cluster(cluster.nodes());
+    let options = RedisOptions {
+        connect_timeout: Duration::from_millis(500),
+        response_timeout: Duration::from_millis(500),
+        reconnect_retries: 1,
+        ..RedisOptions::default()
+    };
+    let store = RedisStore::connect_to(
+        &space.target,
+        space.keys.clone(),
+        StoreConfig::default(),
+        options,
+    )
+    .await
+    .expect("connects");
+    let k = video(405, 1);
+    // A healthy replica acknowledges (on a loaded machine maybe not within the first 50 ms:
+    // the same write is sent again, as the relay would).
+    let healthy = Instant::now();
+    loop {
+        let d = store
+            .apply_many_durable(&[progress(&k, 1, 10)])
+            .await
+            .expect("applies");
+        if d[0].replicated {
+            break;
+        }
+        assert!(
+            healthy.elapsed() < Duration::from_secs(10),
+            "a healthy replica never acknowledged: {d:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let master = cluster.master_of(&space.keys.record(&k));
+    cluster.cut_replication(master);
+    let lost = progress(&k, 2, 20);
+    let started = Instant::now();
+    let second = store
+        .apply_many_durable(std::slice::from_ref(&lost))
+        .await
+        .expect("applies");
+    let waited = started.elapsed();
+    assert!(
+        matches!(second[0].outcome, Outcome::Applied { .. }),
+        "{second:?}"
+    );
+    assert!(
+        !second[0].replicated,
+        "no replica acknowledged, and the replica could still be promoted: {second:?}"
+    );
+
+    let killed = Instant::now();
+    cluster.kill(master);
+    // Until the replica is promoted the write fails; then the promoted replica does not hold
+    // it: sending it again applies it (and nothing is left to fail over to).
+    let again = loop {
+        match store.apply_many_durable(std::slice::from_ref(&lost)).await {
+            Ok(d) => break d,
+            Err(StoreError::Unavailable(_) | StoreError::Protocol(_)) => {}
+            Err(e) => panic!("unexpected error {e}"),
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "no failover within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let promoted = killed.elapsed();
+    assert!(
+        matches!(again[0].outcome, Outcome::Applied { .. }),
+        "the promoted replica lost the unacknowledged write, so it applies again: {again:?}"
+    );
+    // The old master may be reported failed a moment after the promotion: until then the
+    // answer is still "not replicated" (safe side); within seconds it is replicated.
+    let safe = Instant::now();
+    loop {
+        let d = store
+            .apply_many_durable(std::slice::from_ref(&lost))
+            .await
+            .expect("applies");
+        assert!(matches!(d[0].outcome, Outcome::Stale { .. }), "{d:?}");
+        if d[0].replicated {
+            break;
+        }
+        assert!(
+            safe.elapsed() < Duration::from_secs(10),
+            "a master without a standby still reported unreplicated writes"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let read = store.get(&k).await.expect("reads").expect("a record");
+    assert_eq!(read.state.percent.get(), 20);
+    eprintln!(
+        "FIGURE unreplicated write: WAIT gave up after {} ms; the failover {:.1} s after the kill \
+         lost it; sent again it applied, and was reported replicated {:.1} s after the promotion",
+        waited.as_millis(),
+        promoted.as_secs_f64(),
+        safe.elapsed().as_secs_f64()
     );
 }

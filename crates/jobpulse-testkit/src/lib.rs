@@ -5,6 +5,7 @@
 //!   SQLite file in a temp dir — so tests run in parallel.
 //! - [`redis_store`]: a Redis read model under a random key prefix.
 //! - [`both!`]: runs one async test body on both backends.
+//! - [`cluster::OwnCluster`]: a Redis Cluster of the test's own, to kill nodes in.
 //! - [`seed`](mod@seed): replayable randomness — every randomized test's seed comes from
 //!   `JOBPULSE_TEST_SEED` or is drawn and printed with the command that replays it.
 //!
@@ -14,6 +15,7 @@
 
 use std::sync::Arc;
 
+pub mod cluster;
 pub mod seed;
 
 pub use seed::{proptest_config, seed};

@@ -165,30 +165,47 @@ async fn s14_a_cluster_master_dies_while_jobs_run() -> anyhow::Result<()> {
     )
     .await?;
     let running_at_kill = north_running().await?;
-    // `JOBPULSE_S14_LAG_MS=N`: N ms before the kill the master's replication link is cut
-    // (`OwnRedisCluster::cut_replication`), so the writes of those N ms, acknowledged by the
-    // master (without `WAIT`), never reach the replica that is promoted. Off by default.
-    if let Some(ms) = std::env::var("JOBPULSE_S14_LAG_MS")
+    // Before the kill the master's replication link is cut (`OwnRedisCluster::cut_replication`)
+    // until at least `JOBPULSE_S14_LAG_MS` (default 1500; 0: no cut, the plain failover) have
+    // passed and one of north's tasks has ended (at most 12 s: a replica cut off for longer
+    // than its validity window would not be promoted). The writes of that window reach no
+    // replica, so the promoted one lacks them — among them a final state — and only the outbox
+    // rows the relays kept (no replica acknowledged their writes) put them back.
+    let lag_ms = std::env::var("JOBPULSE_S14_LAG_MS")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
-        .filter(|ms| *ms > 0)
-    {
+        .unwrap_or(1500);
+    let mut ended_in_window = Vec::new();
+    if lag_ms > 0 {
         let before = load::db_statuses(&pg).await?;
         let connected = rc.cut_replication(master.port)?;
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-        let ended: Vec<_> = load::db_statuses(&pg)
-            .await?
-            .into_iter()
-            .filter(|(t, (tenant, s))| {
-                *tenant == north.0.tenant_id.get()
-                    && terminal(s)
-                    && before.get(t).is_some_and(|(_, b)| !terminal(b))
-            })
-            .collect();
+        let cut = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            ended_in_window = load::db_statuses(&pg)
+                .await?
+                .into_iter()
+                .filter(|(t, (tenant, s))| {
+                    *tenant == north.0.tenant_id.get()
+                        && terminal(s)
+                        && before.get(t).is_some_and(|(_, b)| !terminal(b))
+                })
+                .collect();
+            let long_enough = cut.elapsed() >= Duration::from_millis(lag_ms);
+            if (long_enough && !ended_in_window.is_empty())
+                || cut.elapsed() >= Duration::from_secs(12)
+            {
+                break;
+            }
+        }
+        // The relays publish within milliseconds of the commit: let the last end reach the
+        // master (unacknowledged) before it dies.
+        tokio::time::sleep(Duration::from_millis(300)).await;
         figure!(
-            "s14 replication of :{} cut {ms} ms before the kill ({connected} replicas still \
-             connected); north's tasks that ended meanwhile: {ended:?}",
-            master.port
+            "s14 replication of :{} cut {:.1} s before the kill ({connected} replicas still \
+             connected); north's tasks that ended meanwhile: {ended_in_window:?}",
+            master.port,
+            cut.elapsed().as_secs_f64()
         );
     }
     let killed_at = pollers.started.elapsed();
@@ -285,6 +302,8 @@ async fn s14_a_cluster_master_dies_while_jobs_run() -> anyhow::Result<()> {
             "jobpulse_store_errors_total",
             "jobpulse_outbox_errors_total",
             "jobpulse_store_unreplicated_writes_total",
+            "jobpulse_outbox_unreplicated_total",
+            "jobpulse_outbox_unreplicated_given_up_total",
         ] {
             counters
                 .entry(name)
@@ -433,6 +452,11 @@ async fn s14_a_cluster_master_dies_while_jobs_run() -> anyhow::Result<()> {
     anyhow::ensure!(
         resumed.opens >= 2,
         "the cut stream never resumed: {resumed:?}"
+    );
+    anyhow::ensure!(
+        lag_ms == 0 || !ended_in_window.is_empty(),
+        "no task of north ended while its master's replica was cut off: the scenario did not \
+         test what it is for"
     );
     Ok(())
 }

@@ -10,7 +10,12 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use std::future::Future;
+
 use tokio::time::Instant;
+
+use super::{BACKEND, RedisStore};
+use crate::{StoreError, metrics};
 
 /// How long calls fail at once after a slow failure before a probe is let through.
 pub(super) const COOLDOWN: Duration = Duration::from_secs(1);
@@ -95,6 +100,55 @@ impl Breaker {
     pub(super) fn close(&self) -> bool {
         let mut s = self.lock();
         s.open_until.take().is_some()
+    }
+}
+
+impl RedisStore {
+    /// Counts the call, bounds it by the deadline, passes it through the breaker and counts
+    /// its failure.
+    pub(super) async fn call<T>(
+        &self,
+        op: &'static str,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        metrics::op(BACKEND, op);
+        // Held to the end of the call; a probe's slot is released when it is dropped, so a
+        // cancelled call (dropped at an `.await` below) frees it too.
+        let admit = self.breaker.admit();
+        if matches!(admit, Admit::Reject) {
+            metrics::error(BACKEND, op);
+            return Err(StoreError::Unavailable(
+                "Redis stopped answering moments ago; not retried yet".into(),
+            ));
+        }
+        let started = Instant::now();
+        let result = match tokio::time::timeout(self.deadline, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "Redis did not answer within {:?}",
+                self.deadline
+            ))),
+        };
+        match &result {
+            Err(StoreError::Unavailable(_)) if started.elapsed() >= self.slow_failure => {
+                if self.breaker.trip() {
+                    tracing::warn!("Redis stopped answering; failing calls fast while probing it");
+                }
+            }
+            // An answer (even an error reply) or a quick failure (a refused connection): callers
+            // do not wait, so there is nothing to fail fast for.
+            Ok(_) | Err(StoreError::Protocol(_)) | Err(StoreError::Unavailable(_)) => {
+                if self.breaker.close() {
+                    tracing::info!("Redis answers again");
+                }
+            }
+            Err(StoreError::Config(_)) => {}
+        }
+        drop(admit);
+        if result.is_err() {
+            metrics::error(BACKEND, op);
+        }
+        result
     }
 }
 

@@ -2,10 +2,7 @@
 //! the `maxmemory-policy` check, the write scripts loaded up front, and the change feed (started
 //! at once when reads are cached).
 //!
-//! At connect, `maxmemory-policy` is checked (on a cluster, on every master): `allkeys-*`
-//! policies can evict live and terminal records (and tombstones) silently and are refused;
-//! `volatile-*` ones may evict in-progress records and tombstones early and are logged as a
-//! warning; when `CONFIG` is disabled (managed Redis) we warn and continue.
+//! What is checked of the servers at connect is in `checks.rs`.
 //!
 //! A Redis Cluster ([`RedisTarget::Cluster`]) gets redis-rs's cluster client, which follows
 //! MOVED/ASK redirects and failovers; its change feed is `shard_feed.rs`. The migration read of
@@ -17,20 +14,21 @@ use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster::ClusterClientBuilder;
-use ::redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
-use ::redis::{ProtocolVersion, RedisError, Value};
+use ::redis::ProtocolVersion;
 use jobpulse_domain::keys::KeySpace;
 use tokio::sync::broadcast;
 
 use super::breaker::Breaker;
 use super::cache::ReadCache;
+use super::checks::{check_eviction_policy, every_master_has_a_replica};
 use super::conn::RedisConn;
 use super::errors::redis_error;
 use super::feed::Feed;
 use super::listener::Listener;
 use super::scripts::{Scripts, WriteContext};
 use super::shard_feed::ShardFeed;
-use super::{BACKEND, RedisStore, record};
+use super::writes::Standby;
+use super::{BACKEND, RedisStore};
 use crate::{CHANGE_CHANNEL_CAPACITY, StoreConfig, StoreError, metrics};
 
 /// Connection settings of the Redis store.
@@ -43,11 +41,12 @@ pub struct RedisOptions {
     /// Reconnection attempts per reconnect before a call fails (each waits `connect_timeout`).
     pub reconnect_retries: usize,
     /// On a cluster, how long a write pipeline waits for a replica to acknowledge it (`WAIT 1`)
-    /// before the call returns — so a write the caller counts as done (an outbox row the relay
-    /// then deletes) normally survives its master's failover. A write no replica acknowledged
-    /// in time (a replica disconnected or far behind, a shard without one) stands as it is and
-    /// is counted in `jobpulse_store_unreplicated_writes_total`: it is lost if its master dies
-    /// before the replica has it (docs/scaling.md).
+    /// before the call returns. A write no replica acknowledged in time (a replica disconnected
+    /// or far behind) stands as it is, is counted in `jobpulse_store_unreplicated_writes_total`
+    /// and is reported by [`StatusStore::apply_many_durable`](crate::StatusStore::apply_many_durable)
+    /// as not replicated: the outbox relay keeps its row and sends it again until a replica
+    /// has it, so a failover cannot lose a state change (docs/scaling.md). Zero, or a cluster
+    /// with a master that has no replica at connect (a warning line), turns the wait off.
     pub replica_ack_timeout: Duration,
 }
 
@@ -104,91 +103,6 @@ impl RedisTarget {
             ));
         }
         Ok(RedisTarget::Cluster(nodes))
-    }
-}
-
-enum EvictionPolicy {
-    Safe,
-    Warn,
-    Refuse,
-}
-
-/// What a `maxmemory-policy` means for a store whose terminal records have no TTL.
-fn eviction_policy(policy: &str) -> EvictionPolicy {
-    if policy.starts_with("allkeys-") {
-        EvictionPolicy::Refuse
-    } else if policy.starts_with("volatile-") {
-        EvictionPolicy::Warn
-    } else {
-        EvictionPolicy::Safe
-    }
-}
-
-/// Checks every server that holds records: the one node, or every master of a cluster.
-async fn check_eviction_policy(conn: &mut RedisConn) -> Result<(), StoreError> {
-    let mut cmd = ::redis::cmd("CONFIG");
-    cmd.arg("GET").arg("maxmemory-policy");
-    match conn {
-        RedisConn::Single(c) => check_policy_reply(cmd.query_async(c).await, "Redis"),
-        RedisConn::Cluster(c) => {
-            let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
-            let replies = match c.route_command(cmd, routing).await {
-                Ok(Value::Map(per_node)) => per_node,
-                Ok(other) => return check_policy_reply(Ok(other), "a Redis Cluster master"),
-                Err(e) => return check_policy_reply(Err(e), "the Redis Cluster"),
-            };
-            for (node, reply) in replies {
-                let node = record::opt_text(&node).ok().flatten().unwrap_or_default();
-                check_policy_reply(Ok(reply), &format!("Redis Cluster master {node}"))?;
-            }
-            Ok(())
-        }
-    }
-}
-
-fn check_policy_reply(reply: Result<Value, RedisError>, server: &str) -> Result<(), StoreError> {
-    let reply = match reply {
-        Ok(v) => v,
-        Err(e) if matches!(redis_error(e.clone()), StoreError::Unavailable(_)) => {
-            return Err(redis_error(e));
-        }
-        Err(e) => {
-            tracing::warn!(
-                error = %e,
-                "cannot read Redis maxmemory-policy (CONFIG disabled?); make sure it is noeviction"
-            );
-            return Ok(());
-        }
-    };
-    let pairs: Vec<Value> = match reply {
-        Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
-        other => record::array(other)?,
-    };
-    let policy = pairs.chunks(2).find_map(|kv| match kv {
-        [k, v] if record::opt_text(k).ok().flatten().as_deref() == Some("maxmemory-policy") => {
-            record::opt_text(v).ok().flatten()
-        }
-        _ => None,
-    });
-    let Some(policy) = policy else {
-        tracing::warn!("Redis did not report its maxmemory-policy; make sure it is noeviction");
-        return Ok(());
-    };
-    match eviction_policy(&policy) {
-        EvictionPolicy::Refuse => Err(StoreError::Config(format!(
-            "{server}: maxmemory-policy is {policy}: under memory pressure it silently evicts \
-             in-progress and terminal records and deletion tombstones; set it to noeviction"
-        ))),
-        EvictionPolicy::Warn => {
-            tracing::warn!(
-                redis.maxmemory_policy = %policy,
-                redis.server = %server,
-                "under memory pressure Redis may evict in-progress records and deletion tombstones \
-                 early; noeviction is recommended"
-            );
-            Ok(())
-        }
-        EvictionPolicy::Safe => Ok(()),
     }
 }
 
@@ -303,7 +217,16 @@ impl RedisStore {
         tokio::time::timeout(deadline, check_eviction_policy(&mut conn))
             .await
             .map_err(|_| unavailable())??;
-        let scripts = Scripts::new(conn.is_cluster().then_some(options.replica_ack_timeout));
+        let replica_ack = match &mut conn {
+            RedisConn::Cluster(c) if !options.replica_ack_timeout.is_zero() => {
+                tokio::time::timeout(deadline, every_master_has_a_replica(c))
+                    .await
+                    .map_err(|_| unavailable())??
+                    .then_some(options.replica_ack_timeout)
+            }
+            _ => None,
+        };
+        let scripts = Scripts::new(replica_ack);
         // Loaded up front so writes are plain EVALSHAs; `Scripts::run` reloads them if needed.
         tokio::time::timeout(deadline, scripts.load(&mut conn))
             .await
@@ -323,30 +246,7 @@ impl RedisStore {
             deadline,
             slow_failure: options.response_timeout.min(options.connect_timeout),
             breaker: Breaker::default(),
+            standby: Standby::default(),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn eviction_policies_are_classified() {
-        for p in ["allkeys-lru", "allkeys-lfu", "allkeys-random"] {
-            assert!(matches!(eviction_policy(p), EvictionPolicy::Refuse), "{p}");
-        }
-        for p in [
-            "volatile-lru",
-            "volatile-lfu",
-            "volatile-random",
-            "volatile-ttl",
-        ] {
-            assert!(matches!(eviction_policy(p), EvictionPolicy::Warn), "{p}");
-        }
-        assert!(matches!(
-            eviction_policy("noeviction"),
-            EvictionPolicy::Safe
-        ));
     }
 }

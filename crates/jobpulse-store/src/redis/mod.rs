@@ -77,8 +77,10 @@
 mod breaker;
 mod cache;
 mod changes;
+mod checks;
 mod conn;
 mod connect;
+mod epoch;
 mod errors;
 mod feed;
 mod legacy;
@@ -87,8 +89,8 @@ mod reads;
 mod record;
 mod scripts;
 mod shard_feed;
+mod writes;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -96,16 +98,17 @@ use ::redis::Value;
 use jobpulse_domain::keys::KeySpace;
 use jobpulse_domain::{Outcome, TaskId, TaskKey, TenantId, Write};
 
-use self::breaker::{Admit, Breaker};
+use self::breaker::Breaker;
 use self::cache::ReadCache;
 pub use self::cache::ReadCacheConfig;
 pub use self::conn::RedisConn;
 pub use self::connect::{RedisOptions, RedisTarget};
-use self::errors::{redis_error, server_error};
+use self::errors::redis_error;
 use self::feed::Feed;
 use self::scripts::{Scripts, WriteContext};
 use crate::{
-    ChangesSince, Epoch, Snapshot, StatusStore, StoreConfig, StoreError, Subscription, metrics,
+    ChangesSince, Durable, Epoch, Snapshot, StatusStore, StoreConfig, StoreError, Subscription,
+    metrics,
 };
 
 const BACKEND: &str = "redis";
@@ -123,6 +126,8 @@ pub struct RedisStore {
     /// A failed call that took at least this long waited out a timeout (see [`Breaker`]).
     slow_failure: Duration,
     breaker: Breaker,
+    /// Which masters have a standby a failover could promote (see `writes.rs`).
+    standby: writes::Standby,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -181,122 +186,6 @@ impl RedisStore {
             }
         }
     }
-
-    /// Counts the call, bounds it by the deadline, passes it through the breaker and counts
-    /// its failure.
-    async fn call<T>(
-        &self,
-        op: &'static str,
-        fut: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        metrics::op(BACKEND, op);
-        // Held to the end of the call; a probe's slot is released when it is dropped, so a
-        // cancelled call (dropped at an `.await` below) frees it too.
-        let admit = self.breaker.admit();
-        if matches!(admit, Admit::Reject) {
-            metrics::error(BACKEND, op);
-            return Err(StoreError::Unavailable(
-                "Redis stopped answering moments ago; not retried yet".into(),
-            ));
-        }
-        let started = tokio::time::Instant::now();
-        let result = match tokio::time::timeout(self.deadline, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "Redis did not answer within {:?}",
-                self.deadline
-            ))),
-        };
-        match &result {
-            Err(StoreError::Unavailable(_)) if started.elapsed() >= self.slow_failure => {
-                if self.breaker.trip() {
-                    tracing::warn!("Redis stopped answering; failing calls fast while probing it");
-                }
-            }
-            // An answer (even an error reply) or a quick failure (a refused connection): callers
-            // do not wait, so there is nothing to fail fast for.
-            Ok(_) | Err(StoreError::Protocol(_)) | Err(StoreError::Unavailable(_)) => {
-                if self.breaker.close() {
-                    tracing::info!("Redis answers again");
-                }
-            }
-            Err(StoreError::Config(_)) => {}
-        }
-        drop(admit);
-        if result.is_err() {
-            metrics::error(BACKEND, op);
-        }
-        result
-    }
-
-    async fn run_writes(&self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
-        if !self.conn.is_cluster() {
-            return self.run_pipeline(writes).await;
-        }
-        // A cluster pipeline must stay in one slot: one pipeline per tenant, all at once, each
-        // keeping its writes' order.
-        let mut groups: Vec<(TenantId, Vec<usize>)> = Vec::new();
-        for (i, w) in writes.iter().enumerate() {
-            match groups.iter_mut().find(|(t, _)| *t == w.key.tenant) {
-                Some((_, idx)) => idx.push(i),
-                None => groups.push((w.key.tenant, vec![i])),
-            }
-        }
-        if groups.len() == 1 {
-            return self.run_pipeline(writes).await;
-        }
-        let runs = groups.iter().map(|(_, idx)| async move {
-            let group: Vec<Write> = idx.iter().map(|&i| writes[i].clone()).collect();
-            self.run_pipeline(&group).await
-        });
-        let results = futures::future::join_all(runs).await;
-        let mut outcomes = vec![None; writes.len()];
-        for ((_, idx), result) in groups.iter().zip(results) {
-            for (&i, outcome) in idx.iter().zip(result?) {
-                outcomes[i] = Some(outcome);
-            }
-        }
-        outcomes
-            .into_iter()
-            .map(|o| o.ok_or_else(|| StoreError::Protocol("a write got no outcome".into())))
-            .collect()
-    }
-
-    /// One pipeline of write scripts (one round trip).
-    async fn run_pipeline(&self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
-        let calls = writes
-            .iter()
-            .map(|w| self.scripts.invocation(&self.ctx, w))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut conn = self.conn.clone();
-        let scripts::Replies { replies, replicas } = self
-            .scripts
-            .run(&mut conn, &calls)
-            .await
-            .map_err(redis_error)?;
-        if replicas == Some(0) {
-            metrics::unreplicated(BACKEND, writes.len());
-            tracing::debug!(
-                writes = writes.len(),
-                "no replica acknowledged a write pipeline in time; a failover may lose it"
-            );
-        }
-        if replies.len() != writes.len() {
-            return Err(StoreError::Protocol(
-                "a write pipeline returned the wrong number of replies".into(),
-            ));
-        }
-        let mut outcomes = Vec::with_capacity(replies.len());
-        for reply in replies {
-            if let Some(e) = server_error(&reply) {
-                return Err(e);
-            }
-            let outcome = scripts::parse_outcome(reply)?;
-            metrics::outcome(BACKEND, &outcome);
-            outcomes.push(outcome);
-        }
-        Ok(outcomes)
-    }
 }
 
 #[async_trait::async_trait]
@@ -307,6 +196,7 @@ impl StatusStore for RedisStore {
                 let mut outcomes = self.run_writes(std::slice::from_ref(write)).await?;
                 outcomes
                     .pop()
+                    .map(|d| d.outcome)
                     .ok_or_else(|| StoreError::Protocol("a write returned no reply".into()))
             })
             .await;
@@ -315,6 +205,15 @@ impl StatusStore for RedisStore {
     }
 
     async fn apply_many(&self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self.call("apply_many", self.run_writes(writes)).await;
+        self.forget(writes);
+        Ok(out?.into_iter().map(|d| d.outcome).collect())
+    }
+
+    async fn apply_many_durable(&self, writes: &[Write]) -> Result<Vec<Durable>, StoreError> {
         if writes.is_empty() {
             return Ok(Vec::new());
         }
@@ -457,43 +356,7 @@ impl StatusStore for RedisStore {
     }
 
     async fn check_epoch(&self) -> Result<Epoch, StoreError> {
-        self.call("check_epoch", async {
-            let key = self.ctx.keys.sentinel();
-            let mut conn = self.conn.clone();
-            let get = |mut conn: RedisConn| {
-                let key = key.clone();
-                async move {
-                    let v: Value = ::redis::cmd("GET")
-                        .arg(&key)
-                        .query_async(&mut conn)
-                        .await
-                        .map_err(redis_error)?;
-                    record::opt_text(&v)
-                }
-            };
-            if let Some(epoch) = get(conn.clone()).await? {
-                return Ok(Epoch::Intact(epoch));
-            }
-            let fresh = format!(
-                "{:016x}{:016x}",
-                rand::random::<u64>(),
-                rand::random::<u64>()
-            );
-            let set: Value = ::redis::cmd("SET")
-                .arg(&key)
-                .arg(&fresh)
-                .arg("NX")
-                .query_async(&mut conn)
-                .await
-                .map_err(redis_error)?;
-            if matches!(set, Value::Okay) {
-                return Ok(Epoch::Lost(fresh));
-            }
-            // Another process noticed the loss at the same moment and wrote its epoch first.
-            let theirs = get(conn).await?.unwrap_or(fresh);
-            Ok(Epoch::Lost(theirs))
-        })
-        .await
+        self.call("check_epoch", self.sentinel_epoch()).await
     }
 
     fn backend(&self) -> &'static str {

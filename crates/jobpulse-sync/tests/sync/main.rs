@@ -11,3 +11,4 @@ mod helpers;
 
 mod outbox;
 mod repair;
+mod unreplicated;
