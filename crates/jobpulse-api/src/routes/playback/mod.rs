@@ -193,13 +193,13 @@ async fn rewritten_playlist(
     let ttl = Duration::from_secs(remaining)
         .max(Duration::from_secs_f64(duration.min(MAX_PRESIGN.as_secs_f64())) + SEGMENT_URL_MARGIN)
         .min(MAX_PRESIGN);
-    let dir = key.as_str().rsplit_once('/').map_or("", |(d, _)| d);
     let mut signed: HashMap<&str, String> = HashMap::with_capacity(uris.len());
     for uri in uris {
         if signed.contains_key(uri) {
             continue;
         }
-        let target = StorageKey::parse(&format!("{dir}/{uri}"))
+        let target = key
+            .resolve(uri)
             .map_err(|_| ApiError::internal(format!("playlist {key}: bad URI {uri:?}")))?;
         let url = storage.presign_get(&target, ttl).await?;
         signed.insert(uri, url.to_string());
