@@ -42,7 +42,7 @@ impl Prefix {
     }
 }
 
-/// Reads up to [`SNIFF`] bytes, stopping as soon as they cannot be a stream request.
+/// Reads up to `SNIFF` bytes, stopping as soon as they cannot be a stream request.
 pub async fn sniff(stream: &mut TcpStream, within: Duration) -> (Sniffed, Prefix) {
     let started = Instant::now();
     let deadline = started + within;

@@ -2,7 +2,7 @@
 //! `jobpulse-bench --sse-client`): reads [`Msg`]s on stdin, answers on stdout (see
 //! [`super::sse`]).
 //!
-//! **Opening** (tokio, at most [`OPENING`] at a time): one TCP connection per stream, the
+//! **Opening** (tokio, at most `OPENING` at a time): one TCP connection per stream, the
 //! request written by hand (`GET /healthz` first with `--sse-reuse-connection`, so hyper serves
 //! the stream), the answer's head parsed with `httparse`, then the stream's initial snapshot
 //! (one `video` event per watched video) read before the stream counts as opened.

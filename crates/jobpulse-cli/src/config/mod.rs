@@ -1,6 +1,6 @@
 //! Configuration, declared once.
 //!
-//! Every setting is one line of the [`settings!`] table below: its file key (the field name),
+//! Every setting is one line of the `settings!` table (in `table`): its file key (the field name),
 //! its flag (`--field-name`), its environment variable, its type, its default and whether it is
 //! a secret. From that one declaration come the clap flags ([`ServerArgs`]), the TOML file
 //! ([`FileConfig`], unknown keys refused), the merged values with their source ([`Config`]),

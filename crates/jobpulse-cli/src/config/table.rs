@@ -1,5 +1,9 @@
 //! The one declaration of every setting (see the [module docs](super)), the defaults it names
 //! and what the merged [`Config`] derives for the media crate.
+//!
+//! A setting's doc comment is also its flag's `--help` text, which is plain text: `<data dir>`
+//! and bare URLs there are meant as written, not as HTML or links.
+#![allow(rustdoc::invalid_html_tags, rustdoc::bare_urls)]
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

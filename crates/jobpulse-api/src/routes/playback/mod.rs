@@ -9,13 +9,13 @@
 //! to a file that is not there is `404`.
 //!
 //! Every answer carries `Accept-Ranges: bytes` and honours one byte range (`206`, or `416` for a
-//! range past the end or a malformed one — [`range`]), for native players that seek with
+//! range past the end or a malformed one — `range`), for native players that seek with
 //! ranges; `HEAD` answers the headers only. CORS is the router's layer: the configured origins
 //! (hls.js fetches playlists and segments with XHR from the app's origin).
 //!
 //! # On S3 storage
 //!
-//! Playlists are served through jobpulse, rewritten ([`playlist`]) so that each segment (and
+//! Playlists are served through jobpulse, rewritten (`playlist`) so that each segment (and
 //! init section) is an absolute *presigned* storage URL: the bytes of a viewing session go
 //! straight from the bucket to the player, and jobpulse only answers a few small playlists per
 //! session. One exception: a `<video>` element without `crossorigin` playing HLS natively gets

@@ -2,7 +2,7 @@
 //! rules in docs/excel-import.md).
 //!
 //! Steps (`steps::EXCEL_IMPORT`): 1 downloading — the .xlsx from media storage into memory
-//! (bounded); 2 parsing — [`import::import_xlsx`] on a blocking thread, its progress fraction
+//! (bounded); 2 parsing — [`import::import_xlsx`](crate::excel::import::import_xlsx) on a blocking thread, its progress fraction
 //! driving the step percent; 3 enrolling — one database transaction per sheet row
 //! ([`jobpulse_db::Db::import_student_row`] / [`jobpulse_db::Db::record_failed_row`]), per-row progress; 4 done — the
 //! result, built from the job's import ledger.
