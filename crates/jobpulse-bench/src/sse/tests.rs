@@ -1,3 +1,5 @@
+//! The scenario's own tests: the streams' layout, their paths, the percentiles, `/proc`.
+
 use std::collections::HashMap;
 
 use super::*;

@@ -135,7 +135,7 @@ impl_show_merged!(
     HeaderNames
 );
 
-/// The one declaration of every setting; see the module docs.
+/// The one declaration of every setting; see the [`config`](super) module docs.
 macro_rules! settings {
     ($(
         $(#[doc = $doc:literal])*

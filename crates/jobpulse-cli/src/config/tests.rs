@@ -1,3 +1,6 @@
+//! The settings' tests: parsing, precedence and sources, validation, the report, the example
+//! file, S3 and the tenant caps.
+
 use std::net::IpAddr;
 use std::path::Path;
 use std::str::FromStr;

@@ -99,9 +99,9 @@ async fn session_in(
 }
 
 impl Db {
-    /// Imports one sheet row for `job` (see the module docs). `credentials` is called only
-    /// when a new student is created. A `login_id` already taken in the tenant fails with
-    /// [`DbError::Duplicate`] and writes nothing: call again with other credentials. When
+    /// Imports one sheet row for `job` (see the [`students`](super) module docs). `credentials`
+    /// is called only when a new student is created. A `login_id` already taken in the tenant
+    /// fails with [`DbError::Duplicate`] and writes nothing: call again with other credentials. When
     /// `credentials` gives `None` (the row has nothing to make a password from), the row may
     /// only find an existing student: a new one fails with `DbError::NotFound("credentials")`
     /// and writes nothing.

@@ -1,11 +1,11 @@
 //! Students, enrollments and the per-row ledger of spreadsheet imports.
 //!
-//! [`Db::import_student_row`](crate::Db::import_student_row) is the excel import's one write per sheet row: in one transaction
-//! it checks whether this job already recorded the row (a retried attempt then gets the recorded
-//! outcome back, credentials included, and changes nothing), finds the student by identity
-//! (tenant, name, normalised parent phone — soft-deleted ones included), creates, restores or
-//! reuses them, enrolls them in the lecture (and the session of the [`EnrollTarget`], when one is
-//! given), and records the outcome. An import is therefore
+//! [`Db::import_student_row`](crate::Db::import_student_row) is the excel import's one write per
+//! sheet row: in one transaction it checks whether this job already recorded the row (a retried
+//! attempt then gets the recorded outcome back, credentials included, and changes nothing), finds
+//! the student by identity (tenant, name, normalised parent phone — soft-deleted ones included),
+//! creates, restores or reuses them, enrolls them in the lecture (and the session of the
+//! [`EnrollTarget`], when one is given), and records the outcome. An import is therefore
 //! idempotent per job, row by row.
 //!
 //! The submodules: `import` (the import's row-by-row writes and its ledger) and `roster` (the

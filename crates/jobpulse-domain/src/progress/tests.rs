@@ -1,3 +1,5 @@
+//! The progress schema's tests: bounds of the values and the invariants of a state.
+
 use super::*;
 use crate::{JobStatus, JobType, MAX_INLINE_RESULT_BYTES, TaskKind, VideoStatus};
 

@@ -1,3 +1,5 @@
+//! ffprobe JSON parsing tests: display size, rotation, frame rate, audio, failures.
+
 use super::parse::ratio;
 use super::*;
 

@@ -72,8 +72,8 @@ impl Running {
     }
 
     /// [`Running::spawn`] with an address-space budget of `memory_limit` bytes (`None`: none);
-    /// see the module docs. A budget that cannot be set kills the child and fails: running
-    /// unbounded when a bound was configured would be a silent downgrade.
+    /// see the [`process`](super) module docs. A budget that cannot be set kills the child and
+    /// fails: running unbounded when a bound was configured would be a silent downgrade.
     pub(crate) fn spawn_limited(
         tool: &'static str,
         env: &'static str,

@@ -16,8 +16,8 @@ use crate::toolchain::FFMPEG_ENV;
 use crate::{MediaError, Toolchain};
 
 impl Toolchain {
-    /// Runs the HLS transcode described by `job` (see the module docs), publishing progress on
-    /// `progress` and stopping promptly when `cancel` fires.
+    /// Runs the HLS transcode described by `job` (see the [`transcode`](crate::transcode) module
+    /// docs), publishing progress on `progress` and stopping promptly when `cancel` fires.
     ///
     /// On success the master playlist exists; validate the output with
     /// [`crate::validate_hls`] before publishing it. On any error the output directory may hold

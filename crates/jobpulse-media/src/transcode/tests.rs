@@ -1,3 +1,6 @@
+//! The command line's tests (no ffmpeg run: the media tests run ffmpeg), the time budget and
+//! the presets.
+
 use std::ffi::OsString;
 use std::time::Duration;
 
