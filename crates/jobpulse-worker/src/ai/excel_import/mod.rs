@@ -217,7 +217,7 @@ impl ExcelImportHandler {
         let full = with_sealed(None)?;
         let expires = self.settings.credentials_retention.map(|keep| {
             let keep = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
-            now_ms().saturating_add(keep)
+            jobpulse_db::now_ms().saturating_add(keep)
         });
         // The full result is always stored, so there is always a result_url.
         let mut read = JobResult::summary_with_full(with_sealed(expires)?)
@@ -228,10 +228,4 @@ impl ExcelImportHandler {
         }
         Ok((full, read))
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
