@@ -167,7 +167,7 @@ impl RowExt for SqliteRow {
 /// Lease expiry compares times written by different processes, so worker clocks must agree to
 /// well within a lease (NTP does). Skew only changes *when* a lease counts as expired; it can
 /// never let two workers commit for the same attempt (see `queue`).
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
