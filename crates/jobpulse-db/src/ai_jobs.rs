@@ -6,7 +6,7 @@
 
 use jobpulse_domain::{JobId, JobResult, JobStatus, TenantId};
 
-use crate::conn::{Conn, Dialect, dual, now_ms};
+use crate::conn::{Conn, FromRow, RowExt, RowId, dual, fetch_by_id, now_ms};
 use crate::model::{AiJob, CancelOutcome, ai_job_cols};
 use crate::outbox::{self, Committed, OutboxEntry};
 use crate::{Db, DbError};
@@ -17,32 +17,30 @@ mod submit;
 pub use read::AiJobFilter;
 pub use submit::{NewAiJob, Submitted};
 
-fn lock_sql(d: Dialect) -> &'static str {
-    d.pick(
-        concat!(
-            "SELECT ",
-            ai_job_cols!(),
-            " FROM ai_jobs j LEFT JOIN ai_results r ON r.job_id = j.job_id \
-             WHERE j.job_id = $1 FOR NO KEY UPDATE OF j"
-        ),
-        concat!(
-            "SELECT ",
-            ai_job_cols!(),
-            " FROM ai_jobs j LEFT JOIN ai_results r ON r.job_id = j.job_id WHERE j.job_id = $1"
-        ),
-    )
+/// Reads a job by id with its result summary, locking the job row on PostgreSQL.
+const LOCK_SQL: (&str, &str) = (
+    concat!(
+        "SELECT ",
+        ai_job_cols!(),
+        " FROM ai_jobs j LEFT JOIN ai_results r ON r.job_id = j.job_id \
+         WHERE j.job_id = $1 FOR NO KEY UPDATE OF j"
+    ),
+    concat!(
+        "SELECT ",
+        ai_job_cols!(),
+        " FROM ai_jobs j LEFT JOIN ai_results r ON r.job_id = j.job_id WHERE j.job_id = $1"
+    ),
+);
+
+impl FromRow for AiJob {
+    fn from_row(r: &impl RowExt) -> Result<Self, DbError> {
+        AiJob::from_row(r)
+    }
 }
 
 /// Loads a job (any tenant), locking its row on PostgreSQL.
 pub(crate) async fn lock_ai_job(c: Conn<'_>, id: &JobId) -> Result<Option<AiJob>, DbError> {
-    dual!(c, |c, d| {
-        sqlx::query(lock_sql(d))
-            .bind(id.as_str())
-            .fetch_optional(&mut *c)
-            .await?
-            .map(|r| AiJob::from_row(&r))
-            .transpose()
-    })
+    fetch_by_id(c, LOCK_SQL, RowId::Text(id.as_str())).await
 }
 
 fn check_job_change(cur: &AiJob, next: &AiJob) -> Result<(), DbError> {

@@ -6,7 +6,7 @@
 
 use jobpulse_domain::{TenantId, VideoId, VideoStatus};
 
-use crate::conn::{Conn, dual, now_ms};
+use crate::conn::{Conn, FromRow, RowExt, RowId, dual, fetch_by_id, now_ms};
 use crate::model::{CancelOutcome, Video, video_cols};
 use crate::outbox::{self, Committed, OutboxEntry};
 use crate::tenants::check_title;
@@ -28,24 +28,25 @@ pub(crate) fn check_file_key(key: &str) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Reads a video by id, locking its row on PostgreSQL.
+const LOCK_SQL: (&str, &str) = (
+    concat!(
+        "SELECT ",
+        video_cols!(),
+        " FROM videos WHERE id = $1 FOR NO KEY UPDATE"
+    ),
+    concat!("SELECT ", video_cols!(), " FROM videos WHERE id = $1"),
+);
+
+impl FromRow for Video {
+    fn from_row(r: &impl RowExt) -> Result<Self, DbError> {
+        Video::from_row(r)
+    }
+}
+
 /// Loads a video (any tenant, deleted or not), locking its row on PostgreSQL.
 pub(crate) async fn lock_video(c: Conn<'_>, id: VideoId) -> Result<Option<Video>, DbError> {
-    dual!(c, |c, d| {
-        let sql = d.pick(
-            concat!(
-                "SELECT ",
-                video_cols!(),
-                " FROM videos WHERE id = $1 FOR NO KEY UPDATE"
-            ),
-            concat!("SELECT ", video_cols!(), " FROM videos WHERE id = $1"),
-        );
-        sqlx::query(sql)
-            .bind(id.get())
-            .fetch_optional(&mut *c)
-            .await?
-            .map(|r| Video::from_row(&r))
-            .transpose()
-    })
+    fetch_by_id(c, LOCK_SQL, RowId::Int(id.get())).await
 }
 
 /// The life-cycle rule for one video change: same generation → `can_transition`; next
