@@ -18,7 +18,7 @@ use jobpulse_domain::{Fence, TenantId};
 
 use super::{Claim, Queue};
 use crate::DbError;
-use crate::conn::{Conn, Dialect, RowExt, RowId, Tx, dual, ms};
+use crate::conn::{Conn, Dialect, FromRow, RowExt, RowId, Tx, dual, ms};
 use crate::outbox::OutboxEntry;
 
 /// The claim statement of a task table (see [`TaskTable::CLAIM_SQL`]): `r` holds each tenant's
@@ -218,8 +218,7 @@ impl<R> Expired<R> {
     pub(super) fn new(
         tenant: TenantId,
         label: String,
-        attempt: u32,
-        max_attempts: u32,
+        (attempt, max_attempts): (u32, u32),
         cancel_requested: bool,
         row: R,
     ) -> Self {
@@ -300,12 +299,9 @@ pub(super) trait TaskTable {
     /// [`TaskTable::row`] reads.
     const EXPIRED_SQL: (&'static str, &'static str);
     /// What the claim statement returns.
-    type Picked;
+    type Picked: FromRow;
     /// The lease row the reaper holds for an expired job.
-    type Row: Send + Sync;
-
-    /// Reads what the claim statement returned.
-    fn picked(r: &impl RowExt) -> Result<Self::Picked, DbError>;
+    type Row: FromRow + Send + Sync;
 
     /// The claim's lease row; `Invalid` for another queue's claim.
     fn row_id(claim: &Claim) -> Result<RowId<'_>, DbError>;
@@ -322,9 +318,6 @@ pub(super) trait TaskTable {
     /// the lease: [`DbError::LeaseLost`], nothing written, when it no longer holds) and the task
     /// shows the change at `fence`.
     async fn end(tx: &mut Tx, claim: &Claim, end: End<'_>, fence: Fence) -> Result<Ended, DbError>;
-
-    /// Reads one job the expired-lease scan returned.
-    fn row(r: &impl RowExt) -> Result<Self::Row, DbError>;
 
     /// A scanned job as the reaper holds it (the scan locked it on PostgreSQL; SQLite writers
     /// run one at a time).
@@ -360,7 +353,7 @@ pub(super) async fn pick<T: TaskTable>(
                 .bind(cap(p.caps.global))
                 .fetch_optional(&mut *c)
                 .await?
-                .map(|r| T::picked(&r))
+                .map(|r| T::Picked::from_row(&r))
                 .transpose()
         })?;
         if picked.is_some() {
@@ -406,7 +399,7 @@ pub(super) async fn scan<T: TaskTable>(
             .fetch_all(&mut *c)
             .await?
             .iter()
-            .map(|r| T::row(r).map(T::expired))
+            .map(|r| T::Row::from_row(r).map(T::expired))
             .collect()
     })
 }

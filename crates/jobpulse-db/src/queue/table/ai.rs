@@ -7,7 +7,7 @@ use jobpulse_domain::{Fence, JobId, JobStatus};
 
 use super::{ClaimParams, Claimed, End, Ended, Expired, Reap, Reaped, TaskTable, Verdict};
 use crate::ai_jobs::{apply_job_change, lock_ai_job};
-use crate::conn::{RowExt, RowId, Tx, dual};
+use crate::conn::{FromRow, RowExt, RowId, Tx, dual};
 use crate::model::{AiJob, ai_job_cols, clean_message};
 use crate::queue::{Claim, ClaimedTask, Queue};
 use crate::{DbError, outbox};
@@ -96,6 +96,13 @@ pub(in crate::queue) async fn leased_ai_job(tx: &mut Tx, claim: &Claim) -> Resul
         .ok_or(DbError::LeaseLost)
 }
 
+/// What the AI claim statements return: the job's id.
+impl FromRow for JobId {
+    fn from_row(r: &impl RowExt) -> Result<Self, DbError> {
+        JobId::parse(&r.text("job_id")?).map_err(DbError::corrupt)
+    }
+}
+
 impl TaskTable for AiTable {
     const QUEUE: Queue = Queue::Ai;
     /// "jpaq".
@@ -115,24 +122,10 @@ impl TaskTable for AiTable {
     type Picked = JobId;
     type Row = AiJob;
 
-    fn picked(r: &impl RowExt) -> Result<JobId, DbError> {
-        JobId::parse(&r.text("job_id")?).map_err(DbError::corrupt)
-    }
-
-    fn row(r: &impl RowExt) -> Result<AiJob, DbError> {
-        AiJob::from_row(r)
-    }
-
     fn expired(j: AiJob) -> Expired<AiJob> {
         let label = format!("job {}", j.job_id);
-        Expired::new(
-            j.tenant,
-            label,
-            j.attempt,
-            j.max_attempts,
-            j.cancel_requested,
-            j,
-        )
+        let attempts = (j.attempt, j.max_attempts);
+        Expired::new(j.tenant, label, attempts, j.cancel_requested, j)
     }
 
     fn row_id(claim: &Claim) -> Result<RowId<'_>, DbError> {

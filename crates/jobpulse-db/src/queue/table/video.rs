@@ -10,7 +10,7 @@ use crate::DbError;
 use super::video_jobs::{
     claimed_video, discard_video_job, finish_video_job, reap_video_job, release_video_job,
 };
-use crate::conn::{RowExt, RowId, Tx};
+use crate::conn::{RowId, Tx};
 use crate::model::{Video, VideoJob, VideoJobState, clean_message, video_job_cols};
 use crate::queue::{Claim, ClaimedTask, Queue};
 use crate::videos::{apply_video_change, end_video_job, lock_video};
@@ -61,24 +61,10 @@ impl TaskTable for VideoTable {
     type Picked = VideoJob;
     type Row = VideoJob;
 
-    fn picked(r: &impl RowExt) -> Result<VideoJob, DbError> {
-        VideoJob::from_row(r)
-    }
-
-    fn row(r: &impl RowExt) -> Result<VideoJob, DbError> {
-        VideoJob::from_row(r)
-    }
-
     fn expired(j: VideoJob) -> Expired<VideoJob> {
         let label = format!("video {} job {}", j.video_id, j.id);
-        Expired::new(
-            j.tenant,
-            label,
-            j.attempt,
-            j.max_attempts,
-            j.cancel_requested,
-            j,
-        )
+        let attempts = (j.attempt, j.max_attempts);
+        Expired::new(j.tenant, label, attempts, j.cancel_requested, j)
     }
 
     fn row_id(claim: &Claim) -> Result<RowId<'_>, DbError> {
