@@ -87,10 +87,21 @@ macro_rules! claim_sql {
 pub(super) use claim_sql;
 
 /// The lease statements of a task table, written once for both: [`TaskTable::RUNNING_SQL`],
-/// [`TaskTable::HEARTBEAT_SQL`] and [`TaskTable::EXPIRED_SQL`] (inside the table's `impl`).
-/// `from` names the lease table `j` (and may join what `cols` also reads).
+/// [`TaskTable::HEARTBEAT_SQL`] and [`TaskTable::EXPIRED_SQL`], and its [`TaskTable::QUEUE`] and
+/// [`TaskTable::CLAIM_LOCK`] (inside the table's `impl`). `from` names the lease table `j` (and
+/// may join what `cols` also reads).
 macro_rules! lease_sql {
-    (table: $t:literal, key: $k:literal, state: $s:literal, from: $from:literal, cols: $cols:expr $(,)?) => {
+    (
+        queue: $queue:expr,
+        lock: $lock:literal,
+        table: $t:literal,
+        key: $k:literal,
+        state: $s:literal,
+        cols: $cols:expr,
+        from: $from:literal $(,)?
+    ) => {
+        const QUEUE: Queue = $queue;
+        const CLAIM_LOCK: i64 = $lock;
         const RUNNING_SQL: &'static str = concat!(
             "SELECT COUNT(*) FROM ",
             $t,

@@ -104,21 +104,16 @@ impl FromRow for JobId {
 }
 
 impl TaskTable for AiTable {
-    const QUEUE: Queue = Queue::Ai;
-    /// "jpaq".
-    const CLAIM_LOCK: i64 = 0x6a70_6171;
     lease_sql! {
-        table: "ai_jobs",
-        key: "job_id",
-        state: "status",
+        queue: Queue::Ai, lock: 0x6a70_6171 /* "jpaq" */, table: "ai_jobs", key: "job_id",
+        state: "status", cols: ai_job_cols!(),
         from: "ai_jobs j LEFT JOIN ai_results r ON r.job_id = j.job_id",
-        cols: ai_job_cols!(),
     }
+    const CLAIM_HEADS_SQL: Option<&'static str> = Some(AI_CLAIM_HEADS_SQL);
     const CLAIM_SQL: (&'static str, &'static str) = (
         ai_claim_sql!("FOR NO KEY UPDATE OF j SKIP LOCKED", "j.queue_seq"),
         ai_claim_sql!("", "j.rowid"),
     );
-    const CLAIM_HEADS_SQL: Option<&'static str> = Some(AI_CLAIM_HEADS_SQL);
     type Picked = JobId;
     type Row = AiJob;
 

@@ -44,15 +44,9 @@ pub(in crate::queue) fn video_of(claim: &Claim) -> Result<(i64, &Video), DbError
 }
 
 impl TaskTable for VideoTable {
-    const QUEUE: Queue = Queue::Video;
-    /// "jpvq".
-    const CLAIM_LOCK: i64 = 0x6a70_7671;
     lease_sql! {
-        table: "video_jobs",
-        key: "id",
-        state: "state",
-        from: "video_jobs j",
-        cols: video_job_cols!(),
+        queue: Queue::Video, lock: 0x6a70_7671 /* "jpvq" */, table: "video_jobs", key: "id",
+        state: "state", cols: video_job_cols!(), from: "video_jobs j",
     }
     const CLAIM_SQL: (&'static str, &'static str) = (
         video_claim_sql!("FOR NO KEY UPDATE OF j SKIP LOCKED"),
