@@ -1,6 +1,7 @@
 //! The claim loop every task kind's worker runs, written once ([`run`]), generic over what a
-//! [`TaskKind`] supplies: its queue, its [`WorkerConfig`], the span of an attempt, and how one
-//! claimed attempt runs (its work under the [`lease`](crate::lease), then its final write).
+//! [`TaskKind`] supplies: its queue, the span of an attempt, and how one claimed [`Attempt`]
+//! runs (its work under the [`lease`](crate::lease), then its final write). The worker hands
+//! the loop its database, its relay and its [`WorkerConfig`].
 //!
 //! # The loop
 //!
@@ -52,34 +53,37 @@ pub trait TaskKind: Send + Sync + 'static {
     /// The queue this kind claims from.
     const QUEUE: Queue;
 
-    /// The loop's and the lease's settings.
-    fn config(&self) -> &WorkerConfig;
-
-    fn db(&self) -> &Db;
-
-    /// Publishes the attempts' writes right after they commit.
-    fn relay(&self) -> &Relay;
-
     /// The span every line of one attempt carries (tenant, task, attempt, …).
     fn span(&self, claim: &Claim) -> tracing::Span;
 
     /// Runs one claimed attempt to its end: the work beside the lease's keep-alive, then the
-    /// attempt's one final write. `claimed_at` is an instant no later than the claim; `stop` is
-    /// stopped with [`StopReason::Shutdown`] when the worker shuts down. Returns the outcome
-    /// label of `jobpulse_worker_attempts_total`.
-    fn run_attempt(
-        self: Arc<Self>,
-        claim: Claim,
-        claimed_at: Instant,
-        stop: Arc<Stop>,
-    ) -> impl Future<Output = &'static str> + Send;
+    /// attempt's one final write. Returns the outcome label of
+    /// `jobpulse_worker_attempts_total`.
+    fn run_attempt(self: Arc<Self>, attempt: Attempt) -> impl Future<Output = &'static str> + Send;
 }
 
-/// Claims and runs `kind`'s tasks until `shutdown` fires, then gives running ones back (see
-/// the module docs). Database errors are logged and retried.
-pub async fn run<K: TaskKind>(kind: Arc<K>, shutdown: CancellationToken) {
+/// One claimed attempt, as the loop hands it to its [`TaskKind`].
+#[derive(Debug)]
+pub struct Attempt {
+    pub claim: Claim,
+    /// An instant no later than the claim (the lease runs from the claim statement).
+    pub claimed_at: Instant,
+    /// Stopped with [`StopReason::Shutdown`] when the worker shuts down; the keep-alive stops
+    /// it for its own reasons.
+    pub stop: Arc<Stop>,
+}
+
+/// Claims and runs `kind`'s tasks from `db` until `shutdown` fires, then gives running ones back
+/// (see the module docs); `relay` publishes each claim at once. Database errors are logged and
+/// retried.
+pub async fn run<K: TaskKind>(
+    kind: Arc<K>,
+    db: Db,
+    relay: Relay,
+    c: WorkerConfig,
+    shutdown: CancellationToken,
+) {
     let queue = K::QUEUE;
-    let c = kind.config();
     let concurrency = c.concurrency.max(1);
     let mut running: JoinSet<()> = JoinSet::new();
     let mut stops: HashMap<tokio::task::Id, Arc<Stop>> = HashMap::new();
@@ -90,7 +94,7 @@ pub async fn run<K: TaskKind>(kind: Arc<K>, shutdown: CancellationToken) {
             break;
         }
         if Instant::now() >= next_reap {
-            if let Err(e) = kind.db().reap_round(queue).await {
+            if let Err(e) = db.reap_round(queue).await {
                 tracing::warn!(queue = queue.as_str(), error = %e, "reaping expired leases failed");
             }
             next_reap = Instant::now() + c.reap_every;
@@ -98,7 +102,7 @@ pub async fn run<K: TaskKind>(kind: Arc<K>, shutdown: CancellationToken) {
         while running.len() < concurrency && !shutdown.is_cancelled() {
             // The lease runs from the claim statement, which happens after this instant.
             let asked = Instant::now();
-            match kind.db().claim(queue, &c.worker_id, c.lease, c.caps).await {
+            match db.claim(queue, &c.worker_id, c.lease, c.caps).await {
                 Ok(claimed) => {
                     if let Some(n) = failures.succeeded() {
                         tracing::info!(
@@ -109,7 +113,12 @@ pub async fn run<K: TaskKind>(kind: Arc<K>, shutdown: CancellationToken) {
                     }
                     let Some(claim) = claimed else { break };
                     let stop = Arc::new(Stop::new());
-                    let handle = running.spawn(attempt(kind.clone(), claim, asked, stop.clone()));
+                    let attempt = Attempt {
+                        claim,
+                        claimed_at: asked,
+                        stop: stop.clone(),
+                    };
+                    let handle = running.spawn(run_one(kind.clone(), relay.clone(), attempt));
                     stops.insert(handle.id(), stop);
                 }
                 Err(e) => {
@@ -140,7 +149,7 @@ pub async fn run<K: TaskKind>(kind: Arc<K>, shutdown: CancellationToken) {
                     log_abnormal_end(queue, &e);
                 }
             }
-            _ = kind.db().wait_for_work(queue, pause), if can_claim => {}
+            _ = db.wait_for_work(queue, pause), if can_claim => {}
             () = tokio::time::sleep(pause), if !can_claim => {}
         }
     }
@@ -175,14 +184,14 @@ pub async fn run<K: TaskKind>(kind: Arc<K>, shutdown: CancellationToken) {
 }
 
 /// One claimed attempt, in its span: publish the claim, run it, count it.
-async fn attempt<K: TaskKind>(kind: Arc<K>, claim: Claim, claimed_at: Instant, stop: Arc<Stop>) {
+async fn run_one<K: TaskKind>(kind: Arc<K>, relay: Relay, attempt: Attempt) {
     let queue = K::QUEUE.as_str();
-    let span = kind.span(&claim);
+    let span = kind.span(&attempt.claim);
     async move {
         let _busy = Busy::new(queue);
         let started = Instant::now();
-        publish(kind.relay(), std::slice::from_ref(&claim.outbox), "claim").await;
-        let outcome = kind.run_attempt(claim, claimed_at, stop).await;
+        publish(&relay, std::slice::from_ref(&attempt.claim.outbox), "claim").await;
+        let outcome = kind.run_attempt(attempt).await;
         metrics::counter!(
             "jobpulse_worker_attempts_total",
             "queue" => queue,

@@ -42,12 +42,10 @@ use jobpulse_store::SharedStore;
 use jobpulse_sync::Relay;
 use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Registry;
-use crate::claim_loop::{self, TaskKind, WorkerConfig};
-use crate::lease::Stop;
+use crate::claim_loop::{self, Attempt, TaskKind};
 
 mod attempt;
 mod config;
@@ -163,7 +161,8 @@ impl AiWorker {
                 super::inputs::purge_inputs(db, storage, keep, every, due, stop).await;
             });
         }
-        claim_loop::run(self.inner.clone(), shutdown).await;
+        let (db, relay) = (self.inner.db.clone(), self.inner.relay.clone());
+        claim_loop::run(self.inner.clone(), db, relay, c.common.clone(), shutdown).await;
         while let Some(r) = side.join_next().await {
             if let Err(e) = r
                 && e.is_panic()
@@ -185,18 +184,6 @@ impl AiWorker {
 impl TaskKind for Inner {
     const QUEUE: Queue = Queue::Ai;
 
-    fn config(&self) -> &WorkerConfig {
-        &self.config.common
-    }
-
-    fn db(&self) -> &Db {
-        &self.db
-    }
-
-    fn relay(&self) -> &Relay {
-        &self.relay
-    }
-
     /// Every line of the attempt (handler, heartbeats, final write) carries the tenant, the job
     /// and the attempt.
     fn span(&self, claim: &Claim) -> tracing::Span {
@@ -216,13 +203,8 @@ impl TaskKind for Inner {
         }
     }
 
-    async fn run_attempt(
-        self: Arc<Self>,
-        claim: Claim,
-        claimed_at: Instant,
-        stop: Arc<Stop>,
-    ) -> &'static str {
-        let outcome = self.run_claim(claim, claimed_at, &stop).await;
+    async fn run_attempt(self: Arc<Self>, a: Attempt) -> &'static str {
+        let outcome = self.run_claim(a.claim, a.claimed_at, &a.stop).await;
         self.inputs_due.notify_one();
         outcome
     }

@@ -118,7 +118,13 @@ impl VideoWorker {
             "video worker started"
         );
         tokio::join!(
-            claim_loop::run(shared.clone(), shutdown.clone()),
+            claim_loop::run(
+                shared.clone(),
+                shared.db.clone(),
+                shared.relay.clone(),
+                cfg.common.clone(),
+                shutdown.clone()
+            ),
             sweep(
                 &cfg.work_root,
                 &shared.ctx.work_root,

@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use jobpulse_db::{Claim, Db, NewAiJob, Queue};
+use jobpulse_db::{Claim, NewAiJob, Queue};
 use jobpulse_domain::{JobStatus, JobType};
 use jobpulse_sync::Relay;
-use jobpulse_worker::claim_loop::{self, TaskKind, WorkerConfig};
-use jobpulse_worker::lease::Stop;
+use jobpulse_worker::claim_loop::{self, Attempt, TaskKind, WorkerConfig};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -29,9 +29,6 @@ enum Mode {
 
 #[derive(Debug)]
 struct Kind {
-    db: Db,
-    relay: Relay,
-    config: WorkerConfig,
     mode: Mode,
     claimed: AtomicUsize,
 }
@@ -39,28 +36,11 @@ struct Kind {
 impl TaskKind for Kind {
     const QUEUE: Queue = Queue::Ai;
 
-    fn config(&self) -> &WorkerConfig {
-        &self.config
-    }
-
-    fn db(&self) -> &Db {
-        &self.db
-    }
-
-    fn relay(&self) -> &Relay {
-        &self.relay
-    }
-
     fn span(&self, claim: &Claim) -> tracing::Span {
         tracing::info_span!("test_attempt", job.attempt = claim.attempt())
     }
 
-    async fn run_attempt(
-        self: Arc<Self>,
-        _claim: Claim,
-        _claimed_at: Instant,
-        _stop: Arc<Stop>,
-    ) -> &'static str {
+    async fn run_attempt(self: Arc<Self>, _attempt: Attempt) -> &'static str {
         self.claimed.fetch_add(1, Ordering::SeqCst);
         match self.mode {
             Mode::Panic => panic!("an attempt panicked outside its handler"),
@@ -69,21 +49,13 @@ impl TaskKind for Kind {
     }
 }
 
-/// One slot, a short shutdown grace; `jobs` jobs of a type no handler runs.
+/// `jobs` jobs of a type no handler runs, and the loop's kind.
 async fn setup(
     env: &Env,
     mode: Mode,
     jobs: usize,
 ) -> anyhow::Result<(Arc<Kind>, Vec<jobpulse_domain::JobId>)> {
-    let config = WorkerConfig {
-        concurrency: 1,
-        shutdown_grace: Duration::from_millis(300),
-        ..env.config("loop-test").common
-    };
     let kind = Arc::new(Kind {
-        db: env.db.clone(),
-        relay: Relay::new(env.db.clone(), env.store.clone()),
-        config,
         mode,
         claimed: AtomicUsize::new(0),
     });
@@ -94,6 +66,23 @@ async fn setup(
         ids.push(env.submit(&registry, job).await?);
     }
     Ok((kind, ids))
+}
+
+/// The claim loop over `kind`: one slot, a short shutdown grace.
+fn spawn_loop(env: &Env, kind: &Arc<Kind>, shutdown: &CancellationToken) -> JoinHandle<()> {
+    let config = WorkerConfig {
+        concurrency: 1,
+        shutdown_grace: Duration::from_millis(300),
+        ..env.config("loop-test").common
+    };
+    let relay = Relay::new(env.db.clone(), env.store.clone());
+    tokio::spawn(claim_loop::run(
+        kind.clone(),
+        env.db.clone(),
+        relay,
+        config,
+        shutdown.clone(),
+    ))
 }
 
 async fn until_claimed(kind: &Kind, n: usize) -> anyhow::Result<()> {
@@ -113,7 +102,7 @@ async fn a_panicking_attempt_does_not_take_its_slot_with_it(b: Backend) -> anyho
     let env = Env::new(b).await?;
     let (kind, _) = setup(&env, Mode::Panic, 3).await?;
     let shutdown = CancellationToken::new();
-    let running = tokio::spawn(claim_loop::run(kind.clone(), shutdown.clone()));
+    let running = spawn_loop(&env, &kind, &shutdown);
     // One slot: the second and third claims happen only if the loop outlived the first panic.
     until_claimed(&kind, 3).await?;
     assert!(!running.is_finished(), "the loop goes on after panics");
@@ -129,7 +118,7 @@ async fn shutdown_abandons_an_attempt_that_outlives_the_grace(b: Backend) -> any
     let env = Env::new(b).await?;
     let (kind, ids) = setup(&env, Mode::Hang, 1).await?;
     let shutdown = CancellationToken::new();
-    let running = tokio::spawn(claim_loop::run(kind.clone(), shutdown.clone()));
+    let running = spawn_loop(&env, &kind, &shutdown);
     until_claimed(&kind, 1).await?;
     let asked = Instant::now();
     shutdown.cancel();

@@ -30,7 +30,7 @@ use jobpulse_sync::Relay;
 use tokio::time::Instant;
 
 use super::VideoWorkerConfig;
-use crate::claim_loop::{TaskKind, WorkerConfig};
+use crate::claim_loop::{Attempt, TaskKind};
 use crate::lease::{Lease, Settled, Stop};
 use crate::progress::Reporter;
 use crate::video::pipeline::{self, PipelineContext, PipelineError, VideoOutput, VideoTask};
@@ -48,18 +48,6 @@ pub(super) struct Shared {
 impl TaskKind for Shared {
     const QUEUE: Queue = Queue::Video;
 
-    fn config(&self) -> &WorkerConfig {
-        &self.config.common
-    }
-
-    fn db(&self) -> &Db {
-        &self.db
-    }
-
-    fn relay(&self) -> &Relay {
-        &self.relay
-    }
-
     fn span(&self, claim: &Claim) -> tracing::Span {
         let (job_id, video_id) = match &claim.task {
             ClaimedTask::Video { job_id, video } => (Some(*job_id), Some(video.id.get())),
@@ -75,12 +63,12 @@ impl TaskKind for Shared {
         )
     }
 
-    async fn run_attempt(
-        self: Arc<Self>,
-        claim: Claim,
-        claimed_at: Instant,
-        stop: Arc<Stop>,
-    ) -> &'static str {
+    async fn run_attempt(self: Arc<Self>, a: Attempt) -> &'static str {
+        let Attempt {
+            claim,
+            claimed_at,
+            stop,
+        } = a;
         let ClaimedTask::Video { video, .. } = &claim.task else {
             // The video queue only hands out video jobs; never touch another queue's job.
             tracing::error!(job.key = %claim.key, "the video queue handed out a non-video job");
