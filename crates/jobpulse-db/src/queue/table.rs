@@ -18,7 +18,7 @@ use jobpulse_domain::{Fence, TenantId};
 
 use super::{Claim, Queue};
 use crate::DbError;
-use crate::conn::{Conn, Dialect, FromRow, RowExt, RowId, Tx, dual, ms};
+use crate::conn::{FromRow, RowId, Tx};
 use crate::outbox::OutboxEntry;
 
 /// The claim statement of a task table (see [`TaskTable::CLAIM_SQL`]): `r` holds each tenant's
@@ -146,10 +146,12 @@ macro_rules! lease_sql {
 }
 
 pub(super) mod ai;
+mod run;
 pub(super) mod video;
 pub(super) mod video_jobs;
 
 pub(super) use ai::AiTable;
+pub(super) use run::{heartbeat, pick, scan};
 pub(super) use video::VideoTable;
 
 /// How an attempt ends, as [`TaskTable::end`] writes it.
@@ -337,80 +339,4 @@ pub(super) trait TaskTable {
     /// Moves one expired job on (a compare-and-set on its expired lease) and shows the verdict
     /// on its task at `between_attempts`.
     async fn reap(tx: &mut Tx, r: Reap<'_, Self::Row>) -> Result<Reaped, DbError>;
-}
-
-fn cap(v: Option<u32>) -> Option<i64> {
-    v.map(i64::from)
-}
-
-/// Runs `T`'s claim statement (on PostgreSQL its heads statement first, when it has one);
-/// `None` when nothing is runnable.
-pub(super) async fn pick<T: TaskTable>(
-    tx: &mut Tx,
-    p: &ClaimParams<'_>,
-) -> Result<Option<T::Picked>, DbError> {
-    let statements = match (tx.dialect(), T::CLAIM_HEADS_SQL) {
-        (Dialect::Postgres, Some(heads)) => [Some(heads), Some(T::CLAIM_SQL.0)],
-        (Dialect::Postgres, None) => [Some(T::CLAIM_SQL.0), None],
-        (Dialect::Sqlite, _) => [Some(T::CLAIM_SQL.1), None],
-    };
-    for sql in statements.into_iter().flatten() {
-        let picked = dual!(tx.conn(), |c, d| {
-            sqlx::query(sql)
-                .bind(p.worker)
-                .bind(p.now.saturating_add(ms(p.lease)))
-                .bind(p.now)
-                .bind(cap(p.caps.per_tenant))
-                .bind(cap(p.caps.global))
-                .fetch_optional(&mut *c)
-                .await?
-                .map(|r| T::Picked::from_row(&r))
-                .transpose()
-        })?;
-        if picked.is_some() {
-            return Ok(picked);
-        }
-    }
-    Ok(None)
-}
-
-/// Extends the claim's lease to `until`: `Some(cancel_requested)`, `None` when the lease is gone.
-pub(super) async fn heartbeat<T: TaskTable>(
-    c: Conn<'_>,
-    claim: &Claim,
-    now: i64,
-    until: i64,
-) -> Result<Option<bool>, DbError> {
-    let id = T::row_id(claim)?;
-    dual!(c, |c, d| {
-        let q = sqlx::query(T::HEARTBEAT_SQL).bind(until).bind(now);
-        let q = match id {
-            RowId::Int(i) => q.bind(i),
-            RowId::Text(t) => q.bind(t),
-        };
-        q.bind(i64::from(claim.attempt()))
-            .bind(&claim.worker_id)
-            .fetch_optional(&mut *c)
-            .await?
-            .map(|r| r.flag("cancel_requested"))
-            .transpose()
-    })
-}
-
-/// Runs `T`'s expired-lease scan: up to `limit` jobs whose lease expired at `now`.
-pub(super) async fn scan<T: TaskTable>(
-    tx: &mut Tx,
-    now: i64,
-    limit: i64,
-) -> Result<Vec<Expired<T::Row>>, DbError> {
-    dual!(tx.conn(), |c, d| {
-        sqlx::query(d.pick(T::EXPIRED_SQL.0, T::EXPIRED_SQL.1))
-            .bind(now)
-            .bind(limit)
-            .fetch_all(&mut *c)
-            .await?
-            .iter()
-            .map(|r| T::Row::from_row(r).map(T::expired))
-            .collect()
-    })
 }

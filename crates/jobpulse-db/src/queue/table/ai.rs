@@ -1,14 +1,15 @@
 //! [`AiTable`]: AI/tool jobs. One row, `ai_jobs`, holds both the lease and the contract status
 //! (PENDING and RETRYING wait, RUNNING runs, a terminal status ends); every change goes through
-//! `apply_job_change`, whose compare-and-set on status, attempt and lease owner is the lease
-//! fence.
+//! `outbox::apply_change`, whose compare-and-set on status, attempt and lease owner (`Tracked`
+//! for `AiJob`) is the lease fence.
 
 use jobpulse_domain::{Fence, JobId, JobStatus};
 
 use super::{ClaimParams, Claimed, End, Ended, Expired, Reap, Reaped, TaskTable, Verdict};
-use crate::ai_jobs::{apply_job_change, lock_ai_job};
+use crate::ai_jobs::lock_ai_job;
 use crate::conn::{FromRow, RowExt, RowId, Tx, dual};
 use crate::model::{AiJob, ai_job_cols, clean_message};
+use crate::outbox::apply_change;
 use crate::queue::{Claim, ClaimedTask, Queue};
 use crate::{DbError, outbox};
 
@@ -163,7 +164,7 @@ impl TaskTable for AiTable {
             error_message: Some(error.to_owned()),
             ..cur.clone()
         };
-        let (_, entry) = apply_job_change(tx.conn(), &cur, &next).await?;
+        let (_, entry) = apply_change(tx.conn(), &cur, &next).await?;
         if released {
             // The attempts left stay what they were before the claim (see `release`).
             dual!(tx.conn(), |c, d| {
@@ -195,7 +196,7 @@ impl TaskTable for AiTable {
             error_message: Some(clean_message(r.verdict.message())),
             ..cur.clone()
         };
-        apply_job_change(tx.conn(), cur, &next).await?;
+        apply_change(tx.conn(), cur, &next).await?;
         Ok(Reaped::Moved)
     }
 }

@@ -12,8 +12,9 @@ use super::video_jobs::{
 };
 use crate::conn::{RowId, Tx};
 use crate::model::{Video, VideoJob, VideoJobState, clean_message, video_job_cols};
+use crate::outbox::apply_change;
 use crate::queue::{Claim, ClaimedTask, Queue};
-use crate::videos::{apply_video_change, end_video_job, lock_video};
+use crate::videos::{end_video_job, lock_video};
 
 /// Transcode jobs (see the module docs).
 pub(in crate::queue) struct VideoTable;
@@ -97,7 +98,7 @@ impl TaskTable for VideoTable {
             attempt: job.attempt,
             ..cur.clone()
         };
-        let (video, entry) = apply_video_change(tx.conn(), cur, &next).await?;
+        let (video, entry) = apply_change(tx.conn(), cur, &next).await?;
         Ok(Claimed::Claim(Box::new(Claim {
             tenant: video.tenant,
             key: TaskKey::video(video.tenant, video.id),
@@ -179,7 +180,7 @@ impl TaskTable for VideoTable {
             error_reason: Some(error.to_owned()),
             ..cur.clone()
         };
-        let (_, entry) = apply_video_change(tx.conn(), &cur, &next).await?;
+        let (_, entry) = apply_change(tx.conn(), &cur, &next).await?;
         Ok(Ended::Written { entry, cancelled })
     }
 
@@ -211,7 +212,7 @@ impl TaskTable for VideoTable {
             error_reason: Some(clean_message(verdict.message())),
             ..cur.clone()
         };
-        apply_video_change(tx.conn(), &cur, &next).await?;
+        apply_change(tx.conn(), &cur, &next).await?;
         Ok(Reaped::Moved)
     }
 }
