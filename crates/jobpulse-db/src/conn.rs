@@ -210,6 +210,11 @@ pub(crate) fn ms(d: Duration) -> i64 {
 }
 
 /// Converts a stored BIGINT that the schema keeps non-negative and small into `u32`.
+/// A list call's page size as bound: 1 to 200 rows, whatever was asked.
+pub(crate) fn page_limit(requested: u32) -> i64 {
+    i64::from(requested.clamp(1, 200))
+}
+
 pub(crate) fn to_u32(v: i64, what: &'static str) -> Result<u32, DbError> {
     u32::try_from(v).map_err(|_| DbError::corrupt(format!("{what} out of range: {v}")))
 }

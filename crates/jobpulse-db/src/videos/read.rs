@@ -2,7 +2,7 @@
 
 use jobpulse_domain::{TenantId, VideoId, VideoStatus};
 
-use crate::conn::dual;
+use crate::conn::{dual, page_limit};
 use crate::model::{Video, VideoJob, video_cols, video_job_cols};
 use crate::{Db, DbError};
 
@@ -42,7 +42,6 @@ impl Db {
         tenant: TenantId,
         filter: &VideoFilter,
     ) -> Result<Vec<Video>, DbError> {
-        let limit = i64::from(filter.limit.clamp(1, 200));
         let mut conn = self.read().await?;
         dual!(conn.conn(), |c, d| {
             sqlx::query(concat!(
@@ -56,7 +55,7 @@ impl Db {
             .bind(filter.status.map(VideoStatus::as_str))
             .bind(filter.session_id)
             .bind(filter.before_id.map(VideoId::get))
-            .bind(limit)
+            .bind(page_limit(filter.limit))
             .fetch_all(&mut *c)
             .await?
             .iter()
