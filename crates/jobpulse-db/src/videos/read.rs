@@ -42,6 +42,7 @@ impl Db {
         tenant: TenantId,
         filter: &VideoFilter,
     ) -> Result<Vec<Video>, DbError> {
+        let limit = page_limit(filter.limit);
         let mut conn = self.read().await?;
         dual!(conn.conn(), |c, d| {
             sqlx::query(concat!(
@@ -55,7 +56,7 @@ impl Db {
             .bind(filter.status.map(VideoStatus::as_str))
             .bind(filter.session_id)
             .bind(filter.before_id.map(VideoId::get))
-            .bind(page_limit(filter.limit))
+            .bind(limit)
             .fetch_all(&mut *c)
             .await?
             .iter()
