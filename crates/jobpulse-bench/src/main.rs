@@ -170,9 +170,9 @@ async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
             "off" => jobpulse_db::Caps::default(),
             "queue-lock" => jobpulse_db::Caps {
                 global: Some(u32::MAX),
-                ..jobpulse_worker::ai::AiWorkerConfig::default().caps
+                ..jobpulse_worker::ai::AiWorkerConfig::default().common.caps
             },
-            _ => jobpulse_worker::ai::AiWorkerConfig::default().caps,
+            _ => jobpulse_worker::ai::AiWorkerConfig::default().common.caps,
         };
         let options = queue::QueueOptions {
             jobs: args.queue_jobs,

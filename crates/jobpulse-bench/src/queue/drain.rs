@@ -164,7 +164,7 @@ pub(super) async fn drain_ours(
     o: &QueueOptions,
     since: i64,
 ) -> anyhow::Result<Drain> {
-    let lease = AiWorkerConfig::default().lease;
+    let lease = AiWorkerConfig::default().common.lease;
     let shared = Shared::new(o.jobs);
     let outbox_before: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM outbox")
         .fetch_one(check)

@@ -9,7 +9,7 @@
 //! rows of a bare table (`bare_jobs`: id, status, attempt, lease owner and end). Then
 //! `--claimers` tasks drain each queue, bare first, ours second; every round is one such pair.
 //!
-//! Our side uses the AI worker's default caps (`AiWorkerConfig::default().caps`: 4 running jobs
+//! Our side uses the AI worker's default caps (`AiWorkerConfig::default().common.caps`: 4 running jobs
 //! per tenant) unless `--queue-caps off`; a claim that returns nothing while jobs remain (every
 //! tenant with work at its cap) waits 1 ms and tries again. A claimer completes each job it
 //! claimed at once with a tiny DONE result, as a handler returning at once would.
