@@ -91,12 +91,9 @@ pub fn seal_payload(
     Ok(())
 }
 
-/// Now, as Unix milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+/// Now, as Unix milliseconds: the database's application clock, which sealed credentials'
+/// expiries are written with.
+pub use jobpulse_db::now_ms;
 
 #[cfg(test)]
 mod tests {

@@ -218,9 +218,9 @@ impl Stack {
         let settings = &self.settings;
         let work_root = settings.data_dir.join("work");
         let mut config = VideoWorkerConfig::new(&work_root);
-        config.caps.per_tenant = settings.tenant_caps().video;
+        config.common.caps.per_tenant = settings.tenant_caps().video;
         if let Some(c) = settings.concurrency {
-            config.concurrency = c;
+            config.common.concurrency = c;
         }
         if let Some(lease) = settings.lease {
             config = config.with_lease(lease.0);
@@ -250,9 +250,9 @@ impl Stack {
             input_retention: settings.job_input_retention.0,
             ..AiWorkerConfig::default()
         };
-        config.caps.per_tenant = settings.tenant_caps().ai;
+        config.common.caps.per_tenant = settings.tenant_caps().ai;
         if let Some(c) = settings.concurrency {
-            config.concurrency = c;
+            config.common.concurrency = c;
         }
         if let Some(lease) = settings.lease {
             config = config.with_lease(lease.0);

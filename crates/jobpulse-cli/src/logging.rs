@@ -7,7 +7,7 @@
 //! write blocks a runtime thread once the pipe's buffer is full. Either way serving stops because
 //! logging failed.
 //!
-//! Here events go to [`tracing_appender::non_blocking`] in lossy mode instead: the logging
+//! Here events go to [`tracing_appender::non_blocking()`] in lossy mode instead: the logging
 //! thread only puts the formatted line into a bounded channel (a full channel drops the line), and
 //! one dedicated thread writes to stderr, ignoring errors. A closed stderr loses log lines; a full
 //! one stalls that thread alone; requests, jobs and shutdown go on. The returned [`LogGuard`]

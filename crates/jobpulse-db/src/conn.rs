@@ -162,12 +162,44 @@ impl RowExt for SqliteRow {
     }
 }
 
+/// A type read from one row ([`RowExt`]).
+pub(crate) trait FromRow: Sized {
+    fn from_row(r: &impl RowExt) -> Result<Self, DbError>;
+}
+
+/// A row's key, bound as one parameter on either backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RowId<'a> {
+    Int(i64),
+    Text(&'a str),
+}
+
+/// The row `sql` (PostgreSQL, SQLite; `$1` the key) returns for `id`, if any: the one read of
+/// a row by its key, e.g. locking it `FOR NO KEY UPDATE` on PostgreSQL.
+pub(crate) async fn fetch_by_id<T: FromRow>(
+    c: Conn<'_>,
+    sql: (&'static str, &'static str),
+    id: RowId<'_>,
+) -> Result<Option<T>, DbError> {
+    dual!(c, |c, d| {
+        let q = sqlx::query(d.pick(sql.0, sql.1));
+        let q = match id {
+            RowId::Int(i) => q.bind(i),
+            RowId::Text(t) => q.bind(t),
+        };
+        q.fetch_optional(&mut *c)
+            .await?
+            .map(|r| T::from_row(&r))
+            .transpose()
+    })
+}
+
 /// The application clock in unix milliseconds: every time column is written from it.
 ///
 /// Lease expiry compares times written by different processes, so worker clocks must agree to
 /// well within a lease (NTP does). Skew only changes *when* a lease counts as expired; it can
 /// never let two workers commit for the same attempt (see `queue`).
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -178,6 +210,11 @@ pub(crate) fn ms(d: Duration) -> i64 {
 }
 
 /// Converts a stored BIGINT that the schema keeps non-negative and small into `u32`.
+/// A list call's page size as bound: 1 to 200 rows, whatever was asked.
+pub(crate) fn page_limit(requested: u32) -> i64 {
+    i64::from(requested.clamp(1, 200))
+}
+
 pub(crate) fn to_u32(v: i64, what: &'static str) -> Result<u32, DbError> {
     u32::try_from(v).map_err(|_| DbError::corrupt(format!("{what} out of range: {v}")))
 }

@@ -48,6 +48,7 @@ pub mod uploads;
 pub mod videos;
 
 pub use ai_jobs::{AiJobFilter, NewAiJob, Submitted};
+pub use conn::now_ms;
 pub use db::{Db, DbKind, DbOptions};
 pub use error::DbError;
 pub use model::{AiJob, Lecture, Session, Tenant, TenantSeed, Video, VideoJob, VideoJobState};

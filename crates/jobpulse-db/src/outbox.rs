@@ -42,6 +42,33 @@ impl<T> Committed<T> {
 }
 
 /// Inserts `write` into the outbox (inside the caller's transaction).
+/// A row whose every state change is checked, written as a compare-and-set on what was read,
+/// and described by one outbox row in the same transaction: a video, an AI job. Its changes go
+/// through [`apply_change`].
+pub(crate) trait Tracked: Sized {
+    /// The life-cycle rule for going from `cur` to `next` (the fence only grows).
+    fn check(cur: &Self, next: &Self) -> Result<(), DbError>;
+
+    /// Writes `next` over `cur` as a compare-and-set on what `cur` says; the row as it now is.
+    async fn update(c: Conn<'_>, cur: &Self, next: &Self) -> Result<Self, DbError>;
+
+    /// The read-model write describing the row as it is.
+    fn write(&self) -> Result<Write, DbError>;
+}
+
+/// Writes a checked change of a [`Tracked`] row and its outbox row (inside the caller's
+/// transaction): the one path every video and AI job state change goes through.
+pub(crate) async fn apply_change<T: Tracked>(
+    mut c: Conn<'_>,
+    cur: &T,
+    next: &T,
+) -> Result<(T, OutboxEntry), DbError> {
+    T::check(cur, next)?;
+    let updated = T::update(c.reborrow(), cur, next).await?;
+    let entry = insert(c, &updated.write()?).await?;
+    Ok((updated, entry))
+}
+
 pub(crate) async fn insert(c: Conn<'_>, write: &Write) -> Result<OutboxEntry, DbError> {
     let json = serde_json::to_string(write).map_err(DbError::corrupt)?;
     let tenant = write.key.tenant.get();

@@ -13,7 +13,7 @@
 //!
 //! The read model cannot be rewritten once a job is terminal (a terminal state absorbs later
 //! writes, docs/contract.md §5), so what the worker seals for it carries an expiry
-//! ([`SealedCredentials`]): after it the API no longer opens it, and the database copies are
+//! (`SealedCredentials`): after it the API no longer opens it, and the database copies are
 //! purged by [`crate::retention`].
 
 use base64::Engine;
@@ -27,7 +27,7 @@ use sha2::Sha256;
 /// Prefix of a sealed value's text form.
 pub const SEALED_PREFIX: &str = "sealed:v1:";
 /// The key of a result's sealed credentials (in the stored full result and in the read
-/// model's inline result): a [`SealedCredentials`] sealed to the job id.
+/// model's inline result): a `SealedCredentials` sealed to the job id.
 pub const SEALED_CREDENTIALS_KEY: &str = "credentials_sealed";
 
 const NONCE_LEN: usize = 24;

@@ -7,7 +7,7 @@
 //! - [`Db::complete_upload`]: `PENDING → UPLOADED` (next seq of the same attempt) with its queued
 //!   transcode job, in one transaction. The row's status decides: a video that is no longer
 //!   `PENDING` is answered as it is, so completing twice never queues twice (and two completes
-//!   racing each other meet at the compare-and-set of `apply_video_change`).
+//!   racing each other meet at the compare-and-set of `outbox::apply_change`).
 //! - [`Db::fail_upload`]: `PENDING → FAILED` with a reason (`source_not_found_or_empty`).
 //! - [`Db::abandoned_uploads`] / [`Db::remove_abandoned_upload`]: PENDING videos whose upload
 //!   never completed, for the API's clean-up (it removes the object and the multipart upload
@@ -17,9 +17,10 @@ use jobpulse_domain::{TenantId, VideoId, VideoStatus};
 
 use crate::conn::{Conn, RowExt, dual, now_ms};
 use crate::model::{Video, video_cols};
+use crate::outbox::apply_change;
 use crate::outbox::{self, Committed};
 use crate::tenants::check_title;
-use crate::videos::{apply_video_change, check_file_key, insert_video_job, lock_video};
+use crate::videos::{check_file_key, insert_video_job, lock_video};
 use crate::{Db, DbError};
 
 /// What only a PENDING video needs.
@@ -221,7 +222,7 @@ impl Db {
             fence: cur.fence.next_seq(),
             ..cur.clone()
         };
-        let (video, entry) = match apply_video_change(tx.conn(), &cur, &next).await {
+        let (video, entry) = match apply_change(tx.conn(), &cur, &next).await {
             Ok(x) => x,
             Err(DbError::Conflict(_)) => {
                 // Another complete won the compare-and-set: answer with what it wrote.
@@ -263,7 +264,7 @@ impl Db {
             error_reason: Some(reason.to_owned()),
             ..cur.clone()
         };
-        let (video, entry) = apply_video_change(tx.conn(), &cur, &next).await?;
+        let (video, entry) = apply_change(tx.conn(), &cur, &next).await?;
         delete_upload_row(tx.conn(), id).await?;
         self.commit(tx, true).await?;
         tracing::info!(tenant.id = %tenant, video.id = %id, reason, "upload failed");
@@ -334,7 +335,7 @@ impl Db {
                 deleted_at_ms: Some(now_ms()),
                 ..cur.clone()
             };
-            let (_, entry) = apply_video_change(tx.conn(), &cur, &next).await?;
+            let (_, entry) = apply_change(tx.conn(), &cur, &next).await?;
             outbox.push(entry);
         }
         delete_upload_row(tx.conn(), video.id).await?;

@@ -1,14 +1,14 @@
 //! Videos: upload, list, read, user retry, delete and cancel; and the one checked path every
-//! video state change goes through (`apply_video_change`).
+//! video state change goes through ([`Tracked`], applied by `outbox::apply_change`).
 //!
 //! Lock order, everywhere: the video's job row first, then the video row. Keeping one order
 //! means two transactions touching the same video wait for each other instead of deadlocking.
 
-use jobpulse_domain::{TenantId, VideoId, VideoStatus};
+use jobpulse_domain::{TenantId, VideoId, VideoStatus, Write};
 
-use crate::conn::{Conn, dual, now_ms};
+use crate::conn::{Conn, FromRow, RowExt, RowId, dual, fetch_by_id, now_ms};
 use crate::model::{CancelOutcome, Video, video_cols};
-use crate::outbox::{self, Committed, OutboxEntry};
+use crate::outbox::{self, Committed, Tracked, apply_change};
 use crate::tenants::check_title;
 use crate::{Db, DbError};
 
@@ -28,93 +28,91 @@ pub(crate) fn check_file_key(key: &str) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Reads a video by id, locking its row on PostgreSQL.
+const LOCK_SQL: (&str, &str) = (
+    concat!(
+        "SELECT ",
+        video_cols!(),
+        " FROM videos WHERE id = $1 FOR NO KEY UPDATE"
+    ),
+    concat!("SELECT ", video_cols!(), " FROM videos WHERE id = $1"),
+);
+
+impl FromRow for Video {
+    fn from_row(r: &impl RowExt) -> Result<Self, DbError> {
+        Video::from_row(r)
+    }
+}
+
 /// Loads a video (any tenant, deleted or not), locking its row on PostgreSQL.
 pub(crate) async fn lock_video(c: Conn<'_>, id: VideoId) -> Result<Option<Video>, DbError> {
-    dual!(c, |c, d| {
-        let sql = d.pick(
-            concat!(
-                "SELECT ",
-                video_cols!(),
-                " FROM videos WHERE id = $1 FOR NO KEY UPDATE"
-            ),
-            concat!("SELECT ", video_cols!(), " FROM videos WHERE id = $1"),
-        );
-        sqlx::query(sql)
-            .bind(id.get())
+    fetch_by_id(c, LOCK_SQL, RowId::Int(id.get())).await
+}
+
+impl Tracked for Video {
+    fn write(&self) -> Result<Write, DbError> {
+        Video::write(self)
+    }
+
+    /// Same generation → `can_transition`; next generation → a restart of a FAILED video at
+    /// UPLOADED, or a deletion; the fence only grows.
+    fn check(cur: &Self, next: &Self) -> Result<(), DbError> {
+        let illegal = DbError::IllegalTransition {
+            from: cur.status.as_str(),
+            to: next.status.as_str(),
+        };
+        if cur.deleted_at_ms.is_some() {
+            return Err(DbError::NotFound("video"));
+        }
+        if next.fence <= cur.fence {
+            return Err(DbError::Conflict(format!(
+                "video {} fence must grow ({} -> {})",
+                cur.id, cur.fence, next.fence
+            )));
+        }
+        let (g, ng) = (cur.fence.generation, next.fence.generation);
+        let ok = if next.deleted_at_ms.is_some() {
+            ng == g + 1
+        } else if ng == g {
+            cur.status.can_transition(next.status)
+        } else {
+            ng == g + 1 && cur.status.can_restart() && next.status == VideoStatus::Uploaded
+        };
+        if ok { Ok(()) } else { Err(illegal) }
+    }
+
+    /// The update is also a compare-and-set on the status and generation read, so a concurrent
+    /// change makes it fail instead of being overwritten.
+    async fn update(mut c: Conn<'_>, cur: &Self, next: &Self) -> Result<Self, DbError> {
+        let updated = dual!(c.reborrow(), |c, d| {
+            sqlx::query(concat!(
+                "UPDATE videos SET status = $1, generation = $2, fence_attempt = $3, fence_seq = $4, \
+                 attempt = $5, error_reason = $6, hls_path = $7, duration_secs = $8, \
+                 updated_at = $9, deleted_at = $10 \
+                 WHERE id = $11 AND status = $12 AND generation = $13 AND deleted_at IS NULL \
+                 RETURNING ",
+                video_cols!()
+            ))
+            .bind(next.status.as_str())
+            .bind(i64::from(next.fence.generation))
+            .bind(i64::from(next.fence.attempt))
+            .bind(i64::try_from(next.fence.seq).unwrap_or(i64::MAX))
+            .bind(i64::from(next.attempt))
+            .bind(next.error_reason.as_deref())
+            .bind(next.hls_path.as_deref())
+            .bind(next.duration_secs.map(i64::from))
+            .bind(now_ms())
+            .bind(next.deleted_at_ms)
+            .bind(cur.id.get())
+            .bind(cur.status.as_str())
+            .bind(i64::from(cur.fence.generation))
             .fetch_optional(&mut *c)
             .await?
             .map(|r| Video::from_row(&r))
-            .transpose()
-    })
-}
-
-/// The life-cycle rule for one video change: same generation → `can_transition`; next
-/// generation → a restart of a FAILED video at UPLOADED, or a deletion; the fence only grows.
-fn check_video_change(cur: &Video, next: &Video) -> Result<(), DbError> {
-    let illegal = DbError::IllegalTransition {
-        from: cur.status.as_str(),
-        to: next.status.as_str(),
-    };
-    if cur.deleted_at_ms.is_some() {
-        return Err(DbError::NotFound("video"));
+            .transpose()?
+        });
+        updated.ok_or_else(|| DbError::Conflict(format!("video {} changed concurrently", cur.id)))
     }
-    if next.fence <= cur.fence {
-        return Err(DbError::Conflict(format!(
-            "video {} fence must grow ({} -> {})",
-            cur.id, cur.fence, next.fence
-        )));
-    }
-    let (g, ng) = (cur.fence.generation, next.fence.generation);
-    let ok = if next.deleted_at_ms.is_some() {
-        ng == g + 1
-    } else if ng == g {
-        cur.status.can_transition(next.status)
-    } else {
-        ng == g + 1 && cur.status.can_restart() && next.status == VideoStatus::Uploaded
-    };
-    if ok { Ok(()) } else { Err(illegal) }
-}
-
-/// Writes a checked video change and its outbox row (inside the caller's transaction). The
-/// update is also a compare-and-set on the status and generation read, so a concurrent change
-/// makes it fail instead of being overwritten.
-pub(crate) async fn apply_video_change(
-    mut c: Conn<'_>,
-    cur: &Video,
-    next: &Video,
-) -> Result<(Video, OutboxEntry), DbError> {
-    check_video_change(cur, next)?;
-    let updated = dual!(c.reborrow(), |c, d| {
-        sqlx::query(concat!(
-            "UPDATE videos SET status = $1, generation = $2, fence_attempt = $3, fence_seq = $4, \
-             attempt = $5, error_reason = $6, hls_path = $7, duration_secs = $8, \
-             updated_at = $9, deleted_at = $10 \
-             WHERE id = $11 AND status = $12 AND generation = $13 AND deleted_at IS NULL \
-             RETURNING ",
-            video_cols!()
-        ))
-        .bind(next.status.as_str())
-        .bind(i64::from(next.fence.generation))
-        .bind(i64::from(next.fence.attempt))
-        .bind(i64::try_from(next.fence.seq).unwrap_or(i64::MAX))
-        .bind(i64::from(next.attempt))
-        .bind(next.error_reason.as_deref())
-        .bind(next.hls_path.as_deref())
-        .bind(next.duration_secs.map(i64::from))
-        .bind(now_ms())
-        .bind(next.deleted_at_ms)
-        .bind(cur.id.get())
-        .bind(cur.status.as_str())
-        .bind(i64::from(cur.fence.generation))
-        .fetch_optional(&mut *c)
-        .await?
-        .map(|r| Video::from_row(&r))
-        .transpose()?
-    });
-    let updated = updated
-        .ok_or_else(|| DbError::Conflict(format!("video {} changed concurrently", cur.id)))?;
-    let entry = outbox::insert(c, &updated.write()?).await?;
-    Ok((updated, entry))
 }
 
 impl Db {
@@ -195,7 +193,7 @@ impl Db {
             duration_secs: None,
             ..cur.clone()
         };
-        let (video, entry) = apply_video_change(tx.conn(), &cur, &next).await?;
+        let (video, entry) = apply_change(tx.conn(), &cur, &next).await?;
         insert_video_job(tx.conn(), &video, self.options().queue.default_max_attempts).await?;
         self.commit(tx, true).await?;
         self.signals().video.notify_one();
@@ -227,7 +225,7 @@ impl Db {
             deleted_at_ms: Some(now_ms()),
             ..cur.clone()
         };
-        let (_, entry) = apply_video_change(tx.conn(), &cur, &next).await?;
+        let (_, entry) = apply_change(tx.conn(), &cur, &next).await?;
         self.commit(tx, true).await?;
         tracing::info!(tenant.id = %tenant, video.id = %id, "video deleted");
         Ok(Committed::one((), entry))
@@ -266,7 +264,7 @@ impl Db {
             attempt: job.attempt,
             ..cur.clone()
         };
-        let (_, entry) = apply_video_change(tx.conn(), &cur, &next).await?;
+        let (_, entry) = apply_change(tx.conn(), &cur, &next).await?;
         self.commit(tx, true).await?;
         tracing::info!(tenant.id = %tenant, video.id = %id, "video job cancelled");
         Ok(Committed::one(CancelOutcome::Ended, entry))
@@ -306,22 +304,22 @@ mod tests {
     fn the_life_cycle_is_checked() {
         use VideoStatus::*;
         let up = video(Uploaded, f(1, 0, 1));
-        assert!(check_video_change(&up, &video(Processing, f(1, 1, 1))).is_ok());
-        assert!(check_video_change(&up, &video(Ready, f(1, 1, 1))).is_err());
+        assert!(Video::check(&up, &video(Processing, f(1, 1, 1))).is_ok());
+        assert!(Video::check(&up, &video(Ready, f(1, 1, 1))).is_err());
         let ready = video(Ready, f(1, 1, 5));
-        assert!(check_video_change(&ready, &video(Uploaded, f(2, 0, 1))).is_err());
+        assert!(Video::check(&ready, &video(Uploaded, f(2, 0, 1))).is_err());
         let failed = video(Failed, f(1, 2, 0));
-        assert!(check_video_change(&failed, &video(Uploaded, f(2, 0, 1))).is_ok());
-        assert!(check_video_change(&failed, &video(Uploaded, f(3, 0, 1))).is_err());
+        assert!(Video::check(&failed, &video(Uploaded, f(2, 0, 1))).is_ok());
+        assert!(Video::check(&failed, &video(Uploaded, f(3, 0, 1))).is_err());
         let proc = video(Processing, f(1, 2, 1));
         assert!(
-            check_video_change(&proc, &video(Processing, f(1, 1, 9))).is_err(),
+            Video::check(&proc, &video(Processing, f(1, 1, 9))).is_err(),
             "the fence never goes back"
         );
         let mut gone = video(Ready, f(2, 0, 1));
         gone.deleted_at_ms = Some(1);
         assert!(
-            check_video_change(&ready, &gone).is_ok(),
+            Video::check(&ready, &gone).is_ok(),
             "any status may be deleted"
         );
     }

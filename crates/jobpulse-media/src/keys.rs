@@ -1,6 +1,7 @@
 //! Storage key naming. Keys are built only here, only from validated domain ids; nothing a client
 //! sent (a file name, a path) becomes part of a key unsanitised. (Reading a key back —
-//! [`StorageKey::parse`], [`StoragePrefix::join`] — checks it; it builds no new kind of key.)
+//! [`StorageKey::parse`], [`StoragePrefix::join`], [`StorageKey::resolve`] for a playlist's
+//! relative URIs — checks it; it builds no new kind of key.)
 //!
 //! | key | holds |
 //! |---|---|
@@ -338,6 +339,21 @@ mod tests {
         }
         assert!(StorageKey::parse("tenants/3/../4/x").is_err());
         assert!(StorageKey::parse("other/3/x").is_err());
+    }
+
+    #[test]
+    fn a_playlists_relative_uris_resolve_beside_it() {
+        let master = hls_master_key(t(), v());
+        let variant = master.resolve("720p/index.m3u8").expect("valid");
+        assert_eq!(variant.as_str(), "tenants/3/video/hls/321/720p/index.m3u8");
+        let segment = variant.resolve("seg_00001.ts").expect("valid");
+        assert_eq!(
+            segment.as_str(),
+            "tenants/3/video/hls/321/720p/seg_00001.ts"
+        );
+        for bad in ["", "../../322/master.m3u8", "/etc/passwd", "a//b", "a b"] {
+            assert!(variant.resolve(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

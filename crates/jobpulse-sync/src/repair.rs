@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use jobpulse_db::{AiJob, Db};
 use jobpulse_domain::{Outcome, TaskKey, TenantId};
@@ -57,7 +57,7 @@ pub async fn repair(
     retention: Option<Duration>,
 ) -> Result<RepairReport, PublishError> {
     let started = Instant::now();
-    let now = now_ms();
+    let now = jobpulse_db::now_ms();
     let since = retention.map_or(i64::MIN, |r| now.saturating_sub(ms(r)));
     let tomb_since = now.saturating_sub(ms(
         retention.map_or(TOMBSTONE_WINDOW, |r| r.min(TOMBSTONE_WINDOW))
@@ -114,12 +114,6 @@ pub async fn repair(
         "read model repaired"
     );
     Ok(report)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn ms(d: Duration) -> i64 {

@@ -3,7 +3,7 @@
 //! - [`TestDatabase`]: a migrated database of the test's own — a fresh PostgreSQL database
 //!   (`CREATE DATABASE jp_<random>`, dropped when the guard drops, even after a panic) or a
 //!   SQLite file in a temp dir — so tests run in parallel.
-//! - [`redis_store`]: a Redis read model under a random key prefix.
+//! - [`TestRedis`]: a Redis read model under a random key prefix.
 //! - [`both!`]: runs one async test body on both backends.
 //! - [`cluster::OwnCluster`]: a Redis Cluster of the test's own, to kill nodes in.
 //! - [`seed`](mod@seed): replayable randomness — every randomized test's seed comes from

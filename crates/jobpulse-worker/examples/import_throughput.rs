@@ -29,6 +29,7 @@ use jobpulse_media::{MediaStorage, StorageKey};
 use jobpulse_store::{MemoryStore, SharedStore};
 use jobpulse_sync::Relay;
 use jobpulse_worker::ai::{AiWorker, AiWorkerConfig, HandlerSettings, Registry};
+use jobpulse_worker::claim_loop::WorkerConfig;
 use jobpulse_worker::excel::credentials;
 use jobpulse_worker::excel::import::{self, Limits};
 use jobpulse_worker::excel::testing::{HeaderStyle, WorkbookSpec, generate_students_workbook};
@@ -153,11 +154,15 @@ async fn run(url: &str) -> anyhow::Result<()> {
             Relay::new(db.clone(), store.clone()),
             storage.clone(),
             registry.clone(),
-            AiWorkerConfig {
-                worker_id: "bench".into(),
-                concurrency: 1,
-                idle_wait: Duration::from_millis(50),
-                ..AiWorkerConfig::default()
+            {
+                let mut c = AiWorkerConfig::default();
+                c.common = WorkerConfig {
+                    worker_id: "bench".into(),
+                    concurrency: 1,
+                    idle_wait: Duration::from_millis(50),
+                    ..c.common
+                };
+                c
             },
         )
         .spawn();

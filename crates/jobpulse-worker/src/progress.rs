@@ -6,7 +6,7 @@
 //! straight to the read model continue from 2; the attempt's final state change (through the
 //! database) takes [`Reporter::next_seq`] and so outranks every tick.
 //!
-//! Progress is coalesced: at most one write per [`Reporter::min_interval`] (1 s), except step
+//! Progress is coalesced: at most one write per `Reporter::min_interval` (1 s), except step
 //! changes, which always go through. A write refused as `Stale` means someone newer owns the
 //! task (the reaper gave the attempt up): [`Reporter::superseded`] turns true and the work should
 //! stop. Store failures are logged once per streak and otherwise ignored — progress is

@@ -286,7 +286,7 @@ async fn cancel_stops_ffmpeg_promptly(b: Backend) -> anyhow::Result<()> {
     let clip = clip(&long_clip()).await?;
     let video = env.upload(&clip).await?;
     let config = env.config("w1");
-    let heartbeat = config.heartbeat_every;
+    let heartbeat = config.common.heartbeat_every;
     let worker = env.worker(config, slow()).spawn();
     let dir = worker.work_dir().display().to_string();
     env.until_snapshot(video.id, Duration::from_secs(30), "transcoding", |s| {
@@ -518,8 +518,8 @@ async fn a_zombie_cannot_overwrite_the_result(b: Backend) -> anyhow::Result<()> 
     let mut config = env.config("zombie").with_lease(Duration::from_secs(2));
     // Nothing but the attempt's own heartbeats and progress runs while it is frozen (no reaper
     // pass can be caught holding a transaction).
-    config.reap_every = Duration::from_secs(3600);
-    config.idle_wait = Duration::from_secs(3600);
+    config.common.reap_every = Duration::from_secs(3600);
+    config.common.idle_wait = Duration::from_secs(3600);
     let zombie = Isolated::start(&env, config, slow()).await?;
     let zombie_dir = zombie.work_dir.clone();
     env.until_snapshot(video.id, Duration::from_secs(30), "transcoding", |s| {
@@ -582,7 +582,7 @@ async fn concurrency_runs_attempts_side_by_side(b: Backend) -> anyhow::Result<()
     let second = env.upload(&clip).await?;
     let mut feed = env.feed().await?;
     let mut config = env.config("w1");
-    config.concurrency = 2;
+    config.common.concurrency = 2;
     let worker = env.worker(config, fast()).spawn();
     for v in [&first, &second] {
         env.until_video(v.id, Duration::from_secs(60), "READY", |v| {
@@ -670,7 +670,7 @@ async fn heartbeats_that_never_get_through_stop_the_attempt(b: Backend) -> anyho
     let clip = clip(&long_clip()).await?;
     let video = env.upload(&clip).await?;
     let config = env.config("stuck").with_lease(Duration::from_secs(2));
-    let (lease, every) = (config.lease, config.heartbeat_every);
+    let (lease, every) = (config.common.lease, config.common.heartbeat_every);
     let stuck = env.worker(config, slow()).spawn();
     let stuck_dir = stuck.work_dir().to_path_buf();
     let needle = stuck_dir.display().to_string();

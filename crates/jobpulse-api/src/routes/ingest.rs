@@ -10,7 +10,7 @@
 //! truth, and after a read-model loss it re-publishes them (our `repair` rebuilds only the
 //! tasks in our database). These routes need no database at all.
 //!
-//! Writes here are [`Origin::External`]: the store refuses them (422, `reason` says why) on a
+//! Writes here are [`Origin::External`](jobpulse_domain::Origin::External): the store refuses them (422, `reason` says why) on a
 //! record our database owns — written by our own workers through the outbox — whatever fence
 //! they carry, and our database takes back any record an external write created for one of its
 //! tasks (`jobpulse_domain::fence`, rule 0). A write that creates a record is therefore handed

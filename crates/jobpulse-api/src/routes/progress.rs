@@ -2,7 +2,7 @@
 //!
 //! Per request: one token check (usually a cache hit), one id parse, at most one store read,
 //! one small JSON render. No database, ever: [`ReadState`] has no handle to one. When the read
-//! model cannot be reached the answer is UNKNOWN, never a 5xx (see [`ReadState::read`]).
+//! model cannot be reached the answer is UNKNOWN, never a 5xx (see `ReadState::read`).
 //!
 //! Beyond the old contract, answers carry an `ETag` (the record's revision; `If-None-Match`
 //! gets 304), `Cache-Control` (terminal answers may be kept briefly, others `no-cache`) and a

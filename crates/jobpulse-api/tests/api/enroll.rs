@@ -10,6 +10,7 @@ use anyhow::Context;
 use jobpulse_domain::TenantId;
 use jobpulse_testkit::{Backend, both};
 use jobpulse_worker::ai::{AiWorker, AiWorkerConfig, AiWorkerHandle, HandlerSettings, Registry};
+use jobpulse_worker::claim_loop::WorkerConfig;
 use jobpulse_worker::excel::credentials;
 use jobpulse_worker::excel::phone::Phone;
 use jobpulse_worker::excel::testing::{Expected, WorkbookSpec, generate_students_workbook};
@@ -63,12 +64,13 @@ async fn get(app: &DbApp, path: &str, token: &str) -> anyhow::Result<(u16, Value
 }
 
 fn worker(app: &DbApp) -> AiWorkerHandle {
-    let config = AiWorkerConfig {
+    let mut config = AiWorkerConfig::default().with_lease(Duration::from_secs(30));
+    config.common = WorkerConfig {
         worker_id: "enroll-test".into(),
         idle_wait: Duration::from_millis(200),
         reap_every: Duration::from_millis(500),
-        progress_interval: Duration::from_millis(50),
-        ..AiWorkerConfig::default().with_lease(Duration::from_secs(30))
+        progress_every: Duration::from_millis(50),
+        ..config.common
     };
     // The same credentials key as the API's, as `jobpulse` wires them.
     let mut handlers = HandlerSettings::default();

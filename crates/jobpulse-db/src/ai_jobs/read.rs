@@ -2,7 +2,7 @@
 
 use jobpulse_domain::{JobId, JobStatus, JobType, TenantId};
 
-use crate::conn::{RowExt, dual};
+use crate::conn::{RowExt, dual, page_limit};
 use crate::model::{AiJob, ai_job_cols};
 use crate::{Db, DbError};
 
@@ -78,7 +78,6 @@ impl Db {
         tenant: TenantId,
         filter: &AiJobFilter,
     ) -> Result<Vec<AiJob>, DbError> {
-        let limit = i64::from(filter.limit.clamp(1, 200));
         let (before_ms, before_id) = match &filter.before {
             Some((ms, id)) => (Some(*ms), Some(id.as_str().to_owned())),
             None => (None, None),
@@ -101,7 +100,7 @@ impl Db {
             .bind(filter.job_type.as_ref().map(JobType::as_str))
             .bind(before_ms)
             .bind(before_id)
-            .bind(limit)
+            .bind(page_limit(filter.limit))
             .bind(filter.hide_staff_only)
             .fetch_all(&mut *c)
             .await?

@@ -13,11 +13,11 @@ use super::table::video::video_of;
 use super::table::video_jobs::{claimed_video, discard_video_job, finish_video_job};
 use super::table::{AiTable, End, Ended, TaskTable, VideoTable};
 use super::{Claim, FailOutcome, Queue};
-use crate::ai_jobs::{apply_job_change, store_result};
+use crate::ai_jobs::store_result;
 use crate::conn::{ms, now_ms};
 use crate::model::{AiJob, Video, VideoJobState, clean_message};
-use crate::outbox::Committed;
-use crate::videos::apply_video_change;
+use crate::outbox::{Committed, apply_change};
+
 use crate::{Db, DbError};
 
 /// How an AI job's attempt ended, as its handler reports it.
@@ -126,7 +126,7 @@ impl Db {
             error_reason: None,
             ..cur.clone()
         };
-        let (video, entry) = apply_video_change(tx.conn(), &cur, &next).await?;
+        let (video, entry) = apply_change(tx.conn(), &cur, &next).await?;
         self.commit(tx, true).await?;
         tracing::info!(tenant.id = %claim.tenant, video.id = %video.id, attempt = claim.attempt(), "video ready");
         Ok(Committed::one(video, entry))
@@ -166,7 +166,7 @@ impl Db {
             error_message: outcome.error_message.as_deref().map(clean_message),
             ..cur.clone()
         };
-        let (done, entry) = apply_job_change(tx.conn(), &cur, &next).await?;
+        let (done, entry) = apply_change(tx.conn(), &cur, &next).await?;
         self.commit(tx, true).await?;
         tracing::info!(
             tenant.id = %claim.tenant,

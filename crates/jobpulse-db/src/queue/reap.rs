@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::table::{self, AiTable, Reaped, TaskTable, Verdict, VideoTable};
+use super::table::{self, AiTable, Reap, Reaped, TaskTable, Verdict, VideoTable};
 use super::{Queue, ReapReport};
 use crate::conn::{ms, now_ms};
 use crate::{Db, DbError};
@@ -41,19 +41,24 @@ impl Db {
         Ok(report)
     }
 
-    /// Reaps `queue` every `every` until `shutdown` (each worker process runs one per queue it
-    /// serves; several reapers are harmless).
+    /// One reaper round over `queue`: passes until one leaves nothing more to reap (a full
+    /// batch means more may wait), at most 10 (1 000 jobs) so a caller's loop is not held up.
+    pub async fn reap_round(&self, queue: Queue) -> Result<(), DbError> {
+        for _ in 0..10 {
+            let r = self.reap_expired(queue).await?;
+            if r.retrying + r.dead + r.cancelled < BATCH as u32 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reaps `queue` every `every` until `shutdown` (several reapers are harmless; workers reap
+    /// in their claim loop).
     pub async fn run_reaper(&self, queue: Queue, every: Duration, shutdown: CancellationToken) {
         loop {
-            loop {
-                match self.reap_expired(queue).await {
-                    Ok(r) if r.retrying + r.dead + r.cancelled >= BATCH as u32 => continue,
-                    Ok(_) => break,
-                    Err(e) => {
-                        tracing::warn!(queue = queue.as_str(), error = %e, "reaper pass failed");
-                        break;
-                    }
-                }
+            if let Err(e) = self.reap_round(queue).await {
+                tracing::warn!(queue = queue.as_str(), error = %e, "reaper pass failed");
             }
             tokio::select! {
                 () = tokio::time::sleep(every) => {}
@@ -66,8 +71,7 @@ impl Db {
     async fn reap<T: TaskTable>(&self) -> Result<ReapReport, DbError> {
         let now = now_ms();
         let mut tx = self.begin().await?;
-        let scanned = table::scan::<T>(&mut tx, now, BATCH).await?;
-        let jobs = T::expired(&mut tx, scanned, now).await?;
+        let jobs = table::scan::<T>(&mut tx, now, BATCH).await?;
         let mut report = ReapReport::default();
         let mut wrote = false;
         let mut soonest: Option<Duration> = None;
@@ -75,7 +79,13 @@ impl Db {
             let v = Verdict::of(job.attempt, job.max_attempts, job.cancel_requested);
             let delay = self.options().queue.backoff.delay(job.attempt);
             let run_after = now.saturating_add(ms(delay));
-            match T::reap(&mut tx, &job, v, run_after, now).await? {
+            let reap = Reap {
+                job: &job,
+                verdict: v,
+                run_after,
+                now,
+            };
+            match T::reap(&mut tx, reap).await? {
                 Reaped::Skipped => continue,
                 Reaped::Closed => {
                     report.cancelled += 1;

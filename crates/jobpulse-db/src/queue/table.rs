@@ -18,7 +18,7 @@ use jobpulse_domain::{Fence, TenantId};
 
 use super::{Claim, Queue};
 use crate::DbError;
-use crate::conn::{Conn, Dialect, RowExt, Tx, dual, ms};
+use crate::conn::{FromRow, RowId, Tx};
 use crate::outbox::OutboxEntry;
 
 /// The claim statement of a task table (see [`TaskTable::CLAIM_SQL`]): `r` holds each tenant's
@@ -86,11 +86,72 @@ macro_rules! claim_sql {
 }
 pub(super) use claim_sql;
 
+/// The lease statements of a task table, written once for both: [`TaskTable::RUNNING_SQL`],
+/// [`TaskTable::HEARTBEAT_SQL`] and [`TaskTable::EXPIRED_SQL`], and its [`TaskTable::QUEUE`] and
+/// [`TaskTable::CLAIM_LOCK`] (inside the table's `impl`). `from` names the lease table `j` (and
+/// may join what `cols` also reads).
+macro_rules! lease_sql {
+    (
+        queue: $queue:expr,
+        lock: $lock:literal,
+        table: $t:literal,
+        key: $k:literal,
+        state: $s:literal,
+        cols: $cols:expr,
+        from: $from:literal $(,)?
+    ) => {
+        const QUEUE: Queue = $queue;
+        const CLAIM_LOCK: i64 = $lock;
+        const RUNNING_SQL: &'static str = concat!(
+            "SELECT COUNT(*) FROM ",
+            $t,
+            " WHERE tenant_id = $1 AND ",
+            $s,
+            " = 'RUNNING' AND lease_until > $2"
+        );
+        const HEARTBEAT_SQL: &'static str = concat!(
+            "UPDATE ",
+            $t,
+            " SET lease_until = $1, heartbeat_at = $2 WHERE ",
+            $k,
+            " = $3 AND attempt = $4 AND lease_owner = $5 AND ",
+            $s,
+            " = 'RUNNING' RETURNING cancel_requested"
+        );
+        const EXPIRED_SQL: (&'static str, &'static str) = (
+            concat!(
+                "SELECT ",
+                $cols,
+                " FROM ",
+                $from,
+                " WHERE j.",
+                $s,
+                " = 'RUNNING' AND j.lease_until <= $1 ORDER BY j.",
+                $k,
+                " LIMIT $2 FOR NO KEY UPDATE OF j SKIP LOCKED"
+            ),
+            concat!(
+                "SELECT ",
+                $cols,
+                " FROM ",
+                $from,
+                " WHERE j.",
+                $s,
+                " = 'RUNNING' AND j.lease_until <= $1 ORDER BY j.",
+                $k,
+                " LIMIT $2"
+            ),
+        );
+    };
+}
+
 pub(super) mod ai;
+mod run;
 pub(super) mod video;
 pub(super) mod video_jobs;
 
 pub(super) use ai::AiTable;
+pub(super) use run::{heartbeat, pick, scan};
 pub(super) use video::VideoTable;
 
 /// How an attempt ends, as [`TaskTable::end`] writes it.
@@ -154,7 +215,7 @@ impl Verdict {
     }
 }
 
-/// A RUNNING job whose lease expired, locked for the reaper.
+/// A RUNNING job whose lease expired, locked for the reaper (see [`TaskTable::expired`]).
 #[derive(Debug)]
 pub(super) struct Expired<R> {
     pub(super) row: R,
@@ -164,6 +225,35 @@ pub(super) struct Expired<R> {
     pub(super) attempt: u32,
     pub(super) max_attempts: u32,
     pub(super) cancel_requested: bool,
+}
+
+impl<R> Expired<R> {
+    pub(super) fn new(
+        tenant: TenantId,
+        label: String,
+        (attempt, max_attempts): (u32, u32),
+        cancel_requested: bool,
+        row: R,
+    ) -> Self {
+        Self {
+            row,
+            tenant,
+            label,
+            attempt,
+            max_attempts,
+            cancel_requested,
+        }
+    }
+}
+
+/// What the reaper asks of [`TaskTable::reap`] for one expired job.
+#[derive(Debug)]
+pub(super) struct Reap<'a, R> {
+    pub(super) job: &'a Expired<R>,
+    pub(super) verdict: Verdict,
+    /// When the retry may run (the backoff after this attempt).
+    pub(super) run_after: i64,
+    pub(super) now: i64,
 }
 
 /// What reaping one expired job did.
@@ -193,13 +283,6 @@ pub(super) enum Claimed {
     Skipped,
 }
 
-/// How a table keys its lease rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum RowId<'a> {
-    Int(i64),
-    Text(&'a str),
-}
-
 /// See the module docs. Implemented by [`VideoTable`] and [`AiTable`].
 pub(super) trait TaskTable {
     const QUEUE: Queue;
@@ -225,17 +308,13 @@ pub(super) trait TaskTable {
     /// `$4` attempt, `$5` owner; a compare-and-set on the lease returning `cancel_requested`.
     const HEARTBEAT_SQL: &'static str;
     /// The expired-lease scan, PostgreSQL then SQLite: `$1` now, `$2` limit; RUNNING jobs whose
-    /// lease expired, in key order, locked (skipping locked ones) on PostgreSQL.
+    /// lease expired, in key order, locked (skipping locked ones) on PostgreSQL; what
+    /// [`TaskTable::row`] reads.
     const EXPIRED_SQL: (&'static str, &'static str);
     /// What the claim statement returns.
-    type Picked;
-    /// What the expired-lease scan returns for one job.
-    type Scanned;
-    /// The row the reaper holds for an expired job.
-    type Row: Send + Sync;
-
-    /// Reads what the claim statement returned.
-    fn picked(r: &impl RowExt) -> Result<Self::Picked, DbError>;
+    type Picked: FromRow;
+    /// The lease row the reaper holds for an expired job.
+    type Row: FromRow + Send + Sync;
 
     /// The claim's lease row; `Invalid` for another queue's claim.
     fn row_id(claim: &Claim) -> Result<RowId<'_>, DbError>;
@@ -253,100 +332,11 @@ pub(super) trait TaskTable {
     /// shows the change at `fence`.
     async fn end(tx: &mut Tx, claim: &Claim, end: End<'_>, fence: Fence) -> Result<Ended, DbError>;
 
-    /// Reads one job the expired-lease scan returned.
-    fn scanned(r: &impl RowExt) -> Result<Self::Scanned, DbError>;
+    /// A scanned job as the reaper holds it (the scan locked it on PostgreSQL; SQLite writers
+    /// run one at a time).
+    fn expired(row: Self::Row) -> Expired<Self::Row>;
 
-    /// The scanned jobs as the reaper holds them (locked and re-checked where the scan did not
-    /// lock them whole).
-    async fn expired(
-        tx: &mut Tx,
-        scanned: Vec<Self::Scanned>,
-        now: i64,
-    ) -> Result<Vec<Expired<Self::Row>>, DbError>;
-
-    /// Moves one expired job on (a compare-and-set on its expired lease) and shows `verdict` on
-    /// its task at `between_attempts`.
-    async fn reap(
-        tx: &mut Tx,
-        job: &Expired<Self::Row>,
-        verdict: Verdict,
-        run_after: i64,
-        now: i64,
-    ) -> Result<Reaped, DbError>;
-}
-
-fn cap(v: Option<u32>) -> Option<i64> {
-    v.map(i64::from)
-}
-
-/// Runs `T`'s claim statement (on PostgreSQL its heads statement first, when it has one);
-/// `None` when nothing is runnable.
-pub(super) async fn pick<T: TaskTable>(
-    tx: &mut Tx,
-    p: &ClaimParams<'_>,
-) -> Result<Option<T::Picked>, DbError> {
-    let statements = match (tx.dialect(), T::CLAIM_HEADS_SQL) {
-        (Dialect::Postgres, Some(heads)) => [Some(heads), Some(T::CLAIM_SQL.0)],
-        (Dialect::Postgres, None) => [Some(T::CLAIM_SQL.0), None],
-        (Dialect::Sqlite, _) => [Some(T::CLAIM_SQL.1), None],
-    };
-    for sql in statements.into_iter().flatten() {
-        let picked = dual!(tx.conn(), |c, d| {
-            sqlx::query(sql)
-                .bind(p.worker)
-                .bind(p.now.saturating_add(ms(p.lease)))
-                .bind(p.now)
-                .bind(cap(p.caps.per_tenant))
-                .bind(cap(p.caps.global))
-                .fetch_optional(&mut *c)
-                .await?
-                .map(|r| T::picked(&r))
-                .transpose()
-        })?;
-        if picked.is_some() {
-            return Ok(picked);
-        }
-    }
-    Ok(None)
-}
-
-/// Extends the claim's lease to `until`: `Some(cancel_requested)`, `None` when the lease is gone.
-pub(super) async fn heartbeat<T: TaskTable>(
-    c: Conn<'_>,
-    claim: &Claim,
-    now: i64,
-    until: i64,
-) -> Result<Option<bool>, DbError> {
-    let id = T::row_id(claim)?;
-    dual!(c, |c, d| {
-        let q = sqlx::query(T::HEARTBEAT_SQL).bind(until).bind(now);
-        let q = match id {
-            RowId::Int(i) => q.bind(i),
-            RowId::Text(t) => q.bind(t),
-        };
-        q.bind(i64::from(claim.attempt()))
-            .bind(&claim.worker_id)
-            .fetch_optional(&mut *c)
-            .await?
-            .map(|r| r.flag("cancel_requested"))
-            .transpose()
-    })
-}
-
-/// Runs `T`'s expired-lease scan: up to `limit` jobs whose lease expired at `now`.
-pub(super) async fn scan<T: TaskTable>(
-    tx: &mut Tx,
-    now: i64,
-    limit: i64,
-) -> Result<Vec<T::Scanned>, DbError> {
-    dual!(tx.conn(), |c, d| {
-        sqlx::query(d.pick(T::EXPIRED_SQL.0, T::EXPIRED_SQL.1))
-            .bind(now)
-            .bind(limit)
-            .fetch_all(&mut *c)
-            .await?
-            .iter()
-            .map(|r| T::scanned(r))
-            .collect()
-    })
+    /// Moves one expired job on (a compare-and-set on its expired lease) and shows the verdict
+    /// on its task at `between_attempts`.
+    async fn reap(tx: &mut Tx, r: Reap<'_, Self::Row>) -> Result<Reaped, DbError>;
 }

@@ -2,7 +2,7 @@
 
 use jobpulse_domain::{TenantId, VideoId, VideoStatus};
 
-use crate::conn::dual;
+use crate::conn::{dual, page_limit};
 use crate::model::{Video, VideoJob, video_cols, video_job_cols};
 use crate::{Db, DbError};
 
@@ -42,7 +42,7 @@ impl Db {
         tenant: TenantId,
         filter: &VideoFilter,
     ) -> Result<Vec<Video>, DbError> {
-        let limit = i64::from(filter.limit.clamp(1, 200));
+        let limit = page_limit(filter.limit);
         let mut conn = self.read().await?;
         dual!(conn.conn(), |c, d| {
             sqlx::query(concat!(

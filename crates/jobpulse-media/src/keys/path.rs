@@ -59,6 +59,14 @@ impl StorageKey {
         let (stem, ext) = name.rsplit_once('.')?;
         (!stem.is_empty() && !ext.is_empty()).then(|| ext.to_ascii_lowercase())
     }
+
+    /// The key a relative reference found in this object names, e.g. a playlist's
+    /// `720p/index.m3u8` or `seg_00001.ts`: `relative` in this key's directory. Checked as
+    /// [`StorageKey::parse`] checks a key (no `..`, no empty or absolute segments).
+    pub fn resolve(&self, relative: &str) -> Result<StorageKey, KeyError> {
+        let dir = self.0.rsplit_once('/').map_or("", |(d, _)| d);
+        StorageKey::parse(&format!("{dir}/{relative}"))
+    }
 }
 
 impl StoragePrefix {

@@ -1,12 +1,14 @@
 //! [`AiWorker`]: the loop that runs AI/tool jobs.
 //!
-//! Each of `concurrency` slots repeats: claim the oldest runnable job of `Queue::Ai` (the claim
-//! commits RUNNING with its outbox row, published at once so pollers see RUNNING), run the job
-//! type's handler under its timeout beside the lease's keep-alive ([`crate::lease`]), then write
-//! the attempt's one state change (with [`Reporter::next_seq`](crate::progress::Reporter::next_seq) for a success, so it outranks every progress tick)
-//! and publish it. A reaper task (every `reap_every`) turns jobs whose lease expired (a crashed
-//! worker's) into RETRYING or FAILED; claims never take an expired job themselves, so the retry
-//! of a lost attempt is always visible.
+//! [`crate::claim_loop`] claims the oldest runnable jobs of `Queue::Ai`, up to `concurrency` at
+//! once (the claim commits RUNNING with its outbox row, published at once so pollers see
+//! RUNNING), reaps expired leases (a crashed worker's jobs become RETRYING or FAILED before they
+//! run again), backs off while claims fail and shuts down. This worker supplies one attempt: the
+//! job type's handler under its timeout beside the lease's keep-alive ([`crate::lease`]), then
+//! the attempt's one state change (with
+//! [`Reporter::next_seq`](crate::progress::Reporter::next_seq) for a success, so it outranks
+//! every progress tick), published at once; and its side tasks, the purges of initial passwords
+//! and of inputs.
 //!
 //! How an attempt ends:
 //!
@@ -19,9 +21,11 @@
 //! | heartbeat answers `CancelRequested` | `cancelled` → FAILED "cancelled" |
 //! | heartbeat answers `LeaseLost`, or no heartbeat got through for a whole lease | nothing (someone newer may own the job) |
 //! | the read model calls our progress stale | nothing, unless the database asks for a cancel acknowledgement |
-//! | the worker shuts down | `release`: RETRYING, runnable at once, no attempt used up (a cancel requested meanwhile wins) |
+//! | the worker shuts down | `release`: RETRYING, runnable at once, no attempt used up (a cancel requested meanwhile wins); the worker waits up to `shutdown_grace` for it |
 //!
-//! Each attempt counts once in `jobpulse_worker_attempts_total{queue="ai", outcome}`, outcome one
+//! Each attempt counts once in `jobpulse_worker_attempts_total{queue="ai", outcome}` (and in
+//! `jobpulse_worker_busy` and `jobpulse_worker_attempt_seconds`, as the claim loop counts every
+//! kind's attempts), outcome one
 //! of `done`, `other_terminal`, `rejected`, `failed`, `retry`, `cancelled`, `requeued`,
 //! `no_handler`, `lost`.
 //!
@@ -32,24 +36,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobpulse_db::{ClaimedTask, Db, Queue};
+use jobpulse_db::{Claim, ClaimedTask, Db, Queue};
 use jobpulse_media::MediaStorage;
 use jobpulse_store::SharedStore;
 use jobpulse_sync::Relay;
 use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use super::Registry;
+use crate::claim_loop::{self, Attempt, TaskKind};
 
 mod attempt;
 mod config;
 
-pub use config::{
-    AiWorkerConfig, DEFAULT_CREDENTIALS_RETENTION, DEFAULT_INPUT_RETENTION, default_worker_id,
-};
+pub use crate::claim_loop::default_worker_id;
+pub use config::{AiWorkerConfig, DEFAULT_CREDENTIALS_RETENTION, DEFAULT_INPUT_RETENTION};
 
 /// See the module docs. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -78,7 +80,7 @@ pub struct AiWorkerHandle {
 
 impl AiWorkerHandle {
     /// Graceful stop: running jobs are cancelled and given back (RETRYING), then the worker
-    /// returns.
+    /// returns (after at most `shutdown_grace` for the jobs).
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         if let Err(e) = self.task.await
@@ -132,25 +134,21 @@ impl AiWorker {
         &self.inner.registry
     }
 
-    /// Runs until `shutdown` is cancelled and every running job was given back.
+    /// Runs until `shutdown` is cancelled and every running job was given back (or the
+    /// shutdown grace ran out).
     pub async fn run(self, shutdown: CancellationToken) {
         let c = &self.inner.config;
         tracing::info!(
-            worker = %c.worker_id,
-            concurrency = c.concurrency,
+            worker = %c.common.worker_id,
+            concurrency = c.common.concurrency,
             job_types = ?self.inner.registry.job_types(),
             "AI worker started"
         );
-        let mut tasks = JoinSet::new();
-        {
-            let db = self.inner.db.clone();
-            let (every, stop) = (c.reap_every, shutdown.clone());
-            tasks.spawn(async move { db.run_reaper(Queue::Ai, every, stop).await });
-        }
+        let mut side = JoinSet::new();
         if let Some(keep) = c.credentials_retention {
             let db = self.inner.db.clone();
             let (every, stop) = (c.purge_every, shutdown.clone());
-            tasks.spawn(async move { purge_credentials(db, keep, every, stop).await });
+            side.spawn(async move { purge_credentials(db, keep, every, stop).await });
         }
         if let Some(keep) = c.input_retention {
             let (db, storage) = (self.inner.db.clone(), self.inner.storage.clone());
@@ -159,23 +157,20 @@ impl AiWorker {
                 self.inner.inputs_due.clone(),
                 shutdown.clone(),
             );
-            tasks.spawn(async move {
+            side.spawn(async move {
                 super::inputs::purge_inputs(db, storage, keep, every, due, stop).await;
             });
         }
-        for _ in 0..c.concurrency.max(1) {
-            let inner = self.inner.clone();
-            let stop = shutdown.clone();
-            tasks.spawn(async move { inner.slot(stop).await });
-        }
-        while let Some(r) = tasks.join_next().await {
+        let (db, relay) = (self.inner.db.clone(), self.inner.relay.clone());
+        claim_loop::run(self.inner.clone(), db, relay, c.common.clone(), shutdown).await;
+        while let Some(r) = side.join_next().await {
             if let Err(e) = r
                 && e.is_panic()
             {
                 tracing::error!(error = %e, "an AI worker task panicked");
             }
         }
-        tracing::info!(worker = %self.inner.config.worker_id, "AI worker stopped");
+        tracing::info!(worker = %c.common.worker_id, "AI worker stopped");
     }
 
     /// Runs the worker on the current runtime until the handle stops it.
@@ -186,59 +181,32 @@ impl AiWorker {
     }
 }
 
-impl Inner {
-    /// One slot: claim, run, repeat.
-    async fn slot(&self, shutdown: CancellationToken) {
-        let c = &self.config;
-        let mut claim_failing = false;
-        while !shutdown.is_cancelled() {
-            // The lease runs from the claim statement, which happens after this instant.
-            let asked = Instant::now();
-            match self
-                .db
-                .claim(Queue::Ai, &c.worker_id, c.lease, c.caps)
-                .await
-            {
-                Ok(Some(claim)) => {
-                    claim_failing = false;
-                    // Every line of the attempt (handler, heartbeats, final write) carries the
-                    // tenant, the job and the attempt.
-                    let span = match &claim.task {
-                        ClaimedTask::Ai(job) => tracing::info_span!(
-                            "ai_attempt",
-                            tenant.id = %claim.tenant,
-                            job.id = %job.job_id,
-                            job.attempt = claim.attempt(),
-                            "job.type" = %job.job_type,
-                        ),
-                        ClaimedTask::Video { .. } => tracing::info_span!(
-                            "ai_attempt",
-                            tenant.id = %claim.tenant,
-                            job.attempt = claim.attempt(),
-                        ),
-                    };
-                    self.run_claim(claim, asked, &shutdown)
-                        .instrument(span)
-                        .await;
-                }
-                Ok(None) => {
-                    tokio::select! {
-                        _ = self.db.wait_for_work(Queue::Ai, c.idle_wait) => {}
-                        () = shutdown.cancelled() => {}
-                    }
-                }
-                Err(e) => {
-                    if !claim_failing {
-                        tracing::warn!(error = %e, "claiming an AI job failed; retrying");
-                        claim_failing = true;
-                    }
-                    tokio::select! {
-                        () = tokio::time::sleep(c.idle_wait.min(Duration::from_secs(1))) => {}
-                        () = shutdown.cancelled() => {}
-                    }
-                }
-            }
+impl TaskKind for Inner {
+    const QUEUE: Queue = Queue::Ai;
+
+    /// Every line of the attempt (handler, heartbeats, final write) carries the tenant, the job
+    /// and the attempt.
+    fn span(&self, claim: &Claim) -> tracing::Span {
+        match &claim.task {
+            ClaimedTask::Ai(job) => tracing::info_span!(
+                "ai_attempt",
+                tenant.id = %claim.tenant,
+                job.id = %job.job_id,
+                job.attempt = claim.attempt(),
+                "job.type" = %job.job_type,
+            ),
+            ClaimedTask::Video { .. } => tracing::info_span!(
+                "ai_attempt",
+                tenant.id = %claim.tenant,
+                job.attempt = claim.attempt(),
+            ),
         }
+    }
+
+    async fn run_attempt(self: Arc<Self>, a: Attempt) -> &'static str {
+        let outcome = self.run_claim(a.claim, a.claimed_at, &a.stop).await;
+        self.inputs_due.notify_one();
+        outcome
     }
 }
 

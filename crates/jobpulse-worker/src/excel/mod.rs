@@ -2,7 +2,7 @@
 //! student sheet ([`import`]), the initial credentials of imported students ([`credentials`]),
 //! the attendance workbook ([`export`]) and the shape of the import result ([`report`]).
 //!
-//! [`testing`] (feature `testing`) generates student workbooks together with the counts a correct
+//! `testing` (feature `testing`) generates student workbooks together with the counts a correct
 //! import must produce, for this crate's tests and for the enrolment tests of other crates.
 
 pub mod credentials;

@@ -8,4 +8,6 @@ pub mod pipeline;
 pub mod worker;
 
 pub use pipeline::{PipelineContext, PipelineError, VideoOutput, VideoTask};
-pub use worker::{VideoWorker, VideoWorkerConfig, WorkerError, WorkerHandle, default_worker_id};
+pub use worker::{VideoWorker, VideoWorkerConfig, WorkerError, WorkerHandle};
+
+pub use crate::claim_loop::{WorkerConfig, default_worker_id};

@@ -12,6 +12,7 @@ use jobpulse_domain::{JobId, JobStatus, JobType, State, Status, TaskKey, TenantI
 use jobpulse_media::{MediaStorage, StorageKey};
 use jobpulse_store::{MemoryStore, RedisStore, SharedStore, StoreConfig, Subscription};
 use jobpulse_worker::ai::{AiWorker, AiWorkerConfig, HandlerSettings, Registry};
+use jobpulse_worker::claim_loop::WorkerConfig;
 use tokio::sync::broadcast::error::RecvError;
 
 /// Which database and read model a test body runs against.
@@ -141,14 +142,16 @@ impl Env {
     /// than a 6 s lease (an import ran its steps three times over in a CI run); tests about
     /// leases set a short one — while heartbeats go every 2 s, so a cancel is seen as soon.
     pub fn config(&self, id: &str) -> AiWorkerConfig {
-        AiWorkerConfig {
+        let mut config = AiWorkerConfig::default().with_lease(Duration::from_secs(30));
+        config.common = WorkerConfig {
             worker_id: id.to_owned(),
             idle_wait: Duration::from_millis(200),
             reap_every: Duration::from_millis(200),
-            progress_interval: Duration::from_millis(50),
+            progress_every: Duration::from_millis(50),
             heartbeat_every: Duration::from_secs(2),
-            ..AiWorkerConfig::default().with_lease(Duration::from_secs(30))
-        }
+            ..config.common
+        };
+        config
     }
 
     pub fn worker(&self, registry: Registry, config: AiWorkerConfig) -> AiWorker {

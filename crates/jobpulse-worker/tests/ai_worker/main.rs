@@ -4,8 +4,10 @@
 //! - `import`: the 2 000-row sheet, a worker killed mid-import, a result over 10 KB;
 //! - `errors`: bad input, a job type without a handler, a transient error retried, a timeout;
 //! - `export`: the attendance workbook;
-//! - `retention`: inputs and initial passwords of ended jobs.
+//! - `retention`: inputs and initial passwords of ended jobs;
+//! - `claim_loop`: the claim loop with a task kind of the test's own (panics, shutdown grace).
 
+mod claim_loop;
 mod errors;
 mod export;
 mod helpers;

@@ -21,7 +21,7 @@ use jobpulse_media::testing::{ClipSpec, generate_clip};
 use jobpulse_media::{MediaStorage, Preset, Toolchain, TranscodeOptions, keys};
 use jobpulse_store::{MemoryStore, RedisStore, SharedStore, Snapshot, StoreConfig, Subscription};
 use jobpulse_sync::Relay;
-use jobpulse_worker::video::{PipelineContext, VideoWorker, VideoWorkerConfig};
+use jobpulse_worker::video::{PipelineContext, VideoWorker, VideoWorkerConfig, WorkerConfig};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// Which backends a test body runs against.
@@ -177,15 +177,17 @@ impl Env {
 
     /// A worker configuration for tests: short timings, 100 ms progress writes.
     pub fn config(&self, worker_id: &str) -> VideoWorkerConfig {
-        VideoWorkerConfig {
+        let mut config = VideoWorkerConfig::new(self.work_root());
+        config.common = WorkerConfig {
             worker_id: worker_id.to_owned(),
             lease: Duration::from_secs(10),
             heartbeat_every: Duration::from_millis(300),
             idle_wait: Duration::from_millis(500),
             reap_every: Duration::from_millis(200),
             progress_every: Duration::from_millis(100),
-            ..VideoWorkerConfig::new(self.work_root())
-        }
+            ..config.common
+        };
+        config
     }
 
     pub fn pipeline(&self, options: TranscodeOptions) -> PipelineContext {

@@ -9,13 +9,13 @@
 //! to a file that is not there is `404`.
 //!
 //! Every answer carries `Accept-Ranges: bytes` and honours one byte range (`206`, or `416` for a
-//! range past the end or a malformed one — [`range`]), for native players that seek with
+//! range past the end or a malformed one — `range`), for native players that seek with
 //! ranges; `HEAD` answers the headers only. CORS is the router's layer: the configured origins
 //! (hls.js fetches playlists and segments with XHR from the app's origin).
 //!
 //! # On S3 storage
 //!
-//! Playlists are served through jobpulse, rewritten ([`playlist`]) so that each segment (and
+//! Playlists are served through jobpulse, rewritten (`playlist`) so that each segment (and
 //! init section) is an absolute *presigned* storage URL: the bytes of a viewing session go
 //! straight from the bucket to the player, and jobpulse only answers a few small playlists per
 //! session. One exception: a `<video>` element without `crossorigin` playing HLS natively gets
@@ -193,13 +193,13 @@ async fn rewritten_playlist(
     let ttl = Duration::from_secs(remaining)
         .max(Duration::from_secs_f64(duration.min(MAX_PRESIGN.as_secs_f64())) + SEGMENT_URL_MARGIN)
         .min(MAX_PRESIGN);
-    let dir = key.as_str().rsplit_once('/').map_or("", |(d, _)| d);
     let mut signed: HashMap<&str, String> = HashMap::with_capacity(uris.len());
     for uri in uris {
         if signed.contains_key(uri) {
             continue;
         }
-        let target = StorageKey::parse(&format!("{dir}/{uri}"))
+        let target = key
+            .resolve(uri)
             .map_err(|_| ApiError::internal(format!("playlist {key}: bad URI {uri:?}")))?;
         let url = storage.presign_get(&target, ttl).await?;
         signed.insert(uri, url.to_string());

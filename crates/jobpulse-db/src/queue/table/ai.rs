@@ -1,14 +1,15 @@
 //! [`AiTable`]: AI/tool jobs. One row, `ai_jobs`, holds both the lease and the contract status
 //! (PENDING and RETRYING wait, RUNNING runs, a terminal status ends); every change goes through
-//! `apply_job_change`, whose compare-and-set on status, attempt and lease owner is the lease
-//! fence.
+//! `outbox::apply_change`, whose compare-and-set on status, attempt and lease owner (`Tracked`
+//! for `AiJob`) is the lease fence.
 
 use jobpulse_domain::{Fence, JobId, JobStatus};
 
-use super::{ClaimParams, Claimed, End, Ended, Expired, Reaped, RowId, TaskTable, Verdict};
-use crate::ai_jobs::{apply_job_change, lock_ai_job};
-use crate::conn::{RowExt, Tx, dual};
-use crate::model::{AiJob, clean_message};
+use super::{ClaimParams, Claimed, End, Ended, Expired, Reap, Reaped, TaskTable, Verdict};
+use crate::ai_jobs::lock_ai_job;
+use crate::conn::{FromRow, RowExt, RowId, Tx, dual};
+use crate::model::{AiJob, ai_job_cols, clean_message};
+use crate::outbox::apply_change;
 use crate::queue::{Claim, ClaimedTask, Queue};
 use crate::{DbError, outbox};
 
@@ -96,36 +97,31 @@ pub(in crate::queue) async fn leased_ai_job(tx: &mut Tx, claim: &Claim) -> Resul
         .ok_or(DbError::LeaseLost)
 }
 
+/// What the AI claim statements return: the job's id.
+impl FromRow for JobId {
+    fn from_row(r: &impl RowExt) -> Result<Self, DbError> {
+        JobId::parse(&r.text("job_id")?).map_err(DbError::corrupt)
+    }
+}
+
 impl TaskTable for AiTable {
-    const QUEUE: Queue = Queue::Ai;
-    /// "jpaq".
-    const CLAIM_LOCK: i64 = 0x6a70_6171;
-    const RUNNING_SQL: &'static str = "SELECT COUNT(*) FROM ai_jobs \
-         WHERE tenant_id = $1 AND status = 'RUNNING' AND lease_until > $2";
+    lease_sql! {
+        queue: Queue::Ai, lock: 0x6a70_6171 /* "jpaq" */, table: "ai_jobs", key: "job_id",
+        state: "status", cols: ai_job_cols!(),
+        from: "ai_jobs j LEFT JOIN ai_results r ON r.job_id = j.job_id",
+    }
+    const CLAIM_HEADS_SQL: Option<&'static str> = Some(AI_CLAIM_HEADS_SQL);
     const CLAIM_SQL: (&'static str, &'static str) = (
         ai_claim_sql!("FOR NO KEY UPDATE OF j SKIP LOCKED", "j.queue_seq"),
         ai_claim_sql!("", "j.rowid"),
     );
-    const CLAIM_HEADS_SQL: Option<&'static str> = Some(AI_CLAIM_HEADS_SQL);
-    const HEARTBEAT_SQL: &'static str = "UPDATE ai_jobs SET lease_until = $1, heartbeat_at = $2 \
-         WHERE job_id = $3 AND attempt = $4 AND lease_owner = $5 AND status = 'RUNNING' \
-         RETURNING cancel_requested";
-    const EXPIRED_SQL: (&'static str, &'static str) = (
-        "SELECT job_id FROM ai_jobs WHERE status = 'RUNNING' AND lease_until <= $1 \
-         ORDER BY job_id LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED",
-        "SELECT job_id FROM ai_jobs WHERE status = 'RUNNING' AND lease_until <= $1 \
-         ORDER BY job_id LIMIT $2",
-    );
     type Picked = JobId;
-    type Scanned = JobId;
     type Row = AiJob;
 
-    fn picked(r: &impl RowExt) -> Result<JobId, DbError> {
-        JobId::parse(&r.text("job_id")?).map_err(DbError::corrupt)
-    }
-
-    fn scanned(r: &impl RowExt) -> Result<JobId, DbError> {
-        Self::picked(r)
+    fn expired(j: AiJob) -> Expired<AiJob> {
+        let label = format!("job {}", j.job_id);
+        let attempts = (j.attempt, j.max_attempts);
+        Expired::new(j.tenant, label, attempts, j.cancel_requested, j)
     }
 
     fn row_id(claim: &Claim) -> Result<RowId<'_>, DbError> {
@@ -168,7 +164,7 @@ impl TaskTable for AiTable {
             error_message: Some(error.to_owned()),
             ..cur.clone()
         };
-        let (_, entry) = apply_job_change(tx.conn(), &cur, &next).await?;
+        let (_, entry) = apply_change(tx.conn(), &cur, &next).await?;
         if released {
             // The attempts left stay what they were before the claim (see `release`).
             dual!(tx.conn(), |c, d| {
@@ -186,52 +182,21 @@ impl TaskTable for AiTable {
         Ok(Ended::Written { entry, cancelled })
     }
 
-    async fn expired(
-        tx: &mut Tx,
-        ids: Vec<JobId>,
-        now: i64,
-    ) -> Result<Vec<Expired<AiJob>>, DbError> {
-        let mut jobs = Vec::with_capacity(ids.len());
-        for id in ids {
-            let Some(cur) = lock_ai_job(tx.conn(), &id).await? else {
-                continue;
-            };
-            if cur.status != JobStatus::Running || cur.lease_until_ms.is_none_or(|t| t > now) {
-                continue;
-            }
-            jobs.push(Expired {
-                tenant: cur.tenant,
-                label: format!("job {}", cur.job_id),
-                attempt: cur.attempt,
-                max_attempts: cur.max_attempts,
-                cancel_requested: cur.cancel_requested,
-                row: cur,
-            });
-        }
-        Ok(jobs)
-    }
-
-    async fn reap(
-        tx: &mut Tx,
-        job: &Expired<AiJob>,
-        verdict: Verdict,
-        run_after: i64,
-        _now: i64,
-    ) -> Result<Reaped, DbError> {
-        let cur = &job.row;
-        let status = match verdict {
+    async fn reap(tx: &mut Tx, r: Reap<'_, AiJob>) -> Result<Reaped, DbError> {
+        let cur = &r.job.row;
+        let status = match r.verdict {
             Verdict::Retry => JobStatus::Retrying,
             Verdict::Dead | Verdict::Cancelled => JobStatus::Failed,
         };
         let next = AiJob {
             status,
             fence: Fence::between_attempts(cur.fence.generation, cur.attempt),
-            run_after_ms: run_after,
+            run_after_ms: r.run_after,
             lease_until_ms: None,
-            error_message: Some(clean_message(verdict.message())),
+            error_message: Some(clean_message(r.verdict.message())),
             ..cur.clone()
         };
-        apply_job_change(tx.conn(), cur, &next).await?;
+        apply_change(tx.conn(), cur, &next).await?;
         Ok(Reaped::Moved)
     }
 }

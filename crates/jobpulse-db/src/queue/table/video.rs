@@ -4,16 +4,17 @@
 
 use jobpulse_domain::{Fence, TaskKey, VideoStatus};
 
-use super::{ClaimParams, Claimed, End, Ended, Expired, Reaped, RowId, TaskTable, Verdict};
+use super::{ClaimParams, Claimed, End, Ended, Expired, Reap, Reaped, TaskTable, Verdict};
 use crate::DbError;
 
 use super::video_jobs::{
     claimed_video, discard_video_job, finish_video_job, reap_video_job, release_video_job,
 };
-use crate::conn::{RowExt, Tx};
+use crate::conn::{RowId, Tx};
 use crate::model::{Video, VideoJob, VideoJobState, clean_message, video_job_cols};
+use crate::outbox::apply_change;
 use crate::queue::{Claim, ClaimedTask, Queue};
-use crate::videos::{apply_video_change, end_video_job, lock_video};
+use crate::videos::{end_video_job, lock_video};
 
 /// Transcode jobs (see the module docs).
 pub(in crate::queue) struct VideoTable;
@@ -44,41 +45,21 @@ pub(in crate::queue) fn video_of(claim: &Claim) -> Result<(i64, &Video), DbError
 }
 
 impl TaskTable for VideoTable {
-    const QUEUE: Queue = Queue::Video;
-    /// "jpvq".
-    const CLAIM_LOCK: i64 = 0x6a70_7671;
-    const RUNNING_SQL: &'static str = "SELECT COUNT(*) FROM video_jobs \
-         WHERE tenant_id = $1 AND state = 'RUNNING' AND lease_until > $2";
+    lease_sql! {
+        queue: Queue::Video, lock: 0x6a70_7671 /* "jpvq" */, table: "video_jobs", key: "id",
+        state: "state", cols: video_job_cols!(), from: "video_jobs j",
+    }
     const CLAIM_SQL: (&'static str, &'static str) = (
         video_claim_sql!("FOR NO KEY UPDATE OF j SKIP LOCKED"),
         video_claim_sql!(""),
     );
-    const HEARTBEAT_SQL: &'static str = "UPDATE video_jobs SET lease_until = $1, heartbeat_at = $2 \
-         WHERE id = $3 AND attempt = $4 AND lease_owner = $5 AND state = 'RUNNING' \
-         RETURNING cancel_requested";
-    const EXPIRED_SQL: (&'static str, &'static str) = (
-        concat!(
-            "SELECT ",
-            video_job_cols!(),
-            " FROM video_jobs WHERE state = 'RUNNING' AND lease_until <= $1 \
-             ORDER BY id LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED"
-        ),
-        concat!(
-            "SELECT ",
-            video_job_cols!(),
-            " FROM video_jobs WHERE state = 'RUNNING' AND lease_until <= $1 ORDER BY id LIMIT $2"
-        ),
-    );
     type Picked = VideoJob;
-    type Scanned = VideoJob;
     type Row = VideoJob;
 
-    fn picked(r: &impl RowExt) -> Result<VideoJob, DbError> {
-        VideoJob::from_row(r)
-    }
-
-    fn scanned(r: &impl RowExt) -> Result<VideoJob, DbError> {
-        VideoJob::from_row(r)
+    fn expired(j: VideoJob) -> Expired<VideoJob> {
+        let label = format!("video {} job {}", j.video_id, j.id);
+        let attempts = (j.attempt, j.max_attempts);
+        Expired::new(j.tenant, label, attempts, j.cancel_requested, j)
     }
 
     fn row_id(claim: &Claim) -> Result<RowId<'_>, DbError> {
@@ -117,7 +98,7 @@ impl TaskTable for VideoTable {
             attempt: job.attempt,
             ..cur.clone()
         };
-        let (video, entry) = apply_video_change(tx.conn(), cur, &next).await?;
+        let (video, entry) = apply_change(tx.conn(), cur, &next).await?;
         Ok(Claimed::Claim(Box::new(Claim {
             tenant: video.tenant,
             key: TaskKey::video(video.tenant, video.id),
@@ -199,36 +180,12 @@ impl TaskTable for VideoTable {
             error_reason: Some(error.to_owned()),
             ..cur.clone()
         };
-        let (_, entry) = apply_video_change(tx.conn(), &cur, &next).await?;
+        let (_, entry) = apply_change(tx.conn(), &cur, &next).await?;
         Ok(Ended::Written { entry, cancelled })
     }
 
-    async fn expired(
-        _tx: &mut Tx,
-        jobs: Vec<VideoJob>,
-        _now: i64,
-    ) -> Result<Vec<Expired<VideoJob>>, DbError> {
-        Ok(jobs
-            .into_iter()
-            .map(|job| Expired {
-                tenant: job.tenant,
-                label: format!("video {} job {}", job.video_id, job.id),
-                attempt: job.attempt,
-                max_attempts: job.max_attempts,
-                cancel_requested: job.cancel_requested,
-                row: job,
-            })
-            .collect())
-    }
-
-    async fn reap(
-        tx: &mut Tx,
-        job: &Expired<VideoJob>,
-        verdict: Verdict,
-        run_after: i64,
-        now: i64,
-    ) -> Result<Reaped, DbError> {
-        let row = &job.row;
+    async fn reap(tx: &mut Tx, r: Reap<'_, VideoJob>) -> Result<Reaped, DbError> {
+        let (row, verdict) = (&r.job.row, r.verdict);
         let video = lock_video(tx.conn(), row.video_id)
             .await?
             .filter(|x| x.deleted_at_ms.is_none() && x.fence.generation == row.generation);
@@ -238,7 +195,7 @@ impl TaskTable for VideoTable {
             (Verdict::Dead, _) => (VideoJobState::Dead, "lease_expired"),
             (Verdict::Cancelled, _) => (VideoJobState::Cancelled, "cancelled"),
         };
-        if !reap_video_job(tx.conn(), row, to, run_after, code, now).await? {
+        if !reap_video_job(tx.conn(), row, to, r.run_after, code, r.now).await? {
             return Ok(Reaped::Skipped);
         }
         let Some(cur) = video else {
@@ -255,7 +212,7 @@ impl TaskTable for VideoTable {
             error_reason: Some(clean_message(verdict.message())),
             ..cur.clone()
         };
-        apply_video_change(tx.conn(), &cur, &next).await?;
+        apply_change(tx.conn(), &cur, &next).await?;
         Ok(Reaped::Moved)
     }
 }

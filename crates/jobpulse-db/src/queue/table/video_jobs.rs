@@ -3,10 +3,16 @@
 //! reaper).
 
 use crate::DbError;
-use crate::conn::{Conn, RowExt, Tx, dual, now_ms};
+use crate::conn::{Conn, FromRow, RowExt, Tx, dual, now_ms};
 use crate::model::{Video, VideoJob, VideoJobState, clean_message};
 use crate::queue::Claim;
 use crate::videos::lock_video;
+
+impl FromRow for VideoJob {
+    fn from_row(r: &impl RowExt) -> Result<Self, DbError> {
+        VideoJob::from_row(r)
+    }
+}
 
 /// Moves the claim's `video_jobs` row out of RUNNING, fenced by the lease.
 pub(in crate::queue) async fn finish_video_job(

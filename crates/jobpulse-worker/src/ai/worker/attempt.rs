@@ -1,6 +1,6 @@
 //! One claimed AI attempt: the handler under its timeout beside the lease's keep-alive, then the
 //! attempt's one final write (the table in the parent module's docs). The lease protocol is
-//! [`crate::lease`]'s.
+//! [`crate::lease`]'s, the claim loop around it [`crate::claim_loop`]'s.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -10,25 +10,24 @@ use futures::FutureExt;
 use jobpulse_db::{AiOutcome, Claim, ClaimedTask, FailOutcome, ReleaseOutcome};
 use jobpulse_domain::{JobStatus, State, WriteKind};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::Inner;
 use crate::ai::{HandlerError, HandlerOutput, JobContext};
-use crate::lease::{Lease, Settled, Stop, StopReason, publish};
+use crate::lease::{Lease, Settled, Stop};
 use crate::progress::Reporter;
 
 impl Inner {
+    /// Runs one claimed attempt to its end; returns its outcome label.
     pub(super) async fn run_claim(
         &self,
         claim: Claim,
         claimed_at: Instant,
-        shutdown: &CancellationToken,
-    ) {
+        stop: &Stop,
+    ) -> &'static str {
         let lease = Lease::new(&self.db, &self.relay, &claim);
-        publish(&self.relay, std::slice::from_ref(&claim.outbox), "claim").await;
         let ClaimedTask::Ai(job) = &claim.task else {
             tracing::error!("the AI queue handed out a video job");
-            return;
+            return "lost";
         };
         let Some(handler) = self.registry.get(job.job_type.as_str()).cloned() else {
             let message = format!(
@@ -38,12 +37,11 @@ impl Inner {
             );
             tracing::error!(job.id = %job.job_id, "job.type" = %job.job_type, "{message}");
             let outcome = lease.fail(&message, false).await;
-            count(if outcome.is_ok() {
+            return if outcome.is_ok() {
                 "no_handler"
             } else {
                 "lost"
-            });
-            return;
+            };
         };
 
         let base = match &claim.outbox.write.kind {
@@ -62,9 +60,8 @@ impl Inner {
                 handler.plan(),
                 base,
             )
-            .with_min_interval(self.config.progress_interval),
+            .with_min_interval(self.config.common.progress_every),
         );
-        let stop = Stop::new();
         let ctx = JobContext {
             job: job.clone(),
             db: self.db.clone(),
@@ -79,15 +76,16 @@ impl Inner {
             "job attempt started"
         );
         let run = AssertUnwindSafe(tokio::time::timeout(timeout, handler.run(&ctx))).catch_unwind();
-        let keep_alive =
-            lease.keep_alive(self.config.heartbeat_every, &reporter, &stop, claimed_at);
+        let keep_alive = lease.keep_alive(
+            self.config.common.heartbeat_every,
+            &reporter,
+            stop,
+            claimed_at,
+        );
+        // A shutdown stops the attempt through `stop` (the claim loop's).
         let result = tokio::select! {
             biased;
             () = stop.token().cancelled() => None,
-            () = shutdown.cancelled() => {
-                stop.stop(StopReason::Shutdown);
-                None
-            }
             r = run => Some(r),
             never = keep_alive => match never {},
         };
@@ -98,7 +96,7 @@ impl Inner {
             "job attempt stopped"
         );
 
-        let outcome = match lease.settle(&stop, result).await {
+        let outcome = match lease.settle(stop, result).await {
             Settled::Lost => {
                 tracing::info!(job.id = %job.job_id, attempt = claim.attempt(), "lease lost; attempt abandoned");
                 "lost"
@@ -127,12 +125,11 @@ impl Inner {
             Settled::Finished(Ok(Ok(Ok(output)))) => complete(&lease, &reporter, output).await,
             Settled::Finished(Ok(Ok(Err(e)))) => failed(&lease, &reporter, &e).await,
         };
-        count(outcome);
         tracing::info!(
             tenant.id = %claim.tenant, job.id = %job.job_id, job.attempt = claim.attempt(),
             outcome, "job attempt ended"
         );
-        self.inputs_due.notify_one();
+        outcome
     }
 }
 
@@ -195,11 +192,6 @@ async fn finish(
         })
         .await;
     if done.is_ok() { label } else { "lost" }
-}
-
-fn count(outcome: &'static str) {
-    metrics::counter!("jobpulse_worker_attempts_total", "queue" => "ai", "outcome" => outcome)
-        .increment(1);
 }
 
 /// `90 s`, `1500 ms`.

@@ -1,30 +1,18 @@
-//! [`AiWorkerConfig`]: the settings of one AI worker and their defaults.
+//! [`AiWorkerConfig`]: the settings of one AI worker — the common [`WorkerConfig`] and the
+//! retention of credentials and inputs — and their defaults.
 
 use std::time::Duration;
 
 use jobpulse_db::{Caps, TenantCaps};
 
-/// How an AI worker runs.
+use crate::claim_loop::WorkerConfig;
+
+/// How an AI worker runs: the common part and the retention of what ended jobs leave.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AiWorkerConfig {
-    /// Lease owner name: `<hostname>-<pid>` by default.
-    pub worker_id: String,
-    /// Jobs run at once by this worker.
-    pub concurrency: usize,
-    /// Lease length; a worker that stops heartbeating loses its job after this long.
-    pub lease: Duration,
-    /// Heartbeat period (a third of the lease by default).
-    pub heartbeat_every: Duration,
-    /// Cluster-wide concurrency caps, counted at claim time; default: the per-tenant cap of
-    /// [`TenantCaps::default`] (4 AI jobs of one tenant at once).
-    pub caps: Caps,
-    /// Longest wait for a wake-up before looking for work again (bounds how late a retry whose
-    /// backoff ended starts).
-    pub idle_wait: Duration,
-    /// Reaper period.
-    pub reap_every: Duration,
-    /// Least time between two progress writes of one attempt (step changes always go through).
-    pub progress_interval: Duration,
+    /// The claim loop's and the lease's settings. AI defaults: concurrency 2; caps: the
+    /// per-tenant cap of [`TenantCaps::default`] (4 AI jobs of one tenant at once).
+    pub common: WorkerConfig,
     /// How long the initial passwords of a finished import are kept for staff to download
     /// (`None`: forever). See `jobpulse_db::retention`.
     pub credentials_retention: Option<Duration>,
@@ -46,14 +34,7 @@ pub const DEFAULT_CREDENTIALS_RETENTION: Duration = Duration::from_secs(7 * 24 *
 impl Default for AiWorkerConfig {
     fn default() -> Self {
         Self {
-            worker_id: default_worker_id(),
-            concurrency: 2,
-            lease: Duration::from_secs(30),
-            heartbeat_every: Duration::from_secs(10),
-            caps: Caps::per_tenant(TenantCaps::default().ai),
-            idle_wait: Duration::from_secs(5),
-            reap_every: Duration::from_secs(5),
-            progress_interval: Duration::from_secs(1),
+            common: WorkerConfig::new(2, Caps::per_tenant(TenantCaps::default().ai)),
             credentials_retention: Some(DEFAULT_CREDENTIALS_RETENTION),
             purge_every: Duration::from_secs(3600),
             input_retention: Some(DEFAULT_INPUT_RETENTION),
@@ -65,28 +46,9 @@ impl Default for AiWorkerConfig {
 impl AiWorkerConfig {
     /// Sets the lease and a heartbeat of a third of it.
     pub fn with_lease(mut self, lease: Duration) -> Self {
-        self.lease = lease;
-        self.heartbeat_every = lease / 3;
+        self.common = self.common.with_lease(lease);
         self
     }
-}
-
-/// `<hostname>-<pid>`, reduced to characters a lease owner may hold.
-pub fn default_worker_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| {
-            h.trim()
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-                .take(100)
-                .collect::<String>()
-        })
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "worker".to_owned());
-    format!("{host}-{}", std::process::id())
 }
 
 #[cfg(test)]
@@ -94,11 +56,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn worker_ids_and_lease() {
-        let id = default_worker_id();
-        assert!(id.ends_with(&format!("-{}", std::process::id())), "{id}");
-        assert!(!id.chars().any(char::is_control));
-        let c = AiWorkerConfig::default().with_lease(Duration::from_secs(3));
-        assert_eq!(c.heartbeat_every, Duration::from_secs(1));
+    fn defaults_and_lease() {
+        let c = AiWorkerConfig::default();
+        assert_eq!(c.common.concurrency, 2);
+        assert_eq!(c.common.caps.per_tenant, TenantCaps::default().ai);
+        assert!(c.common.validate().is_ok());
+        let c = c.with_lease(Duration::from_secs(3));
+        assert_eq!(c.common.heartbeat_every, Duration::from_secs(1));
     }
 }

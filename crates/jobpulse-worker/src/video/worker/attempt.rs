@@ -28,14 +28,14 @@ use jobpulse_media::StorageKey;
 use jobpulse_store::SharedStore;
 use jobpulse_sync::Relay;
 use tokio::time::Instant;
-use tracing::Instrument;
 
 use super::VideoWorkerConfig;
-use crate::lease::{Lease, Settled, Stop, publish};
+use crate::claim_loop::{Attempt, TaskKind};
+use crate::lease::{Lease, Settled, Stop};
 use crate::progress::Reporter;
 use crate::video::pipeline::{self, PipelineContext, PipelineError, VideoOutput, VideoTask};
 
-/// What every attempt of one worker shares.
+/// What every attempt of one worker shares: the video [`TaskKind`].
 #[derive(Debug)]
 pub(super) struct Shared {
     pub(super) db: Db,
@@ -45,19 +45,39 @@ pub(super) struct Shared {
     pub(super) config: VideoWorkerConfig,
 }
 
-impl Shared {
-    /// One reaper round (passes until nothing is left to reap, at most a few).
-    pub(super) async fn reap(&self) {
-        for _ in 0..10 {
-            match self.db.reap_expired(Queue::Video).await {
-                Ok(r) if r.retrying + r.dead + r.cancelled > 0 => {}
-                Ok(_) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "reaping expired video leases failed");
-                    return;
-                }
-            }
-        }
+impl TaskKind for Shared {
+    const QUEUE: Queue = Queue::Video;
+
+    fn span(&self, claim: &Claim) -> tracing::Span {
+        let (job_id, video_id) = match &claim.task {
+            ClaimedTask::Video { job_id, video } => (Some(*job_id), Some(video.id.get())),
+            ClaimedTask::Ai(_) => (None, None),
+        };
+        tracing::info_span!(
+            "video_attempt",
+            tenant.id = %claim.tenant,
+            video.id = video_id,
+            job.id = job_id,
+            job.attempt = claim.attempt(),
+            worker.id = %self.config.common.worker_id,
+        )
+    }
+
+    async fn run_attempt(self: Arc<Self>, a: Attempt) -> &'static str {
+        let Attempt {
+            claim,
+            claimed_at,
+            stop,
+        } = a;
+        let ClaimedTask::Video { video, .. } = &claim.task else {
+            // The video queue only hands out video jobs; never touch another queue's job.
+            tracing::error!(job.key = %claim.key, "the video queue handed out a non-video job");
+            return Outcome::Lost.as_str();
+        };
+        // Boxed: the pipeline's state machine is large (ffmpeg, storage, progress futures).
+        Box::pin(attempt(&self, &claim, video, claimed_at, &stop))
+            .await
+            .as_str()
     }
 }
 
@@ -85,47 +105,15 @@ impl Outcome {
     }
 }
 
-/// Keeps `jobpulse_worker_busy` right however the attempt ends (including a panic).
-struct Busy;
-
-impl Busy {
-    fn new() -> Self {
-        metrics::gauge!("jobpulse_worker_busy", "queue" => "video").increment(1.0);
-        Busy
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        metrics::gauge!("jobpulse_worker_busy", "queue" => "video").decrement(1.0);
-    }
-}
-
-/// Runs one claimed attempt to its end. `claimed_at` is an instant no later than the claim.
-pub(super) async fn run(shared: Arc<Shared>, claim: Claim, claimed_at: Instant, stop: Arc<Stop>) {
-    let ClaimedTask::Video { job_id, video } = &claim.task else {
-        // The video queue only hands out video jobs; never touch another queue's job.
-        tracing::error!(job.key = %claim.key, "the video queue handed out a non-video job");
-        return;
-    };
-    let (job_id, video_id) = (*job_id, video.id.get());
-    let span = tracing::info_span!(
-        "video_attempt",
-        tenant.id = %claim.tenant,
-        video.id = video_id,
-        job.id = job_id,
-        job.attempt = claim.attempt(),
-        worker.id = %shared.config.worker_id,
-    );
-    // Boxed: the pipeline's state machine is large (ffmpeg, storage, progress futures).
-    Box::pin(attempt(&shared, &claim, video, claimed_at, &stop).instrument(span)).await;
-}
-
-async fn attempt(shared: &Shared, claim: &Claim, video: &Video, claimed_at: Instant, stop: &Stop) {
-    let _busy = Busy::new();
+async fn attempt(
+    shared: &Shared,
+    claim: &Claim,
+    video: &Video,
+    claimed_at: Instant,
+    stop: &Stop,
+) -> Outcome {
     let started = Instant::now();
     let lease = Lease::new(&shared.db, &shared.relay, claim);
-    publish(&shared.relay, std::slice::from_ref(&claim.outbox), "claim").await;
     let mut base = State::video(VideoStatus::Processing);
     // As the claim's own write (and repair) shows it, so the field does not flicker.
     base.attempt = Some(claim.attempt());
@@ -136,7 +124,7 @@ async fn attempt(shared: &Shared, claim: &Claim, video: &Video, claimed_at: Inst
         steps::VIDEO,
         base,
     )
-    .with_min_interval(shared.config.progress_every);
+    .with_min_interval(shared.config.common.progress_every);
     tracing::info!("transcode attempt started");
     let result = match StorageKey::parse(&video.file_key) {
         Ok(source) => {
@@ -146,8 +134,12 @@ async fn attempt(shared: &Shared, claim: &Claim, video: &Video, claimed_at: Inst
                 source,
             };
             let pipeline = pipeline::run(&shared.ctx, &task, &reporter, stop.token());
-            let keep_alive =
-                lease.keep_alive(shared.config.heartbeat_every, &reporter, stop, claimed_at);
+            let keep_alive = lease.keep_alive(
+                shared.config.common.heartbeat_every,
+                &reporter,
+                stop,
+                claimed_at,
+            );
             tokio::select! {
                 r = pipeline => r,
                 never = keep_alive => match never {},
@@ -158,19 +150,12 @@ async fn attempt(shared: &Shared, claim: &Claim, video: &Video, claimed_at: Inst
         ))),
     };
     let outcome = finish(&lease, &reporter, stop, result).await;
-    let secs = started.elapsed().as_secs_f64();
-    metrics::counter!(
-        "jobpulse_worker_attempts_total",
-        "queue" => "video",
-        "outcome" => outcome.as_str()
-    )
-    .increment(1);
-    metrics::histogram!("jobpulse_worker_attempt_seconds", "queue" => "video").record(secs);
     tracing::info!(
         outcome = outcome.as_str(),
-        seconds = secs,
+        seconds = started.elapsed().as_secs_f64(),
         "transcode attempt ended"
     );
+    outcome
 }
 
 /// The attempt's one final state change (see the module docs for the table).

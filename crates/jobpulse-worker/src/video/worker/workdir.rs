@@ -29,6 +29,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use super::WorkerError;
+use crate::claim_loop::hostname;
 
 /// Work directories untouched for this long are presumed dead.
 const STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
@@ -78,17 +79,6 @@ pub(super) fn dir_name(worker_id: &str) -> String {
     } else {
         name
     }
-}
-
-/// This host's name (for default worker ids and recognising this host's directories).
-pub(super) fn hostname() -> String {
-    ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .iter()
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .chain(std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_owned())
-        .find(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 /// Creates `own` under `root` after removing leftovers (see the module docs).
