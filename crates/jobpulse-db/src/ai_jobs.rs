@@ -1,5 +1,5 @@
 //! AI/tool jobs: submit (idempotent), reject at submit, read, cancel, results; and the one
-//! checked change of a job row ([`Tracked`], applied by `outbox::apply_change`).
+//! checked change of a job row (`Tracked`, applied by `outbox::apply_change`).
 //!
 //! An AI job's queue state *is* its contract status: PENDING and RETRYING wait, RUNNING holds a
 //! lease, the rest are terminal.

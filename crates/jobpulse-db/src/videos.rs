@@ -1,5 +1,5 @@
 //! Videos: upload, list, read, user retry, delete and cancel; and the one checked path every
-//! video state change goes through ([`Tracked`], applied by `outbox::apply_change`).
+//! video state change goes through (`Tracked`, applied by `outbox::apply_change`).
 //!
 //! Lock order, everywhere: the video's job row first, then the video row. Keeping one order
 //! means two transactions touching the same video wait for each other instead of deadlocking.

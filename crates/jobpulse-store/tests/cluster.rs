@@ -537,3 +537,73 @@ async fn a_write_no_replica_acknowledged_is_reported_until_it_is_safe() {
         safe.elapsed().as_secs_f64()
     );
 }
+
+/// A master that stops answering without closing its connections (SIGSTOP, as a blackholed host
+/// looks) sends the feed no `Disconnection`: the feed's keep-alive PING notices it, empties the
+/// cache and subscribes again once the replica is promoted. Without it the cached reader would
+/// answer the value from before the failover until the entry's max age (10 min here).
+#[tokio::test]
+async fn a_master_that_stops_answering_is_noticed_by_the_keep_alive() {
+    let cluster = OwnCluster::start();
+    let space = TestSpace::on_cluster(cluster.nodes());
+    let options = RedisOptions {
+        connect_timeout: Duration::from_millis(500),
+        response_timeout: Duration::from_millis(500),
+        reconnect_retries: 1,
+        ..RedisOptions::default()
+    };
+    let connect = |config: StoreConfig| {
+        RedisStore::connect_to(&space.target, space.keys.clone(), config, options.clone())
+    };
+    let reader = connect(cached()).await.expect("connects");
+    let writer = connect(StoreConfig::default()).await.expect("connects");
+    let mut gaps = reader.feed_gaps();
+    let k = video(406, 3);
+    reader.follow(k.tenant).await.expect("follows");
+    writer.apply(&progress(&k, 1, 10)).await.expect("applies");
+    let start = Instant::now();
+    while get(&reader, &k).await.map(|s| s.state.percent.get()) != Some(10) {
+        assert!(start.elapsed() < Duration::from_secs(10), "never read");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let master = cluster.master_of(&space.keys.record(&k));
+    let paused = Instant::now();
+    cluster.pause(master);
+    let mut seq = 2;
+    loop {
+        match writer.apply(&progress(&k, seq, 50)).await {
+            Ok(Outcome::Applied { .. }) => break,
+            Ok(other) => panic!("unexpected outcome {other:?}"),
+            Err(StoreError::Unavailable(_) | StoreError::Protocol(_)) => {}
+            Err(e) => panic!("unexpected error {e}"),
+        }
+        assert!(
+            paused.elapsed() < Duration::from_secs(30),
+            "no failover within 30 s"
+        );
+        seq += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let promoted = paused.elapsed();
+    loop {
+        if let Ok(Some(s)) = reader.get(&k).await
+            && s.state.percent.get() == 50
+        {
+            break;
+        }
+        assert!(
+            paused.elapsed() < Duration::from_secs(40),
+            "the cached reader still answers the value from before the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let noticed = paused.elapsed();
+    assert!(*gaps.borrow_and_update() > 0, "the feed reported the gap");
+    eprintln!(
+        "FIGURE stopped master: promoted {:.1} s after SIGSTOP; the cached reader answered the \
+         new value {:.1} s after it (keep-alive every 10 s)",
+        promoted.as_secs_f64(),
+        noticed.as_secs_f64()
+    );
+}

@@ -137,6 +137,21 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         Kind::Counter,
         "Relay batches that failed (rows kept and retried).",
     ),
+    (
+        "jobpulse_store_unreplicated_writes_total",
+        Kind::Counter,
+        "Redis Cluster write pipelines' writes that no replica acknowledged within 50 ms, by backend.",
+    ),
+    (
+        "jobpulse_outbox_unreplicated_total",
+        Kind::Counter,
+        "Outbox rows kept because no Redis Cluster replica acknowledged their write yet (sent again).",
+    ),
+    (
+        "jobpulse_outbox_unreplicated_given_up_total",
+        Kind::Counter,
+        "Outbox rows deleted after unreplicated_retry_for without a replica's acknowledgement.",
+    ),
     // dependencies
     (
         "jobpulse_dependency_up",

@@ -12,16 +12,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ::redis::ProtocolVersion;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster::ClusterClientBuilder;
-use ::redis::ProtocolVersion;
 use jobpulse_domain::keys::KeySpace;
 use tokio::sync::broadcast;
 
 use super::breaker::Breaker;
 use super::cache::ReadCache;
 use super::checks::{check_eviction_policy, every_master_has_a_replica};
-use super::conn::RedisConn;
+use super::conn::{ClusterConn, RedisConn};
 use super::errors::redis_error;
 use super::feed::Feed;
 use super::listener::Listener;
@@ -211,7 +211,10 @@ impl RedisStore {
                     runtime,
                     cache.clone(),
                 );
-                (RedisConn::Cluster(conn), Feed::Sharded(Arc::new(feed)))
+                (
+                    RedisConn::Cluster(ClusterConn::new(client, conn)),
+                    Feed::Sharded(Arc::new(feed)),
+                )
             }
         };
         tokio::time::timeout(deadline, check_eviction_policy(&mut conn))
@@ -219,7 +222,7 @@ impl RedisStore {
             .map_err(|_| unavailable())??;
         let replica_ack = match &mut conn {
             RedisConn::Cluster(c) if !options.replica_ack_timeout.is_zero() => {
-                tokio::time::timeout(deadline, every_master_has_a_replica(c))
+                tokio::time::timeout(deadline, every_master_has_a_replica(&mut c.get()))
                     .await
                     .map_err(|_| unavailable())??
                     .then_some(options.replica_ack_timeout)

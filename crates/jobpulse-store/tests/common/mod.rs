@@ -49,6 +49,9 @@ pub struct TestSpace {
     /// The single-node URL (for a cluster space: its first seed node).
     pub url: String,
     pub target: RedisTarget,
+    /// Whether dropping it deletes its keys (not on a cluster of the test's own, which goes
+    /// away anyway and may hold a stopped node a cleaning connection would wait on for ever).
+    clean_on_drop: bool,
 }
 
 impl TestSpace {
@@ -65,9 +68,11 @@ impl TestSpace {
         cluster_nodes().map(|nodes| Self::with_target(RedisTarget::Cluster(nodes)))
     }
 
-    /// A key space on a cluster of the test's own.
+    /// A key space on a cluster of the test's own (nothing is cleaned on drop).
     pub fn on_cluster(nodes: Vec<String>) -> Self {
-        Self::with_target(RedisTarget::Cluster(nodes))
+        let mut space = Self::with_target(RedisTarget::Cluster(nodes));
+        space.clean_on_drop = false;
+        space
     }
 
     fn with_target(target: RedisTarget) -> Self {
@@ -80,6 +85,7 @@ impl TestSpace {
             keys: KeySpace::new(&prefix).expect("valid prefix"),
             url,
             target,
+            clean_on_drop: true,
         }
     }
 
@@ -166,7 +172,9 @@ fn clean_node(url: &str, prefix: &str) {
 
 impl Drop for TestSpace {
     fn drop(&mut self) {
-        self.clean();
+        if self.clean_on_drop {
+            self.clean();
+        }
     }
 }
 
