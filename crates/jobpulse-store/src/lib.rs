@@ -28,7 +28,7 @@ mod metrics;
 pub mod redis;
 
 pub use memory::MemoryStore;
-pub use redis::{ClusterConn, ReadCacheConfig, RedisConn, RedisOptions, RedisStore, RedisTarget};
+pub use redis::{ReadCacheConfig, RedisConn, RedisOptions, RedisStore, RedisTarget};
 
 /// What a reader sees of one task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

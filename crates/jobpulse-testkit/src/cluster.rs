@@ -169,20 +169,6 @@ impl OwnCluster {
             .expect("CLIENT KILL");
     }
 
-    /// Stops the node on `port` with SIGSTOP: its connections stay open and nothing answers
-    /// (a blackholed host); the cluster fails it over. Killed on drop like the others.
-    pub fn pause(&self, port: u16) {
-        for (p, child) in &self.nodes {
-            if *p == port {
-                let status = Command::new("kill")
-                    .args(["-STOP", &child.id().to_string()])
-                    .status()
-                    .expect("kill runs");
-                assert!(status.success(), "SIGSTOP of node {port} failed");
-            }
-        }
-    }
-
     /// SIGKILLs the node on `port`.
     pub fn kill(&mut self, port: u16) {
         for (p, child) in &mut self.nodes {

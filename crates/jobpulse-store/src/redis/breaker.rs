@@ -14,7 +14,7 @@ use std::future::Future;
 
 use tokio::time::Instant;
 
-use super::{BACKEND, RedisConn, RedisStore};
+use super::{BACKEND, RedisStore};
 use crate::{StoreError, metrics};
 
 /// How long calls fail at once after a slow failure before a probe is let through.
@@ -133,16 +133,6 @@ impl RedisStore {
             Err(StoreError::Unavailable(_)) if started.elapsed() >= self.slow_failure => {
                 if self.breaker.trip() {
                     tracing::warn!("Redis stopped answering; failing calls fast while probing it");
-                }
-                if let RedisConn::Cluster(c) = &self.conn {
-                    // A master that stopped answering is only ever timed out by the cluster
-                    // client; a fresh connection reads the topology after its failover.
-                    let c = c.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = c.rebuild().await {
-                            tracing::debug!(error = %e, "rebuilding the Redis Cluster connection failed");
-                        }
-                    });
                 }
             }
             // An answer (even an error reply) or a quick failure (a refused connection): callers

@@ -32,7 +32,7 @@
 //!   lost are gone (pub/sub keeps nothing), so losing it clears the cache and starts a new
 //!   session; until the feed is subscribed again every read goes to Redis. An announcement the
 //!   listener cannot parse is treated the same way.
-//! - **Entries age out** after `max_age` (default 15 min), which bounds what no announcement
+//! - **Entries age out** after `max_age` (default 60 s), which bounds what no announcement
 //!   reports: a record that Redis expires (an in-progress record whose job stopped writing for
 //!   `live_ttl`, a terminal record past `terminal_retention`, an eviction under a `volatile-*`
 //!   policy), or one removed by hand (`FLUSHALL`, `DEL`). Repair rewrites through the scripts,
@@ -72,7 +72,7 @@ impl Default for ReadCacheConfig {
     fn default() -> Self {
         Self {
             entries: 100_000,
-            max_age: Duration::from_secs(15 * 60),
+            max_age: Duration::from_secs(60),
         }
     }
 }

@@ -40,7 +40,7 @@ pub(super) async fn check_eviction_policy(conn: &mut RedisConn) -> Result<(), St
         RedisConn::Single(c) => check_policy_reply(cmd.query_async(c).await, "Redis"),
         RedisConn::Cluster(c) => {
             let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
-            let replies = match c.get().route_command(cmd, routing).await {
+            let replies = match c.route_command(cmd, routing).await {
                 Ok(Value::Map(per_node)) => per_node,
                 Ok(other) => return check_policy_reply(Ok(other), "a Redis Cluster master"),
                 Err(e) => return check_policy_reply(Err(e), "the Redis Cluster"),

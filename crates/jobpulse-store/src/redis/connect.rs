@@ -21,7 +21,7 @@ use tokio::sync::broadcast;
 use super::breaker::Breaker;
 use super::cache::ReadCache;
 use super::checks::{check_eviction_policy, every_master_has_a_replica};
-use super::conn::{ClusterConn, RedisConn};
+use super::conn::RedisConn;
 use super::errors::redis_error;
 use super::feed::Feed;
 use super::listener::Listener;
@@ -211,10 +211,7 @@ impl RedisStore {
                     runtime,
                     cache.clone(),
                 );
-                (
-                    RedisConn::Cluster(ClusterConn::new(client, conn)),
-                    Feed::Sharded(Arc::new(feed)),
-                )
+                (RedisConn::Cluster(conn), Feed::Sharded(Arc::new(feed)))
             }
         };
         tokio::time::timeout(deadline, check_eviction_policy(&mut conn))
@@ -222,7 +219,7 @@ impl RedisStore {
             .map_err(|_| unavailable())??;
         let replica_ack = match &mut conn {
             RedisConn::Cluster(c) if !options.replica_ack_timeout.is_zero() => {
-                tokio::time::timeout(deadline, every_master_has_a_replica(&mut c.get()))
+                tokio::time::timeout(deadline, every_master_has_a_replica(c))
                     .await
                     .map_err(|_| unavailable())??
                     .then_some(options.replica_ack_timeout)

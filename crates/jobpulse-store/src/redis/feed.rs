@@ -7,23 +7,10 @@ use std::time::Duration;
 
 use jobpulse_domain::TenantId;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use super::listener::Listener;
 use super::shard_feed::ShardFeed;
 use crate::{StoreError, Subscription};
-
-/// The feed's background tasks, aborted when the store (and so the feed) goes away.
-#[derive(Debug)]
-pub(super) struct AbortOnDrop(pub(super) Vec<JoinHandle<()>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        for t in &self.0 {
-            t.abort();
-        }
-    }
-}
 
 #[derive(Debug)]
 pub(super) enum Feed {

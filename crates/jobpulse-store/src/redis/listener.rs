@@ -15,9 +15,9 @@ use ::redis::Value;
 use ::redis::aio::PubSub;
 use futures::StreamExt;
 use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
 
 use super::cache::ReadCache;
-use super::feed::AbortOnDrop;
 use super::record::parse_change;
 use crate::{Change, Subscription};
 
@@ -25,6 +25,16 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// A blackholed connection sends nothing; a periodic PING is how we notice.
 const PING_EVERY: Duration = Duration::from_secs(10);
+
+/// Aborts the task when the store goes away.
+#[derive(Debug)]
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 pub(super) struct Listener {
     client: ::redis::Client,
@@ -76,7 +86,7 @@ impl Listener {
     pub(super) fn subscribe(&self) -> Subscription {
         let rx = self.changes.subscribe();
         self.task.get_or_init(|| {
-            AbortOnDrop(vec![self.runtime.spawn(run(
+            AbortOnDrop(self.runtime.spawn(run(
                 self.client.clone(),
                 self.channel.clone(),
                 self.changes.clone(),
@@ -84,7 +94,7 @@ impl Listener {
                 self.gaps.clone(),
                 self.timeout,
                 self.cache.clone(),
-            ))])
+            )))
         });
         rx
     }

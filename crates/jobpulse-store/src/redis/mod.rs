@@ -101,7 +101,7 @@ use jobpulse_domain::{Outcome, TaskId, TaskKey, TenantId, Write};
 use self::breaker::Breaker;
 use self::cache::ReadCache;
 pub use self::cache::ReadCacheConfig;
-pub use self::conn::{ClusterConn, RedisConn};
+pub use self::conn::RedisConn;
 pub use self::connect::{RedisOptions, RedisTarget};
 use self::errors::redis_error;
 use self::feed::Feed;

@@ -22,10 +22,9 @@
 //! log after the feed is back. A `SUNSUBSCRIBE` the feed did not ask for (Redis sends one when a
 //! slot moves) is handled the same way.
 //!
-//! A node that stops answering without closing its connection (a blackholed host, a stopped
-//! process) sends no `Disconnection`: a keep-alive `PING` to every master every 10 s on the
-//! feed's connection, bounded by the store's timeout, notices it and is handled the same way
-//! (cache emptied, every channel subscribed again once the cluster answers).
+//! Not detected: a node that stops answering without closing its connection (a blackholed
+//! host). The single-node feed pings for that; here the cluster client's own timeouts apply to
+//! commands, and the cache entries still age out after `max_age`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,19 +38,27 @@ use futures::future::join_all;
 use jobpulse_domain::TenantId;
 use jobpulse_domain::keys::KeySpace;
 use tokio::sync::{Notify, broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
 
 use super::cache::ReadCache;
 use super::errors::redis_error;
-use super::feed::AbortOnDrop;
 use super::record::parse_change;
 use crate::{Change, StoreError, Subscription};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-mod tasks;
+/// Aborts the tasks when the store goes away.
+#[derive(Debug)]
+struct AbortOnDrop(Vec<JoinHandle<()>>);
 
-use self::tasks::{keep_alive, read_pushes, resync_loop};
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
 
 struct Inner {
     /// A client whose connections speak RESP3 and hand push messages to `pushes`.
@@ -197,6 +204,38 @@ impl Inner {
     }
 }
 
+async fn read_pushes(inner: Arc<Inner>, mut pushes: mpsc::UnboundedReceiver<PushInfo>) {
+    while let Some(msg) = pushes.recv().await {
+        inner.forward(msg);
+    }
+}
+
+async fn resync_loop(inner: Arc<Inner>) {
+    loop {
+        inner.resync.notified().await;
+        let mut backoff = MIN_BACKOFF;
+        let mut failures = 0u32;
+        loop {
+            match inner.resubscribe_all().await {
+                Ok(()) => break,
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 {
+                        tracing::warn!(error = %e, "change feed: subscribing again failed; retrying");
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        if let Some(cache) = &inner.cache {
+            cache.connected();
+        }
+        inner.gaps.send_modify(|n| *n += 1);
+        tracing::info!("change feed subscribed again");
+    }
+}
+
 impl ShardFeed {
     pub(super) fn new(
         client: ClusterClient,
@@ -235,10 +274,7 @@ impl ShardFeed {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .take();
-            let mut tasks = vec![
-                self.runtime.spawn(resync_loop(self.inner.clone())),
-                self.runtime.spawn(keep_alive(self.inner.clone())),
-            ];
+            let mut tasks = vec![self.runtime.spawn(resync_loop(self.inner.clone()))];
             if let Some(pushes) = pushes {
                 tasks.push(self.runtime.spawn(read_pushes(self.inner.clone(), pushes)));
             }

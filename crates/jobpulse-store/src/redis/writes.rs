@@ -131,7 +131,7 @@ impl Standby {
         let RedisConn::Cluster(c) = conn else {
             return false;
         };
-        let mut c = c.get();
+        let mut c = c.clone();
         let route = Route::with_key(keys.tenant_changes_channel(tenant), SlotAddr::Master);
         let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
         let mut cmd = ::redis::cmd("CLUSTER");
