@@ -5,7 +5,7 @@
 // - The wire types, generated from the server's OpenAPI document.
 
 export { watch, key, MAX_IDS } from './watch.js';
-export type { Mode, OnUpdate, Watch, WatchOptions } from './watch.js';
+export type { Mode, OnUpdate, ResetInfo, Watch, WatchOptions } from './watch.js';
 export {
   displayPercent, etaOf, fold, frontEndCadence, gaveUp, idOf, isTerminal, JOB_TERMINAL, pollHint,
   stepOf, unknownBody, validId, VIDEO_TERMINAL,

@@ -57,6 +57,22 @@ export interface WatchOptions extends Connection {
   onError?: (error: ApiError) => void;
   /** The server lost the history of an `all` stream: reload the task list. */
   onResync?: () => void;
+  /**
+   * The server could not replay what changed since our position (its change log no longer holds
+   * it): a full snapshot of every watched task follows, `info.tasks` events, taken as the whole
+   * truth (a task that went terminal meanwhile is in it).
+   */
+  onReset?: (info: ResetInfo) => void;
+}
+
+/** The data of a `reset` event. */
+export interface ResetInfo {
+  /** Why: `history_expired`. */
+  reason: string;
+  /** Always true: the events that follow are a full snapshot, not a diff. */
+  snapshot: boolean;
+  /** How many snapshot events follow (one per watched task). */
+  tasks: number;
 }
 
 /** A running watch. */
@@ -383,6 +399,18 @@ class Watcher implements Watch {
     };
     es.addEventListener('video', onTask('video') as EventListener);
     es.addEventListener('job', onTask('job') as EventListener);
+    es.addEventListener('reset', ((ev: MessageEvent) => {
+      if (this.es !== es) return;
+      // The reset's id is the position to resume from once its snapshot has been read.
+      if (ev.lastEventId) this.lastEventId = ev.lastEventId;
+      let info: ResetInfo;
+      try {
+        info = JSON.parse(ev.data) as ResetInfo;
+      } catch {
+        info = { reason: 'unknown', snapshot: true, tasks: 0 };
+      }
+      this.o.onReset?.(info);
+    }) as EventListener);
     es.addEventListener('resync', () => {
       if (this.es === es) this.o.onResync?.();
     });

@@ -529,6 +529,17 @@ var Watcher = class {
     };
     es.addEventListener("video", onTask("video"));
     es.addEventListener("job", onTask("job"));
+    es.addEventListener("reset", ((ev) => {
+      if (this.es !== es) return;
+      if (ev.lastEventId) this.lastEventId = ev.lastEventId;
+      let info;
+      try {
+        info = JSON.parse(ev.data);
+      } catch {
+        info = { reason: "unknown", snapshot: true, tasks: 0 };
+      }
+      this.o.onReset?.(info);
+    }));
     es.addEventListener("resync", () => {
       if (this.es === es) this.o.onResync?.();
     });

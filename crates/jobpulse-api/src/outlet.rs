@@ -117,6 +117,14 @@ impl Filter {
     }
 
     /// Records `rev` for `task`; false when something as new was already sent.
+    /// Forgets which revisions were sent (a `reset`: the next state of every task is sent).
+    pub fn forget_sent(&mut self) {
+        match &mut self.sent {
+            Sent::Tasks(revs) => revs.iter_mut().for_each(|r| *r = 0),
+            Sent::All(map) => map.clear(),
+        }
+    }
+
     pub fn fresh(&mut self, task: &TaskId, rev: u64) -> bool {
         match &mut self.sent {
             Sent::Tasks(revs) => {

@@ -57,6 +57,15 @@ pub(crate) struct BenchArgs {
     /// pipeline: rounds of (ffmpeg alone, pipeline).
     #[arg(long, default_value_t = 2)]
     pub(crate) rounds: usize,
+    /// eta: rounds per clip kind (and excel imports).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) eta_rounds: usize,
+    /// eta: stretches the long clips (1 = 300 s static, 120 s long, 40 s mixed, 20 s motion).
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) eta_scale: f64,
+    /// eta: rows of the excel import measured (0: no import).
+    #[arg(long, default_value_t = 3000)]
+    pub(crate) eta_import_rows: u32,
     /// queue: AI jobs each side drains per round.
     #[arg(long, default_value_t = 10_000)]
     pub(crate) queue_jobs: u64,
@@ -121,8 +130,8 @@ pub(crate) struct BenchArgs {
 }
 
 /// Every scenario, in the order they run.
-pub(crate) const SCENARIOS: [&str; 7] = [
-    "progress", "batch", "etag", "sse", "pipeline", "queue", "fleet",
+pub(crate) const SCENARIOS: [&str; 8] = [
+    "progress", "batch", "etag", "sse", "pipeline", "eta", "queue", "fleet",
 ];
 
 /// `50ms`, or anything [`secs`] takes.

@@ -16,6 +16,10 @@
 //! - `pipeline` (opt-in): the video pipeline (a real `VideoWorker` on SQLite + the in-process
 //!   store) against the same ffmpeg commands run alone, on a generated clip (see [`pipeline`];
 //!   `--clip-secs`, `--rounds`). Needs ffmpeg/ffprobe; no server.
+//! - `eta` (opt-in): how honest the shown remaining time is — clips of several kinds through the
+//!   real pipeline and an excel import, the shown `remaining` at 10/25/50/75/90 % of the step
+//!   against what it really took, with a naive linear extrapolation as the baseline (see
+//!   [`eta`]; `--eta-rounds`, `--eta-scale`, `--eta-import-rows`). Needs ffmpeg; no server.
 //! - `queue` (opt-in): claims/s of small AI jobs through `Db::claim` → `Db::complete_ai_job`
 //!   with 32 concurrent claimers against a bare `FOR UPDATE SKIP LOCKED` loop on the same
 //!   PostgreSQL database, plus double claims (see [`queue`]; `--queue-jobs`, `--claimers`,
@@ -28,7 +32,7 @@
 //!
 //! The default is `progress,batch,etag`: `sse` opens 10 000 connections, `pipeline`
 //! transcodes for minutes, `queue` creates a database of its own and `fleet` starts a dozen
-//! processes, so they run only when named (`--only sse,pipeline,queue,fleet`, or `--only all`).
+//! processes, so they run only when named (`--only sse,pipeline,eta,queue,fleet`, or `--only all`).
 //!
 //! The server runs on its own runtime (2 threads) in this process; the load generator on
 //! another (for `sse`, in another process). Both share the machine, identically for every
@@ -39,6 +43,7 @@
 //! generator.
 
 mod args;
+mod eta;
 mod fleet;
 mod fleet_load;
 mod fleet_probe;
@@ -123,7 +128,7 @@ async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
     // processes of its own; the others serve from `--store`.
     let store = if only
         .iter()
-        .any(|s| !["pipeline", "queue", "fleet"].contains(s))
+        .any(|s| !["pipeline", "eta", "queue", "fleet"].contains(s))
     {
         let cache = if args.store == "redis" && settings.read_cache_entries > 0 {
             format!("{} entries", settings.read_cache_entries)
@@ -160,6 +165,9 @@ async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
     }
     if only.contains(&"pipeline") {
         pipeline::run(args.clip_secs, args.rounds).await?;
+    }
+    if only.contains(&"eta") {
+        eta::run(args.eta_rounds, args.eta_scale, args.eta_import_rows).await?;
     }
     if only.contains(&"queue") {
         let url = settings

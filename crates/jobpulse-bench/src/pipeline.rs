@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use jobpulse_db::Db;
-use jobpulse_domain::{Status, TaskKey, TenantId, VideoId, VideoStatus};
+use jobpulse_domain::{Status, StepProgress, TaskKey, TenantId, VideoId, VideoStatus};
 use jobpulse_media::testing::{ClipSpec, generate_clip};
 use jobpulse_media::{
     HlsJob, MediaStorage, ProbeInfo, Toolchain, TranscodeOptions, hls_args, keys, thumbnail_time,
@@ -53,12 +53,15 @@ impl Alone {
     }
 }
 
-/// One pipeline job: total, the upload part, and when each step began (from the start).
+/// One pipeline job: total, the upload part, when each step began (from the start), and every
+/// state the read model announced for it (for the ETA scenario).
 #[derive(Debug, Clone)]
-struct Piped {
-    total: Duration,
+pub(crate) struct Piped {
+    pub(crate) total: Duration,
     upload: Duration,
     steps: Vec<(u8, String, Duration)>,
+    /// `(since the start, step, remaining seconds)` of every announced state.
+    pub(crate) timeline: Vec<(Duration, Option<StepProgress>, Option<u32>)>,
 }
 
 impl Piped {
@@ -88,18 +91,18 @@ impl Piped {
 }
 
 /// The embedded backends and a running worker.
-struct Embedded {
-    db: Db,
-    store: SharedStore,
-    relay: Relay,
-    storage: MediaStorage,
+pub(crate) struct Embedded {
+    pub(crate) db: Db,
+    pub(crate) store: SharedStore,
+    pub(crate) relay: Relay,
+    pub(crate) storage: MediaStorage,
     tenant: TenantId,
     worker: Option<WorkerHandle>,
     relay_stop: CancellationToken,
 }
 
 impl Embedded {
-    async fn start(tools: &Toolchain, dir: &Path) -> anyhow::Result<Self> {
+    pub(crate) async fn start(tools: &Toolchain, dir: &Path) -> anyhow::Result<Self> {
         let url = format!("sqlite://{}", dir.join("db").join("jobpulse.db").display());
         let db = Db::connect(&url).await.context("opening the SQLite file")?;
         db.migrate().await.context("applying migrations")?;
@@ -135,7 +138,7 @@ impl Embedded {
         })
     }
 
-    async fn stop(mut self) -> anyhow::Result<()> {
+    pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(w) = self.worker.take() {
             w.shutdown().await.context("stopping the video worker")?;
         }
@@ -144,7 +147,7 @@ impl Embedded {
     }
 
     /// Uploads `clip` as video `n` (the n-th of this fresh database) and waits for READY.
-    async fn job(&self, clip: &Path, n: i64, budget: Duration) -> anyhow::Result<Piped> {
+    pub(crate) async fn job(&self, clip: &Path, n: i64, budget: Duration) -> anyhow::Result<Piped> {
         let id = VideoId::new(n)?;
         let task = TaskKey::video(self.tenant, id);
         let mut feed = self.store.subscribe();
@@ -162,6 +165,7 @@ impl Embedded {
         self.relay.publish_now(&created.outbox).await?;
         let upload = t0.elapsed();
         let mut steps: Vec<(u8, String, Duration)> = Vec::new();
+        let mut timeline = Vec::new();
         let deadline = tokio::time::Instant::now() + budget;
         loop {
             let change = match tokio::time::timeout_at(deadline, feed.recv()).await {
@@ -173,12 +177,18 @@ impl Embedded {
             let Some(snap) = change.snapshot.filter(|_| change.key == task) else {
                 continue;
             };
+            timeline.push((
+                t0.elapsed(),
+                snap.state.step.clone(),
+                snap.state.remaining_seconds,
+            ));
             match snap.state.status {
                 Status::Video(VideoStatus::Ready) => {
                     return Ok(Piped {
                         total: t0.elapsed(),
                         upload,
                         steps,
+                        timeline,
                     });
                 }
                 Status::Video(VideoStatus::Failed) => anyhow::bail!(
@@ -250,7 +260,7 @@ async fn make_clip(tools: &Toolchain, dir: &Path, secs: u32) -> anyhow::Result<P
     Ok(clip)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     match v.len() {
         0 => f64::NAN,

@@ -125,14 +125,18 @@ fn pending_from(r: &impl RowExt) -> Result<PendingRow, DbError> {
     })
 }
 
-/// The oldest `limit` rows; on PostgreSQL locked `FOR UPDATE SKIP LOCKED` so concurrent relays
-/// take different rows (the caller holds the transaction while it publishes).
+/// The oldest `limit` rows, rows that failed fewer times first; on PostgreSQL locked
+/// `FOR UPDATE SKIP LOCKED` so concurrent relays take different rows (the caller holds the
+/// transaction while it publishes). Fewest attempts first: rows the relay keeps (a write no
+/// replica acknowledged yet, a store error) must not hold back newer rows for as long as they
+/// are retried. Order between them does not matter for correctness: every write is fenced.
 async fn fetch(c: Conn<'_>, limit: usize) -> Result<Vec<PendingRow>, DbError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     dual!(c, |c, d| {
         let sql = d.pick(
-            "SELECT id, write_json, created_at FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-            "SELECT id, write_json, created_at FROM outbox ORDER BY id LIMIT $1",
+            "SELECT id, write_json, created_at FROM outbox ORDER BY attempts, id LIMIT $1 \
+             FOR UPDATE SKIP LOCKED",
+            "SELECT id, write_json, created_at FROM outbox ORDER BY attempts, id LIMIT $1",
         );
         let rows = sqlx::query(sql).bind(limit).fetch_all(&mut *c).await?;
         rows.iter().map(pending_from).collect()

@@ -8,6 +8,7 @@
 //! ```text
 //! ffmpeg -f lavfi -i testsrc2=size=WxH:rate=FPS:duration=S
 //!        [-f lavfi -i sine=frequency=440:sample_rate=48000:duration=S]
+//!        [-vf noise=alls=60:allf=t+u:enable='gte(t,FROM)']
 //!        -c:v libx264 -preset ultrafast -pix_fmt yuv420p -g 2*FPS [-c:a aac -b:a 64k] out.mp4
 //! ```
 //!
@@ -46,6 +47,9 @@ pub struct ClipSpec {
     /// A still grey picture (`color` source) with one keyframe: encodes hours of video in
     /// seconds, like a recording of a static slide.
     pub still: bool,
+    /// Heavy per-frame noise from this point on (seconds): high motion that x264 must work
+    /// hard for (`noise` filter). `Some(0.0)`: the whole clip; `None`: none.
+    pub noisy_from: Option<f64>,
 }
 
 impl Default for ClipSpec {
@@ -58,6 +62,7 @@ impl Default for ClipSpec {
             fps: 25,
             rotate: None,
             still: false,
+            noisy_from: None,
         }
     }
 }
@@ -88,6 +93,12 @@ impl ClipSpec {
     /// The same clip as a still grey picture (see [`ClipSpec::still`]).
     pub fn still(mut self) -> Self {
         self.still = true;
+        self
+    }
+
+    /// The same clip with heavy per-frame noise from `from_secs` on (see [`ClipSpec::noisy_from`]).
+    pub fn noisy_from(mut self, from_secs: f64) -> Self {
+        self.noisy_from = Some(from_secs.max(0.0));
         self
     }
 
@@ -125,6 +136,10 @@ pub async fn generate_clip(
     if spec.audio {
         let sine = format!("sine=frequency=440:sample_rate=48000:duration={secs}");
         cmd.args(["-f", "lavfi", "-i", &sine]);
+    }
+    if let Some(from) = spec.noisy_from {
+        let filter = format!("noise=alls=60:allf=t+u:enable='gte(t,{from:.3})'");
+        cmd.args(["-vf", &filter]);
     }
     cmd.args(["-map", "0:v"]);
     if spec.audio {

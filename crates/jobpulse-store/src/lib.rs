@@ -209,6 +209,15 @@ pub trait StatusStore: Send + Sync + std::fmt::Debug + 'static {
         limit: usize,
     ) -> Result<ChangesSince, StoreError>;
 
+    /// The newest position in `tenant`'s change log (`None`: the tenant has no log yet). Read
+    /// *before* a full snapshot, it is the position to resume from after that snapshot: every
+    /// change after it is still to come (the SSE `reset` event carries it as its id). The
+    /// default (for stores without a log) is `None`.
+    async fn log_head(&self, tenant: TenantId) -> Result<Option<String>, StoreError> {
+        let _ = tenant;
+        Ok(None)
+    }
+
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
 

@@ -15,3 +15,4 @@ mod media_limits;
 mod playback;
 mod push;
 mod replicas;
+mod resets;

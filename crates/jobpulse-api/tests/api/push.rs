@@ -113,21 +113,21 @@ async fn batch_post_and_limits() {
 }
 
 /// A minimal SSE reader over a streaming response.
-struct Sse {
+pub(crate) struct Sse {
     body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
     buf: String,
 }
 
 #[derive(Debug, Default, Clone)]
-struct Frame {
-    event: Option<String>,
-    id: Option<String>,
-    data: String,
-    comment: bool,
+pub(crate) struct Frame {
+    pub(crate) event: Option<String>,
+    pub(crate) id: Option<String>,
+    pub(crate) data: String,
+    pub(crate) comment: bool,
 }
 
 impl Sse {
-    async fn open(
+    pub(crate) async fn open(
         app: &TestApp,
         query: &str,
         token: &str,
@@ -144,7 +144,7 @@ impl Sse {
         req.send().await.expect("sent")
     }
 
-    fn new(res: reqwest::Response) -> Sse {
+    pub(crate) fn new(res: reqwest::Response) -> Sse {
         assert_eq!(res.status(), 200);
         assert!(
             res.headers()
@@ -159,7 +159,7 @@ impl Sse {
     }
 
     /// The next frame (event or comment), within 5 s.
-    async fn next(&mut self) -> Frame {
+    pub(crate) async fn next(&mut self) -> Frame {
         loop {
             if let Some(end) = self.buf.find("\n\n") {
                 let raw: String = self.buf.drain(..end + 2).collect();
@@ -188,7 +188,7 @@ impl Sse {
         }
     }
 
-    async fn next_event(&mut self) -> (Frame, serde_json::Value) {
+    pub(crate) async fn next_event(&mut self) -> (Frame, serde_json::Value) {
         loop {
             let f = self.next().await;
             if !f.comment {
@@ -295,8 +295,13 @@ async fn resume_after_a_disconnect_delivers_the_terminal_state() {
     let (f, v) = sse.next_event().await;
     assert_eq!(v["status"], "READY", "the terminal state after resume");
     assert!(f.id.is_some());
-    // An id the store never issued: everything watched is re-sent.
+    // An id the store never issued: a reset, then everything watched is re-sent.
     let mut sse = Sse::new(Sse::open(&app, "videos=5", &token, Some("999999999")).await);
+    let (f, v) = sse.next_event().await;
+    assert_eq!(
+        (f.event.as_deref(), v["tasks"].as_u64()),
+        (Some("reset"), Some(1))
+    );
     let (_, v) = sse.next_event().await;
     assert_eq!(v["status"], "READY");
 }

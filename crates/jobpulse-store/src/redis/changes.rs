@@ -152,6 +152,31 @@ fn parse_entries(reply: Value, limit: usize) -> Result<Vec<(String, TaskId)>, St
     Ok(out)
 }
 
+/// The newest entry's id of the change log at `events` (`None`: no log). Entries are trimmed
+/// only from the front, so the newest entry is the last one generated.
+pub(super) async fn head(conn: &mut RedisConn, events: &str) -> Result<Option<String>, StoreError> {
+    let reply: Value = ::redis::cmd("XREVRANGE")
+        .arg(events)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(conn)
+        .await
+        .map_err(super::redis_error)?;
+    let Some(entry) = array(reply)?.into_iter().next() else {
+        return Ok(None);
+    };
+    let id = array(entry)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| protocol("empty stream entry"))?;
+    let id = text(&id)?;
+    StreamId::parse(&id)
+        .map(|_| Some(id))
+        .ok_or_else(|| protocol("bad stream entry id"))
+}
+
 pub(super) async fn read(
     conn: &mut RedisConn,
     events: &str,

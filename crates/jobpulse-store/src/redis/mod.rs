@@ -340,6 +340,14 @@ impl StatusStore for RedisStore {
         .await
     }
 
+    async fn log_head(&self, tenant: TenantId) -> Result<Option<String>, StoreError> {
+        self.call("log_head", async {
+            let mut conn = self.conn.clone();
+            changes::head(&mut conn, &self.ctx.keys.tenant_events(tenant)).await
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.call("ping", async {
             let mut conn = self.conn.clone();

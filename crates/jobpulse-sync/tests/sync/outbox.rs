@@ -212,6 +212,37 @@ async fn undecodable_rows_do_not_block_the_relay(b: Backend) -> anyhow::Result<(
 }
 both!(undecodable_rows_do_not_block_the_relay);
 
+/// Rows the relay keeps retrying (here: three failed attempts each, more than a batch) do not
+/// hold back a newer row: the batch takes the rows that failed fewest times first.
+async fn rows_that_keep_failing_do_not_starve_newer_rows(b: Backend) -> anyhow::Result<()> {
+    let t = test_db(b).await?;
+    let a = t.db.create_tenant("a", "A").await?;
+    for i in 0..5 {
+        t.db.create_video(a.tenant_id, None, &format!("old{i}"), "k")
+            .await?;
+    }
+    t.raw("UPDATE outbox SET attempts = 3, last_error = 'not replicated'")
+        .await?;
+    let fresh = t.db.create_video(a.tenant_id, None, "fresh", "k").await?;
+    let fresh_ids: Vec<i64> = fresh.outbox.iter().map(|e| e.id).collect();
+    let batch = t.db.outbox_batch(fresh_ids.len()).await?;
+    let taken: Vec<i64> = batch.rows().iter().map(|r| r.id).collect();
+    batch.fail("not now").await?;
+    assert_eq!(taken, fresh_ids, "the fresh rows first");
+    // Now failed once, the fresh rows still come before the thrice-failed ones; among equals,
+    // the oldest first; nothing is lost.
+    let batch = t.db.outbox_batch(100).await?;
+    let ids: Vec<i64> = batch.rows().iter().map(|r| r.id).collect();
+    let (head, rest) = ids.split_at(fresh_ids.len());
+    assert_eq!(head, fresh_ids.as_slice());
+    assert!(rest.windows(2).all(|w| w[0] < w[1]), "{rest:?}");
+    assert!(rest.iter().all(|id| id < &fresh_ids[0]));
+    batch.fail("still not now").await?;
+    assert_eq!(ids.len() as u64, t.db.outbox_pending().await?);
+    Ok(())
+}
+both!(rows_that_keep_failing_do_not_starve_newer_rows);
+
 /// A worker can claim a job and publish RUNNING before the submitter publishes the job's
 /// PENDING (the API publishes after its commit; a waiting worker is woken by that commit). The
 /// late PENDING is refused as stale — the read model never goes back — and its row is done:

@@ -146,11 +146,33 @@ impl Conn {
                             ));
                             Ok(())
                         }
-                        Watch::Tasks(_) => self.snapshot_all().await,
+                        Watch::Tasks(_) => self.reset("history_expired").await,
                     };
                 }
             }
         }
+    }
+
+    /// Sends a `reset` event, then the current state of every watched task (UNKNOWN included),
+    /// whatever was sent before: the client takes what follows as the whole truth, not as a
+    /// diff. The log head is read before the snapshot and carried as the events' id, so a later
+    /// resume from it misses nothing that changed during the snapshot.
+    async fn reset(&mut self, reason: &'static str) -> Result<(), ApiError> {
+        let Watch::Tasks(ids) = self.watch.clone() else {
+            return Ok(());
+        };
+        let head = self.store.log_head(self.tenant()).await?;
+        {
+            let mut d = self.reg.outlet.lock();
+            d.filter.forget_sent();
+            if let Some(h) = head.as_deref() {
+                d.filter.cursor = Some(h.into());
+            }
+        }
+        let data = serde_json::json!({ "reason": reason, "snapshot": true, "tasks": ids.len() });
+        self.pending
+            .push_back(frame("reset", data.to_string().as_bytes(), head.as_deref()));
+        self.send_current(&ids, true).await
     }
 
     fn live(&mut self, d: &Dispatched) -> Option<Bytes> {

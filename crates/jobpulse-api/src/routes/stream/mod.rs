@@ -6,9 +6,12 @@
 //!   hydrates its list from the database-backed list endpoints.
 //! - Events are `event: video` / `event: job` with the same JSON body as the polling endpoint;
 //!   `id:` is the change's position in the tenant's change log. A client that reconnects with
-//!   `Last-Event-ID` gets the current state of everything that changed since (or of everything it
-//!   watches, when that position is too old): intermediate progress may be coalesced, a terminal
-//!   state is never lost.
+//!   `Last-Event-ID` gets the current state of everything that changed since: intermediate
+//!   progress may be coalesced, a terminal state is never lost. When that position is older than
+//!   the tenant's change log (or the log cannot fill a gap in this replica's feed), the stream
+//!   sends `event: reset` (`{"reason":"history_expired","snapshot":true,"tasks":N}`, its id the
+//!   log head) and then the current state of every watched task — a full snapshot, not a diff.
+//!   An `all=true` stream has no snapshot to send: it gets `event: resync` (reload the list).
 //! - A `: hb` comment every 15 s keeps proxies from closing idle streams.
 //! - At most `per_tenant_cap` streams per tenant per process (429 beyond); slow readers are
 //!   dropped (see [`crate::hub`]).

@@ -55,7 +55,9 @@ pub(super) async fn follow_stream(
             if !event.id.is_empty() {
                 last_id = Some(event.id.clone());
             }
-            if event.data.is_empty() {
+            // `reset` (a full snapshot follows, its id is the position to resume from) and
+            // `resync` carry no task body; the snapshot's own events update the view.
+            if event.data.is_empty() || !matches!(event.event.as_str(), "video" | "job") {
                 continue;
             }
             if let Ok(v) = serde_json::from_str::<Value>(&event.data) {
