@@ -20,9 +20,13 @@
 //! 3. `w.generation > cur.generation`: applies (a restart; terminal or not);
 //! 4. same generation, `cur` terminal or deleted: stale (terminal absorbs its generation);
 //! 5. same generation, `(w.attempt, w.seq) <= (cur.attempt, cur.seq)`: stale;
-//! 6. otherwise it applies; within the same attempt the overall percent is
-//!    `max(cur.percent, w.percent)` (except for the initial states UPLOADED/PENDING, pinned at 0),
-//!    so no reader ever sees it go back.
+//! 6. otherwise it applies; within the same generation (across attempts too) the overall
+//!    percent is `max(cur.percent, w.percent)` (except for the initial states UPLOADED/PENDING,
+//!    pinned at 0), so no reader ever sees it go back: after a retry the bar is held at the
+//!    previous attempt's value until the new attempt passes it (docs/contract.md §3b). The
+//!    writer's own percent, when held, is kept as [`State::attempt_percent`]; the write that
+//!    moves to a later attempt keeps what the record showed as [`State::previous_attempt`]
+//!    (none from attempt 0, dropped with a new generation).
 //!
 //! Before these, ownership ([`Origin`]): a record belongs to whoever created it. Tasks in our
 //! database are written by our workers, relay and repair ([`Origin::Database`]); the worker

@@ -3,4 +3,4 @@
 -- RETRY_WAIT, when the next attempt may start — so the read model's state (and a repair of
 -- it) carries `max_attempts` and `retry_at` like an AI job's row does.
 ALTER TABLE videos ADD COLUMN max_attempts INTEGER;
-ALTER TABLE videos ADD COLUMN retry_at BIGINT;
+ALTER TABLE videos ADD COLUMN retry_at INTEGER;
