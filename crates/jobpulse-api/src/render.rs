@@ -103,30 +103,34 @@ pub struct VideoProgress<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
     #[serde(flatten)]
-    pub live: Option<LiveFields>,
+    pub live: LiveFields,
     #[serde(flatten)]
     pub retry: RetryFields<'a>,
 }
 
 /// Added while PROCESSING / RUNNING (docs/contract.md §3a): when the worker last showed it is
-/// alive, and whether that is too long ago.
+/// alive, and whether that is too long ago. All three are present or all absent.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LiveFields {
     /// Epoch milliseconds of the worker's last sign of life (a write of its attempt).
-    pub worker_seen_at: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_seen_at: Option<u64>,
     /// Whole seconds since then, as of this answer.
-    pub worker_seen_seconds_ago: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_seen_seconds_ago: Option<u64>,
     /// No sign of the worker for longer than the server's threshold (default 20 s).
-    pub stalled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stalled: Option<bool>,
 }
 
 impl LiveFields {
-    fn of(snap: &Snapshot, live: Liveness) -> Option<Self> {
-        seen(snap, live, now_ms()).map(|s| Self {
-            worker_seen_at: s.at_ms,
-            worker_seen_seconds_ago: s.seconds_ago,
-            stalled: s.stalled,
-        })
+    fn of(snap: &Snapshot, live: Liveness) -> Self {
+        let seen = seen(snap, live, now_ms());
+        Self {
+            worker_seen_at: seen.map(|s| s.at_ms),
+            worker_seen_seconds_ago: seen.map(|s| s.seconds_ago),
+            stalled: seen.map(|s| s.stalled),
+        }
     }
 }
 
@@ -247,7 +251,7 @@ pub struct JobProgress<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
     #[serde(flatten)]
-    pub live: Option<LiveFields>,
+    pub live: LiveFields,
     #[serde(flatten)]
     pub retry: RetryFields<'a>,
 }
