@@ -48,8 +48,10 @@ pub struct Seen {
 }
 
 /// The worker's liveness for an active snapshot (PROCESSING / RUNNING), as of `now_ms`.
+/// `None` also for a record of the old system (`legacy_read`, revision 0): nothing says when its
+/// worker wrote.
 pub fn seen(snap: &Snapshot, live: Liveness, now_ms: u64) -> Option<Seen> {
-    if !snap.state.status.is_active() {
+    if !snap.state.status.is_active() || snap.rev == 0 {
         return None;
     }
     let at_ms = snap.rev / 1000;

@@ -23,9 +23,8 @@ use tokio::sync::Mutex;
 use crate::harness::{Cluster, clip, eventually};
 use crate::{figure, invariant};
 
-#[path = "../fleet/sse.rs"]
-#[allow(dead_code)]
-mod sse;
+// The small SSE client of the fleet test, as scenario 14 includes it.
+use crate::s14_redis_failover::sse;
 
 type Seen = Arc<Mutex<Vec<(Instant, Value)>>>;
 
