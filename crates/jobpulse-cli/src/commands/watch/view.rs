@@ -80,7 +80,12 @@ impl View {
         } else {
             let p = &body["progress"];
             (
-                p["percent"].as_u64().unwrap_or(0),
+                // Between attempts `progress` is null: the bar stays where the failed attempt
+                // left it (docs/contract.md §3b).
+                p["percent"]
+                    .as_u64()
+                    .or(body["previous_attempt"]["percent"].as_u64())
+                    .unwrap_or(0),
                 p["step_index"].as_u64().map(|i| {
                     format!(
                         "[{i}/{}] {}",
