@@ -189,6 +189,9 @@ impl Stack {
             router: RouterConfig {
                 cors: settings.cors(),
                 cors_headers: settings.cors_headers.0.clone(),
+                liveness: jobpulse_api::render::Liveness {
+                    stalled_after: settings.worker_stalled_after.0,
+                },
                 ..RouterConfig::default()
             },
             http: HttpConfig {

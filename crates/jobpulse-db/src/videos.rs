@@ -88,8 +88,8 @@ impl Tracked for Video {
             sqlx::query(concat!(
                 "UPDATE videos SET status = $1, generation = $2, fence_attempt = $3, fence_seq = $4, \
                  attempt = $5, error_reason = $6, hls_path = $7, duration_secs = $8, \
-                 updated_at = $9, deleted_at = $10 \
-                 WHERE id = $11 AND status = $12 AND generation = $13 AND deleted_at IS NULL \
+                 updated_at = $9, deleted_at = $10, max_attempts = $11, retry_at = $12 \
+                 WHERE id = $13 AND status = $14 AND generation = $15 AND deleted_at IS NULL \
                  RETURNING ",
                 video_cols!()
             ))
@@ -103,6 +103,8 @@ impl Tracked for Video {
             .bind(next.duration_secs.map(i64::from))
             .bind(now_ms())
             .bind(next.deleted_at_ms)
+            .bind(next.max_attempts.map(i64::from))
+            .bind(next.retry_at_ms)
             .bind(cur.id.get())
             .bind(cur.status.as_str())
             .bind(i64::from(cur.fence.generation))
@@ -293,6 +295,8 @@ mod tests {
             created_at_ms: 0,
             updated_at_ms: 0,
             deleted_at_ms: None,
+            max_attempts: None,
+            retry_at_ms: None,
         }
     }
 

@@ -644,7 +644,7 @@ export interface components {
             results: components["schemas"]["JobRecord"][];
         };
         /** @description `GET /api/v1/jobs/{job_id}/progress/` for a known job. */
-        JobProgress: {
+        JobProgress: components["schemas"]["LiveFields"] & components["schemas"]["RetryFields"] & {
             /** Format: int32 */
             attempt?: number | null;
             error_message?: string | null;
@@ -711,6 +711,24 @@ export interface components {
         LecturePage: {
             results: Record<string, never>[];
         };
+        /**
+         * @description Added while PROCESSING / RUNNING (docs/contract.md §3a): when the worker last showed it is
+         *     alive, and whether that is too long ago. All three are present or all absent.
+         */
+        LiveFields: {
+            /** @description No sign of the worker for longer than the server's threshold (default 20 s). */
+            stalled?: boolean | null;
+            /**
+             * Format: int64
+             * @description Epoch milliseconds of the worker's last sign of life (a write of its attempt).
+             */
+            worker_seen_at?: number | null;
+            /**
+             * Format: int64
+             * @description Whole seconds since then, as of this answer.
+             */
+            worker_seen_seconds_ago?: number | null;
+        };
         MultipartCompleteRequest: {
             /** @description `{ETag, PartNumber}` of every part, in any order. */
             parts: Record<string, never>[];
@@ -741,6 +759,25 @@ export interface components {
                 [key: string]: string;
             };
         };
+        /** @description `previous_attempt` of an answer. */
+        PreviousAttemptBody: {
+            /** Format: int32 */
+            attempt: number;
+            /**
+             * Format: int32
+             * @description Its last overall percent as shown.
+             */
+            percent: number;
+            /** @description Its last step: machine name, display name, index, total and the step's percent. */
+            step?: string | null;
+            /** Format: int32 */
+            step_index?: number | null;
+            step_name?: string | null;
+            /** Format: int32 */
+            step_percent?: number | null;
+            /** Format: int32 */
+            step_total?: number | null;
+        };
         /** @description `POST …/{id}/upload/refresh-url/`. */
         RefreshRequest: {
             /** @description Default: the content type of the init. */
@@ -751,6 +788,32 @@ export interface components {
             /** Format: int64 */
             expires_in: number;
             upload_url: string;
+        };
+        /** @description Retry-aware progress (docs/contract.md §3b), each omitted when it does not apply. */
+        RetryFields: {
+            /**
+             * @description PROCESSING / RUNNING: `true` when this attempt is a retry (`previous_attempt` is set):
+             *     its own percent started again from the beginning.
+             */
+            attempt_changed?: boolean | null;
+            /**
+             * Format: int32
+             * @description PROCESSING / RUNNING: this attempt's own overall percent. The contract's percent
+             *     (`progress`, `encoding_progress`, `progress.percent`) never goes back within a
+             *     generation: after a retry it holds the previous attempt's value until this passes it.
+             */
+            attempt_percent?: number | null;
+            /**
+             * Format: int32
+             * @description How many attempts the task may take.
+             */
+            max_attempts?: number | null;
+            previous_attempt?: components["schemas"]["PreviousAttemptBody"] | null;
+            /**
+             * Format: int64
+             * @description RETRY_WAIT / RETRYING: when the next attempt may start (epoch milliseconds).
+             */
+            retry_at?: number | null;
         };
         /** @description The video as the video page reads it: the record of the video list plus the live progress. */
         StatsVideo: components["schemas"]["VideoRecord"] & {
@@ -812,7 +875,7 @@ export interface components {
             results: components["schemas"]["VideoRecord"][];
         };
         /** @description `GET /api/v1/media/videos/{id}/progress/` for a known video. */
-        VideoProgress: {
+        VideoProgress: components["schemas"]["LiveFields"] & components["schemas"]["RetryFields"] & {
             /** Format: int32 */
             attempt?: number | null;
             /** Format: int32 */

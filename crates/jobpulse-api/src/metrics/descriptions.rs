@@ -66,6 +66,12 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "SSE events dropped for a stream that could not keep up.",
     ),
     (
+        "jobpulse_sse_stalled_total",
+        Kind::Counter,
+        "Running tasks re-sent to SSE streams because their worker gave no sign of life for \
+         longer than --worker-stalled-after.",
+    ),
+    (
         "jobpulse_sse_resync_total",
         Kind::Counter,
         "SSE streams told to resynchronise, by kind (expired, lagged).",

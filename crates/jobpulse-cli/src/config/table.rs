@@ -70,6 +70,10 @@ settings! {
     read_cache_entries: usize, env "JOBPULSE_READ_CACHE_ENTRIES", No, default jobpulse_store::ReadCacheConfig::default().entries;
     /// Longest a cached read is served before Redis is asked again.
     read_cache_max_age: Dur, env "JOBPULSE_READ_CACHE_MAX_AGE", No, default Dur(jobpulse_store::ReadCacheConfig::default().max_age);
+    /// How long a running task may go without a sign of its worker (a progress write or a
+    /// liveness write on a heartbeat) before progress answers show it `stalled`; keep it
+    /// above 1.5 heartbeat periods (a third of the workers' lease each) and below the lease.
+    worker_stalled_after: Dur, env "JOBPULSE_WORKER_STALLED_AFTER", No, default Dur(jobpulse_api::render::Liveness::DEFAULT_STALLED_AFTER);
     /// How long workers keep the initial passwords of a finished import for staff to
     /// download; `off` keeps them.
     credentials_retention: Retention, env "JOBPULSE_CREDENTIALS_RETENTION", No, default Retention(Some(jobpulse_worker::ai::DEFAULT_CREDENTIALS_RETENTION));
