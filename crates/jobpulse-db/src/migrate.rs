@@ -53,6 +53,11 @@ pub(crate) const POSTGRES: &[Embedded] = &[
         "ai_claim_heads",
         include_str!("../migrations/postgres/0006_ai_claim_heads.sql"),
     ),
+    (
+        7,
+        "webhooks",
+        include_str!("../migrations/postgres/0007_webhooks.sql"),
+    ),
 ];
 
 pub(crate) const SQLITE: &[Embedded] = &[
@@ -85,6 +90,11 @@ pub(crate) const SQLITE: &[Embedded] = &[
         6,
         "ai_claim_heads",
         include_str!("../migrations/sqlite/0006_ai_claim_heads.sql"),
+    ),
+    (
+        7,
+        "webhooks",
+        include_str!("../migrations/sqlite/0007_webhooks.sql"),
     ),
 ];
 
