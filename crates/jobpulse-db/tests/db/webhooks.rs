@@ -236,3 +236,38 @@ async fn state_changes_enqueue_their_deliveries(b: Backend) -> anyhow::Result<()
     Ok(())
 }
 both!(state_changes_enqueue_their_deliveries);
+
+/// Senders in several processes claim different deliveries (PostgreSQL: `SKIP LOCKED`; SQLite:
+/// one writer at a time), and every due delivery is claimed once.
+async fn concurrent_senders_never_share_a_delivery(b: Backend) -> anyhow::Result<()> {
+    let t = test_db(b).await?;
+    let a = t.db.create_tenant("a", "A").await?.tenant_id;
+    for _ in 0..12 {
+        t.db.create_webhook_endpoint(a, "https://hooks.example.com/", &[WebhookEvent::VideoReady])
+            .await?;
+    }
+    t.db.create_video(a, None, "one", "k1").await?;
+    let c = claim_soon(&t.db).await?;
+    t.db.complete_video(&c, "hls/master.m3u8", 1, 2).await?;
+    let other = t.second_handle().await?;
+    let take = |db: Db| async move {
+        let mut got = Vec::new();
+        loop {
+            let batch = db.claim_webhook_deliveries(2, LEASE).await?;
+            if batch.is_empty() {
+                return Ok::<_, DbError>(got);
+            }
+            got.extend(batch.into_iter().map(|d| d.id));
+        }
+    };
+    let (x, y) = tokio::join!(take(t.db.clone()), take(other.clone()));
+    let (x, y) = (x?, y?);
+    let mut all: Vec<String> = x.iter().chain(y.iter()).cloned().collect();
+    all.sort();
+    let n = all.len();
+    all.dedup();
+    assert_eq!((n, all.len()), (12, 12), "{x:?} {y:?}");
+    other.close().await;
+    Ok(())
+}
+both!(concurrent_senders_never_share_a_delivery);
