@@ -43,7 +43,12 @@ pub struct SenderConfig {
     pub batch: usize,
     /// Networks and host names exempt from the address rule.
     pub allow: AllowList,
+    /// How long delivered and dead deliveries stay listed before they are deleted.
+    pub keep_settled: Duration,
 }
+
+/// How often a sender deletes old settled deliveries (and once when it starts).
+pub const PURGE_EVERY: Duration = Duration::from_secs(600);
 
 impl SenderConfig {
     /// The Standard Webhooks suggestion: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h, … .
@@ -66,6 +71,7 @@ impl Default for SenderConfig {
             poll: Duration::from_secs(1),
             batch: 16,
             allow: AllowList::default(),
+            keep_settled: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -99,8 +105,15 @@ impl Sender {
     }
 
     /// Sends due deliveries until `shutdown` (a delivery cut short is sent again after its lease).
+    /// Every [`PURGE_EVERY`] it also deletes deliveries settled more than
+    /// [`SenderConfig::keep_settled`] ago.
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut purged: Option<Instant> = None;
         loop {
+            if purged.is_none_or(|p| p.elapsed() >= PURGE_EVERY) {
+                purged = Some(Instant::now());
+                self.purge().await;
+            }
             let sent = tokio::select! {
                 () = shutdown.cancelled() => return,
                 r = self.round() => r,
@@ -116,6 +129,24 @@ impl Sender {
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = tokio::time::sleep(self.config.poll) => {}
+                }
+            }
+        }
+    }
+
+    /// Deletes settled deliveries older than [`SenderConfig::keep_settled`] (in bounded
+    /// batches); how many.
+    pub async fn purge(&self) -> u64 {
+        let keep = i64::try_from(self.config.keep_settled.as_millis()).unwrap_or(i64::MAX);
+        let before = now_ms().saturating_sub(keep);
+        let mut total = 0;
+        loop {
+            match self.db.purge_webhook_deliveries(before, 1000).await {
+                Ok(0) => return total,
+                Ok(n) => total += n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook sender: purging old deliveries failed");
+                    return total;
                 }
             }
         }

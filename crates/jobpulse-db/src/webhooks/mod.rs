@@ -100,6 +100,15 @@ pub struct CreatedEndpoint {
     pub secret: String,
 }
 
+/// The settled deliveries [`Db::purge_webhook_deliveries`] deletes (`$1` before, `$2` limit);
+/// both of its statements pick the same rows (a total order).
+macro_rules! purge_pick {
+    () => {
+        "SELECT id FROM webhook_deliveries WHERE state <> 'PENDING' AND updated_at < $1 \
+         ORDER BY updated_at, id LIMIT $2"
+    };
+}
+
 /// A random id: `prefix` and 32 hex digits (128 random bits).
 pub(crate) fn random_id(prefix: &str) -> String {
     format!("{prefix}{:032x}", rand::random::<u128>())
@@ -252,6 +261,41 @@ impl Db {
             .map(|r| endpoint_from(&r))
             .transpose()
         })
+    }
+
+    /// Deletes up to `limit` settled (DELIVERED or DEAD) deliveries last changed before
+    /// `before_ms`, with their attempts; how many. The sender calls it now and then
+    /// (`jobpulse_webhooks::sender`), so the tables stay bounded.
+    pub async fn purge_webhook_deliveries(
+        &self,
+        before_ms: i64,
+        limit: u32,
+    ) -> Result<u64, DbError> {
+        let limit = i64::from(limit.clamp(1, 10_000));
+        let mut tx = self.begin().await?;
+        let n = dual!(tx.conn(), |c, d| {
+            sqlx::query(concat!(
+                "DELETE FROM webhook_attempts WHERE delivery_id IN (",
+                purge_pick!(),
+                ")"
+            ))
+            .bind(before_ms)
+            .bind(limit)
+            .execute(&mut *c)
+            .await?;
+            sqlx::query(concat!(
+                "DELETE FROM webhook_deliveries WHERE id IN (",
+                purge_pick!(),
+                ")"
+            ))
+            .bind(before_ms)
+            .bind(limit)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+        });
+        tx.commit().await?;
+        Ok(n)
     }
 
     /// Removes an endpoint: no new deliveries, and its pending ones go dead ("endpoint

@@ -271,3 +271,38 @@ async fn concurrent_senders_never_share_a_delivery(b: Backend) -> anyhow::Result
     Ok(())
 }
 both!(concurrent_senders_never_share_a_delivery);
+
+/// Settled deliveries are purged with their attempts once old enough; pending ones never.
+async fn settled_deliveries_are_purged(b: Backend) -> anyhow::Result<()> {
+    let t = test_db(b).await?;
+    let a = t.db.create_tenant("a", "A").await?.tenant_id;
+    let ep =
+        t.db.create_webhook_endpoint(a, "https://hooks.example.com/", &[WebhookEvent::VideoReady])
+            .await?
+            .endpoint;
+    for k in ["k1", "k2"] {
+        t.db.create_video(a, None, k, k).await?;
+        let c = claim_soon(&t.db).await?;
+        t.db.complete_video(&c, "hls/master.m3u8", 1, 2).await?;
+    }
+    let due = t.db.claim_webhook_deliveries(1, LEASE).await?;
+    assert_eq!(due.len(), 1);
+    assert!(
+        t.db.settle_webhook_delivery(&due[0], &record(Some(204), None), &Settle::Delivered)
+            .await?
+    );
+    assert_eq!(
+        t.db.purge_webhook_deliveries(now_ms() - 60_000, 10).await?,
+        0
+    );
+    assert_eq!(
+        t.db.purge_webhook_deliveries(now_ms() + 1_000, 10).await?,
+        1
+    );
+    let left = t.db.webhook_deliveries(a, &ep.id, None, 10).await?.items;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].state, DeliveryState::Pending);
+    assert_eq!(t.raw_int("SELECT COUNT(*) FROM webhook_attempts").await?, 0);
+    Ok(())
+}
+both!(settled_deliveries_are_purged);
