@@ -40,11 +40,11 @@ impl Settings {
             schedule: self.webhook_retry_schedule.0.clone(),
             retry_window: self.webhook_retry_window.0,
             timeout,
-            // A claim outlives the request it covers.
+            // A claim outlives the request it covers (and the DNS check before it, 5 s at most).
             lease: self
                 .webhook_lease
                 .0
-                .max(timeout + std::time::Duration::from_secs(1)),
+                .max(timeout + std::time::Duration::from_secs(6)),
             allow: self.webhook_allow_hosts.list(),
             ..jobpulse_webhooks::SenderConfig::default()
         }

@@ -131,7 +131,7 @@ settings! {
     /// Connect and total timeout of one webhook request.
     webhook_timeout: Dur, env "JOBPULSE_WEBHOOK_TIMEOUT", No, default Dur(jobpulse_webhooks::SenderConfig::default().timeout);
     /// How long a sender's claim holds a delivery; a sender killed mid-delivery has it sent
-    /// again this long after (more than webhook_timeout).
+    /// again this long after (at least webhook_timeout + 6s).
     webhook_lease: Dur, env "JOBPULSE_WEBHOOK_LEASE", No, default Dur(jobpulse_webhooks::SenderConfig::default().lease);
     /// Longest video accepted (upload 422, or FAILED in the worker); bounds transcode work and
     /// the HLS segment count.

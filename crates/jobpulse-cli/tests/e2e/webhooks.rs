@@ -393,8 +393,8 @@ async fn a_sender_killed_mid_delivery_sends_it_again_under_the_same_id() -> anyh
     let envs = [
         ("JOBPULSE_WEBHOOK_ALLOW_HOSTS", "127.0.0.1"),
         ("JOBPULSE_WEBHOOK_RETRY_SCHEDULE", "1s"),
-        ("JOBPULSE_WEBHOOK_TIMEOUT", "3s"),
-        ("JOBPULSE_WEBHOOK_LEASE", "4s"),
+        ("JOBPULSE_WEBHOOK_TIMEOUT", "2s"),
+        ("JOBPULSE_WEBHOOK_LEASE", "8s"),
     ];
     let mut up = Up::start_with(&data, &[], &envs)?;
     let port = free_port()?;

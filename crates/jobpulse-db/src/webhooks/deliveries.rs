@@ -197,6 +197,23 @@ impl Db {
     ) -> Result<Vec<DueDelivery>, DbError> {
         let now = now_ms();
         let limit = i64::try_from(limit.clamp(1, 100)).unwrap_or(1);
+        // A read first: an idle sender never opens a write transaction (SQLite's write lock).
+        let any = {
+            let mut conn = self.read().await?;
+            dual!(conn.conn(), |c, d| {
+                sqlx::query(
+                    "SELECT id FROM webhook_deliveries \
+                     WHERE state = 'PENDING' AND next_attempt_at <= $1 LIMIT 1",
+                )
+                .bind(now)
+                .fetch_optional(&mut *c)
+                .await?
+                .is_some()
+            })
+        };
+        if !any {
+            return Ok(Vec::new());
+        }
         let mut tx = self.begin().await?;
         let ids = due_ids(tx.conn(), now, limit).await?;
         let mut out = Vec::with_capacity(ids.len());
