@@ -222,6 +222,7 @@ pub(crate) fn router(parts: Parts, config: &RouterConfig) -> Router {
             .merge(routes::jobs::router(state.clone()))
             .merge(routes::playback::router(state.clone()))
             .merge(routes::enroll::router(state.clone()))
+            .merge(routes::webhooks::router(state.clone()))
             .merge(routes::files::router(state));
     }
     app.fallback(not_found)

@@ -153,6 +153,9 @@ pub struct Limits {
     pub spool: crate::spool::SpoolLimits,
     /// The largest video accepted, checked on the upload's probe (422 beyond).
     pub media: jobpulse_media::MediaLimits,
+    /// Networks and host names webhook endpoints may use despite the SSRF rule
+    /// (`jobpulse_webhooks::guard`); empty by default.
+    pub webhook_allow: jobpulse_webhooks::AllowList,
 }
 
 impl Default for Limits {
@@ -166,6 +169,7 @@ impl Default for Limits {
             probes: crate::probe_pool::ProbeLimits::default(),
             spool: crate::spool::SpoolLimits::default(),
             media: jobpulse_media::MediaLimits::default(),
+            webhook_allow: jobpulse_webhooks::AllowList::default(),
         }
     }
 }

@@ -58,6 +58,11 @@ pub(crate) const POSTGRES: &[Embedded] = &[
         "video_retry_fields",
         include_str!("../migrations/postgres/0007_video_retry_fields.sql"),
     ),
+    (
+        8,
+        "webhooks",
+        include_str!("../migrations/postgres/0008_webhooks.sql"),
+    ),
 ];
 
 pub(crate) const SQLITE: &[Embedded] = &[
@@ -95,6 +100,11 @@ pub(crate) const SQLITE: &[Embedded] = &[
         7,
         "video_retry_fields",
         include_str!("../migrations/sqlite/0007_video_retry_fields.sql"),
+    ),
+    (
+        8,
+        "webhooks",
+        include_str!("../migrations/sqlite/0008_webhooks.sql"),
     ),
 ];
 

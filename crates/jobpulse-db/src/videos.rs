@@ -10,6 +10,7 @@ use crate::conn::{Conn, FromRow, RowExt, RowId, dual, fetch_by_id, now_ms};
 use crate::model::{CancelOutcome, Video, video_cols};
 use crate::outbox::{self, Committed, Tracked, apply_change};
 use crate::tenants::check_title;
+use crate::webhooks::enqueue::Event;
 use crate::{Db, DbError};
 
 mod jobs;
@@ -52,6 +53,13 @@ pub(crate) async fn lock_video(c: Conn<'_>, id: VideoId) -> Result<Option<Video>
 impl Tracked for Video {
     fn write(&self) -> Result<Write, DbError> {
         Video::write(self)
+    }
+
+    fn event(cur: &Self, now: &Self) -> Option<Event> {
+        if cur.status == now.status {
+            return None;
+        }
+        Event::of_video(now)
     }
 
     /// Same generation → `can_transition`; next generation → a restart of a FAILED video at

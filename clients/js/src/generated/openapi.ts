@@ -370,6 +370,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/webhooks/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_webhooks"];
+        put?: never;
+        post: operations["create_webhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/{id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete: operations["delete_webhook"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/{id}/deliveries/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["webhook_deliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -510,6 +558,32 @@ export interface components {
             /** @description True when this call queued the video; false when it had been completed before. */
             queued: boolean;
             video: components["schemas"]["VideoRecord"];
+        };
+        /** @description A new endpoint, with its signing secret (shown this once). */
+        CreatedWebhook: components["schemas"]["WebhookRecord"] & {
+            /** @description `whsec_<base64>`: the Standard Webhooks key to verify `webhook-signature` with. */
+            secret: string;
+        };
+        /** @description A registration. */
+        CreateWebhook: {
+            /**
+             * @description Event types: `video.ready`, `video.failed`, `video.retry_wait`, `job.done`,
+             *     `job.failed`, `job.retrying`.
+             */
+            events: string[];
+            /** @description `http(s)://…`, at most 2048 bytes; its host must resolve to public addresses. */
+            url: string;
+        };
+        /** @description A page of deliveries (newest first) with their attempts. */
+        DeliveryList: {
+            /** @description The next page, if any. */
+            next?: string | null;
+            /**
+             * @description Each: `id` (the `webhook-id`), `event_type`, `state` (PENDING, DELIVERED, DEAD),
+             *     `attempts`, `next_attempt_at_ms`, `last_status`, `last_error` (why it failed or went
+             *     dead), `payload`, `attempt_log` (`attempt`, `at_ms`, `status`, `error`, `duration_ms`).
+             */
+            results: Record<string, never>[];
         };
         /** @description The form of an Excel enroll (documentation only: the route reads the multipart body itself). */
         EnrollForm: {
@@ -967,6 +1041,21 @@ export interface components {
             state: string;
             /** @example UNKNOWN */
             status: string;
+        };
+        WebhookList: {
+            results: components["schemas"]["WebhookRecord"][];
+        };
+        /** @description An endpoint as listed. */
+        WebhookRecord: {
+            /**
+             * Format: int64
+             * @description Unix milliseconds.
+             */
+            created_at: number;
+            events: string[];
+            /** @example ep_0123456789abcdef0123456789abcdef */
+            id: string;
+            url: string;
         };
     };
     responses: never;
@@ -2207,6 +2296,174 @@ export interface operations {
             };
             /** @description Too many streams for this tenant */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_webhooks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookList"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateWebhook"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedWebhook"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unknown event, URL not http(s), too long, or its host resolves to a loopback/private/link-local/… address */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed; its pending deliveries go dead ("endpoint removed") */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    webhook_deliveries: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Cursor from `next`. */
+                before: string | null;
+                id: string;
+                /** @description 1..=100, default 20. */
+                limit: number | null;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveryList"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

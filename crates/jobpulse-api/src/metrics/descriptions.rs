@@ -144,6 +144,16 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "Relay batches that failed (rows kept and retried).",
     ),
     (
+        "jobpulse_webhook_enqueued_total",
+        Kind::Counter,
+        "Webhook deliveries written with the state changes they announce.",
+    ),
+    (
+        "jobpulse_webhook_deliveries_total",
+        Kind::Counter,
+        "Webhook delivery attempts by outcome (delivered, retry, dead).",
+    ),
+    (
         "jobpulse_store_unreplicated_writes_total",
         Kind::Counter,
         "Redis Cluster write pipelines' writes that no replica acknowledged within 50 ms, by backend.",
