@@ -122,9 +122,12 @@ impl View {
             }
             // The countdown and the seconds since the worker's last sign change every answer:
             // a line is printed when the rest changes, with them as of then.
+            // The key is what the line shows but for those two figures: the attempt only when
+            // it is shown (a first attempt's body may or may not name it) and the stalled flag.
+            let shown_attempt = texts::attempt(&body, 0).and(body["attempt"].as_u64());
             let key = format!(
-                "{line} {:?} {:?} {}",
-                body["attempt"], body["max_attempts"], body["stalled"]
+                "{line} {shown_attempt:?} {}",
+                body["stalled"].as_bool().unwrap_or(false)
             );
             for extra in [
                 texts::attempt(&body, texts::now_ms()),
