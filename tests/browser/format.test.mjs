@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import {
-  barPercent, credentialsCsv, decodeToken, etaWords, importSummary, isStaff, isTerminal, outcome,
-  pollDelay, remainingSeconds, safeUrl, stepInfo, tokenFromHash,
+  attemptText, barPercent, credentialsCsv, decodeToken, etaWords, importSummary, isStaff, isTerminal,
+  livenessText, outcome, pollDelay, remainingSeconds, safeUrl, spanWords, stepInfo, tokenFromHash,
 } from '../../crates/jobpulse-api/assets/format.js';
 
 const video = (status, extra = {}) => ({ id: 1, status, progress: 0, encoding_progress: 0, ...extra });
@@ -128,4 +128,27 @@ test('only http(s) URLs reach src and poster', () => {
   assert.equal(safeUrl('javascript:alert(1)', 'http://h/'), null);
   assert.equal(safeUrl('data:text/html,x', 'http://h/'), null);
   assert.equal(safeUrl(null, 'http://h/'), null);
+});
+
+test('issue 18: the worker liveness words (the CLI says the same)', () => {
+  const stalled = video('PROCESSING', { stalled: true, worker_seen_seconds_ago: 65 });
+  assert.equal(livenessText(stalled), 'no sign of the worker for 1 min');
+  assert.equal(livenessText(stalled, 25), 'no sign of the worker for 25 s');
+  assert.equal(livenessText(video('PROCESSING', { stalled: false, worker_seen_seconds_ago: 3 })), null);
+  assert.equal(livenessText(video('READY')), null);
+  assert.equal(spanWords(3900), '1 h 5 min');
+  assert.equal(spanWords(7200), '2 h');
+});
+
+test('issue 18: the attempt words between and during retries (the CLI says the same)', () => {
+  const now = 1_000_000;
+  const wait = video('RETRY_WAIT', { attempt: 1, max_attempts: 3, retry_at: now + 19_200 });
+  assert.equal(attemptText(wait, now), 'attempt 2 of 3 — retrying in 20 s');
+  assert.equal(attemptText(wait, now + 60_000), 'attempt 2 of 3 — retrying now');
+  const job = { job_id: 'a', status: 'RETRYING', attempt: 2, max_attempts: 3, retry_at: now + 90_000 };
+  assert.equal(attemptText(job, now), 'attempt 3 of 3 — retrying in 1 min');
+  assert.equal(attemptText({ status: 'RUNNING', attempt: 2, max_attempts: 3 }, now), 'attempt 2 of 3');
+  assert.equal(attemptText(video('PROCESSING', { attempt: 1, max_attempts: 3 }), now), null);
+  assert.equal(attemptText(video('PROCESSING', { attempt: 2 }), now), 'attempt 2');
+  assert.equal(attemptText(video('RETRY_WAIT'), now), null);
 });

@@ -187,6 +187,8 @@ export async function readRow(page, kind, id) {
       stepPercent: t('step-percent'),
       eta: t('eta'),
       attempt: t('attempt'),
+      liveness: t('liveness'),
+      stalled: row.dataset.stalled === 'true',
       error: t('error'),
       result: t('result-summary'),
       buttons: [...row.querySelectorAll('button')].map((b) => b.dataset.testid),

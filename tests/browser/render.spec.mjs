@@ -181,10 +181,27 @@ async function uploadedToReady() {
 async function retryAndFailure() {
   await fx.send({ kind: 'video', id: 104, status: 'PROCESSING', step: [4, 0.2], remaining: 30 });
   await waitRow(page, 'video', 104, (x) => x.status === 'PROCESSING', 'PROCESSING');
-  await fx.send({ kind: 'video', id: 104, status: 'RETRY_WAIT', attempt: 2, error: 'ffmpeg exited with 1', generation: 1 });
+  const held = (await row(page, 'video', 104)).bar;
+  await fx.send({
+    kind: 'video', id: 104, status: 'RETRY_WAIT', attempt: 2, shown_attempt: 1, max_attempts: 3,
+    retry_in: 20, error: 'ffmpeg exited with 1', generation: 1,
+  });
   const w = await waitRow(page, 'video', 104, (x) => x.status === 'RETRY_WAIT', 'RETRY_WAIT');
   check(w.badge === 'RETRY WAIT' && w.outcome === 'retry', `badge: ${w.badge} ${w.outcome}`);
-  check(w.attempt === 'attempt 2', `attempt: ${w.attempt}`);
+  // Issue 18 item 3: the next attempt, of how many, and when (retry_at 20 s ahead).
+  check(/^attempt 2 of 3 — retrying in (20|19) s$/.test(w.attempt), `attempt: ${w.attempt}`);
+  check(w.bar === held, `the bar holds between attempts: ${held} -> ${w.bar}`);
+  const later = await waitRow(page, 'video', 104, (x) => /retrying in (17|16|15) s$/.test(x.attempt),
+    'the countdown moving on', 6000);
+  log(`      ${w.attempt} → ${later.attempt}`);
+  // Attempt 2 starts from its own 0 %: the contract's percent is held by the read model.
+  await fx.send({
+    kind: 'video', id: 104, status: 'PROCESSING', attempt: 2, shown_attempt: 2, max_attempts: 3, step: [1, 0],
+  });
+  const a2 = await waitRow(page, 'video', 104, (x) => x.status === 'PROCESSING', 'attempt 2 running');
+  check(a2.attempt === 'attempt 2 of 3', `attempt 2 running: ${a2.attempt}`);
+  check(a2.bar >= held, `the bar must not go back when attempt 2 starts: ${held} -> ${a2.bar}`);
+  log(`      bar ${held} held through RETRY_WAIT and attempt 2's start (${a2.bar})`);
   await fx.send({ kind: 'video', id: 103, status: 'FAILED', error: XSS_IMG, attempt: 5 });
   const f = await waitRow(page, 'video', 103, (x) => x.status === 'FAILED', 'FAILED');
   check(f.error === XSS_IMG, `the error reason must render as text: ${f.error}`);
@@ -197,6 +214,23 @@ async function retryAndFailure() {
   // Give any injected handler the chance to run before the health check.
   await page.waitForTimeout(300);
   await health.assertClean('after hostile strings', { allowConsole: EXPECTED_CONSOLE });
+}
+
+/** Issue 18 item 2: a running task whose worker goes quiet says so, and recovers. */
+async function stalledWorker() {
+  await fx.send({ kind: 'video', id: 106, status: 'PROCESSING', step: [4, 0.5], remaining: 60 });
+  const r = await waitRow(page, 'video', 106, (x) => x.status === 'PROCESSING', 'PROCESSING');
+  check(!r.stalled && r.liveness === '', `alive at first: ${JSON.stringify(r)}`);
+  // The fixture shows a task stalled after 1.5 s without a write; the stream pushes the flip.
+  const s = await waitRow(page, 'video', 106, (x) => x.stalled, 'stalled', 5000);
+  check(/^no sign of the worker for [1-4] s$/.test(s.liveness), `liveness: ${s.liveness}`);
+  check(s.bar === r.bar, `the bar stays where it was: ${r.bar} -> ${s.bar}`);
+  const on = await waitRow(page, 'video', 106, (x) => x.liveness !== s.liveness, 'the words moving on', 3000);
+  log(`      "${s.liveness}" → "${on.liveness}"`);
+  await page.screenshot({ path: join(SHOTS, 'dashboard-stalled.png') });
+  await fx.send({ kind: 'video', id: 106, status: 'PROCESSING', step: [4, 0.6], remaining: 50 });
+  const back = await waitRow(page, 'video', 106, (x) => !x.stalled, 'alive again', 3000);
+  check(back.liveness === '', `no liveness words once alive: ${back.liveness}`);
 }
 
 async function importSummary() {
@@ -438,13 +472,14 @@ async function studentSeesOnlyTheirIds() {
 async function main() {
   const code = await runPhases('render.spec', [
     ['start the fixture server and Chromium', async () => {
-      fx = await startFixture();
+      fx = await startFixture({ FIXTURE_STALLED_AFTER_MS: '1500' });
       browser = await launch();
     }],
     ['sign in through a #token= link', signInByLink],
     ['a PROCESSING video advances over SSE with steps and ETA', processingOverSse],
     ['UPLOADED (10 %) → PROCESSING → READY', uploadedToReady],
     ['retry wait, failures and hostile strings render as text', retryAndFailure],
+    ['a quiet worker: "no sign of the worker for …", then alive again', stalledWorker],
     ['an Excel import shows its step and result summary', importSummary],
     ['keyboard: the delete button confirms in place', keyboard],
     ['screenshots (desktop and phone width)', screenshot],

@@ -70,6 +70,46 @@ export function etaWords(seconds) {
   return m ? `about ${h} h ${m} min left` : `about ${h} h left`;
 }
 
+/** `25 s`, `1 min`, `1 h 5 min` (the words `jobpulse watch` uses too). */
+export function spanWords(seconds) {
+  const s = Math.max(0, Math.floor(Number.isFinite(seconds) ? seconds : 0));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min`;
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return m ? `${h} h ${m} min` : `${h} h`;
+}
+
+/**
+ * "no sign of the worker for 1 min" while a running task's answer says `stalled`
+ * (docs/contract.md §3a); `secondsAgo` defaults to the answer's `worker_seen_seconds_ago`
+ * (the page passes it advanced by the time since the answer came). Null otherwise.
+ */
+export function livenessText(body, secondsAgo) {
+  if (!body || body.stalled !== true) return null;
+  const ago = Number.isFinite(secondsAgo) ? secondsAgo : body.worker_seen_seconds_ago;
+  return `no sign of the worker for ${spanWords(ago)}`;
+}
+
+/**
+ * "attempt 2 of 3 — retrying in 20 s" between attempts (the next attempt; `retry_at` against
+ * `nowMs`), "attempt 2 of 3" while a retry runs (docs/contract.md §3b); null for a first
+ * attempt or without an attempt number.
+ */
+export function attemptText(body, nowMs) {
+  if (!body || !Number.isFinite(body.attempt)) return null;
+  const of = Number.isFinite(body.max_attempts) ? ` of ${body.max_attempts}` : '';
+  if (body.status === 'RETRY_WAIT' || body.status === 'RETRYING') {
+    const left = Number.isFinite(body.retry_at) ? body.retry_at - nowMs : 0;
+    const when = left > 0 ? `retrying in ${spanWords(Math.ceil(left / 1000))}` : 'retrying now';
+    return `attempt ${body.attempt + 1}${of} — ${when}`;
+  }
+  if ((body.status === 'PROCESSING' || body.status === 'RUNNING') && body.attempt > 1) {
+    return `attempt ${body.attempt}${of}`;
+  }
+  return null;
+}
+
 function b64urlDecode(part) {
   let s = part.replace(/-/g, '+').replace(/_/g, '/');
   while (s.length % 4) s += '=';

@@ -3,7 +3,8 @@
 // server string ever reaches an HTML parser.
 
 import {
-  barPercent, entryText, etaWords, importSummary, outcome, remainingSeconds, stepInfo,
+  attemptText, barPercent, entryText, etaWords, importSummary, livenessText, outcome,
+  remainingSeconds, stepInfo,
 } from './format.js';
 
 /** createElement with attributes (`text` sets textContent) and children (strings become text). */
@@ -43,6 +44,31 @@ export class WorkBox {
     this.staff = staff;
     this.rows = new Map();
     this.gone = new Set();
+    // A stalled worker sends nothing, and a retry counts down: their words move on by the clock.
+    this.ticker = setInterval(() => this.tick(), 1000);
+  }
+
+  /** Refreshes the clock-bound words (liveness, retry countdown) of the rows that show them. */
+  tick() {
+    for (const row of this.rows.values()) {
+      if (row.el.dataset.stalled === 'true' || row.el.dataset.outcome === 'retry') this.renderTimes(row);
+    }
+  }
+
+  /** The liveness and attempt words of a row, as of now. */
+  renderTimes(row) {
+    const { parts: p } = row;
+    const body = this.current(row);
+    const status = String(body.status || 'UNKNOWN');
+    const retrying = status === 'RETRY_WAIT' || status === 'RETRYING';
+    p.attempt.textContent = attemptText(body, Date.now()) || (retrying ? 'waiting to retry' : '');
+    const since = row.bodyAt ? Math.floor((Date.now() - row.bodyAt) / 1000) : 0;
+    const ago = Number.isFinite(body.worker_seen_seconds_ago) ? body.worker_seen_seconds_ago + since : undefined;
+    const alive = ACTIVE.has(status) ? livenessText(body, ago) : null;
+    p.alive.textContent = alive || '';
+    p.alive.hidden = !alive;
+    if (alive) row.el.dataset.stalled = 'true';
+    else delete row.el.dataset.stalled;
   }
 
   has(kind, id) {
@@ -84,6 +110,7 @@ export class WorkBox {
       this.actions.needDetail(kind, String(id), 'label');
     }
     row.body = body;
+    row.bodyAt = Date.now();
     row.percent = percent;
     this.render(row);
   }
@@ -150,6 +177,7 @@ export class WorkBox {
     p.stepPct = h('span', { class: 'step-pct', 'data-testid': 'step-percent' });
     p.eta = h('span', { class: 'eta', 'data-testid': 'eta' });
     p.attempt = h('span', { class: 'attempt', 'data-testid': 'attempt' });
+    p.alive = h('span', { class: 'liveness', 'data-testid': 'liveness', hidden: true });
     p.error = h('p', { class: 'task-error', 'data-testid': 'error', hidden: true });
     p.result = h('div', { class: 'result', 'data-testid': 'result-summary', hidden: true });
     p.actions = h('div', { class: 'task-actions' });
@@ -161,7 +189,7 @@ export class WorkBox {
       'aria-labelledby': labelId },
     h('div', { class: 'task-head' }, p.kind, p.label, p.sub, p.badge),
     h('div', { class: 'task-progress' }, p.bar, p.pct),
-    h('div', { class: 'task-meta' }, p.step, p.stepPct, p.eta, p.attempt),
+    h('div', { class: 'task-meta' }, p.step, p.stepPct, p.eta, p.attempt, p.alive),
     p.error, p.result, p.actions, p.player);
     return { kind, id, el, parts: p, meta: {}, body: null, shown: null, status: null,
       actionsKey: '', resultKey: '' };
@@ -222,9 +250,7 @@ export class WorkBox {
     p.stepPct.textContent = step && step.percent != null ? `step ${step.percent} %` : '';
     const eta = active ? etaWords(remainingSeconds(kind, body)) : null;
     p.eta.textContent = eta || '';
-    const retrying = status === 'RETRY_WAIT' || status === 'RETRYING';
-    const attempt = Number.isFinite(body.attempt) ? body.attempt : null;
-    p.attempt.textContent = attempt && (retrying || (active && attempt > 1)) ? `attempt ${attempt}` : retrying ? 'waiting to retry' : '';
+    this.renderTimes(row);
 
     const err = kind === 'video' ? body.error_reason : body.error_message;
     const showErr = err && (out === 'failed' || out === 'retry' || out === 'attention');

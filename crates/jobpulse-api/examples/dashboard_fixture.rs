@@ -10,14 +10,17 @@
 //! {"kind":"job","id":"imp1","job_type":"excel_parsing","status":"DONE","result":{"created":3}}
 //! ```
 //!
-//! Optional fields: `generation` (default 1), `attempt` (default 1), `step` = `[index,
-//! fraction]` (the video or Excel-import step plan, by kind and job type), `remaining`,
-//! `error`, `hls_path`, `duration`, `result`. The sequence number is kept per task. Each command
-//! is answered with one line: `{"ok":true,"outcome":"Applied"}` or `{"ok":false,"error":…}`.
+//! Optional fields: `generation` (default 1), `attempt` (default 1; the fence's), `step` =
+//! `[index, fraction]` (the video or Excel-import step plan, by kind and job type), `remaining`,
+//! `error`, `hls_path`, `duration`, `result`, `shown_attempt` (the state's `attempt`, e.g. 1 for
+//! the RETRY_WAIT written with fence attempt 2), `max_attempts`, `retry_in` (seconds from now:
+//! `retry_at`). The sequence number is kept per task. Each command is answered with one line:
+//! `{"ok":true,"outcome":"Applied"}` or `{"ok":false,"error":…}`.
 //!
 //! On start it prints one line: `{"url":…,"staff_token":…,"student_token":…}`. It stops at the
 //! end of stdin. `FIXTURE_SSE_CAP=0` makes every stream answer 429, to exercise the page's
-//! polling fallback.
+//! polling fallback; `FIXTURE_STALLED_AFTER_MS` sets when a running task is shown `stalled`
+//! (default 20 000).
 
 use std::collections::HashMap;
 use std::io::{BufRead as _, Write as _};
@@ -62,6 +65,12 @@ struct Command {
     duration: Option<u32>,
     #[serde(default)]
     result: Option<serde_json::Value>,
+    #[serde(default)]
+    shown_attempt: Option<u32>,
+    #[serde(default)]
+    max_attempts: Option<u32>,
+    #[serde(default)]
+    retry_in: Option<u64>,
 }
 
 fn id_text(v: &serde_json::Value) -> String {
@@ -105,6 +114,13 @@ fn to_write(cmd: Command, seqs: &mut HashMap<String, u64>) -> anyhow::Result<Wri
     }
     state.remaining_seconds = cmd.remaining;
     state.attempt = cmd.attempt.filter(|a| *a > 1 || status.is_terminal());
+    if cmd.shown_attempt.is_some() {
+        state.attempt = cmd.shown_attempt;
+    }
+    state.max_attempts = cmd.max_attempts;
+    state.retry_at = cmd
+        .retry_in
+        .map(|s| jobpulse_api::render::now_ms() + s * 1000);
     state.duration = cmd.duration;
     state.hls_path = cmd
         .hls_path
@@ -140,8 +156,21 @@ async fn main() -> anyhow::Result<()> {
         .transpose()
         .context("FIXTURE_SSE_CAP must be a number")?
         .unwrap_or(100);
+    let stalled_after = std::env::var("FIXTURE_STALLED_AFTER_MS")
+        .ok()
+        .map(|v| v.parse::<u64>())
+        .transpose()
+        .context("FIXTURE_STALLED_AFTER_MS must be a number")?
+        .map_or(
+            jobpulse_api::render::Liveness::DEFAULT_STALLED_AFTER,
+            std::time::Duration::from_millis,
+        );
     let app = Application::build(AppSettings {
         sse: Some(SseSettings::per_tenant(cap)),
+        router: jobpulse_api::RouterConfig {
+            liveness: jobpulse_api::render::Liveness { stalled_after },
+            ..jobpulse_api::RouterConfig::default()
+        },
         shutdown: stop.clone(),
         ..AppSettings::new(store.clone(), verifier.clone())
     })

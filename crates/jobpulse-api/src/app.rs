@@ -171,7 +171,9 @@ impl Application {
             listen,
             shutdown,
         } = settings;
-        let mut read = ReadState::new(store.clone(), verifier).with_credentials(credentials);
+        let mut read = ReadState::new(store.clone(), verifier)
+            .with_credentials(credentials)
+            .with_liveness(router_config.liveness);
         if let Some(hook) = on_miss {
             read = read.with_miss_hook(hook);
         }

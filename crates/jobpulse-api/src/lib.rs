@@ -112,6 +112,8 @@ pub struct RouterConfig {
     /// Origins the dashboard's player may fetch media from besides its own (the public URL's,
     /// the bucket's for presigned segments); see [`routes::dashboard::content_security_policy`].
     pub media_origins: Vec<String>,
+    /// When a running task is shown `stalled` (`--worker-stalled-after`, docs/contract.md §3a).
+    pub liveness: render::Liveness,
 }
 
 impl Default for RouterConfig {
@@ -122,6 +124,7 @@ impl Default for RouterConfig {
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             media_origins: Vec::new(),
+            liveness: render::Liveness::default(),
         }
     }
 }
@@ -219,6 +222,7 @@ pub(crate) fn router(parts: Parts, config: &RouterConfig) -> Router {
             .merge(routes::jobs::router(state.clone()))
             .merge(routes::playback::router(state.clone()))
             .merge(routes::enroll::router(state.clone()))
+            .merge(routes::webhooks::router(state.clone()))
             .merge(routes::files::router(state));
     }
     app.fallback(not_found)

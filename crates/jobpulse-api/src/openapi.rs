@@ -40,6 +40,10 @@ use crate::routes;
         routes::playback::stats::stats,
         routes::enroll::enroll,
         routes::files::lectures,
+        routes::webhooks::create,
+        routes::webhooks::list,
+        routes::webhooks::remove,
+        routes::webhooks::deliveries,
         routes::ingest::ingest,
         routes::ops::healthz,
         routes::ops::readyz,
@@ -54,6 +58,7 @@ use crate::routes;
         (name = "media", description = "Video upload and management (database-backed)"),
         (name = "upload", description = "Direct uploads the way the front end starts a video (docs/contract.md §7): init, PUT to storage, complete; multipart"),
         (name = "jobs", description = "AI/tool jobs (database-backed)"),
+        (name = "webhooks", description = "Completion webhooks: endpoints and their deliveries (staff; docs/contract.md Webhooks)"),
         (name = "ingest", description = "Fenced writes from workers written in other languages (worker tokens)"),
         (name = "ops", description = "Health, readiness, metrics"),
     )

@@ -158,11 +158,27 @@ impl Filter {
         {
             return false;
         }
+        if d.flip {
+            // A stalled re-send: only after this very revision, never after a newer one.
+            return self.last_sent(&c.key.task) == Some(c.rev);
+        }
         if !self.fresh(&c.key.task, c.rev) {
             return false;
         }
         self.cursor = Some(d.cursor.clone());
         true
+    }
+
+    /// The revision last sent of `task`, if any.
+    fn last_sent(&self, task: &TaskId) -> Option<u64> {
+        match &self.sent {
+            Sent::Tasks(revs) => self
+                .watch
+                .position(task)
+                .and_then(|i| revs.get(i))
+                .and_then(|r| r.checked_sub(1)),
+            Sent::All(map) => map.get(task).copied(),
+        }
     }
 }
 

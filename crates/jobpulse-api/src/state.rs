@@ -24,6 +24,8 @@ pub struct ReadState {
     pub on_miss: Option<MissHook>,
     /// Opens the sealed initial passwords of DONE imports for staff (`crate::credentials`).
     pub credentials: Option<jobpulse_db::CredentialSeal>,
+    /// When a running task is shown `stalled` (docs/contract.md §3a).
+    pub liveness: crate::render::Liveness,
 }
 
 impl std::fmt::Debug for ReadState {
@@ -51,7 +53,14 @@ impl ReadState {
             metrics: ReadMetrics::new(),
             on_miss: None,
             credentials: None,
+            liveness: crate::render::Liveness::default(),
         }
+    }
+
+    /// Shows a running task `stalled` after `stalled_after` without a sign of its worker.
+    pub fn with_liveness(mut self, liveness: crate::render::Liveness) -> Self {
+        self.liveness = liveness;
+        self
     }
 
     /// The key that opens the sealed initial passwords in DONE import results.
@@ -144,6 +153,9 @@ pub struct Limits {
     pub spool: crate::spool::SpoolLimits,
     /// The largest video accepted, checked on the upload's probe (422 beyond).
     pub media: jobpulse_media::MediaLimits,
+    /// Networks and host names webhook endpoints may use despite the SSRF rule
+    /// (`jobpulse_webhooks::guard`); empty by default.
+    pub webhook_allow: jobpulse_webhooks::AllowList,
 }
 
 impl Default for Limits {
@@ -157,6 +169,7 @@ impl Default for Limits {
             probes: crate::probe_pool::ProbeLimits::default(),
             spool: crate::spool::SpoolLimits::default(),
             media: jobpulse_media::MediaLimits::default(),
+            webhook_allow: jobpulse_webhooks::AllowList::default(),
         }
     }
 }

@@ -58,7 +58,8 @@ impl std::fmt::Debug for Stack {
     }
 }
 
-/// What [`Stack::start_services`] spawned: the outbox relay, the reconciler and read-repair.
+/// What [`Stack::start_services`] spawned: the outbox relay, the reconciler, the webhook sender
+/// and read-repair.
 struct Background {
     relay: Relay,
     on_miss: MissHook,
@@ -89,8 +90,8 @@ impl Stack {
         })
     }
 
-    /// Spawns relay, reconciler and read-repair (when there is a database); they stop with the
-    /// shutdown token, and [`Stack::stop`] waits for them.
+    /// Spawns relay, reconciler, the webhook sender and read-repair (when there is a database);
+    /// they stop with the shutdown token, and [`Stack::stop`] waits for them.
     pub fn start_services(&mut self) {
         let Some(db) = &self.db else {
             return;
@@ -108,6 +109,12 @@ impl Stack {
                 .retention(self.settings.terminal_retention.map(|d| d.0))
                 .run(shutdown.clone()),
         );
+        match jobpulse_webhooks::Sender::new(db.clone(), self.settings.webhook_sender()) {
+            Ok(sender) => {
+                tasks.spawn(sender.run(shutdown.clone()));
+            }
+            Err(e) => tracing::error!(error = %e, "webhook sender not started"),
+        }
         let (handle, task) =
             jobpulse_sync::read_repair(db.clone(), store.clone(), ReadRepairConfig::default());
         tasks.spawn(task.run(shutdown.clone()));
@@ -189,6 +196,9 @@ impl Stack {
             router: RouterConfig {
                 cors: settings.cors(),
                 cors_headers: settings.cors_headers.0.clone(),
+                liveness: jobpulse_api::render::Liveness {
+                    stalled_after: settings.worker_stalled_after.0,
+                },
                 ..RouterConfig::default()
             },
             http: HttpConfig {

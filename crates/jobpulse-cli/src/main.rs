@@ -70,6 +70,13 @@ enum Command {
         #[command(flatten)]
         args: commands::admin::TenantArgs,
     },
+    /// Manage a tenant's webhook endpoints: `webhook add|list|remove|deliveries`.
+    Webhook {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        args: commands::webhook::WebhookArgs,
+    },
     /// Media storage: `storage check` verifies access and the bucket's CORS rule.
     Storage {
         #[command(flatten)]
@@ -103,6 +110,7 @@ impl Command {
             | Command::Migrate { server }
             | Command::Repair { server, .. }
             | Command::Tenant { server, .. }
+            | Command::Webhook { server, .. }
             | Command::Storage { server, .. }
             | Command::Config { server } => Some(server),
             Command::Submit(_)
@@ -174,6 +182,7 @@ fn main() -> std::process::ExitCode {
             | Command::Migrate { .. }
             | Command::Repair { .. }
             | Command::Tenant { .. }
+            | Command::Webhook { .. }
             | Command::Token { .. }
     ) {
         // Before any file is created: the data dir's files are private (`private`).
@@ -200,6 +209,7 @@ fn main() -> std::process::ExitCode {
             Command::Migrate { .. } => commands::admin::migrate(take()?).await,
             Command::Repair { args, .. } => commands::admin::repair(take()?, args).await,
             Command::Tenant { args, .. } => commands::admin::tenant(take()?, args).await,
+            Command::Webhook { args, .. } => commands::webhook::run(take()?, args).await,
             Command::Storage { args, .. } => {
                 if commands::storage::run(take()?, args).await? {
                     Ok(())

@@ -201,6 +201,7 @@ pub fn app_state(
             min_free_bytes: settings.spool_min_free_bytes,
         },
         media: settings.media_limits(),
+        webhook_allow: settings.webhook_allow_hosts.list(),
         ..Limits::default()
     };
     Ok(AppState {

@@ -9,6 +9,7 @@ use jobpulse_domain::{JobId, JobResult, JobStatus, TenantId, Write};
 use crate::conn::{Conn, FromRow, RowExt, RowId, dual, fetch_by_id, now_ms};
 use crate::model::{AiJob, CancelOutcome, ai_job_cols};
 use crate::outbox::{Committed, Tracked, apply_change};
+use crate::webhooks::enqueue::Event;
 use crate::{Db, DbError};
 
 mod read;
@@ -44,6 +45,13 @@ pub(crate) async fn lock_ai_job(c: Conn<'_>, id: &JobId) -> Result<Option<AiJob>
 }
 
 impl Tracked for AiJob {
+    fn event(cur: &Self, now: &Self) -> Option<Event> {
+        if cur.status == now.status {
+            return None;
+        }
+        Event::of_job(now)
+    }
+
     fn check(cur: &Self, next: &Self) -> Result<(), DbError> {
         if next.fence <= cur.fence {
             return Err(DbError::Conflict(format!(

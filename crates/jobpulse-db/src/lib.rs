@@ -24,6 +24,8 @@
 //! - [`queue`]: claim / heartbeat / complete / fail / cancel / release / reap, wake-ups — each
 //!   written once over the queue's task-table seam (video jobs, AI jobs).
 //! - [`outbox`]: the outbox rows, taken in batches by the relay.
+//! - [`webhooks`]: webhook endpoints, and the deliveries each state change enqueues in its own
+//!   transaction.
 //! - [`mod@projection`]: each row's current write, and the pages a full repair reads.
 //! - `conn`, `notify`: running SQL on either backend; LISTEN/NOTIFY and in-process wake-ups.
 
@@ -46,6 +48,7 @@ pub mod students;
 pub mod tenants;
 pub mod uploads;
 pub mod videos;
+pub mod webhooks;
 
 pub use ai_jobs::{AiJobFilter, NewAiJob, Submitted};
 pub use conn::now_ms;
@@ -63,3 +66,4 @@ pub use students::{EnrollTarget, ImportOutcome, ImportRow, NewCredentials, Stude
 pub use tenants::{DEMO_TENANT_CODE, DEMO_TENANT_ID, LectureSessions};
 pub use uploads::{UploadCompletion, VideoUpload};
 pub use videos::VideoFilter;
+pub use webhooks::{CreatedEndpoint, WebhookEndpoint, WebhookEvent};

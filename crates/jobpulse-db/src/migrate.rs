@@ -53,6 +53,16 @@ pub(crate) const POSTGRES: &[Embedded] = &[
         "ai_claim_heads",
         include_str!("../migrations/postgres/0006_ai_claim_heads.sql"),
     ),
+    (
+        7,
+        "video_retry_fields",
+        include_str!("../migrations/postgres/0007_video_retry_fields.sql"),
+    ),
+    (
+        8,
+        "webhooks",
+        include_str!("../migrations/postgres/0008_webhooks.sql"),
+    ),
 ];
 
 pub(crate) const SQLITE: &[Embedded] = &[
@@ -85,6 +95,16 @@ pub(crate) const SQLITE: &[Embedded] = &[
         6,
         "ai_claim_heads",
         include_str!("../migrations/sqlite/0006_ai_claim_heads.sql"),
+    ),
+    (
+        7,
+        "video_retry_fields",
+        include_str!("../migrations/sqlite/0007_video_retry_fields.sql"),
+    ),
+    (
+        8,
+        "webhooks",
+        include_str!("../migrations/sqlite/0008_webhooks.sql"),
     ),
 ];
 

@@ -31,7 +31,7 @@ macro_rules! video_cols {
     () => {
         "id, tenant_id, session_id, title, status, file_key, hls_path, duration_secs, \
          error_reason, attempt, generation, fence_attempt, fence_seq, created_at, updated_at, \
-         deleted_at"
+         deleted_at, max_attempts, retry_at"
     };
 }
 pub(crate) use video_cols;
@@ -116,6 +116,10 @@ pub struct Video {
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub deleted_at_ms: Option<i64>,
+    /// The attempts its transcode may take (set by a claim; `None` before the first).
+    pub max_attempts: Option<u32>,
+    /// RETRY_WAIT: when the next attempt may start (epoch milliseconds).
+    pub retry_at_ms: Option<i64>,
 }
 
 impl Video {
@@ -141,6 +145,11 @@ impl Video {
             created_at_ms: r.int("created_at")?,
             updated_at_ms: r.int("updated_at")?,
             deleted_at_ms: r.opt_int("deleted_at")?,
+            max_attempts: r
+                .opt_int("max_attempts")?
+                .map(|n| to_u32(n, "max attempts"))
+                .transpose()?,
+            retry_at_ms: r.opt_int("retry_at")?,
         })
     }
 
@@ -157,20 +166,25 @@ impl Video {
         match self.status {
             VideoStatus::Pending | VideoStatus::Uploaded => s.attempt = None,
             VideoStatus::Processing => {
+                s.max_attempts = self.max_attempts;
                 // A claim starts at step 1; the worker's own progress writes (seq >= 2) move on.
                 s.percent = VIDEO.overall(1, 0.0);
                 s.step = Some(VIDEO.step(1, 0.0));
             }
             VideoStatus::RetryWait => {
-                // Waiting for another attempt: keep the bar where PROCESSING starts.
+                // Waiting for another attempt: keep the bar where PROCESSING starts (the read
+                // model holds it at the previous attempt's percent, docs/contract.md §3b).
                 s.percent = VIDEO.overall(1, 0.0);
                 s.error = self.error_reason.as_deref().map(message_text);
+                s.retry_at = self.retry_at_ms.and_then(|t| u64::try_from(t).ok());
+                s.max_attempts = self.max_attempts;
             }
             VideoStatus::Ready => {
                 s.hls_path = self.hls_path.as_deref().map(message_text);
                 s.duration = self.duration_secs;
             }
             VideoStatus::Failed => {
+                s.max_attempts = self.max_attempts.filter(|_| self.attempt > 0);
                 s.error = Some(message_text(
                     self.error_reason.as_deref().unwrap_or("failed"),
                 ));
@@ -363,6 +377,12 @@ impl AiJob {
         }
         if self.status.is_terminal() {
             s.result = self.result.clone();
+        }
+        if s.attempt.is_some() {
+            s.max_attempts = Some(self.max_attempts);
+        }
+        if self.status == JobStatus::Retrying {
+            s.retry_at = u64::try_from(self.run_after_ms).ok();
         }
         s.validate(jobpulse_domain::TaskKind::Job)?;
         Ok(s)

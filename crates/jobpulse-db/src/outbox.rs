@@ -8,6 +8,7 @@
 use jobpulse_domain::Write;
 
 use crate::conn::{Conn, Dialect, RowExt, Tx, dual, now_ms};
+use crate::webhooks::enqueue::{Event, enqueue};
 use crate::{Db, DbError};
 
 /// One outbox row: its id and the write it holds.
@@ -54,10 +55,15 @@ pub(crate) trait Tracked: Sized {
 
     /// The read-model write describing the row as it is.
     fn write(&self) -> Result<Write, DbError>;
+
+    /// The webhook event the change from `cur` to `now` announces, if any
+    /// ([`crate::webhooks`]).
+    fn event(cur: &Self, now: &Self) -> Option<Event>;
 }
 
 /// Writes a checked change of a [`Tracked`] row and its outbox row (inside the caller's
-/// transaction): the one path every video and AI job state change goes through.
+/// transaction): the one path every video and AI job state change goes through. The webhook
+/// deliveries the change announces are enqueued here too, so they commit with it.
 pub(crate) async fn apply_change<T: Tracked>(
     mut c: Conn<'_>,
     cur: &T,
@@ -65,7 +71,10 @@ pub(crate) async fn apply_change<T: Tracked>(
 ) -> Result<(T, OutboxEntry), DbError> {
     T::check(cur, next)?;
     let updated = T::update(c.reborrow(), cur, next).await?;
-    let entry = insert(c, &updated.write()?).await?;
+    let entry = insert(c.reborrow(), &updated.write()?).await?;
+    if let Some(event) = T::event(cur, &updated) {
+        enqueue(c, &event).await?;
+    }
     Ok((updated, entry))
 }
 

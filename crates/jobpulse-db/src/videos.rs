@@ -10,6 +10,7 @@ use crate::conn::{Conn, FromRow, RowExt, RowId, dual, fetch_by_id, now_ms};
 use crate::model::{CancelOutcome, Video, video_cols};
 use crate::outbox::{self, Committed, Tracked, apply_change};
 use crate::tenants::check_title;
+use crate::webhooks::enqueue::Event;
 use crate::{Db, DbError};
 
 mod jobs;
@@ -54,6 +55,13 @@ impl Tracked for Video {
         Video::write(self)
     }
 
+    fn event(cur: &Self, now: &Self) -> Option<Event> {
+        if cur.status == now.status {
+            return None;
+        }
+        Event::of_video(now)
+    }
+
     /// Same generation → `can_transition`; next generation → a restart of a FAILED video at
     /// UPLOADED, or a deletion; the fence only grows.
     fn check(cur: &Self, next: &Self) -> Result<(), DbError> {
@@ -88,8 +96,8 @@ impl Tracked for Video {
             sqlx::query(concat!(
                 "UPDATE videos SET status = $1, generation = $2, fence_attempt = $3, fence_seq = $4, \
                  attempt = $5, error_reason = $6, hls_path = $7, duration_secs = $8, \
-                 updated_at = $9, deleted_at = $10 \
-                 WHERE id = $11 AND status = $12 AND generation = $13 AND deleted_at IS NULL \
+                 updated_at = $9, deleted_at = $10, max_attempts = $11, retry_at = $12 \
+                 WHERE id = $13 AND status = $14 AND generation = $15 AND deleted_at IS NULL \
                  RETURNING ",
                 video_cols!()
             ))
@@ -103,6 +111,8 @@ impl Tracked for Video {
             .bind(next.duration_secs.map(i64::from))
             .bind(now_ms())
             .bind(next.deleted_at_ms)
+            .bind(next.max_attempts.map(i64::from))
+            .bind(next.retry_at_ms)
             .bind(cur.id.get())
             .bind(cur.status.as_str())
             .bind(i64::from(cur.fence.generation))
@@ -293,6 +303,8 @@ mod tests {
             created_at_ms: 0,
             updated_at_ms: 0,
             deleted_at_ms: None,
+            max_attempts: None,
+            retry_at_ms: None,
         }
     }
 

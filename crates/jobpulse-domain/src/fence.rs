@@ -20,9 +20,13 @@
 //! 3. `w.generation > cur.generation`: applies (a restart; terminal or not);
 //! 4. same generation, `cur` terminal or deleted: stale (terminal absorbs its generation);
 //! 5. same generation, `(w.attempt, w.seq) <= (cur.attempt, cur.seq)`: stale;
-//! 6. otherwise it applies; within the same attempt the overall percent is
-//!    `max(cur.percent, w.percent)` (except for the initial states UPLOADED/PENDING, pinned at 0),
-//!    so no reader ever sees it go back.
+//! 6. otherwise it applies; within the same generation (across attempts too) the overall
+//!    percent is `max(cur.percent, w.percent)` (except for the initial states UPLOADED/PENDING,
+//!    pinned at 0), so no reader ever sees it go back: after a retry the bar is held at the
+//!    previous attempt's value until the new attempt passes it (docs/contract.md §3b). The
+//!    writer's own percent, when held, is kept as [`State::attempt_percent`]; the write that
+//!    moves to a later attempt keeps what the record showed as [`State::previous_attempt`]
+//!    (none from attempt 0, dropped with a new generation).
 //!
 //! Before these, ownership ([`Origin`]): a record belongs to whoever created it. Tasks in our
 //! database are written by our workers, relay and repair ([`Origin::Database`]); the worker
@@ -35,7 +39,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ProgressError, State, TaskKey};
+use crate::{PreviousAttempt, ProgressError, State, TaskKey};
 
 /// Lua numbers are doubles; keeping `seq` below 2^53 makes the Redis script exact.
 pub const MAX_SEQ: u64 = (1 << 53) - 1;
@@ -132,6 +136,9 @@ impl std::fmt::Display for Fence {
 /// What a write does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "state", rename_all = "snake_case")]
+// Nearly every write is a `Set`; boxing the state would add an allocation to each for the few
+// heartbeats and deletes it would shrink.
+#[allow(clippy::large_enum_variant)]
 pub enum WriteKind {
     /// Replace the task's state (a transition or a progress tick).
     Set(State),
@@ -300,7 +307,12 @@ pub fn decide(current: Option<&Stored>, write: &Write, now_micros: u64) -> Decis
             WriteKind::Set(state) => Decision::Write(Stored {
                 fence: w,
                 rev,
-                state: Some(state.clone()),
+                // What only a store sets starts empty.
+                state: Some(State {
+                    previous_attempt: None,
+                    attempt_percent: None,
+                    ..state.clone()
+                }),
                 origin,
             }),
             WriteKind::Delete => Decision::Write(Stored {
@@ -350,15 +362,33 @@ pub fn decide(current: Option<&Stored>, write: &Write, now_micros: u64) -> Decis
                 return stale;
             }
             let mut state = state.clone();
-            // Initial states (UPLOADED, PENDING) are pinned at 0 % by the contract; a late one in
-            // the same attempt is a writer's mistake we store as sent rather than make invalid.
+            let own = state.percent;
+            // Within a generation no reader sees the percent go back, across attempts too (the
+            // bar is held at the previous attempt's value until the new attempt passes it).
+            // Initial states (UPLOADED, PENDING) are pinned at 0 % by the contract; a late one
+            // is a writer's mistake we store as sent rather than make invalid.
             if same_generation
-                && w.attempt == c.attempt
                 && !state.status.is_initial()
                 && let Some(prev) = &cur.state
             {
                 state.percent = state.percent.max(prev.percent);
             }
+            state.attempt_percent = (own < state.percent).then_some(own);
+            state.previous_attempt = if !same_generation {
+                None
+            } else if w.attempt > c.attempt {
+                // The write that ends an attempt (or starts one without a retry state between)
+                // keeps what that attempt last showed; attempt 0 is the record before a claim.
+                cur.state.as_ref().filter(|_| c.attempt >= 1).map(|prev| {
+                    Box::new(PreviousAttempt {
+                        attempt: c.attempt,
+                        percent: prev.percent,
+                        step: prev.step.clone(),
+                    })
+                })
+            } else {
+                cur.state.as_ref().and_then(|p| p.previous_attempt.clone())
+            };
             Decision::Write(Stored {
                 fence: w,
                 rev: next_rev,

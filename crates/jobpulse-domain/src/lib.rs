@@ -31,7 +31,7 @@ pub mod steps;
 
 pub use fence::{Decision, Fence, Origin, Outcome, RejectReason, Stored, Write, WriteKind, decide};
 pub use ids::{IdError, JobId, JobType, TaskId, TaskKey, TenantId, VideoId};
-pub use progress::{JobResult, Percent, ProgressError, State, StepProgress, Text};
+pub use progress::{JobResult, Percent, PreviousAttempt, ProgressError, State, StepProgress, Text};
 pub use status::{JobStatus, Status, TaskKind, VideoStatus};
 
 /// Largest inline job result the read model holds, in bytes of compact JSON (docs/contract.md §3).

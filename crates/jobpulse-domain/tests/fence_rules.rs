@@ -97,17 +97,86 @@ fn percent_never_goes_back_within_an_attempt() {
         .and_then(|s| s.state.as_ref())
         .map(|s| s.percent.get());
     assert_eq!(pct, Some(60));
-    // A new attempt starts over.
+    // A new attempt starts over, but readers see the percent held at the previous attempt's
+    // until the new one passes it (docs/contract.md §3b); its own percent is kept beside it.
     apply(
         &mut slot,
         &Write::set(key(), fence(1, 2, 1), processing(15)).expect("ok"),
         3,
     );
-    let pct = slot
-        .as_ref()
-        .and_then(|s| s.state.as_ref())
-        .map(|s| s.percent.get());
-    assert_eq!(pct, Some(15));
+    let state = slot.as_ref().and_then(|s| s.state.clone()).expect("state");
+    assert_eq!(state.percent.get(), 60);
+    assert_eq!(state.attempt_percent.map(|p| p.get()), Some(15));
+    let prev = state
+        .previous_attempt
+        .expect("the previous attempt is kept");
+    assert_eq!((prev.attempt, prev.percent.get()), (1, 60));
+    apply(
+        &mut slot,
+        &Write::set(key(), fence(1, 2, 2), processing(70)).expect("ok"),
+        4,
+    );
+    let state = slot.as_ref().and_then(|s| s.state.clone()).expect("state");
+    assert_eq!(state.percent.get(), 70, "passed: its own percent again");
+    assert_eq!(state.attempt_percent, None);
+    assert_eq!(
+        state.previous_attempt.map(|p| p.attempt),
+        Some(1),
+        "kept through the attempt"
+    );
+    // A new generation (a user's retry) starts from nothing: no hold, no previous attempt.
+    apply(
+        &mut slot,
+        &Write::set(key(), fence(2, 0, 1), State::video(VideoStatus::Uploaded)).expect("ok"),
+        5,
+    );
+    apply(
+        &mut slot,
+        &Write::set(key(), fence(2, 1, 1), processing(5)).expect("ok"),
+        6,
+    );
+    let state = slot.as_ref().and_then(|s| s.state.clone()).expect("state");
+    assert_eq!(state.percent.get(), 5);
+    assert_eq!(state.previous_attempt, None);
+}
+
+/// The write that ends an attempt keeps what it showed (percent and step); a claim straight
+/// after UPLOADED (attempt 0) has no previous attempt; a writer cannot set what only the store
+/// sets.
+#[test]
+fn the_previous_attempt_is_taken_at_the_attempt_boundary() {
+    let mut slot = None;
+    apply(
+        &mut slot,
+        &Write::set(key(), fence(1, 0, 1), State::video(VideoStatus::Uploaded)).expect("ok"),
+        1,
+    );
+    let mut forged = processing(20);
+    forged.previous_attempt = Some(Box::new(jobpulse_domain::PreviousAttempt {
+        attempt: 9,
+        percent: Percent::new(99).expect("ok"),
+        step: None,
+    }));
+    forged.step = Some(jobpulse_domain::steps::VIDEO.step(4, 0.5));
+    apply(
+        &mut slot,
+        &Write::set(key(), fence(1, 1, 1), forged).expect("ok"),
+        2,
+    );
+    let state = slot.as_ref().and_then(|s| s.state.clone()).expect("state");
+    assert_eq!(state.previous_attempt, None, "attempt 0 is no attempt");
+    let mut retry = State::video(VideoStatus::RetryWait);
+    retry.attempt = Some(1);
+    apply(
+        &mut slot,
+        &Write::set(key(), Fence::between_attempts(1, 1), retry).expect("ok"),
+        3,
+    );
+    let state = slot.as_ref().and_then(|s| s.state.clone()).expect("state");
+    assert_eq!(state.percent.get(), 20, "RETRY_WAIT holds the bar");
+    let prev = state.previous_attempt.expect("taken");
+    assert_eq!((prev.attempt, prev.percent.get()), (1, 20));
+    assert_eq!(prev.step.map(|s| s.index), Some(4));
 }
 
 #[test]
@@ -242,10 +311,10 @@ proptest! {
         let stored = slot.expect("something applied");
         prop_assert_eq!(stored.fence, newest.fence);
         let jobpulse_domain::WriteKind::Set(expected) = &newest.kind else { unreachable!() };
-        prop_assert_eq!(stored.state.as_ref(), Some(expected));
+        prop_assert_eq!(stored.state.as_ref().map(State::as_written), Some(expected.as_written()));
     }
 
-    /// Whatever writers send, a reader never sees the percent of an attempt go back, never sees a
+    /// Whatever writers send, a reader never sees the percent of a generation go back, never sees a
     /// terminal state of a generation replaced within that generation, and a refused write
     /// changes nothing.
     #[test]
@@ -266,7 +335,8 @@ proptest! {
                     prop_assert!(a.rev > b.rev, "every change bumps the revision");
                     if a.fence.generation == b.fence.generation {
                         prop_assert!(!bs.status.is_terminal(), "terminal absorbed {w:?}");
-                        if a.fence.attempt == b.fence.attempt && !as_.status.is_initial() {
+                        // Across attempts too (docs/contract.md §3b).
+                        if !as_.status.is_initial() {
                             prop_assert!(as_.percent >= bs.percent);
                         }
                     }

@@ -396,14 +396,16 @@ async fn run_concurrently(histories: Vec<Vec<Write>>) -> Result<(), TestCaseErro
         };
         let got = store.get(key).await.expect("reads").expect("present");
         prop_assert_eq!(got.fence, newest.fence);
-        prop_assert_eq!(&got.state, expected);
+        // What the store adds (the held percent, the previous attempt) depends on the order it
+        // saw the writes in; the state as written converges.
+        prop_assert_eq!(&got.state.as_written(), &expected.as_written());
         for pair in seen[i].windows(2) {
             let (before, after) = (&pair[0], &pair[1]);
             prop_assert!(after.fence >= before.fence, "fences never go back");
             prop_assert!(after.rev >= before.rev, "revisions never go back");
-            let same_attempt = (before.fence.generation, before.fence.attempt)
-                == (after.fence.generation, after.fence.attempt);
-            if same_attempt && !after.state.status.is_initial() {
+            // Within a generation, across attempts too (docs/contract.md §3b).
+            let same_generation = before.fence.generation == after.fence.generation;
+            if same_generation && !after.state.status.is_initial() {
                 prop_assert!(
                     after.state.percent >= before.state.percent,
                     "percent went back from {:?} to {:?}",

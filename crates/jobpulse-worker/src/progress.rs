@@ -11,6 +11,12 @@
 //! task (the reaper gave the attempt up): [`Reporter::superseded`] turns true and the work should
 //! stop. Store failures are logged once per streak and otherwise ignored — progress is
 //! best-effort, state changes go through the database.
+//!
+//! Liveness (docs/contract.md §3a): readers take the time of the attempt's last write as the
+//! worker's last sign of life. On each lease heartbeat, [`Reporter::prove_alive`] re-sends the
+//! current progress (a new seq, nothing else changed) when no write went out for half a
+//! heartbeat period, so a live worker is never quiet for more than 1.5 periods; while progress
+//! flows, heartbeats add no write.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -45,6 +51,8 @@ pub struct Reporter {
     inner: Mutex<Inner>,
     superseded: AtomicBool,
     min_interval: Duration,
+    /// When the attempt was claimed (its first sign of life, the claim write).
+    started: Instant,
 }
 
 impl Reporter {
@@ -73,6 +81,7 @@ impl Reporter {
             }),
             superseded: AtomicBool::new(false),
             min_interval: Duration::from_secs(1),
+            started: Instant::now(),
         }
     }
 
@@ -188,6 +197,18 @@ impl Reporter {
                     i.failing = true;
                 }
             }
+        }
+    }
+
+    /// Re-sends the current progress when nothing was written for `every / 2` (see the module
+    /// docs); `every` is the heartbeat period.
+    pub async fn prove_alive(&self, every: Duration) {
+        let quiet = {
+            let i = self.lock();
+            i.last_write.unwrap_or(self.started).elapsed() >= every / 2
+        };
+        if quiet {
+            self.write(true).await;
         }
     }
 

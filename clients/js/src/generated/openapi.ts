@@ -370,6 +370,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/webhooks/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_webhooks"];
+        put?: never;
+        post: operations["create_webhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/{id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete: operations["delete_webhook"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/{id}/deliveries/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["webhook_deliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -511,6 +559,32 @@ export interface components {
             queued: boolean;
             video: components["schemas"]["VideoRecord"];
         };
+        /** @description A new endpoint, with its signing secret (shown this once). */
+        CreatedWebhook: components["schemas"]["WebhookRecord"] & {
+            /** @description `whsec_<base64>`: the Standard Webhooks key to verify `webhook-signature` with. */
+            secret: string;
+        };
+        /** @description A registration. */
+        CreateWebhook: {
+            /**
+             * @description Event types: `video.ready`, `video.failed`, `video.retry_wait`, `job.done`,
+             *     `job.failed`, `job.retrying`.
+             */
+            events: string[];
+            /** @description `http(s)://…`, at most 2048 bytes; its host must resolve to public addresses. */
+            url: string;
+        };
+        /** @description A page of deliveries (newest first) with their attempts. */
+        DeliveryList: {
+            /** @description The next page, if any. */
+            next?: string | null;
+            /**
+             * @description Each: `id` (the `webhook-id`), `event_type`, `state` (PENDING, DELIVERED, DEAD),
+             *     `attempts`, `next_attempt_at_ms`, `last_status`, `last_error` (why it failed or went
+             *     dead), `payload`, `attempt_log` (`attempt`, `at_ms`, `status`, `error`, `duration_ms`).
+             */
+            results: Record<string, never>[];
+        };
         /** @description The form of an Excel enroll (documentation only: the route reads the multipart body itself). */
         EnrollForm: {
             /**
@@ -644,7 +718,7 @@ export interface components {
             results: components["schemas"]["JobRecord"][];
         };
         /** @description `GET /api/v1/jobs/{job_id}/progress/` for a known job. */
-        JobProgress: {
+        JobProgress: components["schemas"]["LiveFields"] & components["schemas"]["RetryFields"] & {
             /** Format: int32 */
             attempt?: number | null;
             error_message?: string | null;
@@ -711,6 +785,24 @@ export interface components {
         LecturePage: {
             results: Record<string, never>[];
         };
+        /**
+         * @description Added while PROCESSING / RUNNING (docs/contract.md §3a): when the worker last showed it is
+         *     alive, and whether that is too long ago. All three are present or all absent.
+         */
+        LiveFields: {
+            /** @description No sign of the worker for longer than the server's threshold (default 20 s). */
+            stalled?: boolean | null;
+            /**
+             * Format: int64
+             * @description Epoch milliseconds of the worker's last sign of life (a write of its attempt).
+             */
+            worker_seen_at?: number | null;
+            /**
+             * Format: int64
+             * @description Whole seconds since then, as of this answer.
+             */
+            worker_seen_seconds_ago?: number | null;
+        };
         MultipartCompleteRequest: {
             /** @description `{ETag, PartNumber}` of every part, in any order. */
             parts: Record<string, never>[];
@@ -741,6 +833,25 @@ export interface components {
                 [key: string]: string;
             };
         };
+        /** @description `previous_attempt` of an answer. */
+        PreviousAttemptBody: {
+            /** Format: int32 */
+            attempt: number;
+            /**
+             * Format: int32
+             * @description Its last overall percent as shown.
+             */
+            percent: number;
+            /** @description Its last step: machine name, display name, index, total and the step's percent. */
+            step?: string | null;
+            /** Format: int32 */
+            step_index?: number | null;
+            step_name?: string | null;
+            /** Format: int32 */
+            step_percent?: number | null;
+            /** Format: int32 */
+            step_total?: number | null;
+        };
         /** @description `POST …/{id}/upload/refresh-url/`. */
         RefreshRequest: {
             /** @description Default: the content type of the init. */
@@ -751,6 +862,32 @@ export interface components {
             /** Format: int64 */
             expires_in: number;
             upload_url: string;
+        };
+        /** @description Retry-aware progress (docs/contract.md §3b), each omitted when it does not apply. */
+        RetryFields: {
+            /**
+             * @description PROCESSING / RUNNING: `true` when this attempt is a retry (`previous_attempt` is set):
+             *     its own percent started again from the beginning.
+             */
+            attempt_changed?: boolean | null;
+            /**
+             * Format: int32
+             * @description PROCESSING / RUNNING: this attempt's own overall percent. The contract's percent
+             *     (`progress`, `encoding_progress`, `progress.percent`) never goes back within a
+             *     generation: after a retry it holds the previous attempt's value until this passes it.
+             */
+            attempt_percent?: number | null;
+            /**
+             * Format: int32
+             * @description How many attempts the task may take.
+             */
+            max_attempts?: number | null;
+            previous_attempt?: components["schemas"]["PreviousAttemptBody"] | null;
+            /**
+             * Format: int64
+             * @description RETRY_WAIT / RETRYING: when the next attempt may start (epoch milliseconds).
+             */
+            retry_at?: number | null;
         };
         /** @description The video as the video page reads it: the record of the video list plus the live progress. */
         StatsVideo: components["schemas"]["VideoRecord"] & {
@@ -812,7 +949,7 @@ export interface components {
             results: components["schemas"]["VideoRecord"][];
         };
         /** @description `GET /api/v1/media/videos/{id}/progress/` for a known video. */
-        VideoProgress: {
+        VideoProgress: components["schemas"]["LiveFields"] & components["schemas"]["RetryFields"] & {
             /** Format: int32 */
             attempt?: number | null;
             /** Format: int32 */
@@ -904,6 +1041,21 @@ export interface components {
             state: string;
             /** @example UNKNOWN */
             status: string;
+        };
+        WebhookList: {
+            results: components["schemas"]["WebhookRecord"][];
+        };
+        /** @description An endpoint as listed. */
+        WebhookRecord: {
+            /**
+             * Format: int64
+             * @description Unix milliseconds.
+             */
+            created_at: number;
+            events: string[];
+            /** @example ep_0123456789abcdef0123456789abcdef */
+            id: string;
+            url: string;
         };
     };
     responses: never;
@@ -2144,6 +2296,174 @@ export interface operations {
             };
             /** @description Too many streams for this tenant */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_webhooks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookList"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateWebhook"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedWebhook"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unknown event, URL not http(s), too long, or its host resolves to a loopback/private/link-local/… address */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed; its pending deliveries go dead ("endpoint removed") */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    webhook_deliveries: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Cursor from `next`. */
+                before: string | null;
+                id: string;
+                /** @description 1..=100, default 20. */
+                limit: number | null;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveryList"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -18,6 +18,12 @@ pub struct Dispatched {
     pub change: Change,
     /// `change.cursor`, shared by every stream's record of its position.
     pub cursor: Arc<str>,
+    /// A re-send of the same change because its task's worker now counts as stalled
+    /// (docs/contract.md §3a): delivered to streams whose last event of the task is this very
+    /// revision, rendered anew (so with `stalled: true`), under the same event id.
+    pub flip: bool,
+    /// When a running task is shown stalled.
+    live: crate::render::Liveness,
     frame: OnceLock<bytes::Bytes>,
     /// `frame` as one HTTP/1.1 chunk (the lean path's direct writes).
     chunked: OnceLock<bytes::Bytes>,
@@ -25,8 +31,15 @@ pub struct Dispatched {
 
 impl Dispatched {
     pub fn new(change: Change) -> Self {
+        Self::with_liveness(change, crate::render::Liveness::default(), false)
+    }
+
+    /// A change rendered with `live`'s threshold; `flip` marks a stalled re-send.
+    pub fn with_liveness(change: Change, live: crate::render::Liveness, flip: bool) -> Self {
         Self {
             cursor: change.cursor.as_str().into(),
+            flip,
+            live,
             change,
             frame: OnceLock::new(),
             chunked: OnceLock::new(),
@@ -40,8 +53,10 @@ impl Dispatched {
             crate::routes::stream::event(
                 &c.key.task,
                 c.snapshot.as_ref(),
-                Some(&c.cursor),
+                // A stalled re-send of a task followed from a read has no log position.
+                Some(c.cursor.as_str()).filter(|c| !c.is_empty()),
                 credentials,
+                self.live,
             )
         })
     }

@@ -12,13 +12,19 @@
 //! all: the dispatch loop writes the change's bytes (rendered and chunk-framed once per change)
 //! straight to its socket with a non-blocking write, and only a stream whose socket would block
 //! falls back to its task; see [`crate::outlet`] for who may write when.
+//!
+//! Stalled workers (docs/contract.md §3a): a running task whose worker stops writing sends no
+//! change, so the hub keeps the last change of every running task and, once a second, re-sends
+//! the ones whose worker is now past the threshold ([`Dispatched::flip`]): the same event id,
+//! rendered with `stalled: true`, to the streams whose last event of the task is that change.
+//! The way back (stalled → alive) is the worker's next write, an ordinary change.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use jobpulse_domain::{TaskId, TenantId};
+use jobpulse_domain::{TaskKey, TenantId};
 use jobpulse_store::{Change, SharedStore};
 use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -26,6 +32,10 @@ use tokio_util::sync::CancellationToken;
 use crate::outlet::{Filter, Outlet};
 
 mod deliver;
+mod stalled;
+mod watch;
+
+pub use watch::Watch;
 
 pub use deliver::Dispatched;
 use deliver::{Delivering, Tally, Target};
@@ -34,30 +44,6 @@ use deliver::{Delivering, Tally, Target};
 pub const QUEUE_LEN: usize = 64;
 /// A connection whose queue stays full this long is dropped.
 pub const SLOW_READER_LIMIT: Duration = Duration::from_secs(30);
-
-/// Which tasks a connection watches.
-#[derive(Debug, Clone)]
-pub enum Watch {
-    All,
-    /// Sorted and without duplicates (a binary search is as fast as a hash lookup for the 200
-    /// ids at most, and the slice costs a tenth of a hash set's memory); shared by the hub's
-    /// registration and the connection.
-    Tasks(Arc<[TaskId]>),
-}
-
-impl Watch {
-    pub fn wants(&self, task: &TaskId) -> bool {
-        self.position(task).is_some()
-    }
-
-    /// Where `task` is in the watched list (0 for every task of an `All` watch).
-    pub fn position(&self, task: &TaskId) -> Option<usize> {
-        match self {
-            Watch::All => Some(0),
-            Watch::Tasks(ids) => ids.binary_search(task).ok(),
-        }
-    }
-}
 
 #[derive(Debug)]
 struct Sub {
@@ -97,6 +83,10 @@ struct Inner {
     threads: usize,
     /// Opens sealed initial passwords in job events (shared here, not kept per stream).
     credentials: Option<jobpulse_db::CredentialSeal>,
+    /// When a running task is shown stalled.
+    liveness: crate::render::Liveness,
+    /// The last change of each running task not yet re-sent as stalled.
+    running: Mutex<HashMap<TaskKey, Change>>,
 }
 
 /// See the module docs.
@@ -155,19 +145,28 @@ impl Drop for Registration {
 impl Hub {
     /// Starts the dispatcher; it stops with `shutdown` or when the store's feed closes.
     pub fn start(store: &SharedStore, per_tenant_cap: usize, shutdown: CancellationToken) -> Hub {
-        Self::start_with(store, per_tenant_cap, shutdown, None)
+        Self::start_with(
+            store,
+            per_tenant_cap,
+            shutdown,
+            None,
+            crate::render::Liveness::default(),
+        )
     }
 
-    /// [`Hub::start`], with the key that opens sealed initial passwords in job events.
+    /// [`Hub::start`], with the key that opens sealed initial passwords in job events and the
+    /// stalled threshold.
     pub fn start_with(
         store: &SharedStore,
         per_tenant_cap: usize,
         shutdown: CancellationToken,
         credentials: Option<jobpulse_db::CredentialSeal>,
+        liveness: crate::render::Liveness,
     ) -> Hub {
         let hub = Hub {
             inner: Arc::new(Inner {
                 credentials,
+                liveness,
                 threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
                 ..Inner::default()
             }),
@@ -179,9 +178,15 @@ impl Hub {
         let mut gaps_open = true;
         let h = hub.clone();
         tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_secs(1));
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let next = tokio::select! {
                     _ = shutdown.cancelled() => break,
+                    _ = ticks.tick() => {
+                        h.resend_stalled();
+                        continue;
+                    }
                     g = gaps.changed(), if gaps_open => {
                         match g {
                             Ok(()) => {
@@ -287,8 +292,7 @@ impl Hub {
         self.lock().values().map(HashMap::len).sum()
     }
 
-    fn dispatch(&self, change: Change) {
-        let event = Arc::new(Dispatched::new(change));
+    pub(super) fn deliver(&self, event: Arc<Dispatched>) {
         // The watchers' handles are taken under the map's lock, which is then let go: streams
         // open and close while the writes run. The next change waits for this one (the hub's
         // loop calls this in turn), so a stream's events stay in order.

@@ -1,7 +1,7 @@
 //! The hub's own tests (the API tests cover it through the stream route).
 
 use super::*;
-use jobpulse_domain::{Fence, State, TaskKey, VideoId, VideoStatus, Write};
+use jobpulse_domain::{Fence, State, TaskId, TaskKey, VideoId, VideoStatus, Write};
 use jobpulse_store::MemoryStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,5 +88,62 @@ async fn one_user_cannot_take_the_tenants_streams() {
         "freed on drop"
     );
     drop(others);
+    stop.cancel();
+}
+
+/// A running task whose worker writes nothing more is re-sent once, as stalled, to the streams
+/// whose last event of it is that change — and not to a stream that already has a newer one.
+#[tokio::test]
+async fn a_quiet_running_task_is_resent_once_as_stalled() {
+    let store: SharedStore = Arc::new(MemoryStore::default());
+    let stop = CancellationToken::new();
+    let live = crate::render::Liveness {
+        stalled_after: Duration::from_millis(300),
+    };
+    let hub = Hub::start_with(&store, 10, stop.clone(), None, live);
+    let t = TenantId::new(1).expect("valid");
+    let video = VideoId::new(1).expect("valid");
+    let mut reg = hub
+        .register(
+            t,
+            None,
+            Watch::Tasks(vec![TaskId::Video(video)].into()),
+            false,
+        )
+        .expect("under the cap");
+    let w = Write::set(
+        TaskKey::video(t, video),
+        Fence::new(1, 1, 2).expect("valid"),
+        State::video(VideoStatus::Processing),
+    )
+    .expect("valid");
+    store.apply(&w).await.expect("applies");
+    let recv = async |reg: &mut Registration| {
+        tokio::time::timeout(Duration::from_secs(3), reg.rx.recv())
+            .await
+            .expect("an event within 3 s")
+            .expect("open")
+    };
+    let first = recv(&mut reg).await;
+    assert!(!first.flip);
+    assert!(reg.outlet.lock().filter.live(&first));
+    let text = |d: &Dispatched| String::from_utf8_lossy(d.frame(None)).into_owned();
+    assert!(
+        text(&first).contains("\"stalled\":false"),
+        "{}",
+        text(&first)
+    );
+    let flip = recv(&mut reg).await;
+    assert!(flip.flip);
+    assert_eq!(flip.change.rev, first.change.rev);
+    assert!(
+        reg.outlet.lock().filter.live(&flip),
+        "the flip follows its change"
+    );
+    assert!(text(&flip).contains("\"stalled\":true"), "{}", text(&flip));
+    assert!(text(&flip).contains(&format!("id: {}", first.cursor)));
+    // Once: nothing more while the worker stays quiet.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(reg.rx.try_recv().is_err(), "re-sent once only");
     stop.cancel();
 }

@@ -66,6 +66,12 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "SSE events dropped for a stream that could not keep up.",
     ),
     (
+        "jobpulse_sse_stalled_total",
+        Kind::Counter,
+        "Running tasks re-sent to SSE streams because their worker gave no sign of life for \
+         longer than --worker-stalled-after.",
+    ),
+    (
         "jobpulse_sse_resync_total",
         Kind::Counter,
         "SSE streams told to resynchronise, by kind (expired, lagged).",
@@ -136,6 +142,16 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "jobpulse_outbox_errors_total",
         Kind::Counter,
         "Relay batches that failed (rows kept and retried).",
+    ),
+    (
+        "jobpulse_webhook_enqueued_total",
+        Kind::Counter,
+        "Webhook deliveries written with the state changes they announce.",
+    ),
+    (
+        "jobpulse_webhook_deliveries_total",
+        Kind::Counter,
+        "Webhook delivery attempts by outcome (delivered, retry, dead).",
     ),
     (
         "jobpulse_store_unreplicated_writes_total",

@@ -53,6 +53,7 @@ const ZERO_FROM_START: &[&str] = &[
     "jobpulse_ops_stats_errors_total",
     "jobpulse_log_lines_dropped_total",
     "jobpulse_sse_dropped_total",
+    "jobpulse_sse_stalled_total",
     "jobpulse_progress_not_modified_total",
     "jobpulse_progress_behind_client_total",
     "jobpulse_progress_read_model_unavailable_total",

@@ -187,13 +187,15 @@ fn validators(
     tasks: &[TaskId],
     shown: &[Option<&Snapshot>],
     staff: bool,
+    live: render::Liveness,
 ) -> (HeaderValue, &'static str) {
     let mut h = DefaultHasher::new();
     staff.hash(&mut h);
     let mut hint = "stop";
     for (task, snap) in tasks.iter().zip(shown) {
         task.hash(&mut h);
-        snap.map(|s| s.rev).hash(&mut h);
+        snap.map(|s| (s.rev, render::is_stalled(s, live)))
+            .hash(&mut h);
         hint = match (hint, super::progress::poll_hint(*snap)) {
             ("2", _) | (_, "2") => "2",
             ("5", _) | (_, "5") => "5",
@@ -250,7 +252,7 @@ async fn answer(
             })
         })
         .collect();
-    let (tag, hint) = validators(&tasks, &shown, principal.is_staff());
+    let (tag, hint) = validators(&tasks, &shown, principal.is_staff(), state.liveness);
     if inm_matches(headers, &tag) {
         state.metrics.not_modified.increment(1);
         let mut res = StatusCode::NOT_MODIFIED.into_response();
@@ -266,14 +268,21 @@ async fn answer(
         match (task, snap) {
             (TaskId::Video(id), Some(s)) => {
                 state.metrics.hits.increment(1);
-                out.videos
-                    .insert(id.to_string(), raw(render::video(*id, Some(s)))?);
+                out.videos.insert(
+                    id.to_string(),
+                    raw(render::video(*id, Some(s), state.liveness))?,
+                );
             }
             (TaskId::Job(id), Some(s)) => {
                 state.metrics.hits.increment(1);
                 out.jobs.insert(
                     id.to_string(),
-                    raw(render::job(id, Some(s), state.credentials.as_ref()))?,
+                    raw(render::job(
+                        id,
+                        Some(s),
+                        state.credentials.as_ref(),
+                        state.liveness,
+                    ))?,
                 );
             }
             (TaskId::Video(id), _) => {

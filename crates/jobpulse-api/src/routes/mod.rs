@@ -13,3 +13,4 @@ pub mod playback;
 pub mod progress;
 pub mod stream;
 mod upload;
+pub mod webhooks;

@@ -50,16 +50,25 @@ pub(crate) fn poll_hint(snap: Option<&Snapshot>) -> &'static str {
 }
 
 /// The `ETag` of an answer: the record's revision, or a fixed tag for unknown answers (which
-/// depend only on the id).
-pub(crate) fn etag(snap: Option<&Snapshot>) -> HeaderValue {
+/// depend only on the id). A running task shown `stalled` gets `"r<rev>-s"`, so the flip to
+/// stalled and back changes the tag and `If-None-Match` never hides it (docs/contract.md §3a).
+pub(crate) fn etag(snap: Option<&Snapshot>, live: render::Liveness) -> HeaderValue {
     match snap {
-        Some(s) => HeaderValue::from_str(&format!("\"r{}\"", s.rev))
-            .unwrap_or(HeaderValue::from_static("\"u\"")),
+        Some(s) => {
+            let suffix = if render::is_stalled(s, live) {
+                "-s"
+            } else {
+                ""
+            };
+            HeaderValue::from_str(&format!("\"r{}{suffix}\"", s.rev))
+                .unwrap_or(HeaderValue::from_static("\"u\""))
+        }
         None => HeaderValue::from_static("\"u\""),
     }
 }
 
-/// The newest revision among the client's `If-None-Match` tags (`"r<rev>"`, weak or not).
+/// The newest revision among the client's `If-None-Match` tags (`"r<rev>"` or `"r<rev>-s"`,
+/// weak or not).
 pub(crate) fn held_revision(headers: &HeaderMap) -> Option<u64> {
     let inm = headers
         .get(header::IF_NONE_MATCH)
@@ -69,6 +78,7 @@ pub(crate) fn held_revision(headers: &HeaderMap) -> Option<u64> {
             let t = t.trim();
             let t = t.strip_prefix("W/").unwrap_or(t);
             let digits = t.strip_prefix("\"r")?.strip_suffix('"')?;
+            let digits = digits.strip_suffix("-s").unwrap_or(digits);
             (digits.len() <= 20 && digits.bytes().all(|b| b.is_ascii_digit()))
                 .then(|| digits.parse::<u64>().ok())
                 .flatten()
@@ -96,7 +106,7 @@ pub(crate) fn progress_response(
     snap: Option<&Snapshot>,
     body: impl FnOnce() -> Vec<u8>,
 ) -> Response {
-    let mut tag = etag(snap);
+    let mut tag = etag(snap, state.liveness);
     let terminal = snap.is_some_and(|s| s.state.status.is_terminal());
     let cache = if terminal {
         HeaderValue::from_static("private, max-age=300")
@@ -174,7 +184,7 @@ pub async fn video_progress(
         None => {}
     }
     let res = progress_response(&state, &headers, snap.as_ref(), || {
-        render::video(id, snap.as_ref())
+        render::video(id, snap.as_ref(), state.liveness)
     });
     state
         .metrics
@@ -228,7 +238,12 @@ pub async fn job_progress(
         None => {}
     }
     let res = progress_response(&state, &headers, snap.as_ref(), || {
-        render::job(&id, snap.as_ref(), state.credentials.as_ref())
+        render::job(
+            &id,
+            snap.as_ref(),
+            state.credentials.as_ref(),
+            state.liveness,
+        )
     });
     state
         .metrics

@@ -11,6 +11,7 @@ mod hardening;
 mod helpers;
 mod hostile;
 mod ingest;
+mod liveness;
 mod media_limits;
 mod playback;
 mod push;

@@ -68,7 +68,7 @@ fn event_bytes(change: &Change, seq: u64) -> anyhow::Result<Vec<u8>> {
         .clone()
         .context("a change without a snapshot")?;
     snap.state.remaining_seconds = Some(u32::try_from(seq)?);
-    let data = jobpulse_api::render::video(VideoId::new(1)?, Some(&snap));
+    let data = jobpulse_api::render::video(VideoId::new(1)?, Some(&snap), Default::default());
     let frame = jobpulse_api::routes::stream::frame("video", &data, Some(&change.cursor));
     Ok(jobpulse_api::stream_conn::chunk(&frame).to_vec())
 }
@@ -77,7 +77,7 @@ fn event_bytes(change: &Change, seq: u64) -> anyhow::Result<Vec<u8>> {
 fn floor_head() -> anyhow::Result<Vec<u8>> {
     let mut snapshot = Vec::new();
     for v in 1..=PAGE {
-        let data = jobpulse_api::render::video(VideoId::new(v)?, None);
+        let data = jobpulse_api::render::video(VideoId::new(v)?, None, Default::default());
         snapshot.extend_from_slice(&jobpulse_api::routes::stream::frame("video", &data, None));
     }
     let mut out =

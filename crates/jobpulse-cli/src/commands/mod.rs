@@ -7,4 +7,5 @@ pub mod submit;
 pub mod token;
 pub mod up;
 pub mod watch;
+pub mod webhook;
 pub mod worker;

@@ -3,7 +3,8 @@
 //! `table` into the flags, the file's keys, the merged [`super::Config`] and its report.
 
 use super::values::{
-    Bool, Dur, HeaderNames, KeepFor, Origins, Retention, Show, TenantCap, toml_str,
+    Bool, Dur, DurList, HeaderNames, KeepFor, Origins, Retention, Show, TenantCap, WebhookAllow,
+    toml_str,
 };
 use crate::logging::LogFormat;
 use std::fmt;
@@ -132,7 +133,9 @@ impl_show_merged!(
     KeepFor,
     TenantCap,
     Origins,
-    HeaderNames
+    HeaderNames,
+    WebhookAllow,
+    DurList
 );
 
 /// The one declaration of every setting; see the [`config`](super) module docs.

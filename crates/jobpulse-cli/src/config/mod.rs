@@ -26,6 +26,7 @@ mod settings;
 mod table;
 mod validate;
 pub mod values;
+mod webhook_values;
 
 pub use declare::{Key, Redact, Source};
 pub use file::{ensure_dir, parse_file};

@@ -33,6 +33,23 @@ impl Deref for Settings {
 }
 
 impl Settings {
+    /// The webhook sender's configuration (`webhook_*` settings).
+    pub fn webhook_sender(&self) -> jobpulse_webhooks::SenderConfig {
+        let timeout = self.webhook_timeout.0;
+        jobpulse_webhooks::SenderConfig {
+            schedule: self.webhook_retry_schedule.0.clone(),
+            retry_window: self.webhook_retry_window.0,
+            timeout,
+            // A claim outlives the request it covers (and the DNS check before it, 5 s at most).
+            lease: self
+                .webhook_lease
+                .0
+                .max(timeout + std::time::Duration::from_secs(6)),
+            allow: self.webhook_allow_hosts.list(),
+            ..jobpulse_webhooks::SenderConfig::default()
+        }
+    }
+
     /// The shared read model's Redis (`None`: the in-process store).
     pub fn redis_target(&self) -> Option<jobpulse_store::RedisTarget> {
         match (&self.redis_url, &self.redis_cluster_nodes) {

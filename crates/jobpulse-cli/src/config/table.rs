@@ -13,7 +13,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::declare::{Key, Redact, ShowMerged, Source};
-use super::values::{Bool, Dur, HeaderNames, KeepFor, Origins, PublicUrl, Retention, TenantCap};
+use super::values::{
+    Bool, Dur, DurList, HeaderNames, KeepFor, Origins, PublicUrl, Retention, TenantCap,
+    WebhookAllow,
+};
 use crate::logging::LogFormat;
 
 settings! {
@@ -70,6 +73,10 @@ settings! {
     read_cache_entries: usize, env "JOBPULSE_READ_CACHE_ENTRIES", No, default jobpulse_store::ReadCacheConfig::default().entries;
     /// Longest a cached read is served before Redis is asked again.
     read_cache_max_age: Dur, env "JOBPULSE_READ_CACHE_MAX_AGE", No, default Dur(jobpulse_store::ReadCacheConfig::default().max_age);
+    /// How long a running task may go without a sign of its worker (a progress write or a
+    /// liveness write on a heartbeat) before progress answers show it `stalled`; keep it
+    /// above 1.5 heartbeat periods (a third of the workers' lease each) and below the lease.
+    worker_stalled_after: Dur, env "JOBPULSE_WORKER_STALLED_AFTER", No, default Dur(jobpulse_api::render::Liveness::DEFAULT_STALLED_AFTER);
     /// How long workers keep the initial passwords of a finished import for staff to
     /// download; `off` keeps them.
     credentials_retention: Retention, env "JOBPULSE_CREDENTIALS_RETENTION", No, default Retention(Some(jobpulse_worker::ai::DEFAULT_CREDENTIALS_RETENTION));
@@ -118,6 +125,18 @@ settings! {
     /// Serve a worker's Prometheus metrics (`/metrics`, `/healthz`) on this port of --bind;
     /// off by default.
     metrics_port: u16, env "JOBPULSE_METRICS_PORT", No;
+    /// Comma-separated networks (127.0.0.0/8, 10.1.2.3) and host names webhook endpoints may
+    /// use although they are loopback, private or link-local (SSRF rule); empty by default.
+    webhook_allow_hosts: WebhookAllow, env "JOBPULSE_WEBHOOK_ALLOW_HOSTS", No, default WebhookAllow::default();
+    /// Delays between a webhook delivery's failed attempts (the last one repeats).
+    webhook_retry_schedule: DurList, env "JOBPULSE_WEBHOOK_RETRY_SCHEDULE", No, default DurList(jobpulse_webhooks::SenderConfig::default_schedule());
+    /// A webhook delivery failing for this long since its first attempt goes dead.
+    webhook_retry_window: Dur, env "JOBPULSE_WEBHOOK_RETRY_WINDOW", No, default Dur(jobpulse_webhooks::SenderConfig::default().retry_window);
+    /// Connect and total timeout of one webhook request.
+    webhook_timeout: Dur, env "JOBPULSE_WEBHOOK_TIMEOUT", No, default Dur(jobpulse_webhooks::SenderConfig::default().timeout);
+    /// How long a sender's claim holds a delivery; a sender killed mid-delivery has it sent
+    /// again this long after (at least webhook_timeout + 6s).
+    webhook_lease: Dur, env "JOBPULSE_WEBHOOK_LEASE", No, default Dur(jobpulse_webhooks::SenderConfig::default().lease);
     /// Longest video accepted (upload 422, or FAILED in the worker); bounds transcode work and
     /// the HLS segment count.
     video_max_duration: Dur, env "JOBPULSE_VIDEO_MAX_DURATION", No, default Dur(jobpulse_media::MediaLimits::default().max_duration);

@@ -355,3 +355,5 @@ impl fmt::Display for PublicUrl {
     }
 }
 deserialize_from_str!(PublicUrl);
+
+pub use super::webhook_values::{DurList, WebhookAllow};

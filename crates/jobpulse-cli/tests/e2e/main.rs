@@ -8,3 +8,4 @@ mod harness;
 mod playback;
 mod private;
 mod upload_browser;
+mod webhooks;

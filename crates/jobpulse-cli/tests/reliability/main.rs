@@ -15,6 +15,7 @@
 //! - `s01_zombies` … `s10_memory`: the ten scenarios of issue 9;
 //! - `s11_pg_real_restart` …: issue 15's (hostile input and limits, round 2);
 //! - `s14_redis_failover`: issue 14's (a Redis Cluster master killed).
+//! - `s15_liveness`: issue 18's (a paused worker shows stalled; a retried video holds its bar).
 
 mod harness;
 
@@ -32,3 +33,4 @@ mod s11_pg_real_restart;
 mod s12_ingest_owner;
 mod s13_import_memory;
 mod s14_redis_failover;
+mod s15_liveness;

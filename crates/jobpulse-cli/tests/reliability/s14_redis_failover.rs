@@ -18,7 +18,7 @@
 //! the tenant is the task's final state.
 
 #[path = "../fleet/sse.rs"]
-mod sse;
+pub(crate) mod sse;
 mod watch;
 
 use std::collections::{BTreeMap, HashMap};

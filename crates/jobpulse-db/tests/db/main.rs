@@ -17,3 +17,4 @@ mod queue;
 mod students;
 mod tenants;
 mod videos;
+mod webhooks;

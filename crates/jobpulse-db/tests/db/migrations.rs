@@ -18,9 +18,9 @@ async fn migrations_apply_twice(b: Backend) -> anyhow::Result<()> {
         .await?;
     assert_eq!(applied, versions, "each migration is recorded once");
     assert_eq!(
-        applied, 6,
+        applied, 8,
         "0001_init, 0002_ai_claim_order, 0003_video_uploads, 0004_enrollment_session, \
-         0005_job_input_retention and 0006_ai_claim_heads"
+         0005_job_input_retention, 0006_ai_claim_heads, 0007_video_retry_fields and 0008_webhooks"
     );
     // The schema works after the repeated runs.
     let seed = t.db.create_tenant("acme", "Acme").await?;

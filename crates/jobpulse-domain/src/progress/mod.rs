@@ -13,7 +13,7 @@ mod state;
 mod tests;
 mod values;
 
-pub use self::state::{JobResult, State};
+pub use self::state::{JobResult, PreviousAttempt, State};
 pub use self::values::{Percent, StepProgress, Text};
 
 /// Why a progress value or state was refused. The message is safe to show to a client.

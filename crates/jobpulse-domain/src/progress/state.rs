@@ -94,6 +94,33 @@ pub struct State {
     /// Jobs only, terminal: the result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<JobResult>,
+    /// How many attempts the task may take (written with the claim and a retry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// RETRY_WAIT / RETRYING: when the next attempt may start (epoch milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<u64>,
+    /// Set by the store, never by a writer: the last progress of the attempt before this one
+    /// (same generation), kept from the write that ended it until the generation changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_attempt: Option<Box<PreviousAttempt>>,
+    /// Set by the store, never by a writer: this attempt's own percent when it is below the
+    /// shown `percent`, which holds the highest percent of the generation (docs/contract.md
+    /// §3b: the bar is held at the previous attempt's value until the new attempt passes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_percent: Option<Percent>,
+}
+
+/// What a task showed when its previous attempt ended (see [`State::previous_attempt`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousAttempt {
+    /// The attempt (fence attempt, 1-based).
+    pub attempt: u32,
+    /// Its last overall percent as shown.
+    pub percent: Percent,
+    /// Its last step, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<StepProgress>,
 }
 
 impl State {
@@ -117,6 +144,23 @@ impl State {
             duration: None,
             error: None,
             result: None,
+            max_attempts: None,
+            retry_at: None,
+            previous_attempt: None,
+            attempt_percent: None,
+        }
+    }
+
+    /// The state as its writer sent it: this attempt's own percent, and nothing of what only a
+    /// store sets ([`State::previous_attempt`], [`State::attempt_percent`]). Any order of a
+    /// well-formed history ends in its newest write's state as written; what a store adds
+    /// depends on the order it saw the writes in.
+    pub fn as_written(&self) -> Self {
+        Self {
+            percent: self.attempt_percent.unwrap_or(self.percent),
+            previous_attempt: None,
+            attempt_percent: None,
+            ..self.clone()
         }
     }
 

@@ -4,7 +4,8 @@
 -- The record is a hash: g, a, s (the fence), r (revision), t ('0' in progress, '1' terminal,
 -- '2' deletion tombstone), p (overall percent after the clamp), j (the State JSON as the writer
 -- sent it; absent on a tombstone), o ('x' when an external system owns the record, see
--- `owned`; absent when our database does).
+-- `owned`; absent when our database does), qa / qp / qj (the previous attempt of the
+-- generation: its fence attempt, its last shown percent and its last State JSON; see set.lua).
 --
 -- PUBLISH is defined before this file (scripts.rs): 'PUBLISH' on a single node, 'SPUBLISH' to
 -- the tenant's shard channel on a cluster (shard_feed.rs).
@@ -84,7 +85,8 @@ end
 --   6 tombstone TTL ms, 7 task label (v:321 / j:ab), 8 tenant, 9 changes channel,
 --   10 change log length.
 -- KEYS: 1 the record, 2 the tenant's change log (same hash tag, so same slot).
-local function commit(prev_r, flag, percent, json, origin, took_over)
+-- `q` is the previous attempt to keep with a state ({a, p, j}) or nil.
+local function commit(prev_r, flag, percent, json, origin, took_over, q)
   local rev = now_micros()
   if prev_r then
     rev = math.max(prev_r + 1, rev)
@@ -97,6 +99,13 @@ local function commit(prev_r, flag, percent, json, origin, took_over)
       't', flag, 'p', fmt(percent), 'j', json)
   else
     redis.call('HDEL', KEYS[1], 'p', 'j')
+  end
+  if q then
+    redis.call('HSET', KEYS[1], 'qa', fmt(q.a), 'qp', fmt(q.p), 'qj', q.j)
+  else
+    redis.call('HDEL', KEYS[1], 'qa', 'qp', 'qj')
+  end
+  if not json then
     redis.call('HSET', KEYS[1], 'g', ARGV[1], 'a', ARGV[2], 's', ARGV[3], 'r', revs, 't', '2')
   end
   if origin == 'x' then
@@ -122,6 +131,9 @@ local function commit(prev_r, flag, percent, json, origin, took_over)
     .. '","g":' .. ARGV[1] .. ',"a":' .. ARGV[2] .. ',"s":' .. ARGV[3]
   if json then
     msg = msg .. ',"p":' .. fmt(percent) .. ',"st":' .. json
+  end
+  if q then
+    msg = msg .. ',"q":{"a":' .. fmt(q.a) .. ',"p":' .. fmt(q.p) .. ',"st":' .. q.j .. '}'
   end
   redis.call(PUBLISH, ARGV[9], msg .. '}')
   return { 'applied', revs, id }

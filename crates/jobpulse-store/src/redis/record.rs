@@ -10,17 +10,42 @@
 //! | `t` | `0` in progress, `1` terminal, `2` deletion tombstone |
 //! | `p` | the overall percent readers see (after the within-attempt clamp) |
 //! | `j` | the `State` JSON as the writer sent it (absent on a tombstone) |
+//! | `qa`, `qp`, `qj` | the previous attempt of the generation: its fence attempt, last shown percent and last `State` JSON (absent when there is none) |
 //!
-//! `p` overrides the percent inside `j`: the script clamps without parsing JSON.
+//! `p` overrides the percent inside `j`: the script clamps without parsing JSON. What only a
+//! store sets ([`State::previous_attempt`], [`State::attempt_percent`]) is rebuilt here from
+//! these fields, whatever `j` says ([`settle`]).
 
 use ::redis::Value;
-use jobpulse_domain::{Fence, JobId, Percent, State, TaskId, TaskKey, TenantId, VideoId};
+use jobpulse_domain::{
+    Fence, JobId, Percent, PreviousAttempt, State, TaskId, TaskKey, TenantId, VideoId,
+};
 use serde::Deserialize;
 
 use crate::{Change, Snapshot, StoreError};
 
 /// The fields `get` reads, in this order.
-pub(super) const FIELDS: [&str; 7] = ["g", "a", "s", "r", "t", "p", "j"];
+pub(super) const FIELDS: [&str; 10] = ["g", "a", "s", "r", "t", "p", "j", "qa", "qp", "qj"];
+
+/// Sets what only a store decides on a state read back from the record or a change message:
+/// the shown percent `p` (the writer's own, when lower, as the attempt's percent) and the
+/// previous attempt.
+fn settle(state: &mut State, p: Percent, previous: Option<Box<PreviousAttempt>>) {
+    let own = state.percent;
+    state.percent = p;
+    state.attempt_percent = (own < p).then_some(own);
+    state.previous_attempt = previous;
+}
+
+/// The previous attempt from its fields (its state JSON gives its step).
+fn previous(a: u32, p: Percent, json: &str) -> Result<Box<PreviousAttempt>, StoreError> {
+    let state: State = serde_json::from_str(json).map_err(protocol)?;
+    Ok(Box::new(PreviousAttempt {
+        attempt: a,
+        percent: p,
+        step: state.step,
+    }))
+}
 
 /// `v:321` / `j:a1b2`: the task inside its tenant, as the change log and messages name it.
 pub(super) fn task_label(task: &TaskId) -> String {
@@ -116,7 +141,15 @@ pub(super) fn decode(reply: Value) -> Result<Record, StoreError> {
         .as_deref()
         .ok_or_else(|| protocol("record has no state"))?;
     let mut state: State = serde_json::from_str(json).map_err(protocol)?;
-    state.percent = percent;
+    let prev = match (&f[7], &f[8], &f[9]) {
+        (Some(_), Some(_), Some(j)) => Some(previous(
+            number("qa", f[7].as_ref())?,
+            Percent::new(number("qp", f[8].as_ref())?).map_err(protocol)?,
+            j,
+        )?),
+        _ => None,
+    };
+    settle(&mut state, percent, prev);
     Ok(Record::Live(Box::new(Snapshot { fence, rev, state })))
 }
 
@@ -134,6 +167,16 @@ struct ChangeMessage {
     p: Option<Percent>,
     #[serde(default)]
     st: Option<State>,
+    #[serde(default)]
+    q: Option<PreviousMessage>,
+}
+
+/// The previous attempt in a change message.
+#[derive(Debug, Deserialize)]
+struct PreviousMessage {
+    a: u32,
+    p: Percent,
+    st: State,
 }
 
 /// Rebuilds a [`Change`] from a published message; `None` for anything we did not write.
@@ -145,9 +188,16 @@ pub(super) fn parse_change(payload: &[u8]) -> Option<Change> {
         attempt: m.a,
         seq: m.s,
     };
+    let prev = m.q.map(|q| {
+        Box::new(PreviousAttempt {
+            attempt: q.a,
+            percent: q.p,
+            step: q.st.step,
+        })
+    });
     let snapshot = match (m.st, m.p) {
         (Some(mut state), Some(p)) => {
-            state.percent = p;
+            settle(&mut state, p, prev);
             Some(Snapshot {
                 fence,
                 rev: m.r,

@@ -128,6 +128,7 @@ where
             }
         }
         reporter.heartbeat().await;
+        reporter.prove_alive(every).await;
         if reporter.superseded() && stop.stop(StopReason::Superseded) {
             tracing::warn!("the read model holds a newer state; stopping the attempt");
         }

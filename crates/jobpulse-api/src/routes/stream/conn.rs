@@ -56,10 +56,11 @@ pub(crate) fn event(
     snap: Option<&Snapshot>,
     id: Option<&str>,
     credentials: Option<&jobpulse_db::CredentialSeal>,
+    live: render::Liveness,
 ) -> Bytes {
     match task {
-        TaskId::Video(v) => frame("video", &render::video(*v, snap), id),
-        TaskId::Job(j) => frame("job", &render::job(j, snap, credentials), id),
+        TaskId::Video(v) => frame("video", &render::video(*v, snap, live), id),
+        TaskId::Job(j) => frame("job", &render::job(j, snap, credentials, live), id),
     }
 }
 
@@ -82,14 +83,16 @@ impl Conn {
                 let snap = snap.filter(|s| d.filter.visible(task, s));
                 match &snap {
                     Some(s) if !d.filter.fresh(task, s.rev) => continue,
+                    Some(s) => self.reg.note_running(task, s),
                     None if !include_unknown => continue,
-                    _ => {}
+                    None => {}
                 }
                 let ev = event(
                     task,
                     snap.as_ref(),
                     d.filter.cursor.as_deref(),
                     self.reg.hub_credentials(),
+                    self.reg.hub_liveness(),
                 );
                 self.pending.push_back(ev);
             }

@@ -67,6 +67,7 @@ impl StreamState {
             per_tenant_cap,
             shutdown.clone(),
             read.credentials.clone(),
+            read.liveness,
         );
         Self {
             read,

@@ -15,6 +15,7 @@
 //! (reading updates from the stream, else by polling).
 
 mod follow;
+mod texts;
 mod view;
 
 use std::io::IsTerminal;

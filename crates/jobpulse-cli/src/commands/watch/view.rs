@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
+use super::texts;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Mode {
     /// A progress bar on stderr (a terminal).
@@ -78,7 +80,12 @@ impl View {
         } else {
             let p = &body["progress"];
             (
-                p["percent"].as_u64().unwrap_or(0),
+                // Between attempts `progress` is null: the bar stays where the failed attempt
+                // left it (docs/contract.md §3b).
+                p["percent"]
+                    .as_u64()
+                    .or(body["previous_attempt"]["percent"].as_u64())
+                    .unwrap_or(0),
                 p["step_index"].as_u64().map(|i| {
                     format!(
                         "[{i}/{}] {}",
@@ -113,14 +120,27 @@ impl View {
             if let Some(s) = &step {
                 line = format!("{line} {s}");
             }
-            if let Some(a) = body["attempt"].as_u64()
-                && matches!(status.as_str(), "RETRY_WAIT" | "RETRYING")
+            // The countdown and the seconds since the worker's last sign change every answer:
+            // a line is printed when the rest changes, with them as of then.
+            // The key is what the line shows but for those two figures: the attempt only when
+            // it is shown (a first attempt's body may or may not name it) and the stalled flag.
+            let shown_attempt = texts::attempt(&body, 0).and(body["attempt"].as_u64());
+            let key = format!(
+                "{line} {shown_attempt:?} {}",
+                body["stalled"].as_bool().unwrap_or(false)
+            );
+            for extra in [
+                texts::attempt(&body, texts::now_ms()),
+                texts::liveness(&body),
+            ]
+            .into_iter()
+            .flatten()
             {
-                line = format!("{line} (attempt {a} failed, retrying)");
+                line = format!("{line} ({extra})");
             }
-            if line != self.last_line {
+            if key != self.last_line {
                 crate::logging::stdout_line(format_args!("{line} {percent}%"));
-                self.last_line = line;
+                self.last_line = key;
             }
         } else if let Some(bar) = &self.bar {
             bar.set_position(percent);
@@ -131,10 +151,14 @@ impl View {
             if let Some(p) = step_pct {
                 msg = format!("{msg} {p}%");
             }
-            if let Some(a) = body["attempt"].as_u64()
-                && matches!(status.as_str(), "RETRY_WAIT" | "RETRYING")
+            for extra in [
+                texts::attempt(&body, texts::now_ms()),
+                texts::liveness(&body),
+            ]
+            .into_iter()
+            .flatten()
             {
-                msg = format!("{msg} (attempt {a} failed, retrying)");
+                msg = format!("{msg} · {extra}");
             }
             if let Some(r) = remaining {
                 msg = format!("{msg} · {}", eta(r));

@@ -96,6 +96,8 @@ impl TaskTable for VideoTable {
             status: VideoStatus::Processing,
             fence,
             attempt: job.attempt,
+            max_attempts: Some(job.max_attempts),
+            retry_at_ms: None,
             ..cur.clone()
         };
         let (video, entry) = apply_change(tx.conn(), cur, &next).await?;
@@ -167,17 +169,23 @@ impl TaskTable for VideoTable {
             }
             return Ok(Ended::Gone);
         };
-        let (status, error) = match end {
-            End::Retry { message, .. } => (VideoStatus::RetryWait, message),
-            End::Release { message, .. } if !cancelled => (VideoStatus::RetryWait, message),
-            End::Dead { message, .. } => (VideoStatus::Failed, message),
-            End::Cancelled | End::Release { .. } => (VideoStatus::Failed, "cancelled"),
+        let released = matches!(end, End::Release { .. }) && !cancelled;
+        let (status, error, retry_at_ms) = match end {
+            End::Retry { message, run_after } => (VideoStatus::RetryWait, message, Some(run_after)),
+            End::Release { message, now } if !cancelled => {
+                (VideoStatus::RetryWait, message, Some(now))
+            }
+            End::Dead { message, .. } => (VideoStatus::Failed, message, None),
+            End::Cancelled | End::Release { .. } => (VideoStatus::Failed, "cancelled", None),
         };
         let next = Video {
             status,
             fence,
             attempt: claim.attempt(),
             error_reason: Some(error.to_owned()),
+            // A release gives the attempt back (the job's max_attempts + 1).
+            max_attempts: Some(claim.max_attempts + u32::from(released)),
+            retry_at_ms,
             ..cur.clone()
         };
         let (_, entry) = apply_change(tx.conn(), &cur, &next).await?;
@@ -210,6 +218,8 @@ impl TaskTable for VideoTable {
             fence: Fence::between_attempts(row.generation, row.attempt),
             attempt: row.attempt,
             error_reason: Some(clean_message(verdict.message())),
+            max_attempts: Some(row.max_attempts),
+            retry_at_ms: matches!(verdict, Verdict::Retry).then_some(r.run_after),
             ..cur.clone()
         };
         apply_change(tx.conn(), &cur, &next).await?;
