@@ -19,6 +19,7 @@ pub struct WebhookArgs {
 enum WebhookCmd {
     /// Registers an endpoint; prints it with its secret (whsec_…) as JSON.
     Add {
+        /// The tenant whose endpoints these are (its numeric id).
         #[arg(long)]
         tenant_id: i64,
         /// http(s) URL the deliveries are POSTed to.
@@ -31,11 +32,13 @@ enum WebhookCmd {
     },
     /// Lists the tenant's endpoints as JSON (without secrets).
     List {
+        /// The tenant whose endpoints these are (its numeric id).
         #[arg(long)]
         tenant_id: i64,
     },
     /// Removes an endpoint; its pending deliveries go dead ("endpoint removed").
     Remove {
+        /// The tenant whose endpoints these are (its numeric id).
         #[arg(long)]
         tenant_id: i64,
         /// The endpoint id (ep_…).
@@ -43,6 +46,7 @@ enum WebhookCmd {
     },
     /// Lists an endpoint's latest deliveries with their attempts as JSON.
     Deliveries {
+        /// The tenant whose endpoints these are (its numeric id).
         #[arg(long)]
         tenant_id: i64,
         /// The endpoint id (ep_…).
